@@ -1,0 +1,329 @@
+"""Doses, regimens and their padded array form, with NONMEM's event semantics.
+
+A `Dose` is a bolus (``duration=0``) or a zero-order infusion into one state; it may carry a
+lag time, a bioavailability, a steady-state flag (SS=1 / SS=2 with interval ``ii``) and a
+reset (EVID 4). A `Reset` (EVID 3) returns the system to its initial state. A `Regimen` is a
+time-ordered list of these events; `Regimen.to_arrays` pads it to a fixed event count for the
+compiled engine (`DoseArrays`, a pytree that works under jit/vmap/grad).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DosingError
+
+if TYPE_CHECKING:
+    from .model import ModelSpec
+
+__all__ = ["Dose", "DoseArrays", "Regimen", "Reset", "stack_dose_arrays"]
+
+# DoseArrays.kind
+PAD, DOSE, RESET, RESET_DOSE = 0, 1, 2, 3
+# DoseArrays.mode (how an infusion's rate and duration are known)
+BOLUS, GIVEN_DURATION, GIVEN_RATE, MODEL_RATE, MODEL_DURATION = 0, 1, 2, 3, 4
+
+
+def _num(value: Any, name: str, *, lo: float | None = 0.0, where: str = "Dose") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DosingError(f"{where}: {name} = {value!r} is not a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise DosingError(f"{where}: {name} = {v!r} must be finite")
+    if lo is not None and v < lo:
+        raise DosingError(f"{where}: {name} = {v!r} must be >= {lo:g}")
+    return v
+
+
+@dataclass(frozen=True)
+class Dose:
+    """One dose into one state.
+
+    Parameters
+    ----------
+    time : float
+        Record time [model time unit], >= 0. The dose enters at ``time + lag``.
+    amount : float
+        Amount [model amount unit, e.g. cells or mg], >= 0; multiplied by bioavailability.
+    cmt : str or int
+        Target state: its name, or its 1-based number in ``[states]`` (NONMEM's CMT).
+    duration : float or "model"
+        Infusion duration [time]; 0 = bolus. ``"model"`` takes it from the model file's
+        ``[dosing]`` block (NONMEM RATE = -2).
+    lag : float
+        Lag time [time], added to the model file's lag for the state.
+    bioavailability : float
+        Fraction absorbed [1], multiplied by the model file's bioavailability.
+    rate : float, "model" or None
+        Infusion rate [amount/time] instead of a duration (NONMEM RATE > 0; with
+        bioavailability F the duration is F * amount / rate). ``"model"`` takes it from
+        ``[dosing]`` (RATE = -1).
+    ss : {0, 1, 2}
+        Steady state: 1 = the system is at steady state for doses of this size every
+        `ii` (prior doses are ignored), 2 = that steady state is added to the current state
+        (linear models only).
+    ii : float
+        Dosing interval for steady state [time], > 0 when ``ss`` is 1 or 2.
+    reset : bool
+        Reset the system to its initial state before dosing (NONMEM EVID 4).
+    """
+
+    time: float
+    amount: float
+    cmt: str | int
+    duration: float | str = 0.0
+    lag: float = 0.0
+    bioavailability: float = 1.0
+    rate: float | str | None = None
+    ss: int = 0
+    ii: float = 0.0
+    reset: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "time", _num(self.time, "time"))
+        set_(self, "amount", _num(self.amount, "amount"))
+        if isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
+            raise DosingError(f"Dose: cmt = {self.cmt!r} must be a state name or number")
+        if isinstance(self.cmt, (int, np.integer)) and self.cmt < 1:
+            raise DosingError(f"Dose: cmt = {self.cmt} must be >= 1 (NONMEM numbering)")
+        if self.duration != "model":
+            set_(self, "duration", _num(self.duration, "duration"))
+        if self.rate is not None and self.rate != "model":
+            set_(self, "rate", _num(self.rate, "rate"))
+            if self.rate == 0:
+                raise DosingError("Dose: rate = 0 would never deliver the dose; use rate=None")
+        if self.rate is not None and self.duration not in (0.0,):
+            raise DosingError("Dose: give either rate or duration, not both")
+        set_(self, "lag", _num(self.lag, "lag"))
+        set_(self, "bioavailability", _num(self.bioavailability, "bioavailability"))
+        if self.ss not in (0, 1, 2):
+            raise DosingError(f"Dose: ss = {self.ss!r} must be 0, 1 or 2")
+        set_(self, "ii", _num(self.ii, "ii"))
+        if self.ss and self.ii <= 0:
+            raise DosingError(f"Dose: ss = {self.ss} needs a dosing interval ii > 0, got {self.ii}")
+
+    @property
+    def is_infusion(self) -> bool:
+        return self.rate is not None or self.duration == "model" or self.duration > 0
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Reset every state to its initial value and stop running infusions (NONMEM EVID 3).
+
+    Parameters
+    ----------
+    time : float
+        Time of the reset [model time unit], >= 0.
+    """
+
+    time: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _num(self.time, "time", where="Reset"))
+
+
+Event = Dose | Reset
+
+
+@dataclass(frozen=True)
+class Regimen:
+    """A dosing regimen: doses and resets in time order (stable for equal times).
+
+    Examples
+    --------
+    >>> reg = Regimen([Dose(0.0, 1e6, "venous", duration=1.0)])
+    >>> weekly = Regimen.repeat(Dose(0.0, 100.0, "central"), interval=168.0, count=4)
+    """
+
+    events: tuple[Event, ...] = field(default_factory=tuple)
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        evs = list(events)
+        for i, e in enumerate(evs):
+            if not isinstance(e, (Dose, Reset)):
+                raise DosingError(
+                    f"Regimen: event {i} is a {type(e).__name__}; expected cp.Dose or cp.Reset"
+                )
+        order = sorted(range(len(evs)), key=lambda i: evs[i].time)
+        object.__setattr__(self, "events", tuple(evs[i] for i in order))
+
+    @classmethod
+    def repeat(cls, dose: Dose, interval: float, count: int) -> Regimen:
+        """`count` copies of `dose`, every `interval` [time], starting at ``dose.time``."""
+        interval = _num(interval, "interval", where="Regimen.repeat")
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise DosingError(f"Regimen.repeat: count = {count!r} must be an integer >= 1")
+        if count > 1 and interval <= 0:
+            raise DosingError(f"Regimen.repeat: interval = {interval} must be > 0")
+        import dataclasses
+
+        return cls(
+            dataclasses.replace(dose, time=dose.time + k * interval) for k in range(int(count))
+        )
+
+    def __add__(self, other: Regimen) -> Regimen:
+        if not isinstance(other, Regimen):
+            return NotImplemented
+        return Regimen([*self.events, *other.events])
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @property
+    def doses(self) -> tuple[Dose, ...]:
+        return tuple(e for e in self.events if isinstance(e, Dose))
+
+    @property
+    def has_infusion(self) -> bool:
+        return any(d.is_infusion for d in self.doses)
+
+    def to_arrays(
+        self,
+        max_doses: int | None = None,
+        spec: ModelSpec | Sequence[str] | None = None,
+        ss_overlap: int | None = None,
+    ) -> DoseArrays:
+        """Pad to `max_doses` events for the compiled engine.
+
+        Parameters
+        ----------
+        max_doses : int, optional
+            Number of event slots (default: this regimen's length, at least 1).
+        spec : ModelSpec or sequence of state names, optional
+            Needed to resolve compartment names (a numeric ``cmt`` is NONMEM's 1-based number).
+        ss_overlap : int, optional
+            Slots for steady-state infusions still running at the dose time (duration
+            longer than the interval); default: computed from the doses.
+        """
+        return _to_arrays([self], max_doses, spec, ss_overlap, batched=False)
+
+
+class DoseArrays(eqx.Module):
+    """Padded dose events of one subject (or, with leading axes, of many).
+
+    Array fields have shape ``(..., max_doses)``; flags are static (part of the pytree
+    structure) so the engine compiles only the machinery a batch needs.
+    """
+
+    time: Any
+    amount: Any
+    cmt: Any
+    duration: Any
+    rate: Any
+    lag: Any
+    bioavailability: Any
+    ii: Any
+    kind: Any
+    mode: Any
+    ss: Any
+    has_infusion: bool = eqx.field(static=True, default=False)
+    has_ss: bool = eqx.field(static=True, default=False)
+    has_reset: bool = eqx.field(static=True, default=False)
+    ss_overlap: int = eqx.field(static=True, default=0)
+
+    @property
+    def max_doses(self) -> int:
+        return int(self.time.shape[-1])
+
+
+def _resolve_cmt(cmt: str | int, names: Sequence[str] | None, i: int) -> int:
+    if isinstance(cmt, str):
+        if names is None:
+            raise DosingError(
+                f"Regimen.to_arrays: event {i} names compartment '{cmt}'; pass spec= to "
+                "resolve state names"
+            )
+        if cmt not in names:
+            raise DosingError(
+                f"Regimen: event {i} doses into unknown state '{cmt}'; states: " + ", ".join(names)
+            )
+        return list(names).index(cmt)
+    if names is not None and not 1 <= cmt <= len(names):
+        raise DosingError(
+            f"Regimen: event {i} has cmt = {cmt}; the model has states 1..{len(names)} "
+            f"({', '.join(names)})"
+        )
+    return int(cmt) - 1
+
+
+def _to_arrays(
+    regimens: Sequence[Regimen],
+    max_doses: int | None,
+    spec: Any,
+    ss_overlap: int | None,
+    batched: bool,
+) -> DoseArrays:
+    names = None
+    if spec is not None:
+        names = list(spec.states) if hasattr(spec, "states") else list(spec)
+    longest = max((len(r) for r in regimens), default=0)
+    n = max(longest, 1) if max_doses is None else int(max_doses)
+    if longest > n:
+        raise DosingError(f"Regimen.to_arrays: a regimen has {longest} events but max_doses = {n}")
+    fields = {
+        k: np.zeros((len(regimens), n)) for k in ("time", "amount", "duration", "rate", "lag", "ii")
+    }
+    fields["bioavailability"] = np.ones((len(regimens), n))
+    ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
+    overlap = 0
+    for b, reg in enumerate(regimens):
+        for i, ev in enumerate(reg.events):
+            fields["time"][b, i] = ev.time
+            if isinstance(ev, Reset):
+                ints["kind"][b, i] = RESET
+                continue
+            ints["kind"][b, i] = RESET_DOSE if ev.reset else DOSE
+            ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
+            fields["amount"][b, i] = ev.amount
+            fields["lag"][b, i] = ev.lag
+            fields["bioavailability"][b, i] = ev.bioavailability
+            fields["ii"][b, i] = ev.ii
+            ints["ss"][b, i] = ev.ss
+            if ev.rate == "model":
+                ints["mode"][b, i] = MODEL_RATE
+            elif ev.duration == "model":
+                ints["mode"][b, i] = MODEL_DURATION
+            elif ev.rate is not None:
+                ints["mode"][b, i] = GIVEN_RATE
+                fields["rate"][b, i] = ev.rate
+                if ev.ss:
+                    dur = ev.amount * ev.bioavailability / ev.rate
+                    overlap = max(overlap, math.ceil(dur / ev.ii) if ev.ii > 0 else 0)
+            elif ev.duration > 0:
+                ints["mode"][b, i] = GIVEN_DURATION
+                fields["duration"][b, i] = ev.duration
+                if ev.ss:
+                    overlap = max(overlap, math.ceil(ev.duration / ev.ii))
+    if ss_overlap is None:
+        ss_overlap = overlap
+    has = lambda pred: any(pred(e) for r in regimens for e in r.events)
+    out = DoseArrays(
+        **{k: jnp.asarray(v if batched else v[0]) for k, v in fields.items()},
+        **{k: jnp.asarray(v if batched else v[0]) for k, v in ints.items()},
+        has_infusion=has(lambda e: isinstance(e, Dose) and e.is_infusion),
+        has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
+        has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),
+        ss_overlap=int(ss_overlap),
+    )
+    return out
+
+
+def stack_dose_arrays(
+    regimens: Sequence[Regimen],
+    max_doses: int | None = None,
+    spec: ModelSpec | Sequence[str] | None = None,
+) -> DoseArrays:
+    """Pad several regimens to a common event count and stack them along a leading
+    subject axis (shape ``(n_subjects, max_doses)``), ready for ``jax.vmap``."""
+    if not regimens:
+        raise DosingError("stack_dose_arrays: no regimens given")
+    return _to_arrays(list(regimens), max_doses, spec, None, batched=True)

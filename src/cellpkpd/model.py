@@ -1,0 +1,655 @@
+"""Model specification: TOML model files (or Python dicts) parsed into a frozen `ModelSpec`.
+
+A model file has the blocks ``[model]``, ``[parameters]``, ``[covariates]``, ``[states]``,
+``[flows]``, ``[odes]``, ``[derived]``, ``[observations]`` and ``[dosing]`` (see the model-file
+guide in the README). Everything is validated while reading: errors are one line naming the
+file and key, the value, and what was expected.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import SpecError
+from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
+
+__all__ = [
+    "PRIORS",
+    "Covariate",
+    "DosingRule",
+    "Flow",
+    "ModelSpec",
+    "Observation",
+    "Parameter",
+    "State",
+    "list_models",
+    "load_model",
+    "models_dir",
+    "parse_prior",
+]
+
+BLOCKS = (
+    "model",
+    "parameters",
+    "covariates",
+    "states",
+    "flows",
+    "odes",
+    "derived",
+    "observations",
+    "dosing",
+)
+ERROR_MODELS = ("additive", "proportional", "combined", "lognormal", "none")
+# prior family -> number of arguments
+PRIORS: dict[str, int] = {
+    "normal": 2,
+    "lognormal": 2,
+    "halfnormal": 1,
+    "halfcauchy": 1,
+    "cauchy": 2,
+    "studentt": 3,
+    "uniform": 2,
+    "exponential": 1,
+    "gamma": 2,
+    "beta": 2,
+    "truncnormal": 4,
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = {"t"} | set(FUNCTIONS) | set(CONSTANTS)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A model parameter: typical value [unit], bounds, optional prior (numpyro family
+    and arguments as text, e.g. ``"lognormal(log(10), 0.5)"``), description and source."""
+
+    name: str
+    value: float
+    unit: str = ""
+    bounds: tuple[float, float] = (-math.inf, math.inf)
+    prior: str | None = None
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Covariate:
+    """A host or product attribute with its default value [unit]."""
+
+    name: str
+    value: float
+    unit: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class State:
+    """A compartment or state variable; `initial` is an expression of parameters and
+    covariates (amount at the start of the simulation, in `unit`)."""
+
+    name: str
+    initial: Expr
+    unit: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """First-order transfer: flux = rate * amount(source) [amount/time] from `source` to
+    `target` (None = loss). `rate` is an expression in 1/time."""
+
+    source: str
+    target: str | None
+    rate: Expr
+
+    @property
+    def key(self) -> str:
+        return f"{self.source} -> {self.target or ''}".rstrip()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A measurable output: expression, unit and default residual error model."""
+
+    name: str
+    expr: Expr
+    unit: str = ""
+    error: str = "additive"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DosingRule:
+    """Per-state dosing expressions, as NONMEM's ALAGn/Fn/Rn/Dn: lag [time],
+    bioavailability [1], rate [amount/time] used when RATE = -1, duration [time] when
+    RATE = -2."""
+
+    state: str
+    lag: Expr
+    bioavailability: Expr
+    rate: Expr | None = None
+    duration: Expr | None = None
+
+
+def _ro(d: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model: the parsed content of a model file.
+
+    Build with `load_model`, `ModelSpec.from_toml` or `ModelSpec.from_dict` (same blocks
+    as the file, as nested dicts). Immutable; derive variants with `with_values`.
+
+    Attributes
+    ----------
+    states, parameters, covariates, observations, derived, odes, dosing : mappings
+        Name -> object, in file order (`derived` in evaluation order).
+    flows : tuple of Flow
+    is_linear : bool
+        All flows constant in the states and time, all odes affine in the states:
+        solved exactly by the matrix exponential.
+    """
+
+    name: str
+    description: str
+    time_unit: str
+    amount_unit: str
+    references: tuple[str, ...]
+    parameters: Mapping[str, Parameter]
+    covariates: Mapping[str, Covariate]
+    states: Mapping[str, State]
+    flows: tuple[Flow, ...]
+    odes: Mapping[str, Expr]
+    derived: Mapping[str, Expr]
+    observations: Mapping[str, Observation]
+    dosing: Mapping[str, DosingRule]
+    stiff: bool = False
+    source: str = "<python>"
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ModelSpec:
+        """Read and validate a TOML model file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(f"{path}: model file not found") from None
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read model file ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<python>") -> ModelSpec:
+        """Validate a model given as nested dicts with the blocks of a model file."""
+        return _build(data, source)
+
+    # ------------------------------------------------------------------ derived facts
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(self.states)
+
+    @property
+    def is_linear(self) -> bool:
+        states = set(self.states)
+        for f in self.flows:
+            if state_degree(f.rate.tree, states, self.derived) != 0:
+                return False
+        for e in self.odes.values():
+            if state_degree(e.tree, states, self.derived) is None:
+                return False
+        return True
+
+    def defaults(self) -> dict[str, float]:
+        """Typical values of all parameters and default values of all covariates."""
+        out = {k: p.value for k, p in self.parameters.items()}
+        out.update({k: c.value for k, c in self.covariates.items()})
+        return out
+
+    def with_values(self, **values: float) -> ModelSpec:
+        """A copy with new typical values of parameters or default covariate values."""
+        params = dict(self.parameters)
+        covs = dict(self.covariates)
+        for k, v in values.items():
+            if k in params:
+                params[k] = _replace(params[k], value=float(v))
+            elif k in covs:
+                covs[k] = _replace(covs[k], value=float(v))
+            else:
+                raise SpecError(
+                    f"{self.source}: with_values: unknown name '{k}'; known: "
+                    + ", ".join([*params, *covs])
+                )
+        return _replace(self, parameters=_ro(params), covariates=_ro(covs))
+
+    def summary(self) -> str:
+        """A few lines describing the model (for printing)."""
+        kind = "linear (exact solution)" if self.is_linear else "nonlinear (ODE solver)"
+        lines = [
+            f"{self.name}: {self.description}",
+            f"  {kind}; time in {self.time_unit}, amounts in {self.amount_unit}",
+            f"  states: {', '.join(self.states)}",
+            f"  parameters: {', '.join(self.parameters)}",
+        ]
+        if self.covariates:
+            lines.append(f"  covariates: {', '.join(self.covariates)}")
+        if self.observations:
+            lines.append(f"  observations: {', '.join(self.observations)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ModelSpec(name={self.name!r}, states={list(self.states)}, source={self.source!r})"
+
+
+def _replace(obj: Any, **kw: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+# ---------------------------------------------------------------------- validation
+class _Ctx:
+    def __init__(self, source: str):
+        self.source = source
+
+    def err(self, key: str, msg: str) -> SpecError:
+        return SpecError(f"{self.source}: {key}: {msg}")
+
+
+def _table(data: Mapping[str, Any], block: str, ctx: _Ctx, required: bool = False) -> dict:
+    if block not in data:
+        if required:
+            raise SpecError(f"{ctx.source}: missing block [{block}]")
+        return {}
+    value = data[block]
+    if not isinstance(value, Mapping):
+        raise ctx.err(f"[{block}]", f"expected a table, got {type(value).__name__}")
+    return dict(value)
+
+
+def _str(value: Any, key: str, ctx: _Ctx, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ctx.err(key, f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _number(value: Any, key: str, ctx: _Ctx, finite: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ctx.err(key, f"expected a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if finite and not math.isfinite(v):
+        raise ctx.err(key, f"expected a finite number, got {v!r}")
+    return v
+
+
+def _name(name: str, key: str, ctx: _Ctx) -> str:
+    if not _IDENT.match(name):
+        raise ctx.err(key, f"'{name}' is not a valid name (letters, digits and _, not first digit)")
+    if name in _RESERVED:
+        raise ctx.err(key, f"'{name}' is reserved (time 't', a function or a constant)")
+    return name
+
+
+def _entry(value: Any, key: str, ctx: _Ctx, main: str, allowed: set[str]) -> dict[str, Any]:
+    """A block entry may be a bare value (taken as `main`) or an inline table."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - allowed
+        if unknown:
+            raise ctx.err(
+                key,
+                f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}",
+            )
+        return dict(value)
+    return {main: value}
+
+
+def parse_prior(text: str, where: str) -> tuple[str, tuple[float, ...]]:
+    """Parse a prior such as ``"lognormal(log(2), 0.5)"`` into (family, arguments).
+
+    Arguments are constant expressions (numbers, ``log``, ``exp``, ...). Families and their
+    argument counts are in `PRIORS`; their meaning is numpyro's.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"{where}: prior must be a string like 'lognormal(log(2), 0.5)'")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise SpecError(f"{where}: cannot parse prior {text!r}") from None
+    if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
+        raise SpecError(f"{where}: prior {text!r} must be a call like 'normal(0, 1)'")
+    family = tree.func.id.lower()
+    if family not in PRIORS:
+        raise SpecError(
+            f"{where}: unknown prior family '{tree.func.id}'; known: {', '.join(PRIORS)}"
+        )
+    if len(tree.args) != PRIORS[family] or tree.keywords:
+        raise SpecError(
+            f"{where}: prior {family} takes {PRIORS[family]} positional arguments, "
+            f"got {len(tree.args)} in {text!r}"
+        )
+    args = []
+    for a in tree.args:
+        e = parse_expr(ast.unparse(a), where)
+        if e.names:
+            raise SpecError(f"{where}: prior arguments must be constants, got {e.source!r}")
+        args.append(float(e({})))
+    return family, tuple(args)
+
+
+def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
+    ctx = _Ctx(source)
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: expected a table of blocks, got {type(data).__name__}")
+    unknown = [k for k in data if k not in BLOCKS]
+    if unknown:
+        raise SpecError(
+            f"{source}: unknown block [{unknown[0]}]; expected blocks: {', '.join(BLOCKS)}"
+        )
+
+    # [model]
+    m = _table(data, "model", ctx, required=True)
+    allowed_model = {
+        "name",
+        "description",
+        "time_unit",
+        "amount_unit",
+        "references",
+        "stiff",
+        "version",
+        "notes",
+        "species",
+    }
+    bad = set(m) - allowed_model
+    if bad:
+        raise ctx.err("model", f"unknown field(s) {sorted(bad)}; allowed: {sorted(allowed_model)}")
+    if "name" not in m:
+        raise ctx.err("model.name", "missing (every model needs a name)")
+    name = _str(m["name"], "model.name", ctx)
+    refs = m.get("references", [])
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise ctx.err("model.references", "expected a list of strings")
+    stiff = m.get("stiff", False)
+    if not isinstance(stiff, bool):
+        raise ctx.err("model.stiff", f"expected true or false, got {stiff!r}")
+    extra = {k: m[k] for k in ("version", "notes", "species") if k in m}
+
+    def expr(value: Any, key: str) -> Expr:
+        return parse_expr(value, f"{source}: {key}")
+
+    # [parameters]
+    params: dict[str, Parameter] = {}
+    for pname, raw in _table(data, "parameters", ctx).items():
+        key = f"parameters.{pname}"
+        _name(pname, key, ctx)
+        d = _entry(
+            raw, key, ctx, "value", {"value", "unit", "bounds", "prior", "description", "source"}
+        )
+        if "value" not in d:
+            raise ctx.err(key, "missing 'value'")
+        value = _number(d["value"], f"{key}.value", ctx)
+        bounds = d.get("bounds", [-math.inf, math.inf])
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise ctx.err(f"{key}.bounds", f"expected [lower, upper] numbers, got {bounds!r}")
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if not lo < hi:
+            raise ctx.err(f"{key}.bounds", f"lower {lo} must be < upper {hi}")
+        if not lo <= value <= hi:
+            raise ctx.err(f"{key}.value", f"{value} lies outside bounds [{lo}, {hi}]")
+        prior = d.get("prior")
+        if prior is not None:
+            parse_prior(prior, f"{source}: {key}.prior")
+        params[pname] = Parameter(
+            pname,
+            value,
+            _str(d.get("unit"), f"{key}.unit", ctx),
+            (lo, hi),
+            prior,
+            _str(d.get("description"), f"{key}.description", ctx),
+            _str(d.get("source"), f"{key}.source", ctx),
+        )
+
+    # [covariates]
+    covs: dict[str, Covariate] = {}
+    for cname, raw in _table(data, "covariates", ctx).items():
+        key = f"covariates.{cname}"
+        _name(cname, key, ctx)
+        if cname in params:
+            raise ctx.err(key, f"'{cname}' is already a parameter")
+        d = _entry(raw, key, ctx, "value", {"value", "unit", "description"})
+        if "value" not in d:
+            raise ctx.err(key, "missing 'value' (the default)")
+        covs[cname] = Covariate(
+            cname,
+            _number(d["value"], f"{key}.value", ctx),
+            _str(d.get("unit"), f"{key}.unit", ctx),
+            _str(d.get("description"), f"{key}.description", ctx),
+        )
+
+    # [states]
+    raw_states = _table(data, "states", ctx, required=True)
+    if not raw_states:
+        raise ctx.err("[states]", "at least one state is needed")
+    states: dict[str, State] = {}
+    for sname, raw in raw_states.items():
+        key = f"states.{sname}"
+        _name(sname, key, ctx)
+        if sname in params or sname in covs:
+            raise ctx.err(key, f"'{sname}' is already a parameter or covariate")
+        d = _entry(raw, key, ctx, "initial", {"initial", "unit", "description"})
+        states[sname] = State(
+            sname,
+            expr(d.get("initial", 0.0), f"{key}.initial"),
+            _str(d.get("unit"), f"{key}.unit", ctx),
+            _str(d.get("description"), f"{key}.description", ctx),
+        )
+
+    # [derived]
+    raw_derived = _table(data, "derived", ctx)
+    derived_exprs: dict[str, Expr] = {}
+    for dname, raw in raw_derived.items():
+        key = f"derived.{dname}"
+        _name(dname, key, ctx)
+        if dname in params or dname in covs or dname in states:
+            raise ctx.err(key, f"'{dname}' is already a parameter, covariate or state")
+        derived_exprs[dname] = expr(raw, key)
+    derived = _toposort(derived_exprs, ctx)
+
+    known = set(params) | set(covs) | set(states) | set(derived) | {"t"}
+
+    def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
+        missing = sorted(e.names - allowed)
+        if missing:
+            what = "unknown name" if len(missing) == 1 else "unknown names"
+            raise ctx.err(
+                key,
+                f"{what} {', '.join(repr(x) for x in missing)} in {e.source!r}; known: "
+                + ", ".join(sorted(allowed)),
+            )
+        return e
+
+    for dname, e in derived.items():
+        check_names(e, f"derived.{dname}", known)
+    static = set(params) | set(covs)
+    for s in states.values():
+        check_names(s.initial, f"states.{s.name}.initial", static)
+
+    # [flows]
+    flows: list[Flow] = []
+    for fkey, raw in _table(data, "flows", ctx).items():
+        key = f"flows.'{fkey}'"
+        if "->" not in fkey:
+            raise ctx.err(key, "expected 'source -> target' (or 'source ->' for a loss)")
+        src, _, dst = (p.strip() for p in fkey.partition("->"))
+        for s in (src, dst):
+            if s and s not in states:
+                raise ctx.err(key, f"unknown state '{s}'; states: {', '.join(states)}")
+        if not src:
+            raise ctx.err(key, "a flow needs a source state")
+        if src == dst:
+            raise ctx.err(key, "a flow from a state to itself")
+        flows.append(Flow(src, dst or None, check_names(expr(raw, key), key, known)))
+
+    # [odes]
+    odes: dict[str, Expr] = {}
+    for sname, raw in _table(data, "odes", ctx).items():
+        key = f"odes.{sname}"
+        if sname not in states:
+            raise ctx.err(key, f"unknown state '{sname}'; states: {', '.join(states)}")
+        odes[sname] = check_names(expr(raw, key), key, known)
+
+    # [observations]
+    obs: dict[str, Observation] = {}
+    for oname, raw in _table(data, "observations", ctx).items():
+        key = f"observations.{oname}"
+        _name(oname, key, ctx)
+        if oname in states or oname in params or oname in covs:
+            raise ctx.err(key, f"'{oname}' is already a state, parameter or covariate")
+        d = _entry(raw, key, ctx, "expr", {"expr", "unit", "error", "description"})
+        if "expr" not in d:
+            raise ctx.err(key, "missing 'expr'")
+        error = _str(d.get("error"), f"{key}.error", ctx, "additive")
+        if error not in ERROR_MODELS:
+            raise ctx.err(f"{key}.error", f"'{error}' is not one of {', '.join(ERROR_MODELS)}")
+        obs[oname] = Observation(
+            oname,
+            check_names(expr(d["expr"], f"{key}.expr"), f"{key}.expr", known),
+            _str(d.get("unit"), f"{key}.unit", ctx),
+            error,
+            _str(d.get("description"), f"{key}.description", ctx),
+        )
+
+    # [dosing]
+    dosing: dict[str, DosingRule] = {}
+    for sname, raw in _table(data, "dosing", ctx).items():
+        key = f"dosing.{sname}"
+        if sname not in states:
+            raise ctx.err(key, f"unknown state '{sname}'; states: {', '.join(states)}")
+        if not isinstance(raw, Mapping):
+            raise ctx.err(key, 'expected a table like { lag = "0", bioavailability = "1" }')
+        d = _entry(raw, key, ctx, "lag", {"lag", "bioavailability", "rate", "duration"})
+        rule = {}
+        for fld in ("lag", "bioavailability", "rate", "duration"):
+            if fld in d:
+                e = expr(d[fld], f"{key}.{fld}")
+                rule[fld] = check_names(e, f"{key}.{fld}", static)
+        dosing[sname] = DosingRule(
+            sname,
+            rule.get("lag", parse_expr("0", key)),
+            rule.get("bioavailability", parse_expr("1", key)),
+            rule.get("rate"),
+            rule.get("duration"),
+        )
+
+    return ModelSpec(
+        name=name,
+        description=_str(m.get("description"), "model.description", ctx),
+        time_unit=_str(m.get("time_unit"), "model.time_unit", ctx, "h"),
+        amount_unit=_str(m.get("amount_unit"), "model.amount_unit", ctx, "1"),
+        references=tuple(refs),
+        parameters=_ro(params),
+        covariates=_ro(covs),
+        states=_ro(states),
+        flows=tuple(flows),
+        odes=_ro(odes),
+        derived=_ro(derived),
+        observations=_ro(obs),
+        dosing=_ro(dosing),
+        stiff=stiff,
+        source=source,
+        extra=_ro(extra),
+    )
+
+
+def _toposort(exprs: dict[str, Expr], ctx: _Ctx) -> dict[str, Expr]:
+    """Order derived quantities so each comes after the ones it uses; report cycles."""
+    order: dict[str, Expr] = {}
+    visiting: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in order:
+            return
+        if n in visiting:
+            cycle = [*visiting[visiting.index(n) :], n]
+            raise ctx.err("[derived]", "cycle: " + " -> ".join(cycle))
+        visiting.append(n)
+        for dep in sorted(exprs[n].names & set(exprs)):
+            visit(dep)
+        visiting.pop()
+        order[n] = exprs[n]
+
+    for n in exprs:
+        visit(n)
+    return order
+
+
+# ---------------------------------------------------------------------- library
+def models_dir() -> Path:
+    """Folder of the bundled model library (inside the installed package, or the
+    source tree's ``models/`` in a development install)."""
+    packaged = resources.files("cellpkpd") / "models"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def list_models() -> dict[str, str]:
+    """Names of the bundled library models mapped to their one-line descriptions."""
+    out = {}
+    for path in sorted(models_dir().glob("*.toml")):
+        with path.open("rb") as fh:
+            meta = tomllib.load(fh).get("model", {})
+        desc = str(meta.get("description", "")).strip()
+        out[path.stem] = desc.splitlines()[0] if desc else ""
+    return out
+
+
+def load_model(name_or_path: str | Path) -> ModelSpec:
+    """Load a library model by name (see `list_models`) or a model file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        ``"one_cmt_iv"`` for a bundled model, or a path to a ``.toml`` file.
+
+    Raises
+    ------
+    SpecError
+        If the name is unknown (the message lists the library) or the file is invalid.
+    """
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
+        return ModelSpec.from_toml(p)
+    candidate = models_dir() / f"{name_or_path}.toml"
+    if not candidate.exists():
+        raise SpecError(
+            f"unknown model '{name_or_path}': not a file, and not in the library ("
+            + ", ".join(list_models())
+            + ")"
+        )
+    return ModelSpec.from_toml(candidate)

@@ -1,0 +1,661 @@
+"""`Simulator` (the pure, compiled functional core) and `simulate` (validation at the edge
+plus an `xarray.Dataset` result)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from .compile import CompiledModel
+from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
+from .errors import DosingError, SimulationError, SpecError
+from .model import ModelSpec, load_model
+from .solve import (
+    STATUS,
+    EngineOptions,
+    TimeVarying,
+    count_distinct_lengths,
+    solve_subject,
+)
+
+if TYPE_CHECKING:
+    from .data import Dataset
+
+__all__ = ["Simulator", "resolve_solver", "simulate"]
+
+SOLVERS = ("auto", "exact", "tsit5", "kvaerno5")
+
+
+def resolve_solver(spec: ModelSpec, solver: str) -> str:
+    """The solver `solver="auto"` picks: exact for linear models, Kvaerno5 for models marked
+    ``stiff = true``, Tsit5 otherwise. Raises if "exact" is asked of a nonlinear model."""
+    if solver not in SOLVERS:
+        raise SpecError(f"solver = {solver!r}; expected one of {', '.join(SOLVERS)}")
+    if solver == "auto":
+        if spec.is_linear:
+            return "exact"
+        return "kvaerno5" if spec.stiff else "tsit5"
+    if solver == "exact" and not spec.is_linear:
+        raise SpecError(
+            f"{spec.source}: solver='exact' needs a linear model; '{spec.name}' has "
+            "state-dependent flows, nonlinear odes or uses t (use 'tsit5' or 'kvaerno5')"
+        )
+    return solver
+
+
+def _check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
+    try:
+        arr = np.asarray(times, dtype=float)
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: times must be numbers, got {times!r:.80}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise SpecError(f"{where}: times must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        k = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise SpecError(f"{where}: times[{k}] = {arr[k]} is not finite")
+    if np.any(arr < t0):
+        k = int(np.flatnonzero(arr < t0)[0])
+        raise SpecError(f"{where}: times[{k}] = {arr[k]} is before the start time {t0}")
+    if np.any(np.diff(arr) < 0):
+        k = int(np.flatnonzero(np.diff(arr) < 0)[0]) + 1
+        raise SpecError(
+            f"{where}: times must be non-decreasing; times[{k}] = {arr[k]} < times[{k - 1}] = "
+            f"{arr[k - 1]}"
+        )
+    return arr
+
+
+class Simulator:
+    """The compiled functional core: a pure function of (parameters, padded doses).
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        The model (or a library name / path).
+    times : array, shape (n_times,), optional
+        Output times [model time unit], non-decreasing, >= `t0`. If omitted, pass times to
+        each call instead (one compiled program per shape either way).
+    outputs : sequence of str, optional
+        Names of states, observations or derived quantities to return (default: every
+        state and observation).
+    solver : {"auto", "exact", "tsit5", "kvaerno5"}
+    max_doses : int, optional
+        If given, dose arrays must have exactly this many event slots.
+    rtol, atol : float
+        ODE tolerances (relative, absolute [amount]); unused by the exact path.
+    max_steps : int
+        Step limit of each ODE segment.
+    t0 : float
+        Start time [time] at which states take their initial values.
+    window : int, optional
+        ODE path: largest number of output times between two events (default: all);
+        a smaller value saves work, and a segment with more outputs is reported (status 4).
+    ss_max_intervals : int
+        Nonlinear steady state: most dosing intervals simulated before giving up.
+
+    Notes
+    -----
+    ``sim(params, doses)`` returns a dict output -> array ``(n_times,)`` and works under
+    `jax.jit`, `jax.vmap` and `jax.grad` (with respect to parameters, dose amounts, dose
+    times and infusion durations). Outputs of a failed solve are NaN; `Simulator.solve`
+    also returns the status code (see `cellpkpd.solve.STATUS`).
+
+    Examples
+    --------
+    >>> sim = cp.Simulator(spec, times, outputs=("conc",))
+    >>> doses = cp.Regimen.repeat(dose, interval=24.0, count=7).to_arrays(8, spec)
+    >>> y = sim({"CL": 2.0}, doses)["conc"]
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec | str,
+        times: Any = None,
+        outputs: Sequence[str] | None = None,
+        solver: str = "auto",
+        max_doses: int | None = None,
+        rtol: float = 1e-8,
+        atol: float = 1e-8,
+        max_steps: int = 100_000,
+        t0: float = 0.0,
+        window: int | None = None,
+        ss_max_intervals: int = 1000,
+    ):
+        self.spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+        self.model = CompiledModel(self.spec)
+        self.solver = resolve_solver(self.spec, solver)
+        for name, v in (("rtol", rtol), ("atol", atol)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise SpecError(f"Simulator: {name} = {v!r} must be a positive number")
+        self.times = None if times is None else _check_times(times, "Simulator", t0)
+        known = (*self.spec.states, *self.spec.observations, *self.spec.derived)
+        if outputs is None:
+            outputs = (*self.spec.states, *self.spec.observations)
+        if isinstance(outputs, str):
+            outputs = (outputs,)
+        for o in outputs:
+            if o not in known:
+                raise SpecError(f"Simulator: unknown output '{o}'; known: {', '.join(known)}")
+        self.outputs = tuple(outputs)
+        self.max_doses = max_doses
+        self.options = EngineOptions(
+            solver=self.solver,
+            rtol=float(rtol),
+            atol=float(atol),
+            max_steps=int(max_steps),
+            t0=float(t0),
+            window=window,
+            ss_max_intervals=int(ss_max_intervals),
+        )
+        self._defaults = self.spec.defaults()
+        self._batched: dict[Any, Any] = {}
+
+    # ---------------------------------------------------------------- pure core
+    def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        p = {k: jnp.asarray(v, dtype=float) for k, v in self._defaults.items()}
+        for k, v in (params or {}).items():
+            if k not in p:
+                raise SpecError(
+                    f"{self.spec.name}: unknown parameter or covariate '{k}'; known: "
+                    + ", ".join(self._defaults)
+                )
+            p[k] = jnp.asarray(v, dtype=float)
+        return p
+
+    def doses(
+        self, regimen: Regimen | Sequence[Regimen], max_doses: int | None = None
+    ) -> DoseArrays:
+        """Padded dose arrays for one regimen (or stacked for a list), names resolved."""
+        n = max_doses or self.max_doses
+        if isinstance(regimen, Regimen):
+            return regimen.to_arrays(n, self.spec)
+        return stack_dose_arrays(list(regimen), n, self.spec)
+
+    def solve(
+        self,
+        params: Mapping[str, Any] | None,
+        doses: DoseArrays | Regimen,
+        times: Any = None,
+        tv: TimeVarying | None = None,
+        plan_size: int | None = None,
+    ) -> tuple[dict[str, Any], Any]:
+        """Outputs and status for one subject (pure; vmap over subjects).
+
+        Returns
+        -------
+        outputs : dict str -> array (n_times,)
+        status : int array, shape () ; 0 = success, else a key of `STATUS`.
+        """
+        p, doses, times, static = self._prepare(params, doses, times)
+        states, status = solve_subject(
+            self.model, self.options, p, doses, times, tv, static, plan_size
+        )
+        return self._observe(p, tv, times, states), status
+
+    def _prepare(self, params: Any, doses: Any, times: Any) -> tuple[Any, ...]:
+        if isinstance(doses, Regimen):
+            doses = self.doses(doses)
+        if self.max_doses is not None and doses.max_doses != self.max_doses:
+            raise DosingError(
+                f"Simulator: dose arrays have {doses.max_doses} slots, expected "
+                f"max_doses = {self.max_doses}"
+            )
+        static = None
+        if times is None:
+            if self.times is None:
+                raise SpecError("Simulator: no output times (give times= here or at construction)")
+            static = self.times
+            times = jnp.asarray(self.times)
+        else:
+            times = jnp.asarray(times, dtype=float)
+        return self._params(params), doses, times, static
+
+    def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
+        from .solve import _params_at
+
+        names = self.outputs
+        idx = {s: i for i, s in enumerate(self.spec.states)}
+        if all(n in idx for n in names):
+            return {n: states[:, idx[n]] for n in names}
+        return jax.vmap(lambda t, x: self.model.observe(names, t, x, _params_at(p, tv, t)))(
+            times, states
+        )
+
+    def __call__(
+        self,
+        params: Mapping[str, Any] | None,
+        doses: DoseArrays | Regimen,
+        times: Any = None,
+        tv: TimeVarying | None = None,
+    ) -> dict[str, Any]:
+        """Outputs for one subject: dict name -> array (n_times,); NaN if the solve failed."""
+        out, status = self.solve(params, doses, times, tv)
+        return {k: jnp.where(status == 0, v, jnp.nan) for k, v in out.items()}
+
+    def batch(
+        self,
+        params: Mapping[str, Any],
+        doses: DoseArrays,
+        times: Any = None,
+        tv: TimeVarying | None = None,
+    ) -> tuple[dict[str, Any], Any]:
+        """`solve` for many subjects: jitted and vmapped over a leading subject axis.
+
+        Every value of `params` has shape (n,); `doses`, `times` and `tv` are shared or
+        carry a leading subject axis. Compiled once per shape and reused. For the exact
+        path with concrete inputs, the distinct segment lengths of each subject are found
+        first, so each needs only one matrix exponential.
+
+        Returns
+        -------
+        outputs : dict str -> array (n, n_times)
+        status : int array (n,)
+        """
+        d_axis = 0 if doses.time.ndim == 2 else None
+        t_axis = None if times is None or jnp.ndim(times) == 1 else 0
+        v_axis = None if tv is None else 0
+        axes = (0, d_axis, t_axis, v_axis)
+        planned = (
+            self.solver == "exact"
+            and tv is None
+            and times is None
+            and not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((params, doses)))
+        )
+        if not planned:
+            fn = self._jitted(("solve", axes), lambda: jax.vmap(self.solve, in_axes=axes))
+            return fn(params, doses, times, tv)
+        count_fn = self._jitted(
+            ("count", axes),
+            lambda: jax.vmap(
+                lambda p, d: count_distinct_lengths(
+                    self.model, self.options, self._params(p), d, jnp.asarray(self.times)
+                ),
+                in_axes=(0, d_axis),
+            ),
+        )
+        size = int(jnp.max(count_fn(params, doses)))
+        fn = self._jitted(
+            ("planned", axes, size),
+            lambda: jax.vmap(lambda p, d: self.solve(p, d, plan_size=size), in_axes=(0, d_axis)),
+        )
+        return fn(params, doses)
+
+    def _jitted(self, key: Any, make: Any) -> Any:
+        fn = self._batched.get(key)
+        if fn is None:
+            fn = self._batched[key] = jax.jit(make())
+        return fn
+
+
+# ------------------------------------------------------------------------ simulate
+def _batch_inputs(
+    spec: ModelSpec, params: Mapping[str, Any] | None, covariates: Mapping[str, Any] | None, n: int
+) -> tuple[dict[str, np.ndarray], int]:
+    values: dict[str, np.ndarray] = {}
+    for arg, given, known in (
+        ("params", params, spec.parameters),
+        ("covariates", covariates, spec.covariates),
+    ):
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise SpecError(
+                f"simulate: {arg} must be a dict name -> value, got {type(given).__name__}"
+            )
+        for k, v in given.items():
+            if k not in known:
+                hint = ""
+                other = spec.covariates if arg == "params" else spec.parameters
+                if k in other:
+                    hint = f" ('{k}' is a {'covariate' if arg == 'params' else 'parameter'})"
+                raise SpecError(
+                    f"simulate: unknown {arg[:-1] if arg == 'params' else 'covariate'} '{k}'"
+                    f"{hint}; known: {', '.join(known) or 'none'}"
+                )
+            try:
+                a = np.asarray(v, dtype=float)
+            except (TypeError, ValueError):
+                raise SpecError(f"simulate: {arg}['{k}'] = {v!r:.60} is not a number") from None
+            if a.ndim > 1:
+                raise SpecError(
+                    f"simulate: {arg}['{k}'] must be a scalar or 1-D, got shape {a.shape}"
+                )
+            if not np.all(np.isfinite(a)):
+                raise SpecError(f"simulate: {arg}['{k}'] contains NaN or inf: {v!r:.60}")
+            if a.ndim == 1:
+                if n > 1 and a.size != n and a.size != 1:
+                    raise SpecError(
+                        f"simulate: {arg}['{k}'] has {a.size} values but other inputs give "
+                        f"{n} subjects"
+                    )
+                n = max(n, a.size)
+            values[k] = a
+    return values, n
+
+
+def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
+    for i, ev in enumerate(reg.events):
+        if not isinstance(ev, Dose):
+            continue
+        if isinstance(ev.cmt, str) and ev.cmt not in spec.states:
+            raise DosingError(
+                f"{where}: dose {i} into unknown state '{ev.cmt}'; states: {', '.join(spec.states)}"
+            )
+        if isinstance(ev.cmt, int) and not 1 <= ev.cmt <= len(spec.states):
+            raise DosingError(
+                f"{where}: dose {i} has cmt = {ev.cmt}; the model has states 1..{len(spec.states)}"
+            )
+        state = ev.cmt if isinstance(ev.cmt, str) else list(spec.states)[ev.cmt - 1]
+        rule = spec.dosing.get(state)
+        for attr, fld in (("rate", "rate"), ("duration", "duration")):
+            if getattr(ev, attr) == "model" and (rule is None or getattr(rule, fld) is None):
+                raise DosingError(
+                    f"{where}: dose {i} asks for the modelled {fld} of '{state}', but "
+                    f"{spec.source} has no [dosing].{state}.{fld}"
+                )
+        if ev.ss == 2 and not spec.is_linear:
+            raise DosingError(
+                f"{where}: dose {i} has ss = 2 (add steady state to the current state), which "
+                f"needs a linear model; '{spec.name}' is nonlinear"
+            )
+
+
+def _ode_window(regimens: Sequence[Regimen], times: np.ndarray) -> int | None:
+    """Largest number of output times between consecutive dose record times (+ margin);
+    used to size the ODE path's save window. Lags can shift boundaries, so a window that
+    turns out too small is detected (status 4) and the solve re-run with all times."""
+    n = times.size
+    most = 0
+    for reg in regimens:
+        bounds = sorted({0.0, *(e.time for e in reg.events)})
+        edges = np.searchsorted(times, np.asarray(bounds), side="left")
+        counts = np.diff(np.concatenate([edges, [n]]))
+        most = max(most, int(counts.max()))
+    w = most + 2
+    return None if w >= n else w
+
+
+_SIM_CACHE: dict[Any, Simulator] = {}
+
+
+def _simulator(spec: ModelSpec, times: np.ndarray | None, **kw: Any) -> Simulator:
+    key = (
+        id(spec),
+        None if times is None else (times.size, times.tobytes()),
+        tuple(sorted(kw.items())),
+    )
+    sim = _SIM_CACHE.get(key)
+    if sim is None or sim.spec is not spec:
+        if len(_SIM_CACHE) > 32:
+            _SIM_CACHE.clear()
+        sim = Simulator(spec, times, **kw)
+        _SIM_CACHE[key] = sim
+    return sim
+
+
+def simulate(
+    spec: ModelSpec | str,
+    regimen: Regimen | Sequence[Regimen] | None = None,
+    times: Any = None,
+    params: Mapping[str, Any] | None = None,
+    covariates: Mapping[str, Any] | None = None,
+    solver: str = "auto",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    *,
+    data: Dataset | None = None,
+    outputs: Sequence[str] | None = None,
+    max_steps: int = 100_000,
+    on_failure: str = "raise",
+) -> xr.Dataset:
+    """Simulate a model for one or many subjects.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        Model, library name or path to a model file.
+    regimen : Regimen or list of Regimen, optional
+        One regimen for every subject, or one per subject. None: no doses.
+    times : array, shape (n_times,)
+        Output times [model time unit], non-decreasing, >= 0.
+    params, covariates : dict, optional
+        Name -> scalar or array (n,) for n subjects; unnamed ones take the model's values.
+    solver : {"auto", "exact", "tsit5", "kvaerno5"}
+    rtol, atol : float
+        ODE tolerances (relative; absolute in amount units).
+    data : Dataset, optional
+        A NONMEM-style data set (`cp.read_nonmem`): every subject is simulated with its own
+        doses, covariates (carried forward) and record times, like mrgsolve's
+        ``mrgsim(data=)``; `regimen`, `times` and `covariates` must then be omitted.
+    outputs : sequence of str, optional
+        States, observations or derived quantities to return (default: all states and
+        observations).
+    max_steps : int
+        Step limit of each ODE segment.
+    on_failure : {"raise", "nan"}
+        A failed subject raises `SimulationError` naming it and the reason, or (``"nan"``)
+        gets NaN values with a warning; the ``status`` coordinate says which.
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per output, dims ``("subject", "time")``, attribute ``unit``;
+        coordinates ``subject``, ``time`` and ``status`` (0 = solved).
+    """
+    spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    if on_failure not in ("raise", "nan"):
+        raise SpecError(f"simulate: on_failure = {on_failure!r}; expected 'raise' or 'nan'")
+    if data is not None:
+        if regimen is not None or times is not None or covariates is not None:
+            raise SpecError(
+                "simulate: with data=, doses, times and covariates come from the data set; "
+                "omit regimen, times and covariates"
+            )
+        return _simulate_data(
+            spec,
+            data,
+            params=params,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            outputs=outputs,
+            max_steps=max_steps,
+            on_failure=on_failure,
+        )
+    if times is None:
+        raise SpecError("simulate: times is required (output times)")
+    times_arr = _check_times(times, "simulate")
+    if regimen is None:
+        regimens: list[Regimen] = [Regimen([])]
+    elif isinstance(regimen, Regimen):
+        regimens = [regimen]
+    elif isinstance(regimen, Sequence) and all(isinstance(r, Regimen) for r in regimen):
+        regimens = list(regimen)
+        if not regimens:
+            raise SpecError("simulate: regimen is an empty list")
+    else:
+        raise SpecError(
+            "simulate: regimen must be a cp.Regimen or a list of them, got "
+            f"{type(regimen).__name__}"
+        )
+    for i, r in enumerate(regimens):
+        _check_regimen(spec, r, "simulate" if len(regimens) == 1 else f"simulate: regimen {i}")
+    n0 = len(regimens) if len(regimens) > 1 else 1
+    values, n = _batch_inputs(spec, params, covariates, n0)
+    if len(regimens) > 1 and n != len(regimens):
+        raise SpecError(
+            f"simulate: {len(regimens)} regimens but parameters/covariates give {n} subjects"
+        )
+    solver = resolve_solver(spec, solver)
+    window = _ode_window(regimens, times_arr) if solver != "exact" else None
+    kw = dict(outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    p = {k: jnp.broadcast_to(jnp.asarray(v), (n,)) for k, v in values.items()}
+    if len(regimens) == 1:
+        doses = regimens[0].to_arrays(None, spec)
+    else:
+        doses = stack_dose_arrays(regimens, None, spec)
+    sim = _simulator(spec, times_arr, window=window, **kw)
+    out, status = sim.batch(p, doses)
+    if window is not None and bool(jnp.any(status == 4)):
+        sim = _simulator(spec, times_arr, window=None, **kw)
+        out, status = sim.batch(p, doses)
+    ids = np.arange(n)
+    return to_xarray(sim, out, status, ids, times_arr, on_failure)
+
+
+def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:
+    """One line naming the failed subjects and why."""
+    bad = np.flatnonzero(status != 0)
+    parts = [
+        f"subject {ids[i]!r}: {STATUS.get(int(status[i]), 'unknown failure')}" for i in bad[:limit]
+    ]
+    more = f" (and {bad.size - limit} more)" if bad.size > limit else ""
+    return f"{bad.size} of {len(status)} subjects failed: " + "; ".join(parts) + more
+
+
+def to_xarray(
+    sim: Simulator,
+    out: Mapping[str, Any],
+    status: Any,
+    ids: Sequence[Any],
+    times: np.ndarray,
+    on_failure: str,
+) -> xr.Dataset:
+    """Batched outputs -> xarray.Dataset with units; raises or masks failed subjects."""
+    import warnings
+
+    spec = sim.spec
+    status = np.asarray(status).reshape(-1)
+    if np.any(status != 0):
+        msg = failure_message(status, ids)
+        if on_failure == "raise":
+            raise SimulationError(f"{spec.name}: {msg}")
+        warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=3)
+    time_dims = ("subject", "time")
+    data_vars = {}
+    for name in sim.outputs:
+        v = np.array(out[name], dtype=float)
+        v[status != 0] = np.nan
+        if name in spec.states:
+            unit = spec.states[name].unit or spec.amount_unit
+        elif name in spec.observations:
+            unit = spec.observations[name].unit
+        else:
+            unit = ""
+        data_vars[name] = xr.Variable(time_dims, v, attrs={"unit": unit})
+    t = np.asarray(times)
+    time_coord = ("time", t, {"unit": spec.time_unit}) if t.ndim == 1 else (time_dims, t)
+    return xr.Dataset(
+        data_vars,
+        coords={"subject": np.asarray(ids), "time": time_coord, "status": ("subject", status)},
+        attrs={"model": spec.name, "solver": sim.solver, "time_unit": spec.time_unit},
+    )
+
+
+def _simulate_data(
+    spec: ModelSpec,
+    data: Dataset,
+    params: Mapping[str, Any] | None,
+    solver: str,
+    rtol: float,
+    atol: float,
+    outputs: Sequence[str] | None,
+    max_steps: int,
+    on_failure: str,
+) -> xr.Dataset:
+    """Every subject of a NONMEM-style data set with its own records (mrgsim(data=))."""
+    from .data import Dataset as _Dataset
+
+    if not isinstance(data, _Dataset):
+        raise SpecError(
+            f"simulate: data must be a cp.Dataset (from cp.read_nonmem), got {type(data).__name__}"
+        )
+    subjects = data.subjects(spec)
+    n = len(subjects)
+    # data columns named like a parameter or covariate of the model are used, per record
+    used = [c for c in data.covariate_names if c in spec.covariates or c in spec.parameters]
+    clash = sorted(set(used) & set(params or {}))
+    if clash:
+        raise SpecError(
+            f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
+            f"{data.source}; drop one"
+        )
+    values, n_p = _batch_inputs(spec, params, None, n)
+    if n_p != n:
+        raise SpecError(f"simulate: params give {n_p} values but the data set has {n} subjects")
+    n_rec = max(s.times.size for s in subjects)
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], n_rec - a.size)])
+    times = np.stack([pad(s.times.astype(float)) for s in subjects])
+    p = {k: jnp.broadcast_to(jnp.asarray(v), (n,)) for k, v in values.items()}
+    varying = [c for c in used if any(s.is_time_varying(c) for s in subjects)]
+    for c in used:
+        if c not in varying:
+            p[c] = jnp.asarray([s.covariates[c][0] for s in subjects], dtype=float)
+    tv = None
+    if varying:
+        tv = TimeVarying(
+            times=jnp.asarray(times),
+            values={
+                c: jnp.asarray(np.stack([pad(s.covariates[c]) for s in subjects])) for c in varying
+            },
+        )
+    regimens = [s.regimen for s in subjects]
+    for s in subjects:
+        _check_regimen(spec, s.regimen, f"{data.source}: ID {s.id}")
+    doses = stack_dose_arrays(regimens, None, spec)
+    solver = resolve_solver(spec, solver)
+    sim = _simulator(
+        spec, None, outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps
+    )
+    out, status = sim.batch(p, doses, jnp.asarray(times), tv)
+    ids = [s.id for s in subjects]
+    status = np.asarray(status)
+    if np.any(status != 0):
+        msg = failure_message(status, ids)
+        if on_failure == "raise":
+            raise SimulationError(f"{spec.name}: {msg}")
+        import warnings
+
+        warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=3)
+    valid = np.stack([np.arange(n_rec) < s.times.size for s in subjects])
+    dims = ("subject", "record")
+
+    def padded(get: Any, fill: Any, dtype: Any = float) -> np.ndarray:
+        out = np.full((n, n_rec), fill, dtype=dtype)
+        for i, s in enumerate(subjects):
+            out[i, : s.times.size] = get(s)
+        return out
+
+    data_vars = {}
+    for name in sim.outputs:
+        v = np.array(out[name], dtype=float)
+        v[status != 0] = np.nan
+        v[~valid] = np.nan
+        unit = (
+            spec.states[name].unit or spec.amount_unit
+            if name in spec.states
+            else spec.observations[name].unit
+            if name in spec.observations
+            else ""
+        )
+        data_vars[name] = xr.Variable(dims, v, attrs={"unit": unit})
+    coords = {
+        "subject": np.asarray(ids),
+        "record": np.arange(n_rec),
+        "time": (dims, np.where(valid, times, np.nan), {"unit": spec.time_unit}),
+        "row": (dims, padded(lambda s: s.rows, -1, int)),
+        "evid": (dims, padded(lambda s: s.evid, -1, int)),
+        "dv": (dims, padded(lambda s: s.dv, np.nan)),
+        "status": ("subject", status),
+    }
+    return xr.Dataset(
+        data_vars,
+        coords=coords,
+        attrs={"model": spec.name, "solver": sim.solver, "source": data.source},
+    )
