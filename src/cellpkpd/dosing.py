@@ -92,8 +92,10 @@ class Dose:
         set_(self, "amount", _num(self.amount, "amount"))
         if isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
             raise DosingError(f"Dose: cmt = {self.cmt!r} must be a state name or number")
-        if isinstance(self.cmt, (int, np.integer)) and self.cmt < 1:
-            raise DosingError(f"Dose: cmt = {self.cmt} must be >= 1 (NONMEM numbering)")
+        if isinstance(self.cmt, (int, np.integer)):
+            set_(self, "cmt", int(self.cmt))
+            if self.cmt < 1:
+                raise DosingError(f"Dose: cmt = {self.cmt} must be >= 1 (NONMEM numbering)")
         if self.duration != "model":
             set_(self, "duration", _num(self.duration, "duration"))
         if self.rate is not None and self.rate != "model":
@@ -147,7 +149,16 @@ class Regimen:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
-        evs = list(events)
+        if isinstance(events, (Dose, Reset)):
+            raise DosingError(
+                "Regimen: expected a list of events; wrap one dose as Regimen([dose])"
+            )
+        try:
+            evs = list(events)
+        except TypeError:
+            raise DosingError(
+                f"Regimen: expected a list of cp.Dose/cp.Reset, got {type(events).__name__}"
+            ) from None
         for i, e in enumerate(evs):
             if not isinstance(e, (Dose, Reset)):
                 raise DosingError(

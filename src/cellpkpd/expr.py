@@ -119,7 +119,7 @@ def _describe(node: ast.AST) -> str:
         return "f-string"
     if isinstance(node, ast.Constant):
         return f"constant {node.value!r}"
-    op = _OPNAMES.get(type(getattr(node, "op", None)))
+    op = _OPNAMES.get(type(node)) or _OPNAMES.get(type(getattr(node, "op", None)))
     if op:
         return f"operator '{op}'"
     return type(node).__name__
@@ -233,6 +233,8 @@ def parse_expr(source: str | float | int, where: str) -> Expr:
             f"{where}: expected an expression (string) or a number, got "
             f"{type(source).__name__} {source!r}"
         )
+    if not isinstance(source, str) and not math.isfinite(source):
+        raise SpecError(f"{where}: {source!r} is not a finite number")
     text = repr(float(source)) if not isinstance(source, str) else source.strip()
     if not text:
         raise SpecError(f"{where}: empty expression")
@@ -247,11 +249,11 @@ def parse_expr(source: str | float | int, where: str) -> Expr:
 
 def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
-        return float(node.value)
+        return jnp.asarray(float(node.value))
     if isinstance(node, ast.Name):
         if node.id in env:
             return env[node.id]
-        return CONSTANTS[node.id]
+        return jnp.asarray(CONSTANTS[node.id])
     if isinstance(node, ast.BinOp):
         return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
     if isinstance(node, ast.UnaryOp):

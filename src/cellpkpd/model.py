@@ -226,11 +226,16 @@ class ModelSpec:
         """A copy with new typical values of parameters or default covariate values."""
         params = dict(self.parameters)
         covs = dict(self.covariates)
+        ctx = _Ctx(f"{self.source}: with_values")
         for k, v in values.items():
             if k in params:
-                params[k] = _replace(params[k], value=float(v))
+                value = _number(v, k, ctx)
+                lo, hi = params[k].bounds
+                if not lo <= value <= hi:
+                    raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
+                params[k] = _replace(params[k], value=value)
             elif k in covs:
-                covs[k] = _replace(covs[k], value=float(v))
+                covs[k] = _replace(covs[k], value=_number(v, k, ctx))
             else:
                 raise SpecError(
                     f"{self.source}: with_values: unknown name '{k}'; known: "
@@ -350,7 +355,10 @@ def parse_prior(text: str, where: str) -> tuple[str, tuple[float, ...]]:
         e = parse_expr(ast.unparse(a), where)
         if e.names:
             raise SpecError(f"{where}: prior arguments must be constants, got {e.source!r}")
-        args.append(float(e({})))
+        value = float(e({}))
+        if not math.isfinite(value):
+            raise SpecError(f"{where}: prior argument {e.source!r} is not finite")
+        args.append(value)
     return family, tuple(args)
 
 
@@ -526,8 +534,10 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
     for oname, raw in _table(data, "observations", ctx).items():
         key = f"observations.{oname}"
         _name(oname, key, ctx)
-        if oname in states or oname in params or oname in covs:
-            raise ctx.err(key, f"'{oname}' is already a state, parameter or covariate")
+        if oname in states or oname in params or oname in covs or oname in derived:
+            raise ctx.err(
+                key, f"'{oname}' is already a state, parameter, covariate or derived quantity"
+            )
         d = _entry(raw, key, ctx, "expr", {"expr", "unit", "error", "description"})
         if "expr" not in d:
             raise ctx.err(key, "missing 'expr'")
@@ -642,6 +652,10 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     """
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise SpecError(
+            f"load_model: expected a model name or a path, got {type(name_or_path).__name__}"
+        )
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
         return ModelSpec.from_toml(p)

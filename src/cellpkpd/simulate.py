@@ -133,6 +133,12 @@ class Simulator:
         for name, v in (("rtol", rtol), ("atol", atol)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise SpecError(f"Simulator: {name} = {v!r} must be a positive number")
+        if (
+            isinstance(max_steps, bool)
+            or not isinstance(max_steps, (int, np.integer))
+            or max_steps < 1
+        ):
+            raise SpecError(f"Simulator: max_steps = {max_steps!r} must be an integer >= 1")
         self.times = None if times is None else _check_times(times, "Simulator", t0)
         known = (*self.spec.states, *self.spec.observations, *self.spec.derived)
         if outputs is None:
@@ -328,6 +334,15 @@ def _batch_inputs(
                 )
             if not np.all(np.isfinite(a)):
                 raise SpecError(f"simulate: {arg}['{k}'] contains NaN or inf: {v!r:.60}")
+            if arg == "params":
+                lo, hi = spec.parameters[k].bounds
+                outside = (a < lo) | (a > hi)
+                if np.any(outside):
+                    bad = a.reshape(-1)[np.flatnonzero(outside)[0]]
+                    raise SpecError(
+                        f"simulate: params['{k}'] = {bad} lies outside its bounds [{lo}, {hi}] "
+                        f"in {spec.source}"
+                    )
             if a.ndim == 1:
                 if n > 1 and a.size != n and a.size != 1:
                     raise SpecError(
@@ -339,6 +354,23 @@ def _batch_inputs(
     return values, n
 
 
+def _outputs_tuple(outputs: Any) -> tuple[str, ...] | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, str):
+        return (outputs,)
+    try:
+        return tuple(outputs)
+    except TypeError:
+        raise SpecError(f"simulate: outputs must be a list of names, got {outputs!r:.60}") from None
+
+
+def _full_params(spec: ModelSpec, values: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """Every parameter and covariate as an array (n,): given values, else the model's."""
+    merged = {**spec.defaults(), **values}
+    return {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), (n,)) for k, v in merged.items()}
+
+
 def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
     for i, ev in enumerate(reg.events):
         if not isinstance(ev, Dose):
@@ -347,7 +379,7 @@ def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
             raise DosingError(
                 f"{where}: dose {i} into unknown state '{ev.cmt}'; states: {', '.join(spec.states)}"
             )
-        if isinstance(ev.cmt, int) and not 1 <= ev.cmt <= len(spec.states):
+        if not isinstance(ev.cmt, str) and not 1 <= ev.cmt <= len(spec.states):
             raise DosingError(
                 f"{where}: dose {i} has cmt = {ev.cmt}; the model has states 1..{len(spec.states)}"
             )
@@ -494,8 +526,9 @@ def simulate(
         )
     solver = resolve_solver(spec, solver)
     window = _ode_window(regimens, times_arr) if solver != "exact" else None
+    outputs = _outputs_tuple(outputs)
     kw = dict(outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    p = {k: jnp.broadcast_to(jnp.asarray(v), (n,)) for k, v in values.items()}
+    p = _full_params(spec, values, n)
     if len(regimens) == 1:
         doses = regimens[0].to_arrays(None, spec)
     else:
@@ -513,7 +546,8 @@ def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> s
     """One line naming the failed subjects and why."""
     bad = np.flatnonzero(status != 0)
     parts = [
-        f"subject {ids[i]!r}: {STATUS.get(int(status[i]), 'unknown failure')}" for i in bad[:limit]
+        f"subject {np.asarray(ids[i]).item()}: {STATUS.get(int(status[i]), 'unknown failure')}"
+        for i in bad[:limit]
     ]
     more = f" (and {bad.size - limit} more)" if bad.size > limit else ""
     return f"{bad.size} of {len(status)} subjects failed: " + "; ".join(parts) + more
@@ -592,7 +626,7 @@ def _simulate_data(
     n_rec = max(s.times.size for s in subjects)
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], n_rec - a.size)])
     times = np.stack([pad(s.times.astype(float)) for s in subjects])
-    p = {k: jnp.broadcast_to(jnp.asarray(v), (n,)) for k, v in values.items()}
+    p = _full_params(spec, values, n)
     varying = [c for c in used if any(s.is_time_varying(c) for s in subjects)]
     for c in used:
         if c not in varying:
@@ -611,7 +645,13 @@ def _simulate_data(
     doses = stack_dose_arrays(regimens, None, spec)
     solver = resolve_solver(spec, solver)
     sim = _simulator(
-        spec, None, outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps
+        spec,
+        None,
+        outputs=_outputs_tuple(outputs),
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
     )
     out, status = sim.batch(p, doses, jnp.asarray(times), tv)
     ids = [s.id for s in subjects]

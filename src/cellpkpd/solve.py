@@ -508,6 +508,9 @@ def _solve_ode(
         idx = start + jnp.arange(W)
         mask = (idx >= k0) & (idx < k1)
         code = _result_code(sol)
+        # a NaN/inf derivative makes diffrax reject steps until max_steps: say why
+        finite = jnp.all(jnp.isfinite(cm.rhs(ta, x, q) + u))
+        code = jnp.where(finite, code, 2)
         code = jnp.where((code == 0) & (k1 - k0 > W), 4, code)
         return sol.ys[-1], sol.ys[:-1], idx, mask, code
 

@@ -1,0 +1,582 @@
+"""Command-line interface: ``cellpkpd models``, ``cellpkpd simulate`` and ``cellpkpd demo``.
+
+A thin layer over the public API (`load_model`, `list_models`, `Dose`, `Regimen`,
+`simulate`): it turns arguments into those calls, writes the result as a CSV table and a
+PNG plot, and turns every cellpkpd error into one line on stderr with a non-zero exit code
+(2 for bad input, 1 for a failed solve or an unwritable output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import cellpkpd as cp
+from cellpkpd.model import models_dir
+
+__all__ = ["build_parser", "main"]
+
+PROG = "cellpkpd"
+DEFAULT_END = 48.0  # [model time unit], without --interval/--count
+POINTS = 400  # the default step is about end / POINTS, rounded down to a round number
+MAX_TIMES = 1_000_000
+
+# demo: two_cmt_iv, 100 mg as a 1-h infusion every 24 h for 7 days, 5 virtual subjects
+DEMO_SEED = 20240601
+DEMO_SUBJECTS = 5
+DEMO_OMEGA = 0.3  # SD of log(CL) and log(V1) between subjects (about 30 % CV)
+
+
+class ArgumentError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (raised, not printed with the usage)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ArgumentError(f"{message} (see '{self.prog} --help')")
+
+
+_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cellpkpd`` command, with its subcommands."""
+    parser = _Parser(
+        prog=PROG,
+        description="PK-PD toolkit for living-cell drugs: model library, simulation, demo.",
+        epilog=(
+            "commands:\n"
+            "  cellpkpd models [NAME]        list library models, or show one\n"
+            "  cellpkpd simulate MODEL ...   simulate a regimen, write CSV + PNG\n"
+            "  cellpkpd demo                 a bundled example (CSV + PNG in ./cellpkpd-demo)\n"
+            "\n"
+            "Run 'cellpkpd COMMAND --help' for a command's options."
+        ),
+        formatter_class=_FORMAT,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {cp.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # models ------------------------------------------------------------------
+    p = sub.add_parser(
+        "models",
+        help="list library models, or describe one",
+        description=(
+            "Without NAME: list the bundled library models with their one-line descriptions.\n"
+            "With NAME (a library name or a path to a .toml model file): print the model's\n"
+            "summary and its parameters (name, value, unit, description)."
+        ),
+        formatter_class=_FORMAT,
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="library model name or .toml path")
+    p.set_defaults(func=_cmd_models)
+
+    # simulate ----------------------------------------------------------------
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a dosing regimen; write a CSV table and a PNG plot",
+        description=(
+            "Simulate MODEL for one dose, or a dose repeated every --interval for --count\n"
+            "doses, starting at time 0. Times and amounts are in the model's own units\n"
+            "(see 'cellpkpd models MODEL'). Writes DIR/<model>_simulation.csv (columns\n"
+            "subject, time, then one per state and observation) and\n"
+            "DIR/<model>_simulation.png (one panel per observation, or per state when\n"
+            "the model has none)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  cellpkpd simulate one_cmt_iv --dose 100 --duration 1\n"
+            "  cellpkpd simulate two_cmt_iv --dose 100 --duration 1 --interval 24 --count 7 "
+            "--log\n"
+            "  cellpkpd simulate one_cmt_oral --dose 320 --param ka=0.8,1.5,3 --end 24\n"
+            "  cellpkpd simulate my_model.toml --dose 1e6 --cmt venous --times-file times.txt"
+        ),
+        formatter_class=_FORMAT,
+    )
+    p.add_argument("model", metavar="MODEL", help="library model name or path to a .toml file")
+    p.add_argument(
+        "--dose",
+        type=float,
+        required=True,
+        metavar="AMOUNT",
+        help="amount of each dose [model amount unit, e.g. mg or cells], >= 0",
+    )
+    p.add_argument(
+        "--cmt",
+        metavar="STATE",
+        help="dosed state: a name, or a 1-based number as NONMEM's CMT (default: the first "
+        "state with a [dosing] rule in the model file, else the first state)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="H",
+        help="infusion duration [model time unit]; 0 = bolus (default)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        metavar="H",
+        help="dosing interval [model time unit]; give with --count",
+    )
+    p.add_argument("--count", type=int, metavar="N", help="number of doses; give with --interval")
+    p.add_argument(
+        "--lag", type=float, default=0.0, metavar="H", help="lag time [model time unit] (0)"
+    )
+    p.add_argument(
+        "--end",
+        type=float,
+        metavar="T",
+        help=f"last output time [model time unit], > 0 (default: {DEFAULT_END:g}, or "
+        "interval x count with --interval/--count)",
+    )
+    times = p.add_mutually_exclusive_group()
+    times.add_argument(
+        "--step",
+        type=float,
+        metavar="DT",
+        help=f"output every DT from 0 to END [model time unit] (default: about END/{POINTS}, "
+        "rounded down to 1, 2, 2.5 or 5 times a power of ten)",
+    )
+    times.add_argument(
+        "--times-file",
+        metavar="F",
+        help="text file of output times (numbers separated by newlines, spaces or commas; "
+        "an optional header word such as 'time'; '#' starts a comment); replaces --end/--step",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter (repeatable); VALUE may be a comma-separated list, one value "
+        "per virtual subject, e.g. --param CL=1.5,2,3",
+    )
+    p.add_argument(
+        "--covariate",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a covariate (repeatable; comma-separated lists as for --param)",
+    )
+    p.add_argument(
+        "--solver",
+        choices=("auto", "exact", "tsit5", "kvaerno5"),
+        default="auto",
+        help="auto (default): exact matrix exponential for linear models, else diffrax "
+        "Tsit5 (Kvaerno5 for models marked stiff)",
+    )
+    p.add_argument("--log", action="store_true", help="logarithmic y-axis in the plot")
+    p.add_argument(
+        "--output",
+        default=".",
+        metavar="DIR",
+        help="folder for the CSV and PNG, created if needed (default: current folder)",
+    )
+    p.set_defaults(func=_cmd_simulate)
+
+    # demo --------------------------------------------------------------------
+    p = sub.add_parser(
+        "demo",
+        help="simulate a bundled example and write its table and plot",
+        description=(
+            "Simulate the library model two_cmt_iv: 100 mg as a 1-h infusion every 24 h for\n"
+            f"7 days, output every 0.5 h from 0 to 168 h, for {DEMO_SUBJECTS} virtual subjects "
+            "whose CL\nand V1 vary log-normally between subjects (SD of the logs "
+            f"{DEMO_OMEGA:g}, fixed seed\n{DEMO_SEED}). Writes two_cmt_iv_demo.csv and "
+            "two_cmt_iv_demo.png (concentration\nvs time, one line per subject, log y-axis) "
+            "into the output folder."
+        ),
+        formatter_class=_FORMAT,
+    )
+    p.add_argument(
+        "--output",
+        default="cellpkpd-demo",
+        metavar="DIR",
+        help="folder for the CSV and PNG, created if needed (default: ./cellpkpd-demo)",
+    )
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+# ---------------------------------------------------------------------- models
+def _cmd_models(args: argparse.Namespace) -> int:
+    if args.name is None:
+        models = cp.list_models()
+        if not models:
+            print(f"no models in {models_dir()}")
+            return 0
+        width = max(len(k) for k in models)
+        for name, description in models.items():
+            print(f"{name:<{width}}  {description}")
+        print(f"\n{len(models)} models in {models_dir()}; details: cellpkpd models NAME")
+        return 0
+    spec = cp.load_model(args.name)
+    print(spec.summary())
+    rows = [(p.name, f"{p.value:g}", p.unit, p.description) for p in spec.parameters.values()]
+    print("\nparameters:")
+    print(_table(("name", "value", "unit", "description"), rows))
+    if spec.covariates:
+        rows = [(c.name, f"{c.value:g}", c.unit, c.description) for c in spec.covariates.values()]
+        print("\ncovariates:")
+        print(_table(("name", "default", "unit", "description"), rows))
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned text table (two spaces between columns)."""
+    cells = [list(header), *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join("  " + ln for ln in lines)
+
+
+# ---------------------------------------------------------------------- simulate
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    _check_folder(args.output)
+    spec = cp.load_model(args.model)
+    params = _assignments(args.param, "--param")
+    covariates = _assignments(args.covariate, "--covariate")
+    cmt = _default_cmt(spec) if args.cmt is None else _cmt(args.cmt)
+    dose = cp.Dose(time=0.0, amount=args.dose, cmt=cmt, duration=args.duration, lag=args.lag)
+    if (args.interval is None) != (args.count is None):
+        raise ArgumentError("--interval and --count go together: give both, or neither")
+    if args.count is not None:
+        regimen = cp.Regimen.repeat(dose, interval=args.interval, count=args.count)
+    else:
+        regimen = cp.Regimen([dose])
+    times = _output_times(args)
+    res = cp.simulate(
+        spec,
+        regimen,
+        times,
+        params=params or None,
+        covariates=covariates or None,
+        solver=args.solver,
+    )
+    what = _describe_regimen(spec, dose, args.interval, args.count)
+    csv_path, png_path = _write_results(
+        res,
+        spec,
+        args.output,
+        f"{spec.name}_simulation",
+        log=args.log,
+        title=f"{spec.name}: {what}",
+        varied={**params, **covariates},
+    )
+    n = res.sizes["subject"]
+    print(
+        f"{spec.name}: {what}; {n} subject{'s' if n > 1 else ''}; {times.size} output times "
+        f"from {times[0]:g} to {times[-1]:g} {spec.time_unit}; solver {res.attrs['solver']}"
+    )
+    print(f"table: {csv_path}")
+    print(f"plot:  {png_path}")
+    return 0
+
+
+def _cmt(text: str) -> str | int:
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def _default_cmt(spec: cp.ModelSpec) -> str:
+    """The first state with a ``[dosing]`` rule, else the first state."""
+    for name in spec.states:
+        if name in spec.dosing:
+            return name
+    return next(iter(spec.states))
+
+
+def _assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["CL=2", "V=10,12"]`` -> ``{"CL": 2.0, "V": array([10., 12.])}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not text.strip():
+            raise ArgumentError(f"{flag} {item!r}: expected NAME=VALUE, e.g. {flag} CL=2.5")
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ArgumentError(
+                f"{flag} {name}={text}: {text!r} is not a number (or comma-separated numbers)"
+            ) from None
+        if name in out:
+            raise ArgumentError(f"{flag} {name} is given twice")
+        out[name] = values[0] if len(values) == 1 else np.asarray(values)
+    return out
+
+
+def _round_step(x: float) -> float:
+    """Largest of 1, 2, 2.5, 5 times a power of ten that is <= x."""
+    base = 10.0 ** math.floor(math.log10(x))
+    return max(m * base for m in (1.0, 2.0, 2.5, 5.0) if m * base <= x * (1 + 1e-12))
+
+
+def _output_times(args: argparse.Namespace) -> np.ndarray:
+    if args.times_file is not None:
+        if args.end is not None:
+            raise ArgumentError("--end and --times-file exclude each other")
+        return _read_times(Path(args.times_file))
+    end = args.end
+    if end is None:
+        end = DEFAULT_END
+        if args.count is not None and args.interval is not None and args.interval > 0:
+            end = args.interval * args.count
+    if not (math.isfinite(end) and end > 0):
+        raise ArgumentError(f"--end = {end:g} must be a number > 0 [model time unit]")
+    step = _round_step(end / POINTS) if args.step is None else args.step
+    if not (math.isfinite(step) and step > 0):
+        raise ArgumentError(f"--step = {step:g} must be a number > 0 [model time unit]")
+    n = math.floor(end / step + 1e-9)
+    if n + 1 > MAX_TIMES:
+        raise ArgumentError(
+            f"--step = {step:g} gives {n + 1} output times from 0 to {end:g}; at most "
+            f"{MAX_TIMES} (use a larger --step)"
+        )
+    times = np.arange(n + 1) * step
+    if end - times[-1] > 1e-9 * end:
+        times = np.append(times, end)
+    return times
+
+
+def _read_times(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ArgumentError(f"--times-file {path}: file not found") from None
+    except OSError as exc:
+        raise ArgumentError(f"--times-file {path}: cannot read ({exc.strerror})") from None
+    values: list[float] = []
+    header_seen = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for token in line.split("#", 1)[0].replace(",", " ").split():
+            try:
+                values.append(float(token))
+            except ValueError:
+                if values or header_seen:
+                    raise ArgumentError(
+                        f"--times-file {path} line {lineno}: {token!r} is not a number"
+                    ) from None
+                header_seen = True  # one header word before the numbers, e.g. "time"
+    if not values:
+        raise ArgumentError(f"--times-file {path}: no output times found")
+    return np.asarray(values)
+
+
+def _describe_regimen(
+    spec: cp.ModelSpec, dose: cp.Dose, interval: float | None, count: int | None
+) -> str:
+    tu = spec.time_unit
+    target = dose.cmt if isinstance(dose.cmt, str) else list(spec.states)[dose.cmt - 1]
+    how = f"{dose.duration:g}-{tu} infusion" if dose.duration else "bolus"
+    n = count or 1
+    text = f"{dose.amount:g} {spec.amount_unit} into {target} ({how})"
+    if n > 1:
+        text = f"{n} doses of {text} every {interval:g} {tu}"
+    if dose.lag:
+        text += f", lag {dose.lag:g} {tu}"
+    return text
+
+
+# ---------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _check_folder(args.output)
+    spec = cp.load_model("two_cmt_iv")
+    dose = cp.Dose(time=0.0, amount=100.0, cmt="central", duration=1.0)  # 100 mg over 1 h
+    regimen = cp.Regimen.repeat(dose, interval=24.0, count=7)  # daily for 7 days
+    times = np.linspace(0.0, 168.0, 337)  # every 0.5 h [h]
+    rng = np.random.default_rng(DEMO_SEED)
+    eta = rng.normal(0.0, DEMO_OMEGA, size=(2, DEMO_SUBJECTS))
+    params = {
+        "CL": spec.parameters["CL"].value * np.exp(eta[0]),  # [L/h]
+        "V1": spec.parameters["V1"].value * np.exp(eta[1]),  # [L]
+    }
+    res = cp.simulate(spec, regimen, times, params=params)
+    title = (
+        f"{spec.name}: 100 mg as 1-h infusion every 24 h x 7, {DEMO_SUBJECTS} subjects "
+        f"(CL, V1 log-normal, SD {DEMO_OMEGA:g})"
+    )
+    csv_path, png_path = _write_results(
+        res, spec, args.output, f"{spec.name}_demo", log=True, title=title, varied=params
+    )
+    conc = res["conc"]
+    unit = conc.attrs.get("unit", "")
+    peak = conc.sel(time=slice(144.0, 168.0)).max("time").values
+    trough = conc.sel(time=168.0).values
+    print(
+        f"{spec.name} demo: 100 {spec.amount_unit} as a 1-{spec.time_unit} infusion every "
+        f"24 {spec.time_unit} for 7 days, {DEMO_SUBJECTS} virtual subjects"
+    )
+    rows = [
+        (str(s), f"{cl:.3g}", f"{v1:.3g}", f"{pk:.3g}", f"{tr:.3g}")
+        for s, cl, v1, pk, tr in zip(
+            res["subject"].values, params["CL"], params["V1"], peak, trough, strict=True
+        )
+    ]
+    header = (
+        "subject",
+        f"CL [{spec.parameters['CL'].unit}]",
+        f"V1 [{spec.parameters['V1'].unit}]",
+        f"peak day 7 [{unit}]",
+        f"conc at 168 h [{unit}]",
+    )
+    print(_table(header, rows))
+    print(f"table: {csv_path}")
+    print(f"plot:  {png_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------- output
+def _check_folder(folder: str | Path) -> Path:
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ArgumentError(f"--output {out}: exists and is not a folder")
+    return out
+
+
+def _write_results(
+    res: Any,
+    spec: cp.ModelSpec,
+    folder: str | Path,
+    stem: str,
+    *,
+    log: bool,
+    title: str,
+    varied: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``folder/stem.csv`` (long table) and ``folder/stem.png``; return their paths."""
+    out = _check_folder(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
+    table = res.reset_coords(drop=True).to_dataframe().reset_index()
+    table.to_csv(csv_path, index=False)
+    names = list(spec.observations) or list(spec.states)
+    labels = _subject_labels(res, spec, varied or {})
+    fig = _plot(res, spec, [n for n in names if n in res], log=log, title=title, labels=labels)
+    fig.savefig(png_path, dpi=120)
+    return csv_path, png_path
+
+
+def _subject_labels(res: Any, spec: cp.ModelSpec, varied: dict[str, Any]) -> list[str]:
+    """'subject 0', or 'subject 0: CL = 1.5 L/h' for the inputs that differ between subjects."""
+    units = {k: p.unit for k, p in spec.parameters.items()}
+    units.update({k: c.unit for k, c in spec.covariates.items()})
+    arrays = {k: np.broadcast_to(v, (res.sizes["subject"],)) for k, v in varied.items()}
+    arrays = {k: v for k, v in arrays.items() if np.ndim(varied[k]) == 1}
+    labels = []
+    for i, s in enumerate(res["subject"].values):
+        parts = [
+            f"{k} = {v[i]:.3g} {'' if units.get(k) == '1' else units.get(k, '')}".rstrip()
+            for k, v in arrays.items()
+        ]
+        labels.append(f"subject {s}" + (": " + ", ".join(parts) if parts else ""))
+    return labels
+
+
+def _plot(
+    res: Any,
+    spec: cp.ModelSpec,
+    names: Sequence[str],
+    *,
+    log: bool,
+    title: str,
+    labels: Sequence[str] | None = None,
+) -> Any:
+    """One panel per output, one line per subject; units on both axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    fig = Figure(figsize=(9.0, 1.2 + 2.8 * len(names)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    t = np.asarray(res["time"].values)
+    subjects = res["subject"].values
+    labels = labels or [f"subject {s}" for s in subjects]
+    for ax, name in zip(axes, names, strict=True):
+        values = np.asarray(res[name].values)
+        for i in range(len(subjects)):
+            ax.plot(t, values[i], lw=1.3, label=labels[i])
+        unit = res[name].attrs.get("unit", "")
+        ax.set_ylabel(f"{name} [{unit}]" if unit else name)
+        item = spec.observations.get(name) or spec.states.get(name)
+        if item is not None and item.description:
+            ax.set_title(item.description, loc="left", fontsize=10)
+        positive = values[np.isfinite(values) & (values > 0)]
+        if log and positive.size:
+            ax.set_yscale("log", nonpositive="mask")  # zeros (before the first dose) left out
+            # keep the axis on the part a reader cares about (not 1e-300 after a washout)
+            low = max(positive.min(), positive.max() * 1e-6) / 1.5
+            ax.set_ylim(bottom=low, top=positive.max() * 1.5)
+            if positive.max() / low < 1e3:  # few decades: label 1, 2, 5 x 10^k
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(True, which="major", alpha=0.35)
+        ax.margins(x=0)
+    axes[-1].set_xlabel(f"time [{spec.time_unit}]")
+    if 1 < len(subjects) <= 12:
+        axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------------- main
+def _fail(message: object, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cellpkpd`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 2 for bad input (arguments, model file, dose, parameter
+        names), 1 when a solve fails or an output cannot be written. Errors are printed as
+        one line, ``cellpkpd: error: <message>``, on stderr.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentError as exc:
+        return _fail(exc, 2)
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return func(args)
+    except cp.SimulationError as exc:
+        return _fail(exc, 1)
+    except (cp.CellPKPDError, ArgumentError) as exc:
+        return _fail(exc, 2)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

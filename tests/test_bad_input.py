@@ -1,0 +1,783 @@
+"""Bad input: malformed model files, regimens and arguments must raise a cellpkpd error
+(never a traceback from inside JAX) with one line naming the file and key, or the argument."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cellpkpd as cp
+
+# A valid model file; every malformed file below changes one thing in it.
+BASE = """\
+[model]
+name = "base"
+description = "one compartment with an indirect-response marker"
+time_unit = "h"
+amount_unit = "mg"
+
+[parameters]
+CL = { value = 2.0, unit = "L/h", bounds = [0.0, 10.0], prior = "lognormal(log(2), 1)" }
+V = { value = 10.0, unit = "L" }
+kin = { value = 1.0, unit = "1/h" }
+kout = { value = 0.1, unit = "1/h" }
+
+[covariates]
+WT = { value = 70.0, unit = "kg" }
+
+[states]
+central = { initial = 0.0, unit = "mg" }
+marker = { initial = "kin / kout", unit = "1" }
+
+[derived]
+C = "central / V"
+
+[flows]
+"central ->" = "CL / V"
+
+[odes]
+marker = "kin - kout * marker"
+
+[observations]
+conc = { expr = "C", unit = "mg/L", error = "proportional" }
+"""
+
+
+def check(exc_type: type[Exception], match: str, fn: Callable[..., Any], *args: Any, **kw: Any):
+    """Call `fn`; it must raise `exc_type` (a cellpkpd error) with a one-line message matching
+    `match`, raised by cellpkpd's own code (not from inside JAX, diffrax or NumPy)."""
+    with pytest.raises(exc_type, match=match) as info:
+        fn(*args, **kw)
+    err = info.value
+    assert isinstance(err, cp.CellPKPDError), type(err)
+    assert "\n" not in str(err)
+    raised_in = Path(str(info.traceback[-1].path)).as_posix()
+    assert "/cellpkpd/" in raised_in, raised_in
+    return err
+
+
+def edit(old: str, new: str, text: str = BASE) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.fixture(scope="module")
+def base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("base") / "base.toml"
+    path.write_text(BASE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def iv() -> cp.ModelSpec:
+    return cp.load_model("one_cmt_iv")
+
+
+@pytest.fixture(scope="module")
+def nonlinear() -> cp.ModelSpec:
+    return cp.ModelSpec.from_dict(
+        {
+            "model": {"name": "mm"},
+            "parameters": {"V": 10.0, "Vmax": 1.0, "Km": 1.0},
+            "states": {"central": 0.0},
+            "odes": {"central": "-Vmax * central / V / (Km + central / V)"},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def bolus() -> cp.Regimen:
+    return cp.Regimen([cp.Dose(time=0.0, amount=100.0, cmt="central")])
+
+
+def test_base_file_is_valid(base_path: Path) -> None:
+    spec = cp.load_model(base_path)
+    assert spec.is_linear
+    assert list(spec.states) == ["central", "marker"]
+
+
+# ---------------------------------------------------------------------- model files
+MODEL_FILES = {
+    "unknown state in a flow": (
+        edit('"central ->" = "CL / V"', '"central -> lung" = "CL / V"'),
+        r"flows\.'central -> lung': unknown state 'lung'; states: central, marker",
+    ),
+    "unknown source state in a flow": (
+        edit('"central ->" = "CL / V"', '"gut -> central" = "CL / V"'),
+        r"flows\.'gut -> central': unknown state 'gut'",
+    ),
+    "flow without arrow": (
+        edit('"central ->" = "CL / V"', '"central" = "CL / V"'),
+        r"flows\.'central': expected 'source -> target'",
+    ),
+    "flow from a state to itself": (
+        edit('"central ->" = "CL / V"', '"central -> central" = "CL / V"'),
+        r"flows\.'central -> central': a flow from a state to itself",
+    ),
+    "eval in an expression": (
+        edit('"central ->" = "CL / V"', '"central ->" = "eval(\'CL / V\')"'),
+        r"flows\.'central ->': unknown function 'eval'",
+    ),
+    "__import__ in an expression": (
+        edit('C = "central / V"', "C = \"__import__('os').getcwd()\""),
+        r"derived\.C: calling attribute access '\.getcwd'",
+    ),
+    "attribute access in an expression": (
+        edit('"central ->" = "CL / V"', '"central ->" = "CL.real / V"'),
+        r"flows\.'central ->': attribute access '\.real' is not allowed",
+    ),
+    "indexing in an expression": (
+        edit('marker = "kin - kout * marker"', 'marker = "kin - kout[0] * marker"'),
+        r"odes\.marker: indexing",
+    ),
+    "string in an expression": (
+        edit('conc = { expr = "C"', "conc = { expr = \"'C'\""),
+        r"observations\.conc\.expr: constant 'C' is not allowed",
+    ),
+    "syntax error in an expression": (
+        edit('C = "central / V"', 'C = "central / "'),
+        r"derived\.C: syntax error in 'central /'",
+    ),
+    "empty expression": (
+        edit('C = "central / V"', 'C = ""'),
+        r"derived\.C: empty expression",
+    ),
+    "cycle in derived": (
+        edit('C = "central / V"', 'C = "central / V2"\nV2 = "V * C"'),
+        r"\[derived\]: cycle: (C -> V2 -> C|V2 -> C -> V2)",
+    ),
+    "derived using itself": (
+        edit('C = "central / V"', 'C = "C / V"'),
+        r"\[derived\]: cycle: C -> C",
+    ),
+    "missing [states] block": (
+        re.sub(r"(?s)\[states\]\n.*?\n\n", "", BASE),
+        r"missing block \[states\]",
+    ),
+    "empty [states] block": (
+        re.sub(r"(?s)\[states\]\n.*?\n\n", "[states]\n\n", BASE),
+        r"\[states\]: at least one state is needed",
+    ),
+    "missing model.name": (
+        edit('name = "base"\n', ""),
+        r"model\.name: missing",
+    ),
+    "model.name not a string": (
+        edit('name = "base"', "name = 3"),
+        r"model\.name: expected a string, got int 3",
+    ),
+    "unknown field in [model]": (
+        edit('name = "base"', 'name = "base"\nauthor = "me"'),
+        r"model: unknown field\(s\) \['author'\]",
+    ),
+    "references not a list of strings": (
+        edit('name = "base"', 'name = "base"\nreferences = [1, 2]'),
+        r"model\.references: expected a list of strings",
+    ),
+    "parameter value a string": (
+        edit("V = { value = 10.0", 'V = { value = "ten"'),
+        r"parameters\.V\.value: expected a number, got str 'ten'",
+    ),
+    "parameter value a boolean": (
+        edit("V = { value = 10.0", "V = { value = true"),
+        r"parameters\.V\.value: expected a number, got bool True",
+    ),
+    "parameter value not finite": (
+        edit("V = { value = 10.0", "V = { value = nan"),
+        r"parameters\.V\.value: expected a finite number, got nan",
+    ),
+    "parameter without value": (
+        edit('V = { value = 10.0, unit = "L" }', 'V = { unit = "L" }'),
+        r"parameters\.V: missing 'value'",
+    ),
+    "bounds not a list": (
+        edit("bounds = [0.0, 10.0]", "bounds = 10.0"),
+        r"parameters\.CL\.bounds: expected \[lower, upper\] numbers, got 10\.0",
+    ),
+    "bounds with three numbers": (
+        edit("bounds = [0.0, 10.0]", "bounds = [0.0, 5.0, 10.0]"),
+        r"parameters\.CL\.bounds: expected \[lower, upper\]",
+    ),
+    "bounds reversed": (
+        edit("bounds = [0.0, 10.0]", "bounds = [10.0, 0.0]"),
+        r"parameters\.CL\.bounds: lower 10\.0 must be < upper 0\.0",
+    ),
+    "value outside bounds": (
+        edit("CL = { value = 2.0", "CL = { value = 20.0"),
+        r"parameters\.CL\.value: 20\.0 lies outside bounds \[0\.0, 10\.0\]",
+    ),
+    "unknown block": (
+        edit("[covariates]", "[covariate]"),
+        r"unknown block \[covariate\]; expected blocks: model, parameters",
+    ),
+    "unknown field in a parameter": (
+        edit('V = { value = 10.0, unit = "L" }', 'V = { value = 10.0, units = "L" }'),
+        r"parameters\.V: unknown field\(s\) \['units'\]; allowed: ",
+    ),
+    "parameter unit not a string": (
+        edit('unit = "L" }', "unit = 1 }"),
+        r"parameters\.V\.unit: expected a string, got int 1",
+    ),
+    "invalid parameter name": (
+        edit("kin = {", "2kin = {"),
+        r"parameters\.2kin: '2kin' is not a valid name",
+    ),
+    "reserved parameter name": (
+        edit("kin = {", "exp = {"),
+        r"parameters\.exp: 'exp' is reserved",
+    ),
+    "covariate named like a parameter": (
+        edit("WT = {", "CL = {"),
+        r"covariates\.CL: 'CL' is already a parameter",
+    ),
+    "unknown name in an expression": (
+        edit('"central ->" = "CL / V"', '"central ->" = "CL / Vc"'),
+        r"flows\.'central ->': unknown name 'Vc' in 'CL / Vc'; known: C, CL, V, WT",
+    ),
+    "unknown names in an observation": (
+        edit('conc = { expr = "C"', 'conc = { expr = "Cp * F1"'),
+        r"observations\.conc\.expr: unknown names 'Cp', 'F1'",
+    ),
+    "state initial using a state": (
+        edit('initial = "kin / kout"', 'initial = "central / kout"'),
+        r"states\.marker\.initial: unknown name 'central'",
+    ),
+    "ode for an unknown state": (
+        edit('marker = "kin - kout * marker"', 'biomarker = "kin - kout * marker"'),
+        r"odes\.biomarker: unknown state 'biomarker'; states: central, marker",
+    ),
+    "bad prior family": (
+        edit('prior = "lognormal(log(2), 1)"', 'prior = "lognorm(log(2), 1)"'),
+        r"parameters\.CL\.prior: unknown prior family 'lognorm'; known: normal, lognormal",
+    ),
+    "prior with wrong arity": (
+        edit('prior = "lognormal(log(2), 1)"', 'prior = "lognormal(2)"'),
+        r"parameters\.CL\.prior: prior lognormal takes 2 positional arguments, got 1",
+    ),
+    "prior with a parameter in it": (
+        edit('prior = "lognormal(log(2), 1)"', 'prior = "lognormal(log(V), 1)"'),
+        r"parameters\.CL\.prior: prior arguments must be constants, got 'log\(V\)'",
+    ),
+    "unknown error model": (
+        edit('error = "proportional"', 'error = "poisson"'),
+        r"observations\.conc\.error: 'poisson' is not one of additive, proportional",
+    ),
+    "observation without expr": (
+        edit('conc = { expr = "C", unit', "conc = { unit"),
+        r"observations\.conc: missing 'expr'",
+    ),
+    "dosing for an unknown state": (
+        BASE + '\n[dosing]\ngut = { lag = "0.5" }\n',
+        r"dosing\.gut: unknown state 'gut'",
+    ),
+    "dosing expression using a state": (
+        BASE + '\n[dosing]\ncentral = { bioavailability = "1 / (1 + marker)" }\n',
+        r"dosing\.central\.bioavailability: unknown name 'marker'",
+    ),
+    "unknown dosing field": (
+        BASE + '\n[dosing]\ncentral = { alag = "0.5" }\n',
+        r"dosing\.central: unknown field\(s\) \['alag'\]",
+    ),
+    "invalid TOML syntax": (
+        edit('V = { value = 10.0, unit = "L" }', 'V = { value = 10.0, unit = "L" '),
+        r"not valid TOML: .*line \d+",
+    ),
+    "invalid TOML duplicate key": (
+        edit("kin = {", "CL = {"),
+        r"not valid TOML: ",
+    ),
+    "[model] not a table": (
+        'model = "base"\n' + BASE[BASE.index("[parameters]") :],
+        r"\[model\]: expected a table, got str",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_FILES))
+def test_malformed_model_file(case: str, tmp_path: Path) -> None:
+    text, what = MODEL_FILES[case]
+    path = tmp_path / "bad_model.toml"
+    path.write_text(text, encoding="utf-8")
+    # the message starts with the file, then the key and what is wrong
+    check(cp.SpecError, "^" + re.escape(str(path)) + ": " + what, cp.load_model, path)
+
+
+def test_nonexistent_model_file(tmp_path: Path) -> None:
+    path = tmp_path / "no_such_model.toml"
+    check(cp.SpecError, "^" + re.escape(str(path)) + ": model file not found", cp.load_model, path)
+
+
+def test_model_path_is_a_directory(tmp_path: Path) -> None:
+    check(
+        cp.SpecError, re.escape(str(tmp_path)) + ": cannot read model file", cp.load_model, tmp_path
+    )
+
+
+def test_unknown_library_model_name() -> None:
+    check(
+        cp.SpecError,
+        r"unknown model 'one_cmt_ivv': not a file, and not in the library \(.*one_cmt_iv",
+        cp.load_model,
+        "one_cmt_ivv",
+    )
+
+
+def test_from_dict_names_its_source() -> None:
+    check(
+        cp.SpecError,
+        r"^my_model: model\.name: missing",
+        cp.ModelSpec.from_dict,
+        {"model": {}, "states": {"x": 0.0}},
+        source="my_model",
+    )
+    check(
+        cp.SpecError, r"<python>: expected a table of blocks, got list", cp.ModelSpec.from_dict, []
+    )
+
+
+def test_with_values_unknown_name(iv: cp.ModelSpec) -> None:
+    check(cp.SpecError, r"with_values: unknown name 'Vd'; known: CL, V", iv.with_values, Vd=1.0)
+
+
+def test_nan_flow_rate_is_reported_as_not_finite() -> None:
+    data = {
+        "model": {"name": "m"},
+        "parameters": {"V": 1.0},
+        "states": {"central": 0.0},
+        "flows": {"central ->": math.nan},
+    }
+    check(cp.SpecError, r"flows\.'central ->': .*finite", cp.ModelSpec.from_dict, data)
+
+
+def test_observation_named_like_a_derived_quantity() -> None:
+    data = {
+        "model": {"name": "m"},
+        "parameters": {"V": 1.0},
+        "states": {"central": 0.0},
+        "derived": {"conc": "central / V"},
+        "observations": {"conc": "2 * central / V"},
+    }
+    check(cp.SpecError, r"observations\.conc: 'conc' is already", cp.ModelSpec.from_dict, data)
+
+
+def test_prior_dividing_by_zero() -> None:
+    data = {
+        "model": {"name": "m"},
+        "parameters": {"V": {"value": 1.0, "prior": "normal(1 / 0, 1)"}},
+        "states": {"central": 0.0},
+    }
+    check(cp.SpecError, r"parameters\.V\.prior: ", cp.ModelSpec.from_dict, data)
+
+
+@pytest.mark.parametrize("value", [-1.0, "fast"], ids=["outside-bounds", "string"])
+def test_with_values_checks_like_the_model_file(iv: cp.ModelSpec, value: Any) -> None:
+    check(cp.SpecError, r"with_values: CL", iv.with_values, CL=value)
+
+
+# ---------------------------------------------------------------------- doses, regimens
+DOSES = {
+    "negative amount": ({"amount": -1.0}, r"^Dose: amount = -1\.0 must be >= 0"),
+    "NaN time": ({"time": math.nan}, r"^Dose: time = nan must be finite"),
+    "infinite amount": ({"amount": math.inf}, r"^Dose: amount = inf must be finite"),
+    "negative time": ({"time": -2.0}, r"^Dose: time = -2\.0 must be >= 0"),
+    "time a string": ({"time": "0"}, r"^Dose: time = '0' is not a number"),
+    "ss=1 without ii": ({"ss": 1}, r"^Dose: ss = 1 needs a dosing interval ii > 0, got 0\.0"),
+    "ss out of range": ({"ss": 3, "ii": 12.0}, r"^Dose: ss = 3 must be 0, 1 or 2"),
+    "cmt zero": ({"cmt": 0}, r"^Dose: cmt = 0 must be >= 1 \(NONMEM numbering\)"),
+    "cmt a float": ({"cmt": 1.0}, r"^Dose: cmt = 1\.0 must be a state name or number"),
+    "negative duration": ({"duration": -1.0}, r"^Dose: duration = -1\.0 must be >= 0"),
+    "duration unknown word": ({"duration": "long"}, r"^Dose: duration = 'long' is not a number"),
+    "rate zero": ({"rate": 0.0}, r"^Dose: rate = 0 would never deliver the dose"),
+    "rate and duration": (
+        {"rate": 10.0, "duration": 2.0},
+        r"^Dose: give either rate or duration, not both",
+    ),
+    "negative lag": ({"lag": -0.5}, r"^Dose: lag = -0\.5 must be >= 0"),
+    "negative bioavailability": (
+        {"bioavailability": -0.1},
+        r"^Dose: bioavailability = -0\.1 must be >= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DOSES))
+def test_bad_dose(case: str) -> None:
+    changes, what = DOSES[case]
+    kw = {"time": 0.0, "amount": 100.0, "cmt": "central", **changes}
+    check(cp.DosingError, what, cp.Dose, **kw)
+
+
+def test_reset_negative_time() -> None:
+    check(cp.DosingError, r"^Reset: time = -1\.0 must be >= 0", cp.Reset, -1.0)
+
+
+def test_regimen_with_a_non_dose_item() -> None:
+    dose = cp.Dose(0.0, 100.0, "central")
+    check(
+        cp.DosingError,
+        r"^Regimen: event 1 is a dict; expected cp\.Dose or cp\.Reset",
+        cp.Regimen,
+        [dose, {"time": 1.0, "amount": 5.0}],
+    )
+
+
+@pytest.mark.parametrize("count", [0, -3, 2.5, True])
+def test_regimen_repeat_bad_count(count: Any) -> None:
+    dose = cp.Dose(0.0, 100.0, "central")
+    check(
+        cp.DosingError,
+        r"^Regimen\.repeat: count = .* must be an integer >= 1",
+        cp.Regimen.repeat,
+        dose,
+        interval=24.0,
+        count=count,
+    )
+
+
+def test_regimen_repeat_bad_interval() -> None:
+    dose = cp.Dose(0.0, 100.0, "central")
+    check(
+        cp.DosingError,
+        r"^Regimen\.repeat: interval = -24\.0 must be >= 0",
+        cp.Regimen.repeat,
+        dose,
+        interval=-24.0,
+        count=3,
+    )
+    check(
+        cp.DosingError,
+        r"^Regimen\.repeat: interval = 0\.0 must be > 0",
+        cp.Regimen.repeat,
+        dose,
+        interval=0.0,
+        count=3,
+    )
+
+
+def test_to_arrays_too_few_slots(iv: cp.ModelSpec) -> None:
+    reg = cp.Regimen.repeat(cp.Dose(0.0, 1.0, "central"), interval=12.0, count=3)
+    check(
+        cp.DosingError,
+        r"^Regimen\.to_arrays: a regimen has 3 events but max_doses = 2",
+        reg.to_arrays,
+        2,
+        iv,
+    )
+
+
+def test_stack_no_regimens() -> None:
+    check(cp.DosingError, r"^stack_dose_arrays: no regimens given", cp.stack_dose_arrays, [])
+
+
+def test_regimen_of_a_single_dose_not_in_a_list() -> None:
+    check(cp.DosingError, r"^Regimen: ", cp.Regimen, cp.Dose(0.0, 100.0, "central"))
+
+
+# ---------------------------------------------------------------------- simulate arguments
+T = [0.0, 1.0, 2.0]
+
+
+def test_simulate_unknown_parameter_lists_known(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: unknown param.* 'Cl'; known: CL, V$",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params={"Cl": 1.0},
+    )
+
+
+def test_simulate_parameter_given_as_covariate(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: unknown covariate 'CL' \('CL' is a parameter\)",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        covariates={"CL": 1.0},
+    )
+
+
+@pytest.mark.parametrize("value", [math.nan, [1.0, math.nan], math.inf])
+def test_simulate_nan_parameter(iv: cp.ModelSpec, bolus: cp.Regimen, value: Any) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params\['CL'\] contains NaN or inf",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params={"CL": value},
+    )
+
+
+def test_simulate_non_numeric_parameter(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params\['V'\] = 'big' is not a number",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params={"V": "big"},
+    )
+
+
+def test_simulate_2d_parameter(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params\['V'\] must be a scalar or 1-D, got shape \(2, 2\)",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params={"V": np.ones((2, 2))},
+    )
+
+
+def test_simulate_params_not_a_dict(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params must be a dict name -> value, got list",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params=[1.0, 2.0],
+    )
+
+
+def test_simulate_params_of_mismatched_lengths(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params\['V'\] has 2 values but other inputs give 3 subjects",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        params={"CL": [1.0, 2.0, 3.0], "V": [10.0, 20.0]},
+    )
+
+
+def test_simulate_regimens_and_params_of_mismatched_lengths(
+    iv: cp.ModelSpec, bolus: cp.Regimen
+) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: params\['CL'\] has 3 values but other inputs give 2 subjects",
+        cp.simulate,
+        iv,
+        [bolus, bolus],
+        T,
+        params={"CL": [1.0, 2.0, 3.0]},
+    )
+
+
+TIMES = {
+    "unsorted": ([0.0, 2.0, 1.0], r"times must be non-decreasing; times\[2\] = 1\.0 < times\[1\]"),
+    "negative": ([-1.0, 0.0, 1.0], r"times\[0\] = -1\.0 is before the start time 0\.0"),
+    "empty": ([], r"times must be a non-empty 1-D array, got shape \(0,\)"),
+    "2-D": ([[0.0, 1.0], [2.0, 3.0]], r"times must be a non-empty 1-D array, got shape \(2, 2\)"),
+    "scalar": (1.0, r"times must be a non-empty 1-D array, got shape \(\)"),
+    "NaN": ([0.0, math.nan], r"times\[1\] = nan is not finite"),
+    "strings": (["a", "b"], r"times must be numbers"),
+    "missing": (None, r"times is required"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TIMES))
+def test_simulate_bad_times(iv: cp.ModelSpec, bolus: cp.Regimen, case: str) -> None:
+    times, what = TIMES[case]
+    check(cp.SpecError, "^simulate: " + what, cp.simulate, iv, bolus, times)
+
+
+def test_simulate_unknown_output(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"unknown output 'cp'; known: central, conc",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        outputs=("cp",),
+    )
+
+
+def test_simulate_unknown_solver(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"solver = 'rk45'; expected one of auto, exact, tsit5, kvaerno5",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        solver="rk45",
+    )
+
+
+def test_simulate_exact_solver_on_nonlinear_model(
+    nonlinear: cp.ModelSpec, bolus: cp.Regimen
+) -> None:
+    check(
+        cp.SpecError,
+        r"solver='exact' needs a linear model; 'mm' has",
+        cp.simulate,
+        nonlinear,
+        bolus,
+        T,
+        solver="exact",
+    )
+
+
+def test_simulate_dose_into_unknown_compartment(iv: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])
+    check(
+        cp.DosingError,
+        r"^simulate: dose 0 into unknown state 'depot'; states: central",
+        cp.simulate,
+        iv,
+        reg,
+        T,
+    )
+
+
+def test_simulate_cmt_number_out_of_range(iv: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central"), cp.Dose(1.0, 100.0, 2)])
+    check(
+        cp.DosingError,
+        r"^simulate: dose 1 has cmt = 2; the model has states 1\.\.1",
+        cp.simulate,
+        iv,
+        reg,
+        T,
+    )
+
+
+def test_to_arrays_cmt_number_out_of_range(iv: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, 3)])
+    check(
+        cp.DosingError,
+        r"^Regimen: event 0 has cmt = 3; the model has states 1\.\.1 \(central\)",
+        reg.to_arrays,
+        None,
+        iv,
+    )
+
+
+def test_simulate_numpy_cmt_out_of_range(iv: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, np.int64(5))])
+    check(cp.DosingError, r"^simulate: dose 0 has cmt = 5", cp.simulate, iv, reg, T)
+
+
+@pytest.mark.parametrize("field", ["rate", "duration"])
+def test_simulate_model_rate_without_dosing_rule(iv: cp.ModelSpec, field: str) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", **{field: "model"})])
+    check(
+        cp.DosingError,
+        rf"^simulate: dose 0 asks for the modelled {field} of 'central', but "
+        rf".*one_cmt_iv\.toml has no \[dosing\]\.central\.{field}",
+        cp.simulate,
+        iv,
+        reg,
+        T,
+    )
+
+
+def test_simulate_ss2_on_nonlinear_model(nonlinear: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", ss=2, ii=12.0)])
+    check(
+        cp.DosingError,
+        r"^simulate: dose 0 has ss = 2 .* needs a linear model; 'mm' is nonlinear",
+        cp.simulate,
+        nonlinear,
+        reg,
+        T,
+    )
+
+
+def test_simulate_on_failure_invalid(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: on_failure = 'ignore'; expected 'raise' or 'nan'",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        on_failure="ignore",
+    )
+
+
+@pytest.mark.parametrize("regimen", [cp.Dose(0.0, 1.0, "central"), "daily", [1, 2]])
+def test_simulate_regimen_of_wrong_type(iv: cp.ModelSpec, regimen: Any) -> None:
+    check(
+        cp.SpecError,
+        r"^simulate: regimen must be a cp\.Regimen or a list of them, got ",
+        cp.simulate,
+        iv,
+        regimen,
+        T,
+    )
+
+
+def test_simulate_empty_regimen_list(iv: cp.ModelSpec) -> None:
+    check(cp.SpecError, r"^simulate: regimen is an empty list", cp.simulate, iv, [], T)
+
+
+def test_simulate_unknown_model_name(bolus: cp.Regimen) -> None:
+    check(cp.SpecError, r"^unknown model 'no_such_model'", cp.simulate, "no_such_model", bolus, T)
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [-1e-6, 0.0, math.nan])
+def test_simulate_bad_tolerance(iv: cp.ModelSpec, bolus: cp.Regimen, name: str, value) -> None:
+    check(
+        cp.SpecError,
+        rf"{name} = .* must be a positive number",
+        cp.simulate,
+        iv,
+        bolus,
+        T,
+        **{name: value},
+    )
+
+
+def test_simulator_unknown_parameter(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    sim = cp.Simulator(iv, T)
+    check(
+        cp.SpecError,
+        r"^one_cmt_iv: unknown parameter or covariate 'Vd'; known: CL, V",
+        sim,
+        {"Vd": 1.0},
+        bolus,
+    )
+
+
+def test_simulate_unknown_output_as_list(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(cp.SpecError, r"unknown output 'cp'", cp.simulate, iv, bolus, T, outputs=["cp"])
+
+
+def test_simulate_accepts_outputs_as_a_list(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    res = cp.simulate(iv, bolus, T, outputs=["conc"])
+    assert list(res.data_vars) == ["conc"]
+
+
+@pytest.mark.parametrize("max_steps", [0, -1])
+def test_simulate_bad_max_steps(nonlinear: cp.ModelSpec, bolus: cp.Regimen, max_steps: int) -> None:
+    check(
+        cp.SpecError,
+        r"max_steps",
+        cp.simulate,
+        nonlinear,
+        bolus,
+        T,
+        max_steps=max_steps,
+    )
