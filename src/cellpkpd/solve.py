@@ -25,6 +25,7 @@ from typing import Any
 
 import diffrax as dfx
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -548,7 +549,8 @@ def _solve_ode(
 
 def _ode_trough(cm, opts, p, ev, solver, controller, term):
     """Pre-dose steady state per dose record by repeating the dosing interval until the
-    state stops changing (rtol/atol of the solver); nonlinear models, SS=1."""
+    state stops changing (rtol/atol of the solver); nonlinear models, SS=1. Gradients flow
+    through the iterations (checkpointed loop)."""
     n = cm.n_states
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
@@ -591,7 +593,10 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
             return x_new, x, k + 1, c_new
 
         x1, c1 = period(x_init)
-        x, x_prev, _, code = jax.lax.while_loop(cond, body, (x1, x_init, 1, c1))
+        # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
+        x, x_prev, _, code = eqxi.while_loop(
+            cond, body, (x1, x_init, 1, c1), max_steps=opts.ss_max_intervals, kind="checkpointed"
+        )
         tol = opts.atol + opts.rtol * jnp.abs(x)
         not_done = needed & (code == 0) & jnp.any(jnp.abs(x - x_prev) > tol)
         return x, jnp.where(needed, jnp.where(not_done, 3, code), 0)
