@@ -16,6 +16,7 @@ import jax
 if os.environ.get("JAX_ENABLE_X64", "1").lower() not in ("0", "false"):
     jax.config.update("jax_enable_x64", True)
 
+from . import plots
 from .data import Dataset, read_nonmem
 from .dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
 from .errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "SpecError",
     "list_models",
     "load_model",
+    "plots",
     "read_nonmem",
     "simulate",
     "stack_dose_arrays",

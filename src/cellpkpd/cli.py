@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): exact matrix exponential for linear models, else diffrax "
         "Tsit5 (Kvaerno5 for models marked stiff)",
     )
+    p.add_argument("--rtol", type=float, default=1e-8, help="ODE relative tolerance (1e-8)")
+    p.add_argument(
+        "--atol", type=float, default=1e-8, help="ODE absolute tolerance [amount] (1e-8)"
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=100_000, help="ODE step limit per segment (100000)"
+    )
     p.add_argument("--log", action="store_true", help="logarithmic y-axis in the plot")
     p.add_argument(
         "--output",
@@ -264,6 +271,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         params=params or None,
         covariates=covariates or None,
         solver=args.solver,
+        rtol=args.rtol,
+        atol=args.atol,
+        max_steps=args.max_steps,
     )
     what = _describe_regimen(spec, dose, args.interval, args.count)
     csv_path, png_path = _write_results(
@@ -464,7 +474,9 @@ def _write_results(
     table.to_csv(csv_path, index=False)
     names = list(spec.observations) or list(spec.states)
     labels = _subject_labels(res, spec, varied or {})
-    fig = _plot(res, spec, [n for n in names if n in res], log=log, title=title, labels=labels)
+    fig = cp.plots.timecourse(
+        res, [n for n in names if n in res], spec=spec, log=log, title=title, labels=labels
+    )
     fig.savefig(png_path, dpi=120)
     return csv_path, png_path
 
@@ -483,54 +495,6 @@ def _subject_labels(res: Any, spec: cp.ModelSpec, varied: dict[str, Any]) -> lis
         ]
         labels.append(f"subject {s}" + (": " + ", ".join(parts) if parts else ""))
     return labels
-
-
-def _plot(
-    res: Any,
-    spec: cp.ModelSpec,
-    names: Sequence[str],
-    *,
-    log: bool,
-    title: str,
-    labels: Sequence[str] | None = None,
-) -> Any:
-    """One panel per output, one line per subject; units on both axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    fig = Figure(figsize=(9.0, 1.2 + 2.8 * len(names)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
-    t = np.asarray(res["time"].values)
-    subjects = res["subject"].values
-    labels = labels or [f"subject {s}" for s in subjects]
-    for ax, name in zip(axes, names, strict=True):
-        values = np.asarray(res[name].values)
-        for i in range(len(subjects)):
-            ax.plot(t, values[i], lw=1.3, label=labels[i])
-        unit = res[name].attrs.get("unit", "")
-        ax.set_ylabel(f"{name} [{unit}]" if unit else name)
-        item = spec.observations.get(name) or spec.states.get(name)
-        if item is not None and item.description:
-            ax.set_title(item.description, loc="left", fontsize=10)
-        positive = values[np.isfinite(values) & (values > 0)]
-        if log and positive.size:
-            ax.set_yscale("log", nonpositive="mask")  # zeros (before the first dose) left out
-            # keep the axis on the part a reader cares about (not 1e-300 after a washout)
-            low = max(positive.min(), positive.max() * 1e-6) / 1.5
-            ax.set_ylim(bottom=low, top=positive.max() * 1.5)
-            if positive.max() / low < 1e3:  # few decades: label 1, 2, 5 x 10^k
-                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-                ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.grid(True, which="major", alpha=0.35)
-        ax.margins(x=0)
-    axes[-1].set_xlabel(f"time [{spec.time_unit}]")
-    if 1 < len(subjects) <= 12:
-        axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(title, fontsize=11)
-    return fig
 
 
 # ---------------------------------------------------------------------- main
