@@ -321,7 +321,7 @@ def _batch_inputs(
                 if k in other:
                     hint = f" ('{k}' is a {'covariate' if arg == 'params' else 'parameter'})"
                 raise SpecError(
-                    f"simulate: unknown {arg[:-1] if arg == 'params' else 'covariate'} '{k}'"
+                    f"simulate: unknown {'parameter' if arg == 'params' else 'covariate'} '{k}'"
                     f"{hint}; known: {', '.join(known) or 'none'}"
                 )
             try:

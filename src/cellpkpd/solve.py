@@ -59,6 +59,7 @@ STATUS = {
     3: "steady state not reached (raise ss_max_intervals, or the model accumulates)",
     4: "more output times between two events than the output window (raise window)",
     5: "ODE solver failed (e.g. the implicit solver did not converge)",
+    6: "steady-state dose with a lag >= its interval ii (not supported)",
 }
 
 
@@ -153,6 +154,7 @@ class _Events(eqx.Module):
     """Expanded event points of one subject (P points, unsorted) and its infusions."""
 
     time: Any  # (P,) time of each point
+    order: Any  # (P,) tie-break at equal times: record order, then reset/SS before dose
     valid: Any  # (P,) bool
     reset: Any  # (P,) bool: reset the state to its initial value
     bolus: Any  # (P, n) amounts added
@@ -170,6 +172,7 @@ class _Events(eqx.Module):
     ii: Any
     cmt: Any
     dose_ss: Any  # (E,) 0/1/2 per dose record
+    lag: Any  # (E,) total lag [time] per dose record
 
     def rate_at(self, T: Any, n: int) -> Any:
         """Input rate vector just after each time in T (shape (Q,) -> (Q, n))."""
@@ -225,52 +228,56 @@ def _expand(
     zeros_E = jnp.zeros(E, bool)
     fillE = jnp.zeros(E, jnp.int32)
 
-    times, valid, reset, bolus, ss, dose = [], [], [], [], [], []
+    times, order, valid, reset, bolus, ss, dose = [], [], [], [], [], [], []
+    idx = jnp.arange(E, dtype=jnp.int32)
 
-    def add(t, v, r, b, s, k):
+    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE):
         times.append(t)
+        order.append(idx * 4 + sub_order)
         valid.append(v)
         reset.append(r)
-        bolus.append(b)
+        bolus.append(jnp.zeros((t.shape[0], n)) if b is None else b)
         ss.append(s)
-        dose.append(k)
+        dose.append(idx if t.shape[0] == E else jnp.zeros(t.shape[0], jnp.int32))
 
-    idx = jnp.arange(E, dtype=jnp.int32)
-    if d.has_reset:
-        add(d.time, is_reset, is_reset, jnp.zeros((E, n)), fillE, idx)
-    add(start, is_dose, zeros_E, bolus_amt[:, None] * onehot, jnp.where(is_dose, d.ss, 0), idx)
+    dose_ss = jnp.where(is_dose, d.ss, 0)
+    if d.has_reset or d.has_ss:
+        # at the record time: reset (EVID 3/4) or steady state (SS=1/2, which also resets)
+        add(d.time, 0, is_reset | (dose_ss > 0), is_reset, None, dose_ss)
+    add(start, 1, is_dose, zeros_E, bolus_amt[:, None] * onehot)
     inf_start, inf_end, inf_rate, inf_cmt = [start], [start + duration], [rate], [cmt]
     if d.has_infusion:
-        add(start + duration, is_inf, zeros_E, jnp.zeros((E, n)), fillE, idx)
+        add(start + duration, 2, is_inf)
     if d.has_ss and d.has_infusion:
+        # implied earlier infusions of a steady-state dose still running at the record time
         for k in range(1, d.ss_overlap + 1):
-            left = duration - k * d.ii
-            ok = is_inf & (d.ss > 0) & (left > 0)
-            add(start + jnp.where(ok, left, 0.0), ok, zeros_E, jnp.zeros((E, n)), fillE, idx)
-            inf_start.append(start)
-            inf_end.append(jnp.where(ok, start + left, start))
+            end = start + duration - k * d.ii
+            ok = is_inf & (dose_ss > 0) & (end > d.time)
+            add(jnp.where(ok, end, d.time), 3, ok)
+            inf_start.append(d.time)
+            inf_end.append(jnp.where(ok, end, d.time))
             inf_rate.append(jnp.where(ok, rate, 0.0))
             inf_cmt.append(cmt)
     if tv is not None:
         K = tv.times.shape[0]
-        add(
-            tv.times,
-            jnp.ones(K, bool),
-            jnp.zeros(K, bool),
-            jnp.zeros((K, n)),
-            jnp.zeros(K, jnp.int32),
-            jnp.zeros(K, jnp.int32),
-        )
+        times.append(tv.times)
+        order.append(jnp.full(K, 4 * E, jnp.int32))
+        valid.append(jnp.ones(K, bool))
+        reset.append(jnp.zeros(K, bool))
+        bolus.append(jnp.zeros((K, n)))
+        ss.append(jnp.zeros(K, jnp.int32))
+        dose.append(jnp.zeros(K, jnp.int32))
     time = jnp.concatenate(times)
     valid = jnp.concatenate(valid)
     time = jnp.maximum(jnp.where(valid, time, t_end), t0)
     reset_times = [jnp.where(is_reset, d.time, -jnp.inf)] if d.has_reset else []
     if d.has_ss:
-        reset_times.append(jnp.where(is_dose & (d.ss == 1), start, -jnp.inf))
+        reset_times.append(jnp.where(dose_ss == 1, d.time, -jnp.inf))
     if not reset_times:
         reset_times = [jnp.full((1,), -jnp.inf)]
     return _Events(
         time=time,
+        order=jnp.concatenate(order),
         valid=valid,
         reset=jnp.concatenate(reset),
         bolus=jnp.concatenate(bolus),
@@ -286,7 +293,8 @@ def _expand(
         duration=duration,
         ii=d.ii,
         cmt=cmt,
-        dose_ss=jnp.where(is_dose, d.ss, 0),
+        dose_ss=dose_ss,
+        lag=lag,
     )
 
 
@@ -313,27 +321,42 @@ def _period_inputs(ev: _Events) -> tuple[Any, Any, Any]:
 
 
 # ------------------------------------------------------------------------ exact path
-def _exact_trough(A: Any, b: Any, ev: _Events, n: int) -> Any:
-    """Pre-dose steady-state amounts for each dose record (E, n), linear models."""
+def _ss_phase(ev: _Events) -> tuple[Any, Any]:
+    """Time from the last implied steady-state input to the record time (ii - lag), and a
+    status code per dose record (6 where lag >= ii, which is not supported)."""
+    ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    bad = (ev.dose_ss > 0) & (ev.lag >= ii)
+    return jnp.clip(ii - ev.lag, 0.0, ii), jnp.where(bad, 6, 0)
+
+
+def _exact_trough(A: Any, b: Any, ev: _Events, n: int) -> tuple[Any, Any]:
+    """Steady-state amounts at each dose record's time (E, n) and a status per record,
+    linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
+    forward by ii - lag to the record time (the dose itself enters lag later)."""
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n, dtype=A.dtype)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
+    theta, code = _ss_phase(ev)
     # SS=2 adds only the dose's own steady state: no constant input b
     bv = jnp.where((ev.dose_ss == 1)[:, None], b[None, :], 0.0)
 
-    def one(ii_, d1_, m_, R_, bol, e_, bv):
+    def one(ii_, d1_, m_, R_, bol, e_, bv, th):
         Phi_ii, _ = _expm_pair(A, ii_)
         _, Gam_d1 = _expm_pair(A, d1_)
         Phi_r, Gam_r = _expm_pair(A, ii_ - d1_)
-        c = (
-            Phi_ii @ (bol * e_)
-            + Phi_r @ (Gam_d1 @ (bv + (m_ + 1.0) * R_ * e_))
-            + Gam_r @ (bv + m_ * R_ * e_)
-        )
-        return jnp.linalg.solve(jnp.eye(n, dtype=A.dtype) - Phi_ii, c)
+        u_on, u_off = bv + (m_ + 1.0) * R_ * e_, bv + m_ * R_ * e_
+        c = Phi_ii @ (bol * e_) + Phi_r @ (Gam_d1 @ u_on) + Gam_r @ u_off
+        y = jnp.linalg.solve(jnp.eye(n, dtype=A.dtype) - Phi_ii, c) + bol * e_
+        t1 = jnp.minimum(d1_, th)
+        Phi1, Gam1 = _expm_pair(A, t1)
+        Phi2, Gam2 = _expm_pair(A, th - t1)
+        return Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off
 
-    return jax.vmap(one)(ii, d1, m, R, bolus, e, bv)
+    xs = jax.vmap(one)(ii, d1, m, R, bolus, e, bv, theta)
+    finite = jnp.all(jnp.isfinite(xs), axis=1)
+    code = jnp.where((ev.dose_ss > 0) & ~finite, 3, code)
+    return xs, jnp.max(code)
 
 
 def _timeline(
@@ -349,7 +372,8 @@ def _timeline(
     ev = _expand(cm, p, tv, d, t0, times[-1])
     P = ev.time.shape[0]
     all_t = jnp.concatenate([ev.time, times])
-    src = jnp.argsort(all_t, stable=True)
+    tie = jnp.concatenate([ev.order, jnp.full(times.shape[0], jnp.iinfo(jnp.int32).max)])
+    src = jnp.lexsort((tie, all_t))
     T = all_t[src]
     prev_T = jnp.concatenate([jnp.asarray([t0], T.dtype), T[:-1]])
     return ev, P, src, T, src < P, T - prev_T, prev_T
@@ -426,14 +450,14 @@ def _solve_exact(
         else:
             Phi, Gam = jax.vmap(_expm_pair, (None, 0))(A, h)
             tab = jnp.arange(h.shape[0])
-        trough = _exact_trough(A, b, ev, n) if d.has_ss else None
+        trough, ss_code = _exact_trough(A, b, ev, n) if d.has_ss else (None, 0)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
         As, bs = jax.vmap(lambda T_: cm.linear_system(_params_at(p, tv, T_)))(prev_T)
         u = u_rate + bs
         Phi, Gam = jax.vmap(_expm_pair)(As, h)
         tab = jnp.arange(h.shape[0])
-        trough = _exact_trough(*cm.linear_system(p), ev, n) if d.has_ss else None
+        trough, ss_code = _exact_trough(*cm.linear_system(p), ev, n) if d.has_ss else (None, 0)
 
     def step(x, i):
         k = tab[i]
@@ -446,7 +470,7 @@ def _solve_exact(
     _, xs = jax.lax.scan(step, x_init, jnp.arange(T.shape[0]))
     pos = jnp.argsort(src, stable=True)[P:]
     states = xs[pos]
-    status = jnp.where(jnp.all(jnp.isfinite(states)), 0, 2)
+    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, 2))
     return states, status
 
 
@@ -480,7 +504,7 @@ def _solve_ode(
     n_out = times.shape[0]
     W = n_out if opts.window is None else min(int(opts.window), n_out)
     ev = _expand(cm, p, tv, d, t0, times[-1])
-    order = jnp.argsort(ev.time, stable=True)
+    order = jnp.lexsort((ev.order, ev.time))
     T = ev.time[order]
     t_end = jnp.maximum(times[-1], T[-1])
     solver, controller = _ode_solver(opts)
@@ -548,15 +572,20 @@ def _solve_ode(
 
 
 def _ode_trough(cm, opts, p, ev, solver, controller, term):
-    """Pre-dose steady state per dose record by repeating the dosing interval until the
-    state stops changing (rtol/atol of the solver); nonlinear models, SS=1. Gradients flow
+    """Steady-state amounts at each dose record's time (E, n) and a status: the dosing
+    interval is repeated until the pre-input state stops changing (rtol/atol of the
+    solver), then carried forward by ii - lag. SS=2 (linear models only) leaves out the
+    constant input so that only the dose's own steady state is added. Gradients flow
     through the iterations (checkpointed loop)."""
     n = cm.n_states
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
+    theta, phase_code = _ss_phase(ev)
     x_init = cm.initial(p)
+    zero = jnp.zeros(n, x_init.dtype)
+    b0 = cm.rhs(0.0, zero, p)  # the constant input of a linear model
 
     def solve(x, ta, tb, u):
         sol = dfx.diffeqsolve(
@@ -574,36 +603,41 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
         )
         return sol.ys[-1], _result_code(sol)
 
-    def one(ii_, d1_, m_, R_, bol, e_, needed):
-        def period(x):
-            x = x + bol * e_
-            x, c1 = solve(x, 0.0, d1_, (m_ + 1.0) * R_ * e_)
-            x, c2 = solve(x, d1_, ii_, m_ * R_ * e_)
+    def one(ii_, d1_, m_, R_, bol, e_, ss, th):
+        u_off = jnp.where(ss == 2, b0, 0.0)
+        u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
+
+        def run(x, t_end):
+            t1 = jnp.minimum(d1_, t_end)
+            x, c1 = solve(x + bol * e_, 0.0, t1, u_on_rate)
+            x, c2 = solve(x, t1, t_end, u_off_rate)
             return x, jnp.maximum(c1, c2)
 
         def cond(c):
             x, x_prev, k, code = c
             tol = opts.atol + opts.rtol * jnp.abs(x)
             moving = jnp.any(jnp.abs(x - x_prev) > tol)
-            return needed & moving & (k < opts.ss_max_intervals) & (code == 0)
+            return (ss > 0) & moving & (k < opts.ss_max_intervals) & (code == 0)
 
         def body(c):
             x, _, k, _code = c
-            x_new, c_new = period(x)
+            x_new, c_new = run(x, ii_)
             return x_new, x, k + 1, c_new
 
-        x1, c1 = period(x_init)
+        x0 = jnp.where(ss == 2, zero, x_init)
+        x1, c1 = run(x0, ii_)
         # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
         x, x_prev, _, code = eqxi.while_loop(
-            cond, body, (x1, x_init, 1, c1), max_steps=opts.ss_max_intervals, kind="checkpointed"
+            cond, body, (x1, x0, 1, c1), max_steps=opts.ss_max_intervals, kind="checkpointed"
         )
         tol = opts.atol + opts.rtol * jnp.abs(x)
-        not_done = needed & (code == 0) & jnp.any(jnp.abs(x - x_prev) > tol)
-        return x, jnp.where(needed, jnp.where(not_done, 3, code), 0)
+        not_done = (ss > 0) & (code == 0) & jnp.any(jnp.abs(x - x_prev) > tol)
+        y, c_end = run(x, th)
+        code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
+        return y, jnp.where(ss > 0, code, 0)
 
-    needed = ev.dose_ss > 0
-    xs, codes = jax.vmap(one)(ii, d1, m, R, bolus, e, needed)
-    return xs, jnp.max(codes)
+    xs, codes = jax.vmap(one)(ii, d1, m, R, bolus, e, ev.dose_ss, theta)
+    return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
 # ------------------------------------------------------------------------ entry point

@@ -1,0 +1,151 @@
+"""Shared test helpers: closed-form pharmacokinetic solutions written independently of the
+engine (plain numpy), and small fixtures.
+
+Every function returns AMOUNTS [mg] in the named compartment unless its name says
+``conc``; time arguments are absolute [h]. A dose given at ``t_dose`` contributes nothing
+before ``t_dose`` and its full effect AT ``t_dose`` (NONMEM: a record at a dose time reports
+the state after the dose).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SHARED_DATA = Path("/work/shared/data")
+if not SHARED_DATA.exists():  # a checkout elsewhere may keep the shared data beside the repo
+    SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+# ------------------------------------------------------------------ one compartment, IV
+def bolus_amount(t, dose, CL, V, t_dose=0.0):
+    """One-compartment IV bolus: A(t) = D exp(-k (t - t_dose)), k = CL / V; 0 before."""
+    s = np.asarray(t, dtype=float) - t_dose
+    k = CL / V
+    return np.where(s >= 0, dose * np.exp(-k * np.maximum(s, 0.0)), 0.0)
+
+
+def infusion_amount(t, amount, duration, CL, V, t_start=0.0):
+    """One-compartment zero-order infusion of `amount` over `duration` from `t_start`.
+
+    During: A = R / k (1 - exp(-k s)); after: A = R / k (1 - exp(-k T)) exp(-k (s - T)),
+    with R = amount / duration, s = t - t_start, T = duration; 0 before the start.
+    """
+    s = np.asarray(t, dtype=float) - t_start
+    k = CL / V
+    R = amount / duration
+    during = R / k * (1.0 - np.exp(-k * np.clip(s, 0.0, None)))
+    after = R / k * (1.0 - np.exp(-k * duration)) * np.exp(-k * np.clip(s - duration, 0.0, None))
+    return np.where(s <= 0, 0.0, np.where(s < duration, during, after))
+
+
+def ss_bolus_amount(s, dose, CL, V, tau):
+    """Amount a time s >= 0 after an SS=1 bolus (steady state for `dose` every `tau`, no
+    later doses): the geometric sum D e^{-k s} (1 + e^{-k tau} + ...)
+    = D e^{-k s} / (1 - e^{-k tau})."""
+    k = CL / V
+    return dose * np.exp(-k * np.asarray(s, dtype=float)) / (1.0 - np.exp(-k * tau))
+
+
+def ss_bolus_trough(dose, CL, V, tau):
+    """Pre-dose steady-state amount, D e^{-k tau} / (1 - e^{-k tau})."""
+    k = CL / V
+    return dose * np.exp(-k * tau) / (1.0 - np.exp(-k * tau))
+
+
+def ss_infusion_amount_sum(s, amount, duration, CL, V, tau, n_past=2000):
+    """Amount a time s >= 0 after an SS=1 infusion (no later doses), by superposing the
+    dose at 0 and `n_past` earlier ones at -tau, -2 tau, ... (works for duration > tau,
+    where past infusions are still running)."""
+    s = np.asarray(s, dtype=float)
+    j = np.arange(n_past + 1)[:, None]
+    return infusion_amount(s[None, :] + j * tau, amount, duration, CL, V).sum(axis=0)
+
+
+def ss_infusion_amount_closed(s, amount, duration, CL, V, tau):
+    """Closed form of `ss_infusion_amount_sum` for duration <= tau: the current infusion
+    plus the geometric sum of the past ones, R/k (1 - e^{-kT}) e^{-k(s - T)} e^{-k tau} /
+    (1 - e^{-k tau})."""
+    assert duration <= tau
+    s = np.asarray(s, dtype=float)
+    k = CL / V
+    R = amount / duration
+    past = R / k * (1 - np.exp(-k * duration)) * np.exp(-k * (s - duration + tau))
+    return infusion_amount(s, amount, duration, CL, V) + past / (1.0 - np.exp(-k * tau))
+
+
+# ------------------------------------------------------------------ first-order absorption
+def bateman_central(t, dose, ka, CL, V, F=1.0, lag=0.0, t_dose=0.0):
+    """Central amount after an oral dose: F D ka / (ka - k) (e^{-k s} - e^{-ka s}),
+    s = t - t_dose - lag >= 0 (0 before); k = CL / V, ka != k."""
+    s = np.asarray(t, dtype=float) - t_dose - lag
+    k = CL / V
+    sp = np.maximum(s, 0.0)
+    val = F * dose * ka / (ka - k) * (np.exp(-k * sp) - np.exp(-ka * sp))
+    return np.where(s >= 0, val, 0.0)
+
+
+def bateman_depot(t, dose, ka, F=1.0, lag=0.0, t_dose=0.0):
+    """Depot amount after an oral dose: F D e^{-ka s} for s = t - t_dose - lag >= 0."""
+    s = np.asarray(t, dtype=float) - t_dose - lag
+    return np.where(s >= 0, F * dose * np.exp(-ka * np.maximum(s, 0.0)), 0.0)
+
+
+# ------------------------------------------------------------------ two compartments
+def two_cmt_bolus(t, dose, CL, V1, Q, V2, t_dose=0.0):
+    """Central and peripheral amounts after a bolus into central (bi-exponential).
+
+    Micro-constants k10 = CL/V1, k12 = Q/V1, k21 = Q/V2; alpha > beta are the roots of
+    s^2 - (k10 + k12 + k21) s + k10 k21 = 0. Central: D [(alpha - k21) e^{-alpha t} +
+    (k21 - beta) e^{-beta t}] / (alpha - beta); peripheral: D k12 (e^{-beta t} -
+    e^{-alpha t}) / (alpha - beta).
+    """
+    s = np.asarray(t, dtype=float) - t_dose
+    sp = np.maximum(s, 0.0)
+    k10, k12, k21 = CL / V1, Q / V1, Q / V2
+    tot = k10 + k12 + k21
+    disc = np.sqrt(tot**2 - 4.0 * k10 * k21)
+    alpha, beta = (tot + disc) / 2.0, (tot - disc) / 2.0
+    ea, eb = np.exp(-alpha * sp), np.exp(-beta * sp)
+    central = dose * ((alpha - k21) * ea + (k21 - beta) * eb) / (alpha - beta)
+    peripheral = dose * k12 * (eb - ea) / (alpha - beta)
+    return np.where(s >= 0, central, 0.0), np.where(s >= 0, peripheral, 0.0)
+
+
+def two_cmt_infusion(t, amount, duration, CL, V1, Q, V2, t_start=0.0):
+    """Central and peripheral amounts during and after a zero-order infusion into central:
+    the bolus response integrated over the infusion window, term by term. With the unit
+    bolus response sum_i c_i e^{-l_i t}: during, R sum_i c_i (1 - e^{-l_i s}) / l_i; after,
+    R sum_i c_i (1 - e^{-l_i T}) e^{-l_i (s - T)} / l_i (s = t - t_start, T = duration)."""
+    s = np.asarray(t, dtype=float) - t_start
+    k10, k12, k21 = CL / V1, Q / V1, Q / V2
+    tot = k10 + k12 + k21
+    disc = np.sqrt(tot**2 - 4.0 * k10 * k21)
+    alpha, beta = (tot + disc) / 2.0, (tot - disc) / 2.0
+    R = amount / duration
+    coef = {
+        "central": ((alpha - k21) / (alpha - beta), (k21 - beta) / (alpha - beta)),
+        "peripheral": (-k12 / (alpha - beta), k12 / (alpha - beta)),
+    }
+    during_s = np.clip(s, 0.0, duration)
+    after_s = np.clip(s - duration, 0.0, None)
+    out = []
+    for name in ("central", "peripheral"):
+        total = 0.0
+        for c, lam in zip(coef[name], (alpha, beta), strict=True):
+            total = total + R * c * (1 - np.exp(-lam * during_s)) / lam * np.exp(-lam * after_s)
+        out.append(np.where(s <= 0, 0.0, total))
+    return out[0], out[1]
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def theophylline_csv() -> Path:
+    path = SHARED_DATA / "theophylline.csv"
+    if not path.exists():
+        pytest.skip("shared theophylline data not present")
+    return path
