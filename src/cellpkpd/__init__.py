@@ -1,3 +1,4 @@
+# ruff: noqa: E402
 """cellpkpd: PK-PD toolkit for living-cell drugs.
 
 Model files compile to JAX (float64 by default), solved exactly (matrix exponential) for
@@ -16,6 +17,22 @@ import jax
 if os.environ.get("JAX_ENABLE_X64", "1").lower() not in ("0", "false"):
     jax.config.update("jax_enable_x64", True)
 
+
+def _request_host_devices() -> None:
+    """One XLA host (CPU) device per core, so batches spread over every core; has an
+    effect only before JAX starts its backends, and never overrides the user's XLA_FLAGS.
+    ``CELLPKPD_CPU_DEVICES=N`` chooses N (1 turns it off)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    want = os.environ.get("CELLPKPD_CPU_DEVICES") or str(os.cpu_count() or 1)
+    if want.isdigit() and int(want) > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={want}".strip()
+
+
+_request_host_devices()
+
+# ruff: noqa: E402  (x64 and device requests must come before the submodules load)
 from . import plots
 from .data import Dataset, read_nonmem
 from .dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays

@@ -3,6 +3,7 @@ plus an `xarray.Dataset` result)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from .compile import CompiledModel
 from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
 from .errors import DosingError, SimulationError, SpecError
 from .model import ModelSpec, load_model
+from .parallel import batched_map
 from .solve import (
     STATUS,
     EngineOptions,
@@ -250,53 +252,109 @@ class Simulator:
         doses: DoseArrays,
         times: Any = None,
         tv: TimeVarying | None = None,
+        chunk_size: int | None = None,
     ) -> tuple[dict[str, Any], Any]:
-        """`solve` for many subjects: jitted and vmapped over a leading subject axis.
+        """`solve` for many subjects, chunked and spread over the JAX devices.
 
-        Every value of `params` has shape (n,); `doses`, `times` and `tv` are shared or
-        carry a leading subject axis. Compiled once per shape and reused. For the exact
-        path with concrete inputs, the distinct segment lengths of each subject are found
-        first, so each needs only one matrix exponential.
+        Parameters
+        ----------
+        params : dict
+            Name -> array (n,) for n subjects (unnamed inputs take the model's values).
+        doses : DoseArrays
+            Shared by all subjects (shape (max_doses,)) or one row per subject (n, max_doses).
+        times : array, optional
+            Output times if not fixed at construction: (n_times,) shared or (n, n_times).
+        tv : TimeVarying, optional
+            Time-varying covariates with a leading subject axis.
+        chunk_size : int, optional
+            Subjects per vectorised chunk (default: 256 on the ODE path, 512 on the exact
+            path); see `cellpkpd.parallel.batched_map`.
 
         Returns
         -------
         outputs : dict str -> array (n, n_times)
         status : int array (n,)
-        """
-        d_axis = 0 if doses.time.ndim == 2 else None
-        t_axis = None if times is None or jnp.ndim(times) == 1 else 0
-        v_axis = None if tv is None else 0
-        axes = (0, d_axis, t_axis, v_axis)
-        planned = (
-            self.solver == "exact"
-            and tv is None
-            and times is None
-            and not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((params, doses)))
-        )
-        if not planned:
-            fn = self._jitted(("solve", axes), lambda: jax.vmap(self.solve, in_axes=axes))
-            return fn(params, doses, times, tv)
-        count_fn = self._jitted(
-            ("count", axes),
-            lambda: jax.vmap(
-                lambda p, d: count_distinct_lengths(
-                    self.model, self.options, self._params(p), d, jnp.asarray(self.times)
-                ),
-                in_axes=(0, d_axis),
-            ),
-        )
-        size = int(jnp.max(count_fn(params, doses)))
-        fn = self._jitted(
-            ("planned", axes, size),
-            lambda: jax.vmap(lambda p, d: self.solve(p, d, plan_size=size), in_axes=(0, d_axis)),
-        )
-        return fn(params, doses)
 
-    def _jitted(self, key: Any, make: Any) -> Any:
-        fn = self._batched.get(key)
-        if fn is None:
-            fn = self._batched[key] = jax.jit(make())
-        return fn
+        Notes
+        -----
+        With concrete inputs (not traced by an enclosing `jit`), the work is sized from the
+        doses first: the exact path finds each subject's distinct segment lengths, so it
+        takes one matrix exponential per distinct length; the ODE path saves only as many
+        output times per segment as the doses leave between them (re-run with all times if
+        a lag moved more into one segment).
+        """
+        batched: dict[str, Any] = {"p": dict(params)}
+        shared: dict[str, Any] = {}
+        (batched if doses.time.ndim == 2 else shared)["d"] = doses
+        if times is not None:
+            times = jnp.asarray(times, dtype=float)
+            (batched if times.ndim == 2 else shared)["t"] = times
+        if tv is not None:
+            batched["tv"] = tv
+        concrete = not any(
+            isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))
+        )
+        opts = self.options
+        plan_size = None
+        if concrete and self.solver == "exact" and tv is None:
+            count = self._mapper(("count",), self._count, chunk_size or 512)
+            plan_size = int(jnp.max(count(batched, shared)))
+        elif concrete and self.solver != "exact" and opts.window is None:
+            window = _window_from_doses(doses, self.times if times is None else times, opts.t0)
+            opts = dataclasses.replace(opts, window=window)
+        chunk = chunk_size or (512 if self.solver == "exact" else 256)
+        fn = self._mapper(("solve", plan_size, opts), self._one(plan_size, opts), chunk)
+        out, status = fn(batched, shared)
+        if opts.window is not None and self.options.window is None and bool(jnp.any(status == 4)):
+            full = dataclasses.replace(opts, window=None)
+            fn = self._mapper(("solve", plan_size, full), self._one(plan_size, full), chunk)
+            out, status = fn(batched, shared)
+        return out, status
+
+    def _inputs(self, b: dict[str, Any], s: dict[str, Any]) -> tuple[Any, ...]:
+        return b["p"], b.get("d", s.get("d")), b.get("t", s.get("t")), b.get("tv")
+
+    def _count(self, b: dict[str, Any], s: dict[str, Any]) -> Any:
+        p, d, t, _ = self._inputs(b, s)
+        p, d, t, _ = self._prepare(p, d, t)
+        return count_distinct_lengths(self.model, self.options, p, d, t)
+
+    def _one(self, plan_size: int | None, opts: EngineOptions) -> Any:
+        def one(b: dict[str, Any], s: dict[str, Any]) -> Any:
+            p, d, t, tv = self._inputs(b, s)
+            p, d, t, static = self._prepare(p, d, t)
+            states, status = solve_subject(self.model, opts, p, d, t, tv, static, plan_size)
+            return self._observe(p, tv, t, states), status
+
+        return one
+
+    def _mapper(self, key: Any, fn: Any, chunk: int) -> Any:
+        full = (*key, chunk)
+        g = self._batched.get(full)
+        if g is None:
+            g = self._batched[full] = batched_map(fn, chunk_size=chunk)
+        return g
+
+
+def _window_from_doses(doses: DoseArrays, times: Any, t0: float) -> int | None:
+    """Most output times between consecutive dose records of any subject, plus a margin
+    (the ODE path's save window; None = all times)."""
+    t = np.asarray(times, dtype=float)
+    n_out = t.shape[-1]
+    dt = np.asarray(doses.time, dtype=float).reshape(-1, doses.max_doses)
+    pad = np.asarray(doses.kind).reshape(dt.shape) == 0
+    bounds = np.sort(np.where(pad, np.inf, dt), axis=1)
+    bounds = np.concatenate([np.full((bounds.shape[0], 1), t0), bounds], axis=1)
+    t2 = t.reshape(-1, n_out)
+    # number of output times before each bound, per subject
+    before = (
+        (t2[:, None, :] < bounds[..., None]).sum(-1)
+        if t2.shape[0] > 1
+        else np.searchsorted(t2[0], bounds, side="left")
+    )
+    counts = np.diff(np.concatenate([before, np.full((before.shape[0], 1), n_out)], axis=1))
+    w = int(counts.max()) + 2
+    return None if w >= n_out else w
 
 
 # ------------------------------------------------------------------------ simulate
@@ -396,21 +454,6 @@ def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
                 f"{where}: dose {i} has ss = 2 (add steady state to the current state), which "
                 f"needs a linear model; '{spec.name}' is nonlinear"
             )
-
-
-def _ode_window(regimens: Sequence[Regimen], times: np.ndarray) -> int | None:
-    """Largest number of output times between consecutive dose record times (+ margin);
-    used to size the ODE path's save window. Lags can shift boundaries, so a window that
-    turns out too small is detected (status 4) and the solve re-run with all times."""
-    n = times.size
-    most = 0
-    for reg in regimens:
-        bounds = sorted({0.0, *(e.time for e in reg.events)})
-        edges = np.searchsorted(times, np.asarray(bounds), side="left")
-        counts = np.diff(np.concatenate([edges, [n]]))
-        most = max(most, int(counts.max()))
-    w = most + 2
-    return None if w >= n else w
 
 
 _SIM_CACHE: dict[Any, Simulator] = {}
@@ -525,7 +568,6 @@ def simulate(
             f"simulate: {len(regimens)} regimens but parameters/covariates give {n} subjects"
         )
     solver = resolve_solver(spec, solver)
-    window = _ode_window(regimens, times_arr) if solver != "exact" else None
     outputs = _outputs_tuple(outputs)
     kw = dict(outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     p = _full_params(spec, values, n)
@@ -533,11 +575,8 @@ def simulate(
         doses = regimens[0].to_arrays(None, spec)
     else:
         doses = stack_dose_arrays(regimens, None, spec)
-    sim = _simulator(spec, times_arr, window=window, **kw)
+    sim = _simulator(spec, times_arr, **kw)
     out, status = sim.batch(p, doses)
-    if window is not None and bool(jnp.any(status == 4)):
-        sim = _simulator(spec, times_arr, window=None, **kw)
-        out, status = sim.batch(p, doses)
     ids = np.arange(n)
     return to_xarray(sim, out, status, ids, times_arr, on_failure)
 

@@ -459,13 +459,31 @@ def _solve_exact(
         tab = jnp.arange(h.shape[0])
         trough, ss_code = _exact_trough(*cm.linear_system(p), ev, n) if d.has_ss else (None, 0)
 
+    # everything that does not depend on the running state, vectorised over segments
+    j = jnp.clip(src, 0, P - 1)
+    act = is_pt & ev.valid[j]
+    forcing = jnp.einsum("mij,mj->mi", Gam[tab], u) + jnp.where(act[:, None], ev.bolus[j], 0.0)
+    resets = d.has_reset or d.has_ss
+    if resets:
+        reset = act & ev.reset[j]
+        ss = jnp.where(act, ev.ss[j], 0)
+        if tv is not None:
+            x_reset = jax.vmap(lambda T_: cm.initial(_params_at(p, tv, T_)))(T)
+        else:
+            x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
+        x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
+        bolus_after = jnp.where(act[:, None], ev.bolus[j], 0.0)
+
     def step(x, i):
         k = tab[i]
-        x = Phi[k] @ x + Gam[k] @ u[i]
-        j = jnp.clip(src[i], 0, P - 1)
-        xi = cm.initial(_params_at(p, tv, T[i])) if tv is not None else x_init
-        x = _apply_point(ev, j, x, xi, trough, is_pt[i])
-        return x, x
+        y = Phi[k] @ x + forcing[i]
+        if resets:
+            # reset or steady state replace the propagated state; the bolus comes after
+            y0 = y - bolus_after[i]
+            base = jnp.where(ss[i] == 1, x_ss[i], jnp.where(reset[i], x_reset[i], y0))
+            base = jnp.where(ss[i] == 2, base + x_ss[i], base)
+            y = base + bolus_after[i]
+        return y, y
 
     _, xs = jax.lax.scan(step, x_init, jnp.arange(T.shape[0]))
     pos = jnp.argsort(src, stable=True)[P:]

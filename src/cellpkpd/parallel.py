@@ -1,0 +1,112 @@
+"""Spread a per-subject function over a batch: chunks on each device, devices in parallel.
+
+`batched_map` is how `Simulator.batch` (and the code built on it) evaluates many subjects:
+the batch is padded and split across the available JAX devices with `jax.shard_map`; on
+each device, `jax.lax.map` walks over fixed-size chunks and `jax.vmap` evaluates a chunk.
+Chunks bound the memory in use, and they also make ODE solves cheaper: under `vmap`, every
+subject of a vmapped batch takes as many solver steps as the slowest one, so smaller
+batches waste fewer steps.
+
+On CPU, cellpkpd asks XLA for one host device per core when it is imported (unless
+``XLA_FLAGS`` already sets ``--xla_force_host_platform_device_count`` or
+``CELLPKPD_CPU_DEVICES`` says otherwise), so the same code uses every core of a laptop and
+every GPU of a server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+__all__ = ["batch_size", "batched_map"]
+
+
+def batch_size(tree: Any) -> int:
+    """Length of the leading axis shared by every array leaf of `tree`."""
+    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(tree)}
+    if len(sizes) != 1:
+        raise ValueError(f"batched inputs disagree on the number of subjects: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def batched_map(
+    fn: Callable[[Any, Any], Any],
+    *,
+    chunk_size: int | None = None,
+    devices: Sequence[Any] | None = None,
+) -> Callable[[Any, Any], Any]:
+    """Vectorise ``fn(one_subject, shared)`` over the leading axis of its first argument.
+
+    Parameters
+    ----------
+    fn : callable
+        Pure function of (a pytree for one subject, a pytree shared by all subjects).
+    chunk_size : int, optional
+        Subjects evaluated at once per device (default: all of a device's share).
+    devices : sequence of jax.Device, optional
+        Devices to shard over (default: `jax.devices()`).
+
+    Returns
+    -------
+    callable
+        ``g(batched, shared)`` -> ``fn``'s outputs stacked along a leading axis of length
+        n (the batch size). Compiled once per input shape.
+    """
+    devs = list(devices) if devices is not None else jax.devices()
+    cache: dict[Any, Any] = {}
+
+    def run(batched: Any, shared: Any) -> Any:
+        n = batch_size(batched)
+        nd = max(1, min(len(devs), n))
+        per_device = math.ceil(n / nd)
+        # as few chunks as chunk_size allows, then equal chunks: padding < nd * n_chunks
+        n_chunks = math.ceil(per_device / (chunk_size or per_device))
+        chunk = math.ceil(per_device / n_chunks)
+        key = (n, nd, chunk)
+        g = cache.get(key)
+        if g is None:
+            g = cache[key] = _build(fn, devs[:nd], n, chunk)
+        return g(batched, shared)
+
+    return run
+
+
+def _build(fn: Callable, devs: list[Any], n: int, chunk: int) -> Callable:
+    nd = len(devs)
+    per_device = math.ceil(n / (nd * chunk)) * chunk
+    total = per_device * nd
+
+    def local(batched: Any, shared: Any) -> Any:
+        # batched leaves: (1, n_chunks, chunk, ...) on this device
+        chunks = jax.tree.map(lambda x: x[0], batched)
+        out = jax.lax.map(lambda c: jax.vmap(fn, in_axes=(0, None))(c, shared), chunks)
+        return jax.tree.map(lambda y: y[None], out)
+
+    if nd > 1:
+        mesh = Mesh(np.asarray(devs), ("devices",))
+        local = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P("devices"), P()),
+            out_specs=P("devices"),
+            check_vma=False,
+        )
+
+    def pad(x: Any) -> Any:
+        # repeat the last subject to fill the devices' chunks; sliced off afterwards
+        if total > n:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], total - n, axis=0)])
+        return x.reshape((nd, per_device // chunk, chunk, *x.shape[1:]))
+
+    def whole(batched: Any, shared: Any) -> Any:
+        out = local(jax.tree.map(pad, batched), shared)
+        return jax.tree.map(lambda y: y.reshape((total, *y.shape[3:]))[:n], out)
+
+    return jax.jit(whole)
