@@ -298,7 +298,11 @@ class Simulator:
         plan_size = None
         if concrete and self.solver == "exact" and tv is None:
             count = self._mapper(("count",), self._count, chunk_size or 512)
-            plan_size = int(jnp.max(count(batched, shared)))
+            sizes, squarings = count(batched, shared)
+            plan_size = int(jnp.max(sizes))
+            needed = int(jnp.max(squarings))
+            if needed < opts.squarings:
+                opts = dataclasses.replace(opts, squarings=needed + 1)
         elif concrete and self.solver != "exact" and opts.window is None:
             window = _window_from_doses(doses, self.times if times is None else times, opts.t0)
             opts = dataclasses.replace(opts, window=window)

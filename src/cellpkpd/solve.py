@@ -50,7 +50,10 @@ __all__ = [
     "count_distinct_lengths",
     "expm_small",
     "solve_subject",
+    "squarings_needed",
 ]
+
+MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
 
 STATUS = {
     0: "ok",
@@ -74,6 +77,7 @@ class EngineOptions:
     t0: float = 0.0
     window: int | None = None  # ODE path: max output times per segment
     ss_max_intervals: int = 1000
+    squarings: int = MAX_SQUARINGS  # exact path: static squaring count of the exponentials
 
 
 class TimeVarying(eqx.Module):
@@ -101,7 +105,6 @@ def _safe_div(a: Any, b: Any) -> Any:
 
 
 _TAYLOR = tuple(1.0 / math.factorial(k) for k in range(19))
-MAX_SQUARINGS = 40
 
 
 def _matmul(X: Any, Y: Any) -> Any:
@@ -112,7 +115,7 @@ def _matmul(X: Any, Y: Any) -> Any:
     return X @ Y
 
 
-def expm_small(A: Any) -> Any:
+def expm_small(A: Any, squarings: int = MAX_SQUARINGS) -> Any:
     """Matrix exponential by scaling and squaring of a degree-18 Taylor polynomial.
 
     The matrix is scaled by 2**-s so that its infinity norm is <= 1 (truncation error
@@ -120,7 +123,8 @@ def expm_small(A: Any) -> Any:
     products), and squared back s times. Uses no linear solve and no data-dependent
     branches, so it is cheap under vmap and differentiable; about 4x faster than
     `jax.scipy.linalg.expm` for small matrices. Returns NaN when s would exceed
-    `MAX_SQUARINGS` (norm > 2**40).
+    `squarings` (static; default `MAX_SQUARINGS`, norm <= 2**40): the loop always runs that
+    many times (masked), so a caller that knows the largest norm passes fewer.
     """
     n = A.shape[0]
     norm = jnp.max(jnp.sum(jnp.abs(A), axis=1))
@@ -137,16 +141,22 @@ def expm_small(A: Any) -> Any:
     R = block(4)
     for j in (3, 2, 1, 0):
         R = block(j) + _matmul(X4, R)
-    R = jax.lax.fori_loop(0, MAX_SQUARINGS, lambda i, R: jnp.where(i < s, _matmul(R, R), R), R)
-    return jnp.where(s <= MAX_SQUARINGS, R, jnp.nan)
+    R = jax.lax.fori_loop(0, squarings, lambda i, R: jnp.where(i < s, _matmul(R, R), R), R)
+    return jnp.where(s <= squarings, R, jnp.nan)
 
 
-def _expm_pair(A: Any, h: Any) -> tuple[Any, Any]:
+def squarings_needed(A: Any, h: Any) -> Any:
+    """Squarings `_expm_pair(A, h)` needs: ceil(log2 of the block matrix's norm)."""
+    norm = jnp.abs(h) * (jnp.max(jnp.sum(jnp.abs(A), axis=1)) + 1.0)
+    return jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300))))
+
+
+def _expm_pair(A: Any, h: Any, squarings: int = MAX_SQUARINGS) -> tuple[Any, Any]:
     """Phi = expm(A h) and Gamma = int_0^h expm(A s) ds for one scalar h >= 0."""
     n = A.shape[0]
     M = jnp.zeros((2 * n, 2 * n), A.dtype)
     M = M.at[:n, :n].set(A * h).at[:n, n:].set(jnp.eye(n, dtype=A.dtype) * h)
-    E = expm_small(M)
+    E = expm_small(M, squarings)
     return E[:n, :n], E[:n, n:]
 
 
@@ -329,7 +339,9 @@ def _ss_phase(ev: _Events) -> tuple[Any, Any]:
     return jnp.clip(ii - ev.lag, 0.0, ii), jnp.where(bad, 6, 0)
 
 
-def _exact_trough(A: Any, b: Any, ev: _Events, n: int) -> tuple[Any, Any]:
+def _exact_trough(
+    A: Any, b: Any, ev: _Events, n: int, squarings: int = MAX_SQUARINGS
+) -> tuple[Any, Any]:
     """Steady-state amounts at each dose record's time (E, n) and a status per record,
     linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
     forward by ii - lag to the record time (the dose itself enters lag later)."""
@@ -342,15 +354,15 @@ def _exact_trough(A: Any, b: Any, ev: _Events, n: int) -> tuple[Any, Any]:
     bv = jnp.where((ev.dose_ss == 1)[:, None], b[None, :], 0.0)
 
     def one(ii_, d1_, m_, R_, bol, e_, bv, th):
-        Phi_ii, _ = _expm_pair(A, ii_)
-        _, Gam_d1 = _expm_pair(A, d1_)
-        Phi_r, Gam_r = _expm_pair(A, ii_ - d1_)
+        Phi_ii, _ = _expm_pair(A, ii_, squarings)
+        _, Gam_d1 = _expm_pair(A, d1_, squarings)
+        Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings)
         u_on, u_off = bv + (m_ + 1.0) * R_ * e_, bv + m_ * R_ * e_
         c = Phi_ii @ (bol * e_) + Phi_r @ (Gam_d1 @ u_on) + Gam_r @ u_off
         y = jnp.linalg.solve(jnp.eye(n, dtype=A.dtype) - Phi_ii, c) + bol * e_
         t1 = jnp.minimum(d1_, th)
-        Phi1, Gam1 = _expm_pair(A, t1)
-        Phi2, Gam2 = _expm_pair(A, th - t1)
+        Phi1, Gam1 = _expm_pair(A, t1, squarings)
+        Phi2, Gam2 = _expm_pair(A, th - t1, squarings)
         return Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off
 
     xs = jax.vmap(one)(ii, d1, m, R, bolus, e, bv, theta)
@@ -397,11 +409,17 @@ def count_distinct_lengths(
     p: dict[str, Any],
     d: DoseArrays,
     times: Any,
-) -> Any:
-    """Number of distinct segment lengths of one subject on the exact path; the largest
-    over a batch sizes `solve_subject`'s ``plan_size``."""
-    h = _timeline(cm, opts, p, d, times, None)[5]
-    return _distinct(h, jnp.maximum(jnp.max(jnp.abs(times)), 1.0))[1]
+) -> tuple[Any, Any]:
+    """Number of distinct segment lengths of one subject on the exact path, and the
+    squarings its exponentials need; their maxima over a batch size `solve_subject`'s
+    ``plan_size`` and ``EngineOptions.squarings``."""
+    ev, _, _, _, _, h, _ = _timeline(cm, opts, p, d, times, None)
+    count = _distinct(h, jnp.maximum(jnp.max(jnp.abs(times)), 1.0))[1]
+    A, _ = cm.linear_system(p)
+    longest = jnp.max(h)
+    if d.has_ss:
+        longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
+    return count, squarings_needed(A, longest)
 
 
 def _solve_exact(
@@ -420,6 +438,7 @@ def _solve_exact(
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv)
     u_rate = ev.rate_at(prev_T, n)  # input on each segment (M, n)
     x_init = cm.initial(_params_at(p, tv, t0))
+    pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
 
     if tv is None:
         A, b = cm.linear_system(p)
@@ -428,7 +447,7 @@ def _solve_exact(
             # at most plan_size distinct segment lengths: one exponential each
             tab, _ = _distinct(h, jnp.maximum(jnp.max(jnp.abs(times)), 1.0))
             lengths = jnp.zeros(plan_size, h.dtype).at[tab].set(h)
-            Phi, Gam = jax.vmap(_expm_pair, (None, 0))(A, lengths)
+            Phi, Gam = jax.vmap(pair, (None, 0))(A, lengths)
         elif static_times is not None:
             # distinct output-to-output gaps, once; own exponentials next to events
             gaps = np.diff(np.concatenate([[t0], static_times]))
@@ -441,23 +460,25 @@ def _solve_exact(
             n_irr = min(2 * P, n_out + P)
             irr_pos = jnp.nonzero(irr, size=n_irr, fill_value=0)[0]
             rank = jnp.cumsum(irr) - 1
-            Phi_r, Gam_r = jax.vmap(_expm_pair, (None, 0))(A, uniq)
-            Phi_i, Gam_i = jax.vmap(_expm_pair, (None, 0))(A, h[irr_pos])
+            Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
+            Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
             Phi = jnp.concatenate([Phi_r, Phi_i])
             Gam = jnp.concatenate([Gam_r, Gam_i])
             out_k = jnp.clip(src - P, 0, n_out - 1)
             tab = jnp.where(irr, m + rank, jnp.asarray(inv, jnp.int32)[out_k])
         else:
-            Phi, Gam = jax.vmap(_expm_pair, (None, 0))(A, h)
+            Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
             tab = jnp.arange(h.shape[0])
-        trough, ss_code = _exact_trough(A, b, ev, n) if d.has_ss else (None, 0)
+        trough, ss_code = _exact_trough(A, b, ev, n, opts.squarings) if d.has_ss else (None, 0)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
         As, bs = jax.vmap(lambda T_: cm.linear_system(_params_at(p, tv, T_)))(prev_T)
         u = u_rate + bs
-        Phi, Gam = jax.vmap(_expm_pair)(As, h)
+        Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
-        trough, ss_code = _exact_trough(*cm.linear_system(p), ev, n) if d.has_ss else (None, 0)
+        trough, ss_code = (
+            _exact_trough(*cm.linear_system(p), ev, n, opts.squarings) if d.has_ss else (None, 0)
+        )
 
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
