@@ -327,3 +327,18 @@ def test_mass_balance_nonnegativity_and_dose_linearity(
         rtol=1e-9,
         atol=1e-10 * scale_amt * scale,
     )
+
+
+def test_design_example_to_arrays_without_model_resolves_names_in_simulator() -> None:
+    spec = cp.load_model("one_cmt_iv")
+    times = np.linspace(0.0, 24.0, 5)
+    sim = cp.Simulator(spec, times, outputs=("conc",), max_doses=8)
+    dose = cp.Dose(time=0.0, amount=100.0, cmt="central")
+    doses = cp.Regimen.repeat(dose, interval=12.0, count=2).to_arrays(max_doses=8)
+    y = jax.jit(sim)({"CL": 2.0}, doses)["conc"]
+    k = 0.2
+    expected = 10.0 * (np.exp(-k * times) + np.where(times >= 12, np.exp(-k * (times - 12)), 0))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    wrong = cp.Regimen([cp.Dose(0.0, 1.0, "depot")]).to_arrays(8)
+    with pytest.raises(cp.DosingError, match="unknown state 'depot'; states: central"):
+        sim({"CL": 2.0}, wrong)

@@ -9,6 +9,7 @@ compiled engine (`DoseArrays`, a pytree that works under jit/vmap/grad).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -175,8 +176,6 @@ class Regimen:
             raise DosingError(f"Regimen.repeat: count = {count!r} must be an integer >= 1")
         if count > 1 and interval <= 0:
             raise DosingError(f"Regimen.repeat: interval = {interval} must be > 0")
-        import dataclasses
-
         return cls(
             dataclasses.replace(dose, time=dose.time + k * interval) for k in range(int(count))
         )
@@ -240,19 +239,35 @@ class DoseArrays(eqx.Module):
     has_ss: bool = eqx.field(static=True, default=False)
     has_reset: bool = eqx.field(static=True, default=False)
     ss_overlap: int = eqx.field(static=True, default=0)
+    # state names of a single regimen padded without a model (resolved by the Simulator)
+    cmt_names: tuple[str | None, ...] | None = eqx.field(static=True, default=None)
 
     @property
     def max_doses(self) -> int:
         return int(self.time.shape[-1])
 
+    def resolve(self, states: Sequence[str], where: str = "Simulator") -> DoseArrays:
+        """Replace compartment names kept by ``to_arrays()`` without a model by indices."""
+        if self.cmt_names is None:
+            return self
+        index = np.full(len(self.cmt_names), -1, dtype=np.int32)
+        for i, name in enumerate(self.cmt_names):
+            if name is None:
+                continue
+            if name not in states:
+                raise DosingError(
+                    f"{where}: event {i} doses into unknown state '{name}'; states: "
+                    + ", ".join(states)
+                )
+            index[i] = list(states).index(name)
+        cmt = jnp.where(index >= 0, index, self.cmt)  # works on traced arrays too
+        return dataclasses.replace(self, cmt=cmt, cmt_names=None)
+
 
 def _resolve_cmt(cmt: str | int, names: Sequence[str] | None, i: int) -> int:
     if isinstance(cmt, str):
         if names is None:
-            raise DosingError(
-                f"Regimen.to_arrays: event {i} names compartment '{cmt}'; pass spec= to "
-                "resolve state names"
-            )
+            return -1  # kept by name: resolved against the model later
         if cmt not in names:
             raise DosingError(
                 f"Regimen: event {i} doses into unknown state '{cmt}'; states: " + ", ".join(names)
@@ -286,6 +301,7 @@ def _to_arrays(
     fields["bioavailability"] = np.ones((len(regimens), n))
     ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
     overlap = 0
+    kept_names: list[str | None] = [None] * n
     for b, reg in enumerate(regimens):
         for i, ev in enumerate(reg.events):
             fields["time"][b, i] = ev.time
@@ -294,6 +310,13 @@ def _to_arrays(
                 continue
             ints["kind"][b, i] = RESET_DOSE if ev.reset else DOSE
             ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
+            if ints["cmt"][b, i] < 0:
+                if batched:
+                    raise DosingError(
+                        f"stack_dose_arrays: regimen {b} event {i} names compartment "
+                        f"'{ev.cmt}'; pass spec= to resolve state names"
+                    )
+                kept_names[i] = ev.cmt
             fields["amount"][b, i] = ev.amount
             fields["lag"][b, i] = ev.lag
             fields["bioavailability"][b, i] = ev.bioavailability
@@ -324,6 +347,7 @@ def _to_arrays(
         has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
         has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),
         ss_overlap=int(ss_overlap),
+        cmt_names=tuple(kept_names) if any(kept_names) else None,
     )
     return out
 

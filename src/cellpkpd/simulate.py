@@ -209,6 +209,7 @@ class Simulator:
     def _prepare(self, params: Any, doses: Any, times: Any) -> tuple[Any, ...]:
         if isinstance(doses, Regimen):
             doses = self.doses(doses)
+        doses = doses.resolve(tuple(self.spec.states))
         if self.max_doses is not None and doses.max_doses != self.max_doses:
             raise DosingError(
                 f"Simulator: dose arrays have {doses.max_doses} slots, expected "
