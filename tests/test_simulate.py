@@ -3,6 +3,8 @@ differences, batches vs single calls, failure reporting, time-varying covariates
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -342,3 +344,21 @@ def test_design_example_to_arrays_without_model_resolves_names_in_simulator() ->
     wrong = cp.Regimen([cp.Dose(0.0, 1.0, "depot")]).to_arrays(8)
     with pytest.raises(cp.DosingError, match="unknown state 'depot'; states: central"):
         sim({"CL": 2.0}, wrong)
+
+
+def test_auto_solver_choice(mm_idr: cp.ModelSpec) -> None:
+    from cellpkpd.simulate import resolve_solver
+
+    assert resolve_solver(cp.load_model("two_cmt_iv"), "auto") == "exact"
+    assert resolve_solver(mm_idr, "auto") == "tsit5"
+    stiff = dataclasses.replace(mm_idr, stiff=True)
+    assert resolve_solver(stiff, "auto") == "kvaerno5"
+    # a stiff system (fast and slow rates 1e4 apart) solved by the implicit solver
+    res = cp.simulate(
+        stiff,
+        cp.Regimen([cp.Dose(0.0, 100.0, "central")]),
+        [0.0, 1.0, 10.0],
+        params={"kout": 5000.0, "kin": 1e4},
+    )
+    assert res.attrs["solver"] == "kvaerno5"
+    assert np.all(np.isfinite(res["marker"].values))
