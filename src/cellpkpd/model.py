@@ -40,6 +40,7 @@ __all__ = [
 BLOCKS = (
     "model",
     "parameters",
+    "physiology",
     "covariates",
     "states",
     "flows",
@@ -176,12 +177,15 @@ class ModelSpec:
     dosing: Mapping[str, DosingRule]
     stiff: bool = False
     source: str = "<python>"
+    species: str | None = None
+    physiology: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    breakpoints: Mapping[str, Expr] = field(default_factory=lambda: MappingProxyType({}))
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_toml(cls, path: str | Path) -> ModelSpec:
-        """Read and validate a TOML model file."""
+    def from_toml(cls, path: str | Path, species: str | None = None) -> ModelSpec:
+        """Read and validate a TOML model file (`species` fills its ``[physiology]``)."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -193,12 +197,17 @@ class ModelSpec:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SpecError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), species=species)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<python>") -> ModelSpec:
-        """Validate a model given as nested dicts with the blocks of a model file."""
-        return _build(data, source)
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "<python>", species: str | None = None
+    ) -> ModelSpec:
+        """Validate a model given as nested dicts with the blocks of a model file.
+
+        `species` (e.g. ``"mouse"``) fills the ``[physiology]`` block from
+        `cellpkpd.physiology`; default: ``[model] species``."""
+        return _build(data, source, species)
 
     # ------------------------------------------------------------------ derived facts
     @property
@@ -362,7 +371,7 @@ def parse_prior(text: str, where: str) -> tuple[str, tuple[float, ...]]:
     return family, tuple(args)
 
 
-def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
+def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> ModelSpec:
     ctx = _Ctx(source)
     if not isinstance(data, Mapping):
         raise SpecError(f"{source}: expected a table of blocks, got {type(data).__name__}")
@@ -384,6 +393,7 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
         "version",
         "notes",
         "species",
+        "breakpoints",
     }
     bad = set(m) - allowed_model
     if bad:
@@ -399,7 +409,10 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
     stiff = m.get("stiff", False)
     if not isinstance(stiff, bool):
         raise ctx.err("model.stiff", f"expected true or false, got {stiff!r}")
-    extra = {k: m[k] for k in ("version", "notes", "species") if k in m}
+    extra = {k: m[k] for k in ("version", "notes") if k in m}
+    species = species if species is not None else m.get("species")
+    if species is not None and not isinstance(species, str):
+        raise ctx.err("model.species", f"expected a species name, got {species!r}")
 
     def expr(value: Any, key: str) -> Expr:
         return parse_expr(value, f"{source}: {key}")
@@ -438,6 +451,35 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
             prior,
             _str(d.get("description"), f"{key}.description", ctx),
             _str(d.get("source"), f"{key}.source", ctx),
+        )
+
+    # [physiology]: parameters whose values come from the species' physiology table
+    physio = _table(data, "physiology", ctx)
+    if physio and species is None:
+        raise ctx.err(
+            "[physiology]",
+            "this model takes physiological values from a species table: give "
+            "species= (e.g. load_model(..., species='mouse')) or [model] species",
+        )
+    if physio:
+        from .physiology import lookup
+
+    for pname, quantity in physio.items():
+        key = f"physiology.{pname}"
+        _name(pname, key, ctx)
+        if pname in params:
+            raise ctx.err(key, f"'{pname}' is also in [parameters]")
+        if not isinstance(quantity, str):
+            raise ctx.err(key, f"expected the name of a physiological quantity, got {quantity!r}")
+        value, unit, ref = lookup(species, quantity, where=f"{source}: {key}")
+        params[pname] = Parameter(
+            pname,
+            value,
+            unit,
+            (0.0, math.inf),
+            None,
+            f"{quantity} of the {species} (physiology table)",
+            ref,
         )
 
     # [covariates]
@@ -486,7 +528,21 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
         derived_exprs[dname] = expr(raw, key)
     derived = _toposort(derived_exprs, ctx)
 
-    known = set(params) | set(covs) | set(states) | set(derived) | {"t"}
+    # [model] breakpoints: name -> time (expression of parameters and covariates); in
+    # expressions the name is 0 before that time and 1 from it on (constant per segment)
+    raw_bp = m.get("breakpoints", {})
+    if not isinstance(raw_bp, Mapping):
+        raise ctx.err("model.breakpoints", 'expected a table like { peak = "Tmax" }')
+    breakpoints: dict[str, Expr] = {}
+    taken = set(params) | set(covs) | set(states) | set(derived)
+    for bname, raw in raw_bp.items():
+        key = f"model.breakpoints.{bname}"
+        _name(bname, key, ctx)
+        if bname in taken:
+            raise ctx.err(key, f"'{bname}' is already a parameter, covariate, state or derived")
+        breakpoints[bname] = expr(raw, key)
+
+    known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
 
     def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
         missing = sorted(e.names - allowed)
@@ -502,6 +558,8 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
     for dname, e in derived.items():
         check_names(e, f"derived.{dname}", known)
     static = set(params) | set(covs)
+    for bname, e in breakpoints.items():
+        check_names(e, f"model.breakpoints.{bname}", static)
     for s in states.values():
         check_names(s.initial, f"states.{s.name}.initial", static)
 
@@ -591,6 +649,9 @@ def _build(data: Mapping[str, Any], source: str) -> ModelSpec:
         stiff=stiff,
         source=source,
         extra=_ro(extra),
+        species=species if physio or species is not None else None,
+        physiology=_ro(dict(physio)),
+        breakpoints=_ro(breakpoints),
     )
 
 
@@ -637,13 +698,17 @@ def list_models() -> dict[str, str]:
     return out
 
 
-def load_model(name_or_path: str | Path) -> ModelSpec:
+def load_model(name_or_path: str | Path, species: str | None = None) -> ModelSpec:
     """Load a library model by name (see `list_models`) or a model file by path.
 
     Parameters
     ----------
     name_or_path : str or Path
         ``"one_cmt_iv"`` for a bundled model, or a path to a ``.toml`` file.
+    species : str, optional
+        Species whose physiology table fills the model's ``[physiology]`` block
+        (``"mouse"``, ``"rat"``, ``"human"``; see `cellpkpd.physiology`); default: the
+        model file's ``[model] species``.
 
     Raises
     ------
@@ -651,6 +716,11 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
         If the name is unknown (the message lists the library) or the file is invalid.
     """
     if isinstance(name_or_path, ModelSpec):
+        if species is not None and species != name_or_path.species:
+            raise SpecError(
+                f"load_model: {name_or_path.name} is already built for species "
+                f"{name_or_path.species!r}; load it from its file with species={species!r}"
+            )
         return name_or_path
     if not isinstance(name_or_path, (str, Path)):
         raise SpecError(
@@ -658,7 +728,7 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
         )
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
-        return ModelSpec.from_toml(p)
+        return ModelSpec.from_toml(p, species)
     candidate = models_dir() / f"{name_or_path}.toml"
     if not candidate.exists():
         raise SpecError(
@@ -666,4 +736,4 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
             + ", ".join(list_models())
             + ")"
         )
-    return ModelSpec.from_toml(candidate)
+    return ModelSpec.from_toml(candidate, species)
