@@ -362,3 +362,33 @@ def test_auto_solver_choice(mm_idr: cp.ModelSpec) -> None:
     )
     assert res.attrs["solver"] == "kvaerno5"
     assert np.all(np.isfinite(res["marker"].values))
+
+
+BREAKPOINT_MODEL = {
+    "model": {"name": "expand_contract", "time_unit": "day", "breakpoints": {"peak": "Tmax"}},
+    "parameters": {"rho": 0.8, "Tmax": 9.7, "alpha": 0.3, "kmem": 0.02, "beta": 0.005},
+    "states": {"effector": {"initial": 0.0}, "memory": {"initial": 0.0}},
+    "odes": {
+        "effector": "rho * effector * (1 - peak) - (alpha + kmem) * effector * peak",
+        "memory": "kmem * effector * peak - beta * memory",
+    },
+    "observations": {"total": {"expr": "effector + memory"}},
+}
+
+
+@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+def test_parameter_dependent_breakpoint_is_exact_and_differentiable(solver: str) -> None:
+    spec = cp.ModelSpec.from_dict(BREAKPOINT_MODEL)
+    times = np.array([0.0, 1.0, 5.0, 9.7, 10.0, 20.0, 50.0])
+    reg = cp.Regimen([cp.Dose(0.0, 1.0, "effector")])
+    res = cp.simulate(spec, reg, times, solver=solver, rtol=1e-10, atol=1e-12)
+    rho, T, k = 0.8, 9.7, 0.32
+    expected = np.where(times < T, np.exp(rho * times), np.exp(rho * T - k * (times - T)))
+    # exact path: round-off only; the ODE path at rtol 1e-10 stays well inside 1e-8
+    np.testing.assert_allclose(res["effector"].values[0], expected, rtol=1e-8)
+    sim = cp.Simulator(spec, times, outputs=("total",), solver=solver, rtol=1e-11, atol=1e-14)
+    doses = sim.doses(reg)
+    f = jax.jit(lambda tmax: sim({"Tmax": tmax}, doses)["total"][5])
+    grad = float(jax.grad(f)(9.7))
+    fd = (float(f(9.7 + 1e-5)) - float(f(9.7 - 1e-5))) / 2e-5
+    assert grad == pytest.approx(fd, rel=1e-6)

@@ -39,6 +39,16 @@ class CompiledModel:
             (idx[f.source], None if f.target is None else idx[f.target], f.rate) for f in spec.flows
         ]
         self._odes = [(idx[s], e) for s, e in spec.odes.items()]
+        self.breakpoint_names = tuple(spec.breakpoints)
+
+    def breakpoint_times(self, p: Mapping[str, Any]) -> Any:
+        """Times [time] of the model's breakpoints, shape (n_breakpoints,)."""
+        return jnp.stack(
+            [
+                jnp.broadcast_to(jnp.asarray(e(p), dtype=float), ())
+                for e in self.spec.breakpoints.values()
+            ]
+        )
 
     # -------------------------------------------------------------- environment
     def env(self, t: Any, x: Any, p: Mapping[str, Any]) -> dict[str, Any]:

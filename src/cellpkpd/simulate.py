@@ -226,7 +226,9 @@ class Simulator:
         return self._params(params), doses, times, static
 
     def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
-        from .solve import _params_at
+        from .solve import _params_at, with_breakpoints
+
+        p = with_breakpoints(self.model, p)
 
         names = self.outputs
         idx = {s: i for i, s in enumerate(self.spec.states)}
@@ -297,7 +299,7 @@ class Simulator:
         )
         opts = self.options
         plan_size = None
-        if concrete and self.solver == "exact" and tv is None:
+        if concrete and self.solver == "exact" and tv is None and not self.spec.breakpoints:
             count = self._mapper(("count",), self._count, chunk_size or 512)
             sizes, squarings = count(batched, shared)
             plan_size = int(jnp.max(sizes))

@@ -51,6 +51,7 @@ __all__ = [
     "expm_small",
     "solve_subject",
     "squarings_needed",
+    "with_breakpoints",
 ]
 
 MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
@@ -89,13 +90,30 @@ class TimeVarying(eqx.Module):
 
 
 # ------------------------------------------------------------------------ helpers
-def _params_at(p: dict[str, Any], tv: TimeVarying | None, T: Any) -> dict[str, Any]:
-    if tv is None:
+_BP_TIMES, _BP_NAMES = "__breakpoint_times__", "__breakpoint_names__"
+
+
+def with_breakpoints(cm: CompiledModel, p: dict[str, Any]) -> dict[str, Any]:
+    """Parameters plus the model's breakpoint times (used by `_params_at`)."""
+    if not cm.breakpoint_names:
         return p
-    k = jnp.clip(jnp.searchsorted(tv.times, T, side="right") - 1, 0, tv.times.shape[0] - 1)
+    return {**p, _BP_TIMES: cm.breakpoint_times(p), _BP_NAMES: cm.breakpoint_names}
+
+
+def _params_at(p: dict[str, Any], tv: TimeVarying | None, T: Any) -> dict[str, Any]:
+    """Inputs in force at time T: covariates carried forward, and each breakpoint's flag
+    (0 before its time, 1 from it on)."""
+    bp = p.get(_BP_TIMES)
+    if tv is None and bp is None:
+        return p
     q = dict(p)
-    for name, v in tv.values.items():
-        q[name] = v[k]
+    if tv is not None:
+        k = jnp.clip(jnp.searchsorted(tv.times, T, side="right") - 1, 0, tv.times.shape[0] - 1)
+        for name, v in tv.values.items():
+            q[name] = v[k]
+    if bp is not None:
+        for i, name in enumerate(p[_BP_NAMES]):
+            q[name] = jnp.where(T >= bp[i], 1.0, 0.0)
     return q
 
 
@@ -277,6 +295,16 @@ def _expand(
         bolus.append(jnp.zeros((K, n)))
         ss.append(jnp.zeros(K, jnp.int32))
         dose.append(jnp.zeros(K, jnp.int32))
+    if _BP_TIMES in p:
+        # the integration stops and restarts at each breakpoint
+        B = p[_BP_TIMES].shape[0]
+        times.append(p[_BP_TIMES])
+        order.append(jnp.full(B, 4 * E, jnp.int32))
+        valid.append(jnp.ones(B, bool))
+        reset.append(jnp.zeros(B, bool))
+        bolus.append(jnp.zeros((B, n)))
+        ss.append(jnp.zeros(B, jnp.int32))
+        dose.append(jnp.zeros(B, jnp.int32))
     time = jnp.concatenate(times)
     valid = jnp.concatenate(valid)
     time = jnp.maximum(jnp.where(valid, time, t_end), t0)
@@ -440,7 +468,7 @@ def _solve_exact(
     x_init = cm.initial(_params_at(p, tv, t0))
     pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
 
-    if tv is None:
+    if tv is None and _BP_TIMES not in p:
         A, b = cm.linear_system(p)
         u = u_rate + b[None, :]
         if plan_size is not None:
@@ -476,9 +504,8 @@ def _solve_exact(
         u = u_rate + bs
         Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
-        trough, ss_code = (
-            _exact_trough(*cm.linear_system(p), ev, n, opts.squarings) if d.has_ss else (None, 0)
-        )
+        A0, b0 = cm.linear_system(_params_at(p, tv, t0))
+        trough, ss_code = _exact_trough(A0, b0, ev, n, opts.squarings) if d.has_ss else (None, 0)
 
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
@@ -622,6 +649,7 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, phase_code = _ss_phase(ev)
+    p = _params_at(p, None, opts.t0)  # breakpoint flags as at the start
     x_init = cm.initial(p)
     zero = jnp.zeros(n, x_init.dtype)
     b0 = cm.rhs(0.0, zero, p)  # the constant input of a linear model
@@ -719,6 +747,7 @@ def solve_subject(
     status : int array, shape ()
         0 when the solve succeeded; otherwise a key of `STATUS`.
     """
+    p = with_breakpoints(cm, p)
     if opts.solver == "exact":
         return _solve_exact(cm, opts, p, doses, times, tv, static_times, plan_size)
     return _solve_ode(cm, opts, p, doses, times, tv)
