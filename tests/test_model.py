@@ -454,3 +454,16 @@ def test_library_models_are_in_the_wheel(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_describe_lists_states_flows_and_parameters_with_units() -> None:
+    spec = cp.load_model("two_cmt_iv")
+    text = cp.describe(spec)
+    assert text.startswith("# two_cmt_iv")
+    for name, p in spec.parameters.items():
+        assert f"| {name}" in text and p.unit in text
+    assert "| central | peripheral | Q / V1" in text
+    assert "(loss)" in text
+    table = cp.parameter_table("two_cmt_iv")
+    assert list(table["name"]) == list(spec.parameters)
+    assert table.loc[table["name"] == "CL", "unit"].item() == "L/h"

@@ -43,7 +43,7 @@ from .errors import (
     SimulationError,
     SpecError,
 )
-from .model import ModelSpec, list_models, load_model
+from .model import ModelSpec, describe, list_models, load_model, parameter_table
 from .simulate import Simulator, simulate
 
 __version__ = "0.1.0"
@@ -61,8 +61,10 @@ __all__ = [
     "SimulationError",
     "Simulator",
     "SpecError",
+    "describe",
     "list_models",
     "load_model",
+    "parameter_table",
     "plots",
     "read_nonmem",
     "simulate",

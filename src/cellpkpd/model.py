@@ -31,9 +31,11 @@ __all__ = [
     "Observation",
     "Parameter",
     "State",
+    "describe",
     "list_models",
     "load_model",
     "models_dir",
+    "parameter_table",
     "parse_prior",
 ]
 
@@ -737,3 +739,152 @@ def load_model(name_or_path: str | Path, species: str | None = None) -> ModelSpe
             + ")"
         )
     return ModelSpec.from_toml(candidate, species)
+
+
+# ---------------------------------------------------------------------- describe
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    line = lambda cells: (
+        "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+    )
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def _fmt_num(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def describe(spec: ModelSpec | str) -> str:
+    """A readable summary of a model as Markdown: header, states, flows, extra ODE terms,
+    derived quantities, observations, dosing, breakpoints, parameters and covariates as
+    tables (values with units, bounds, priors and sources).
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        A model or a library name / path.
+
+    Returns
+    -------
+    str
+        Markdown text (print it, or show it with ``IPython.display.Markdown``).
+    """
+    spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    kind = "linear (exact matrix-exponential solution)" if spec.is_linear else "nonlinear (ODE)"
+    out = [f"# {spec.name}", "", spec.description, ""]
+    facts = [f"- {kind}; time in {spec.time_unit}, amounts in {spec.amount_unit}"]
+    if spec.species:
+        facts.append(f"- species: {spec.species}")
+    if spec.stiff:
+        facts.append("- marked stiff: solved with Kvaerno5 by default")
+    out += facts
+    if spec.references:
+        out += ["", "References:", *(f"- {r}" for r in spec.references)]
+    out += ["", "## States", ""]
+    out.append(
+        _md_table(
+            ["state", "initial", "unit", "description"],
+            [[s.name, s.initial.source, s.unit, s.description] for s in spec.states.values()],
+        )
+    )
+    if spec.flows:
+        out += ["", "## Flows (first-order: flux = rate x amount in source)", ""]
+        out.append(
+            _md_table(
+                ["from", "to", "rate [1/time]"],
+                [[f.source, f.target or "(loss)", f.rate.source] for f in spec.flows],
+            )
+        )
+    if spec.odes:
+        out += ["", "## Extra terms of d(state)/dt [amount/time]", ""]
+        out.append(_md_table(["state", "term"], [[k, e.source] for k, e in spec.odes.items()]))
+    if spec.derived:
+        out += ["", "## Derived", ""]
+        out.append(
+            _md_table(["name", "expression"], [[k, e.source] for k, e in spec.derived.items()])
+        )
+    if spec.observations:
+        out += ["", "## Observations", ""]
+        out.append(
+            _md_table(
+                ["name", "expression", "unit", "error", "description"],
+                [
+                    [o.name, o.expr.source, o.unit, o.error, o.description]
+                    for o in spec.observations.values()
+                ],
+            )
+        )
+    if spec.dosing:
+        out += ["", "## Dosing", ""]
+        rows = [
+            [
+                r.state,
+                r.lag.source,
+                r.bioavailability.source,
+                r.rate.source if r.rate else "",
+                r.duration.source if r.duration else "",
+            ]
+            for r in spec.dosing.values()
+        ]
+        out.append(_md_table(["state", "lag", "bioavailability", "rate", "duration"], rows))
+    if spec.breakpoints:
+        out += ["", "## Breakpoints (the name is 0 before the time, 1 from it on)", ""]
+        out.append(
+            _md_table(["name", "time"], [[k, e.source] for k, e in spec.breakpoints.items()])
+        )
+    out += ["", "## Parameters", ""]
+    out.append(
+        _md_table(
+            ["name", "value", "unit", "bounds", "prior", "description", "source"],
+            [
+                [
+                    p.name,
+                    _fmt_num(p.value),
+                    p.unit,
+                    f"[{_fmt_num(p.bounds[0])}, {_fmt_num(p.bounds[1])}]",
+                    p.prior or "",
+                    p.description,
+                    p.source,
+                ]
+                for p in spec.parameters.values()
+            ],
+        )
+    )
+    if spec.covariates:
+        out += ["", "## Covariates", ""]
+        out.append(
+            _md_table(
+                ["name", "default", "unit", "description"],
+                [
+                    [c.name, _fmt_num(c.value), c.unit, c.description]
+                    for c in spec.covariates.values()
+                ],
+            )
+        )
+    return "\n".join(out) + "\n"
+
+
+def parameter_table(spec: ModelSpec | str) -> Any:
+    """Parameters as a pandas DataFrame: name, value, unit, lower, upper, prior,
+    description, source."""
+    import pandas as pd
+
+    spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    return pd.DataFrame(
+        [
+            {
+                "name": p.name,
+                "value": p.value,
+                "unit": p.unit,
+                "lower": p.bounds[0],
+                "upper": p.bounds[1],
+                "prior": p.prior,
+                "description": p.description,
+                "source": p.source,
+            }
+            for p in spec.parameters.values()
+        ]
+    )
