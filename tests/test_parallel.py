@@ -71,3 +71,13 @@ def test_host_devices_requested() -> None:
         assert len(jax.devices("cpu")) >= 1
     else:  # pragma: no cover - the flag is set on import
         pytest.fail("XLA_FLAGS was not set by cellpkpd")
+
+
+def test_kvaerno5_batch_of_several_subjects() -> None:
+    # regression: the implicit solver's linear solves failed when sharded over devices
+    spec = cp.load_model("two_cmt_iv")
+    times = np.linspace(0.0, 48.0, 13)
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    stiff = cp.simulate(spec, reg, times, params={"CL": [1.0, 2.0, 3.0]}, solver="kvaerno5")
+    exact = cp.simulate(spec, reg, times, params={"CL": [1.0, 2.0, 3.0]})
+    np.testing.assert_allclose(stiff["conc"].values, exact["conc"].values, rtol=1e-6)

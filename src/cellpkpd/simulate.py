@@ -339,7 +339,9 @@ class Simulator:
         full = (*key, chunk)
         g = self._batched.get(full)
         if g is None:
-            g = self._batched[full] = batched_map(fn, chunk_size=chunk)
+            # Kvaerno5's linear solves (lineax) fail inside jax.shard_map: one device, chunked
+            devices = jax.devices()[:1] if self.solver == "kvaerno5" else None
+            g = self._batched[full] = batched_map(fn, chunk_size=chunk, devices=devices)
         return g
 
 
