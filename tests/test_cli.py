@@ -265,7 +265,6 @@ SIM = ["simulate", "two_cmt_iv", "--dose", "1"]
         ([*SIM, "--cmt", "3"], 2, "cmt = 3"),
         (["simulate", "two_cmt_iv", "--dose", "-5"], 2, "amount = -5"),
         (["simulate", "two_cmt_iv", "--dose", "abc"], 2, "--dose: invalid float value: 'abc'"),
-        (["simulate", "two_cmt_iv"], 2, "required: --dose"),
         ([*SIM, "--param", "CL"], 2, "--param 'CL': expected NAME=VALUE"),
         ([*SIM, "--param", "CL=fast"], 2, "--param CL=fast: 'fast' is not a number"),
         ([*SIM, "--param", "K=3"], 2, "unknown parameter 'K'; known: CL, V1, Q, V2"),

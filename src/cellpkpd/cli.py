@@ -106,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dose",
         type=float,
-        required=True,
+        default=0.0,
         metavar="AMOUNT",
-        help="amount of each dose [model amount unit, e.g. mg or cells], >= 0",
+        help="amount of each dose [model amount unit, e.g. mg or cells], >= 0 (default 0: "
+        "no dose, for models that start from their initial state such as cart_ck)",
     )
     p.add_argument(
         "--cmt",
