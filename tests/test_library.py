@@ -1,0 +1,60 @@
+"""Every library model: loads, validates, simulates its defaults for 1 and 1,000 subjects,
+and differentiates (the gradient of an observation w.r.t. every parameter is finite)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cellpkpd as cp
+
+LIBRARY = sorted(cp.list_models())
+
+
+def _regimen(spec: cp.ModelSpec) -> cp.Regimen:
+    """A 1-h infusion into the first dosed state (or the first state)."""
+    state = next(iter(spec.dosing), next(iter(spec.states)))
+    return cp.Regimen([cp.Dose(0.0, 1e6 if spec.amount_unit == "cells" else 100.0, state, 1.0)])
+
+
+def test_library_lists_the_cell_therapy_models() -> None:
+    models = cp.list_models()
+    for name in ("msc_pbk", "msc_pkpd_host", "cart_ck", "one_cmt_iv", "one_cmt_oral"):
+        assert models[name], name  # a one-line description
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_library_model_metadata(name: str) -> None:
+    spec = cp.load_model(name)
+    assert spec.description and spec.references and spec.time_unit and spec.amount_unit
+    for p in spec.parameters.values():
+        assert p.unit is not None and p.source, (name, p.name)
+        if p.name not in spec.physiology:
+            assert p.description and p.prior, (name, p.name)
+    assert f"# {name}" in cp.describe(spec)
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_library_model_simulates_1_and_1000_subjects_and_differentiates(name: str) -> None:
+    spec = cp.load_model(name)
+    times = np.linspace(0.0, 48.0 if spec.time_unit == "h" else 60.0, 25)
+    reg = _regimen(spec)
+    one = cp.simulate(spec, reg, times)
+    assert one.sizes["subject"] == 1
+    rng = np.random.default_rng(0)
+    free = [k for k, p in spec.parameters.items() if k not in spec.physiology]
+    first = free[0]
+    lo, hi = spec.parameters[first].bounds
+    values = np.clip(spec.parameters[first].value * np.exp(0.2 * rng.standard_normal(1000)), lo, hi)
+    many = cp.simulate(spec, reg, times, params={first: values})
+    for var in many.data_vars:
+        assert np.all(np.isfinite(many[var].values)), (name, var)
+    obs = next(iter(spec.observations))
+    sim = cp.Simulator(spec, times, outputs=(obs,))
+    doses = sim.doses(reg)
+    base = {k: jnp.asarray(v) for k, v in spec.defaults().items() if k in spec.parameters}
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(sim(p, doses)[obs])))(base)
+    bad = [k for k, g in grad.items() if not np.isfinite(float(g))]
+    assert not bad, (name, bad)
