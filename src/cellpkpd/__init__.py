@@ -33,7 +33,7 @@ def _request_host_devices() -> None:
 _request_host_devices()
 
 # ruff: noqa: E402  (x64 and device requests must come before the submodules load)
-from . import physiology, plots
+from . import datasets, physiology, plots
 from .data import Dataset, read_nonmem
 from .dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
 from .errors import (
@@ -61,6 +61,7 @@ __all__ = [
     "SimulationError",
     "Simulator",
     "SpecError",
+    "datasets",
     "describe",
     "list_models",
     "load_model",
