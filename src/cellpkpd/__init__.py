@@ -43,7 +43,9 @@ from .errors import (
     SimulationError,
     SpecError,
 )
+from .infer import fit
 from .model import ModelSpec, describe, list_models, load_model, parameter_table
+from .population import Population
 from .simulate import Simulator, simulate
 
 __version__ = "0.1.0"
@@ -56,6 +58,7 @@ __all__ = [
     "DoseArrays",
     "DosingError",
     "ModelSpec",
+    "Population",
     "Regimen",
     "Reset",
     "SimulationError",
@@ -63,6 +66,7 @@ __all__ = [
     "SpecError",
     "datasets",
     "describe",
+    "fit",
     "list_models",
     "load_model",
     "parameter_table",

@@ -1,0 +1,117 @@
+"""`Population`: the statistical layer of a fit (between-subject variability, covariate
+effects, residual error, fixed parameters), validated against a `ModelSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import SpecError
+from .model import ERROR_MODELS, ModelSpec
+
+__all__ = ["COVARIATE_FORMS", "Population"]
+
+COVARIATE_FORMS = ("power", "exponential", "linear")
+
+
+@dataclass(frozen=True)
+class Population:
+    """Which parameters vary between subjects, how covariates act, and the residual error.
+
+    Parameters
+    ----------
+    random_effects : dict str -> float
+        Parameter -> prior scale of its between-subject SD omega (log scale): individual
+        values are ``theta * exp(omega * eta)``, ``eta ~ Normal(0, 1)`` (non-centred),
+        ``omega ~ HalfNormal(scale)``. Empty: no random effects (one subject, or naive
+        pooling).
+    covariate_effects : dict str -> dict str -> str
+        Parameter -> covariate -> form: ``"power"`` (``(cov / ref) ** beta``),
+        ``"exponential"`` (``exp(beta * (cov - ref))``) or ``"linear"``
+        (``1 + beta * (cov - ref)``); ``ref`` is the covariate's default in the model file.
+        The coefficient is sampled as ``beta_<parameter>_<covariate> ~ Normal(0, 1)``.
+    error : dict str -> str
+        Observation -> residual error model (``additive``, ``proportional``, ``combined``,
+        ``lognormal``); default: the model file's.
+    fixed : sequence of str
+        Parameters held at their model-file values (not estimated).
+
+    Examples
+    --------
+    >>> pop = cp.Population(random_effects={"CL": 0.5, "V": 0.5},
+    ...                     covariate_effects={"CL": {"WT": "power"}},
+    ...                     error={"conc": "combined"})
+    """
+
+    random_effects: Mapping[str, float] = field(default_factory=dict)
+    covariate_effects: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    error: Mapping[str, str] = field(default_factory=dict)
+    fixed: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "random_effects", MappingProxyType(dict(self.random_effects)))
+        object.__setattr__(
+            self,
+            "covariate_effects",
+            MappingProxyType({k: dict(v) for k, v in self.covariate_effects.items()}),
+        )
+        object.__setattr__(self, "error", MappingProxyType(dict(self.error)))
+        object.__setattr__(self, "fixed", tuple(self.fixed))
+        for k, v in self.random_effects.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise SpecError(f"Population: random_effects['{k}'] = {v!r} must be a scale > 0")
+
+    def validate(self, spec: ModelSpec) -> None:
+        """Check every name against the model; raise `SpecError` naming the offender."""
+        params = spec.parameters
+        for k in self.random_effects:
+            if k not in params:
+                raise SpecError(
+                    f"Population: random effect on unknown parameter '{k}'; parameters: "
+                    + ", ".join(params)
+                )
+        for k in self.fixed:
+            if k not in params:
+                raise SpecError(f"Population: fixed unknown parameter '{k}'")
+            if k in self.random_effects:
+                raise SpecError(f"Population: '{k}' is both fixed and has a random effect")
+        for k, effects in self.covariate_effects.items():
+            if k not in params:
+                raise SpecError(f"Population: covariate effect on unknown parameter '{k}'")
+            for cov, form in effects.items():
+                if form not in COVARIATE_FORMS:
+                    raise SpecError(
+                        f"Population: covariate_effects['{k}']['{cov}'] = {form!r}; expected "
+                        + ", ".join(COVARIATE_FORMS)
+                    )
+        for obs, model in self.error.items():
+            if obs not in spec.observations:
+                raise SpecError(
+                    f"Population: error model for unknown observation '{obs}'; observations: "
+                    + ", ".join(spec.observations)
+                )
+            if model not in ERROR_MODELS or model == "none":
+                raise SpecError(
+                    f"Population: error['{obs}'] = {model!r}; expected additive, proportional, "
+                    "combined or lognormal"
+                )
+
+    def error_model(self, spec: ModelSpec, observation: str) -> str:
+        """The residual error model used for `observation`."""
+        model = self.error.get(observation, spec.observations[observation].error)
+        return "additive" if model == "none" else model
+
+    def estimated(self, spec: ModelSpec) -> list[str]:
+        """Parameters whose typical values are estimated (all but the fixed ones and the
+        physiology-table values)."""
+        return [k for k in spec.parameters if k not in self.fixed and k not in spec.physiology]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "random_effects": dict(self.random_effects),
+            "covariate_effects": {k: dict(v) for k, v in self.covariate_effects.items()},
+            "error": dict(self.error),
+            "fixed": list(self.fixed),
+        }
