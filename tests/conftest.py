@@ -149,3 +149,48 @@ def theophylline_csv() -> Path:
     if not path.exists():
         pytest.skip("shared theophylline data not present")
     return path
+
+
+# The example model file of DESIGN.md, verbatim (test_model checks it still matches):
+# one compartment, Michaelis-Menten elimination, indirect-response biomarker.
+# ruff: noqa: E501
+DESIGN_EXAMPLE = """\
+[model]
+name = "one_cmt_mm_idr"
+description = "One compartment, Michaelis-Menten elimination, indirect-response biomarker"
+time_unit = "h"
+amount_unit = "mg"
+references = ["Dayneka NL, Garg V, Jusko WJ. J Pharmacokinet Biopharm 1993;21:457-478"]
+
+[parameters]
+V    = { value = 10.0, unit = "L",      bounds = [0.0, inf], prior = "lognormal(log(10), 0.5)" }
+Vmax = { value = 5.0,  unit = "mg/h",   bounds = [0.0, inf] }
+Km   = { value = 2.0,  unit = "mg/L",   bounds = [0.0, inf] }
+kin  = { value = 10.0, unit = "1/h" }
+kout = { value = 0.5,  unit = "1/h" }
+IC50 = { value = 1.0,  unit = "mg/L" }
+
+[covariates]
+inflammation = { value = 1.0, unit = "1", description = "host inflammation relative to typical" }
+
+[states]
+central = { initial = 0.0, unit = "mg" }
+marker  = { initial = "kin * inflammation / kout", unit = "1" }
+
+[derived]
+C = "central / V"
+
+[flows]
+# none here: elimination is nonlinear; a linear model would say "central ->" = "CL / V"
+
+[odes]
+central = "-Vmax * C / (Km + C)"
+marker  = "kin * inflammation * (1 - C / (IC50 + C)) - kout * marker"
+
+[observations]
+conc   = { expr = "C", unit = "mg/L", error = "proportional" }
+biomarker = { expr = "marker", unit = "1", error = "additive" }
+
+[dosing]   # optional, per dosed state, as NONMEM's ALAGn/Fn/Rn/Dn and mrgsolve's ALAG_/F_/R_/D_
+central = { lag = "0", bioavailability = "1" }   # also rate = "..." (used when RATE = -1), duration = "..." (RATE = -2)
+"""

@@ -17,39 +17,7 @@ from cellpkpd.cli import main
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # the example of DESIGN.md: nonlinear, a covariate, two observations
-MM_IDR = """
-[model]
-name = "one_cmt_mm_idr"
-description = "One compartment, Michaelis-Menten elimination, indirect-response biomarker"
-time_unit = "h"
-amount_unit = "mg"
-
-[parameters]
-V    = { value = 10.0, unit = "L",      bounds = [0.0, inf] }
-Vmax = { value = 5.0,  unit = "mg/h",   bounds = [0.0, inf] }
-Km   = { value = 2.0,  unit = "mg/L",   bounds = [0.0, inf] }
-kin  = { value = 10.0, unit = "1/h" }
-kout = { value = 0.5,  unit = "1/h" }
-IC50 = { value = 1.0,  unit = "mg/L" }
-
-[covariates]
-inflammation = { value = 1.0, unit = "1", description = "host inflammation relative to typical" }
-
-[states]
-central = { initial = 0.0, unit = "mg" }
-marker  = { initial = "kin * inflammation / kout", unit = "1" }
-
-[derived]
-C = "central / V"
-
-[odes]
-central = "-Vmax * C / (Km + C)"
-marker  = "kin * inflammation * (1 - C / (IC50 + C)) - kout * marker"
-
-[observations]
-conc   = { expr = "C", unit = "mg/L", error = "proportional" }
-biomarker = { expr = "marker", unit = "1", error = "additive" }
-"""
+from conftest import DESIGN_EXAMPLE as MM_IDR  # noqa: E402
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 # (the DESIGN.md example below is copied verbatim, long lines included)
 """Tests of cellpkpd.model: model files and Python construction, the bundled library,
 structural linearity, and packaging of the library in a wheel."""
@@ -25,46 +24,7 @@ DESIGN = Path("/work/shared/DESIGN.md")
 LIBRARY = ("one_cmt_iv", "one_cmt_oral", "two_cmt_iv")
 
 # The example model file of DESIGN.md ("a user's file must load exactly like this"), verbatim.
-DESIGN_EXAMPLE = """\
-[model]
-name = "one_cmt_mm_idr"
-description = "One compartment, Michaelis-Menten elimination, indirect-response biomarker"
-time_unit = "h"
-amount_unit = "mg"
-references = ["Dayneka NL, Garg V, Jusko WJ. J Pharmacokinet Biopharm 1993;21:457-478"]
-
-[parameters]
-V    = { value = 10.0, unit = "L",      bounds = [0.0, inf], prior = "lognormal(log(10), 0.5)" }
-Vmax = { value = 5.0,  unit = "mg/h",   bounds = [0.0, inf] }
-Km   = { value = 2.0,  unit = "mg/L",   bounds = [0.0, inf] }
-kin  = { value = 10.0, unit = "1/h" }
-kout = { value = 0.5,  unit = "1/h" }
-IC50 = { value = 1.0,  unit = "mg/L" }
-
-[covariates]
-inflammation = { value = 1.0, unit = "1", description = "host inflammation relative to typical" }
-
-[states]
-central = { initial = 0.0, unit = "mg" }
-marker  = { initial = "kin * inflammation / kout", unit = "1" }
-
-[derived]
-C = "central / V"
-
-[flows]
-# none here: elimination is nonlinear; a linear model would say "central ->" = "CL / V"
-
-[odes]
-central = "-Vmax * C / (Km + C)"
-marker  = "kin * inflammation * (1 - C / (IC50 + C)) - kout * marker"
-
-[observations]
-conc   = { expr = "C", unit = "mg/L", error = "proportional" }
-biomarker = { expr = "marker", unit = "1", error = "additive" }
-
-[dosing]   # optional, per dosed state, as NONMEM's ALAGn/Fn/Rn/Dn and mrgsolve's ALAG_/F_/R_/D_
-central = { lag = "0", bioavailability = "1" }   # also rate = "..." (used when RATE = -1), duration = "..." (RATE = -2)
-"""
+from conftest import DESIGN_EXAMPLE  # noqa: E402
 
 
 def _python_example() -> dict:

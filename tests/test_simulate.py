@@ -10,45 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import DESIGN_EXAMPLE as MM_IDR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 import cellpkpd as cp
-
-MM_IDR = """
-[model]
-name = "mm_idr"
-description = "one compartment, Michaelis-Menten elimination, indirect response"
-time_unit = "h"
-amount_unit = "mg"
-
-[parameters]
-V = { value = 10.0, unit = "L" }
-Vmax = { value = 5.0, unit = "mg/h" }
-Km = { value = 2.0, unit = "mg/L" }
-kin = { value = 10.0, unit = "1/h" }
-kout = { value = 0.5, unit = "1/h" }
-IC50 = { value = 1.0, unit = "mg/L" }
-
-[covariates]
-inflammation = { value = 1.0, unit = "1" }
-
-[states]
-central = { initial = 0.0, unit = "mg" }
-marker = { initial = "kin * inflammation / kout", unit = "1" }
-
-[derived]
-C = "central / V"
-
-[odes]
-central = "-Vmax * C / (Km + C)"
-marker = "kin * inflammation * (1 - C / (IC50 + C)) - kout * marker"
-
-[observations]
-conc = { expr = "C", unit = "mg/L" }
-biomarker = { expr = "marker", unit = "1" }
-"""
 
 
 @pytest.fixture(scope="module")
