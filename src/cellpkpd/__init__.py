@@ -43,12 +43,21 @@ from .errors import (
     SimulationError,
     SpecError,
 )
-from .infer import fit
 from .model import ModelSpec, describe, list_models, load_model, parameter_table
 from .population import Population
 from .simulate import Simulator, simulate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # cp.fit loads numpyro and ArviZ on first use, so `import cellpkpd` stays quick
+    if name in ("fit", "infer"):
+        import importlib
+
+        infer = importlib.import_module(".infer", __name__)
+        return infer if name == "infer" else infer.fit
+    raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")
 
 __all__ = [
     "CellPKPDError",
