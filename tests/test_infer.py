@@ -3,6 +3,7 @@ fitting, MAP on the theophylline data, and a NUTS smoke run with the InferenceDa
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -88,3 +89,28 @@ def test_nuts_smoke_run_gives_inference_data_by_subject() -> None:
     assert "diverging" in idata.sample_stats
     # the median of a short run is already in the right region
     assert float(post["CL"].median()) == pytest.approx(2.8, rel=0.3)
+
+
+@pytest.mark.slow
+def test_predict_new_regimen_from_a_fit() -> None:
+    idata = cp.fit(
+        "one_cmt_oral",
+        cp.datasets.theophylline(),
+        POP,
+        method="svi",
+        steps=1500,
+        draws=200,
+        progress=False,
+    )
+    times = np.linspace(0.0, 48.0, 49)
+    reg = cp.Regimen.repeat(cp.Dose(0.0, 320.0, "depot"), interval=12.0, count=4)
+    res = cp.predict(idata, "one_cmt_oral", reg, times, n=500, seed=1)
+    conc = res["conc"].values
+    assert conc.shape == (500, 49) and np.all(np.isfinite(conc))
+    # between-subject spread: the 5th and 95th percentiles of the peak differ clearly
+    peak = conc.max(axis=1)
+    assert np.quantile(peak, 0.95) > 1.3 * np.quantile(peak, 0.05)
+    # typical peak of 320 mg every 12 h lies in the observed theophylline range (mg/L)
+    assert 5.0 < np.median(peak) < 30.0
+    with pytest.raises(cp.SpecError, match="n = 0"):
+        cp.predict(idata, "one_cmt_oral", reg, times, n=0)

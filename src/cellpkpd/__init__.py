@@ -52,12 +52,13 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # cp.fit loads numpyro and ArviZ on first use, so `import cellpkpd` stays quick
-    if name in ("fit", "infer"):
+    if name in ("fit", "predict", "infer"):
         import importlib
 
         infer = importlib.import_module(".infer", __name__)
-        return infer if name == "infer" else infer.fit
+        return infer if name == "infer" else getattr(infer, name)
     raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")
+
 
 __all__ = [
     "CellPKPDError",

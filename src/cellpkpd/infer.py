@@ -9,6 +9,7 @@ samples it with NUTS or fits it by SVI / MAP. Results are `arviz.InferenceData`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from .model import ModelSpec, load_model, parse_prior
 from .population import Population
 from .simulate import Simulator
 
-__all__ = ["FitData", "fit", "make_model", "prior_distribution"]
+__all__ = ["FitData", "fit", "make_model", "predict", "prior_distribution"]
 
 METHODS = ("nuts", "svi", "map")
 
@@ -486,7 +487,7 @@ def _to_inference_data(
         groups["sample_stats"] = az.convert_to_dataset(dict(stats))
     idata = az.InferenceData(**groups)
     idata.posterior.attrs.update(
-        {"model": spec.name, "method": method, "population": str(population.describe())}
+        {"model": spec.name, "method": method, "population": json.dumps(population.describe())}
     )
     if method == "nuts":
         _warn_diagnostics(
@@ -513,3 +514,83 @@ def _warn_diagnostics(idata: az.InferenceData, names: list[str]) -> None:
         n_div = int(idata.sample_stats["diverging"].sum())
         if n_div:
             warnings.warn(f"fit: {n_div} divergent transitions", RuntimeWarning, stacklevel=3)
+
+
+def predict(
+    idata: az.InferenceData,
+    spec: ModelSpec | str,
+    regimen: Any,
+    times: Any,
+    n: int = 1000,
+    seed: int = 0,
+    covariates: Mapping[str, Any] | None = None,
+    outputs: Any = None,
+) -> Any:
+    """Simulate a (new) regimen for `n` virtual subjects drawn from a fit's posterior.
+
+    Each virtual subject takes one posterior draw of the typical values, omegas and
+    covariate coefficients (uncertainty) and a new eta ~ Normal(0, 1) per random effect
+    (between-subject variability): ``p_i = theta * cov_effects * exp(omega * eta)``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From `cp.fit`.
+    spec : ModelSpec or str
+        The fitted model.
+    regimen : Regimen
+        The regimen to simulate (the bridge from a fit to dose-ranging).
+    times : array
+        Output times [model time unit].
+    n : int
+        Virtual subjects.
+    seed : int
+    covariates : dict, optional
+        Covariate values for the virtual subjects (scalar or array (n,)); default: the
+        model's.
+    outputs : sequence of str, optional
+
+    Returns
+    -------
+    xarray.Dataset
+        `cp.simulate`'s result with dims (subject, time) for the n virtual subjects.
+    """
+    from .simulate import simulate
+
+    spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    post = idata.posterior
+    pop = json.loads(post.attrs.get("population", "{}"))
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"predict: n = {n!r} must be an integer >= 1")
+    rng = np.random.default_rng(seed)
+    total = post.sizes["chain"] * post.sizes["draw"]
+    pick = rng.integers(0, total, size=n)
+    covs = {
+        k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (covariates or {}).items()
+    }
+    params: dict[str, np.ndarray] = {}
+    for name in spec.parameters:
+        if name not in post:
+            continue
+        value = np.asarray(post[name].values).reshape(total)[pick]
+        for cov, form in pop.get("covariate_effects", {}).get(name, {}).items():
+            beta = np.asarray(post[f"beta_{name}_{cov}"].values).reshape(total)[pick]
+            ref = spec.covariates[cov].value if cov in spec.covariates else None
+            if cov not in covs and ref is None:
+                raise SpecError(f"predict: give covariates['{cov}'] (used by {name})")
+            x = covs.get(cov, np.full(n, ref))
+            ref = ref if ref is not None else float(np.median(x))
+            if form == "power":
+                value = value * (x / ref) ** beta
+            elif form == "exponential":
+                value = value * np.exp(beta * (x - ref))
+            else:
+                value = value * (1.0 + beta * (x - ref))
+        if f"omega_{name}" in post:
+            omega = np.asarray(post[f"omega_{name}"].values).reshape(total)[pick]
+            value = value * np.exp(omega * rng.standard_normal(n))
+        params[name] = value
+    model_covs = {k: v for k, v in covs.items() if k in spec.covariates}
+    return simulate(
+        spec, regimen, times, params=params, covariates=model_covs or None, outputs=outputs
+    )
