@@ -286,25 +286,22 @@ def _expand(
             inf_end.append(jnp.where(ok, end, d.time))
             inf_rate.append(jnp.where(ok, rate, 0.0))
             inf_cmt.append(cmt)
+
+    def boundary(t: Any) -> None:
+        """Points with no action: the integration only stops and restarts there."""
+        k = t.shape[0]
+        times.append(t)
+        order.append(jnp.full(k, 4 * E, jnp.int32))
+        valid.append(jnp.ones(k, bool))
+        reset.append(jnp.zeros(k, bool))
+        bolus.append(jnp.zeros((k, n)))
+        ss.append(jnp.zeros(k, jnp.int32))
+        dose.append(jnp.zeros(k, jnp.int32))
+
     if tv is not None:
-        K = tv.times.shape[0]
-        times.append(tv.times)
-        order.append(jnp.full(K, 4 * E, jnp.int32))
-        valid.append(jnp.ones(K, bool))
-        reset.append(jnp.zeros(K, bool))
-        bolus.append(jnp.zeros((K, n)))
-        ss.append(jnp.zeros(K, jnp.int32))
-        dose.append(jnp.zeros(K, jnp.int32))
+        boundary(tv.times)  # covariate changes
     if _BP_TIMES in p:
-        # the integration stops and restarts at each breakpoint
-        B = p[_BP_TIMES].shape[0]
-        times.append(p[_BP_TIMES])
-        order.append(jnp.full(B, 4 * E, jnp.int32))
-        valid.append(jnp.ones(B, bool))
-        reset.append(jnp.zeros(B, bool))
-        bolus.append(jnp.zeros((B, n)))
-        ss.append(jnp.zeros(B, jnp.int32))
-        dose.append(jnp.zeros(B, jnp.int32))
+        boundary(p[_BP_TIMES])  # model breakpoints
     time = jnp.concatenate(times)
     valid = jnp.concatenate(valid)
     time = jnp.maximum(jnp.where(valid, time, t_end), t0)
