@@ -52,11 +52,17 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> object:
     # cp.fit loads numpyro and ArviZ on first use, so `import cellpkpd` stays quick
-    if name in ("fit", "predict", "infer"):
-        import importlib
+    import importlib
 
+    if name in ("fit", "predict", "infer"):
         infer = importlib.import_module(".infer", __name__)
         return infer if name == "infer" else getattr(infer, name)
+    if name in ("metrics", "gsa"):
+        return importlib.import_module(f".{name}", __name__)
+    if name == "sweep":
+        return importlib.import_module(".sweep", __name__).sweep
+    if name in ("VirtualPopulation", "dose_ranging"):
+        return getattr(importlib.import_module(".doseranging", __name__), name)
     raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")
 
 
@@ -74,15 +80,21 @@ __all__ = [
     "SimulationError",
     "Simulator",
     "SpecError",
+    "VirtualPopulation",
     "datasets",
     "describe",
+    "dose_ranging",
     "fit",
+    "gsa",
     "list_models",
     "load_model",
+    "metrics",
     "parameter_table",
     "physiology",
     "plots",
+    "predict",
     "read_nonmem",
     "simulate",
     "stack_dose_arrays",
+    "sweep",
 ]

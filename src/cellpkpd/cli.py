@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the CSV and PNG, created if needed (default: ./cellpkpd-demo)",
     )
     p.set_defaults(func=_cmd_demo)
+    from . import cli_batch
+
+    cli_batch.register(sub)
     return parser
 
 
