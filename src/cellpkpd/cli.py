@@ -1,4 +1,4 @@
-"""Command-line interface: ``cellpkpd models``, ``cellpkpd simulate`` and ``cellpkpd demo``.
+"""Command-line interface: ``cellpkpd models``, ``simulate``, ``demo`` and ``fit``.
 
 A thin layer over the public API (`load_model`, `list_models`, `Dose`, `Regimen`,
 `simulate`): it turns arguments into those calls, writes the result as a CSV table and a
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  cellpkpd models [NAME]        list library models, or show one\n"
             "  cellpkpd simulate MODEL ...   simulate a regimen, write CSV + PNG\n"
             "  cellpkpd demo                 a bundled example (CSV + PNG in ./cellpkpd-demo)\n"
+            "  cellpkpd fit DATA.csv MODEL   fit a population model (CSV + netCDF + PNG)\n"
             "\n"
             "Run 'cellpkpd COMMAND --help' for a command's options."
         ),
@@ -214,6 +215,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the CSV and PNG, created if needed (default: ./cellpkpd-demo)",
     )
     p.set_defaults(func=_cmd_demo)
+
+    # fit ---------------------------------------------------------------------
+    p = sub.add_parser(
+        "fit",
+        help="fit a model to a NONMEM-style data set (posterior CSV, netCDF, GOF PNG)",
+        description=(
+            "Fit MODEL (library name or .toml path) to DATA.csv (NONMEM-style: ID TIME AMT\n"
+            "EVID CMT DV ... [LLOQ or CENS] [covariates]) with cp.fit. Writes into --out:\n"
+            "fit_summary.csv (posterior summary of the population-level quantities; with\n"
+            "--method map, their posterior mode), fit.nc (the arviz.InferenceData) and\n"
+            "fit_gof.png (observed vs IPRED and PRED)."
+        ),
+        formatter_class=_FORMAT,
+    )
+    p.add_argument("data", metavar="DATA.csv", help="NONMEM-style data file")
+    p.add_argument("model", metavar="MODEL", help="library model name or path to a .toml")
+    p.add_argument(
+        "--iiv",
+        default="",
+        metavar="P=SCALE,...",
+        help="between-subject variability: parameter=prior scale of its omega, e.g. CL=0.3,V=0.3",
+    )
+    p.add_argument(
+        "--error",
+        default="",
+        metavar="OBS=MODEL,...",
+        help="residual error per observation: additive, proportional, combined or lognormal",
+    )
+    p.add_argument("--fixed", default="", metavar="P,...", help="parameters held fixed")
+    p.add_argument("--method", default="nuts", choices=("nuts", "svi", "map"))
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    p.add_argument("--warmup", type=int, default=1000, help="NUTS warmup (default 1000)")
+    p.add_argument("--draws", type=int, default=1000, help="draws (default 1000)")
+    p.add_argument("--steps", type=int, default=3000, help="SVI / MAP steps (default 3000)")
+    p.add_argument("--censoring", default="m3", choices=("m3", "m1"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out", default=".", metavar="DIR", help="output folder (default: current folder)"
+    )
+    p.set_defaults(func=_cmd_fit)
     from . import cli_batch
 
     cli_batch.register(sub)
@@ -453,6 +494,97 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- output
+def _pairs(text: str, flag: str) -> dict[str, str]:
+    """'A=1,B=2' -> {'A': '1', 'B': '2'}; a malformed item is an ArgumentError."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise ArgumentError(f"{flag} {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    iiv: dict[str, float] = {}
+    for k, v in _pairs(args.iiv, "--iiv").items():
+        try:
+            iiv[k] = float(v)
+        except ValueError:
+            raise ArgumentError(f"--iiv {k}={v}: the scale is not a number") from None
+    for flag in ("chains", "warmup", "draws", "steps"):
+        value = getattr(args, flag)
+        if value < (0 if flag == "warmup" else 1):
+            raise ArgumentError(f"--{flag} {value}: must be >= {0 if flag == 'warmup' else 1}")
+    path = Path(args.data)
+    if not path.is_file():
+        raise ArgumentError(f"{path}: no such data file")
+    out = _check_folder(args.out)
+    spec = cp.load_model(args.model)
+    data = cp.read_nonmem(path)
+    fixed = [x.strip() for x in args.fixed.split(",") if x.strip()]
+    pop = cp.Population(random_effects=iiv, error=_pairs(args.error, "--error"), fixed=fixed)
+    pop.validate(spec)
+    idata = cp.fit(
+        spec,
+        data,
+        pop,
+        method=args.method,
+        chains=args.chains,
+        warmup=args.warmup,
+        draws=args.draws,
+        seed=args.seed,
+        steps=args.steps,
+        censoring=args.censoring,
+        progress=sys.stderr.isatty(),
+    )
+    import arviz as az
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = [k for k in idata.posterior.data_vars if idata.posterior[k].dims == ("chain", "draw")]
+    if args.method == "map":  # one point: the posterior mode
+        post = idata.posterior
+        summary = pd.DataFrame({"map": [float(post[k].values.ravel()[0]) for k in names]}, names)
+    else:
+        kind = "all" if args.method == "nuts" and args.chains > 1 else "stats"
+        summary = az.summary(idata, var_names=names, kind=kind, hdi_prob=0.9)
+    summary.index.name = "name"
+    summary.to_csv(out / "fit_summary.csv")
+    idata.to_netcdf(str(out / "fit.nc"))
+    _gof_plot(idata, out / "fit_gof.png", spec.name)
+    print(f"wrote {out / 'fit_summary.csv'}, {out / 'fit.nc'}, {out / 'fit_gof.png'}")
+    return 0
+
+
+def _gof_plot(idata: Any, path: Path, title: str) -> None:
+    """Observed vs posterior-median IPRED and PRED, log-log, censored records marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    obs = idata.observed_data
+    use = obs["observed"].values & ~obs["censored"].values
+    dv = obs["obs"].values[use]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), constrained_layout=True)
+    for ax, name in zip(axes, ("ipred", "pred"), strict=True):
+        pred = idata.posterior_predictive[name].median(("chain", "draw")).values[use]
+        ax.scatter(pred, dv, s=12, alpha=0.7)
+        positive = np.concatenate([dv, pred])
+        positive = positive[np.isfinite(positive) & (positive > 0)]
+        if positive.size:
+            lo, hi = positive.min(), positive.max()
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(f"{name.upper()} (posterior median)")
+        ax.set_ylabel("observed")
+        ax.set_title(f"{title}: observed vs {name.upper()}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _check_folder(folder: str | Path) -> Path:
     out = Path(folder)
     if out.exists() and not out.is_dir():

@@ -28,12 +28,14 @@ from .data import Dataset
 from .dosing import DoseArrays, stack_dose_arrays
 from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
-from .population import Population
+from .population import Population, categorical_levels, level_name
 from .simulate import Simulator
 
-__all__ = ["FitData", "fit", "make_model", "predict", "prior_distribution"]
+__all__ = ["FitData", "fit", "make_model", "predict", "prior_distribution", "simulate_study"]
 
 METHODS = ("nuts", "svi", "map")
+#: deterministic sites holding each subject's population value (eta = 0), for PRED
+PRED_PREFIX = "_pop_"
 
 
 def prior_distribution(text: str, where: str = "prior") -> dist.Distribution:
@@ -217,6 +219,7 @@ def make_model(
     priors: Mapping[str, Any] | None = None,
     censoring: str = "m3",
     solver: str = "auto",
+    centered: bool = False,
 ) -> tuple[Any, Simulator]:
     """The numpyro model function of a population fit, and the `Simulator` it calls."""
     population.validate(spec)
@@ -253,6 +256,13 @@ def make_model(
         for cov in effects
     }
 
+    categorical = {
+        cov: categorical_levels(fd.covariates[cov] if cov in fd.covariates else [model_covs[cov]])
+        for effects in population.covariate_effects.values()
+        for cov, form in effects.items()
+        if form == "categorical"
+    }
+
     def prior_of(name: str, default: Any) -> Any:
         return overrides.get(name, default)
 
@@ -271,15 +281,40 @@ def make_model(
         for k, v in priors.items()
     }
 
+    iiv = [k for k in estimated if k in population.random_effects]
+
     def model() -> None:
         individual: dict[str, Any] = {}
+        correlated = None
+        if population.correlation:
+            # eta = (L z) * omega: correlation R = L L^T ~ LKJ(2), non-centred
+            omegas = jnp.stack(
+                [
+                    numpyro.sample(
+                        f"omega_{k}",
+                        prior_of(f"omega_{k}", dist.HalfNormal(population.random_effects[k])),
+                    )
+                    for k in iiv
+                ]
+            )
+            L = numpyro.sample("L_iiv", dist.LKJCholesky(len(iiv), concentration=2.0))
+            numpyro.deterministic("corr_iiv", L @ L.T)
+            with numpyro.plate("subject", n):
+                z = numpyro.sample("eta_iiv", dist.Normal(0.0, 1.0).expand([len(iiv)]).to_event(1))
+            correlated = (z @ L.T) * omegas
         for name in estimated:
             theta = numpyro.sample(name, prior_of(name, defaults[name]))
             value = jnp.broadcast_to(theta, (n,))
             for cov, form in population.covariate_effects.get(name, {}).items():
+                x = cov_data[cov] if cov in cov_data else jnp.full(n, model_covs[cov])
+                if form == "categorical":
+                    for level in categorical[cov][1]:
+                        site = f"beta_{name}_{cov}_{level_name(level)}"
+                        beta = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
+                        value = value * jnp.exp(beta * (x == level))
+                    continue
                 site = f"beta_{name}_{cov}"
                 beta = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
-                x = cov_data[cov] if cov in cov_data else jnp.full(n, model_covs[cov])
                 ref = references[cov]
                 if form == "power":
                     value = value * (x / ref) ** beta
@@ -287,14 +322,27 @@ def make_model(
                     value = value * jnp.exp(beta * (x - ref))
                 else:
                     value = value * (1.0 + beta * (x - ref))
-            if name in population.random_effects:
+            if correlated is not None and name in population.random_effects:
+                numpyro.deterministic(f"{PRED_PREFIX}{name}", value)
+                value = value * jnp.exp(correlated[:, iiv.index(name)])
+            elif name in population.random_effects:
                 omega = numpyro.sample(
                     f"omega_{name}",
                     prior_of(f"omega_{name}", dist.HalfNormal(population.random_effects[name])),
                 )
-                with numpyro.plate("subject", n):
-                    eta = numpyro.sample(f"eta_{name}", dist.Normal(0.0, 1.0))
-                value = value * jnp.exp(omega * eta)
+                # the population value (eta = 0) of every subject, for PRED
+                numpyro.deterministic(f"{PRED_PREFIX}{name}", value)
+                if centered:
+                    # centred on the log scale: better conditioned when each subject's
+                    # data pin down its own value (rich sampling); eta kept as a record
+                    with numpyro.plate("subject", n):
+                        log_i = numpyro.sample(f"log_{name}_i", dist.Normal(jnp.log(value), omega))
+                    numpyro.deterministic(f"eta_{name}", (log_i - jnp.log(value)) / omega)
+                    value = jnp.exp(log_i)
+                else:
+                    with numpyro.plate("subject", n):
+                        eta = numpyro.sample(f"eta_{name}", dist.Normal(0.0, 1.0))
+                    value = value * jnp.exp(omega * eta)
             individual[name] = (
                 numpyro.deterministic(f"{name}_i", value)
                 if (name in population.random_effects or population.covariate_effects.get(name))
@@ -364,6 +412,8 @@ def fit(
     censoring: str = "m3",
     solver: str = "auto",
     steps: int = 3000,
+    parameterization: str = "auto",
+    dense_mass: bool = False,
 ) -> az.InferenceData:
     """Fit a model to a NONMEM-style data set.
 
@@ -392,42 +442,54 @@ def fit(
         Below-LLOQ observations: likelihood of being below the limit (M3), or dropped (M1).
     steps : int
         Optimisation steps for SVI / MAP.
+    parameterization : {"auto", "centered", "noncentered"}
+        How individual values are sampled (the posterior is the same; only the geometry
+        NUTS sees changes): non-centred ``theta * exp(omega * eta)`` with ``eta ~ N(0, 1)``,
+        or centred ``log p_i ~ Normal(log theta, omega)`` (``eta_<p>`` is then recorded as
+        a deterministic). Non-centred suits sparse data (few records per subject, e.g.
+        terminal sacrifice), centred suits rich data. "auto": centred when the median
+        subject has at least `CENTERED_MIN_RECORDS` observed records.
+    dense_mass : bool
+        NUTS with a dense mass matrix (default: diagonal, which measured faster per
+        effective sample on the theophylline and recovery problems once individual values
+        are centred).
 
     Returns
     -------
     arviz.InferenceData
         Groups posterior (typical values, omegas, sigmas, individual ``<p>_i`` by subject),
-        sample_stats, observed_data, log_likelihood (per observation record), and
-        posterior_predictive (``ipred``).
+        sample_stats, observed_data (``obs``, ``time``, ``censored``, ``lloq``, ``output``,
+        ``observed``), log_likelihood (``obs``, per record) and posterior_predictive, all
+        per draw with dims (chain, draw, subject, record): ``ipred`` (individual
+        prediction, the model at each subject's own parameters), ``pred`` (population
+        prediction: the draw's typical values and covariate effects with eta = 0) and
+        ``obs`` (= ``ipred``, kept for ArviZ plots that look for the observed name). The
+        posterior's attrs hold the model name and source, the method, the Population
+        (JSON) and the outputs. Replicated studies with new etas and residual error:
+        `simulate_study`.
     """
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if method not in METHODS:
         raise SpecError(f"fit: method = {method!r}; expected one of {', '.join(METHODS)}")
     if censoring not in ("m3", "m1"):
         raise SpecError(f"fit: censoring = {censoring!r}; expected 'm3' or 'm1'")
+    if parameterization not in ("auto", "centered", "noncentered"):
+        raise SpecError(
+            f"fit: parameterization = {parameterization!r}; expected 'auto', 'centered' or "
+            "'noncentered'"
+        )
     population = population or Population()
     fd = FitData.build(spec, data, observations)
-    model, _ = make_model(spec, fd, population, priors, censoring, solver)
+    if parameterization == "auto":
+        per_subject = np.median(fd.observed.sum(axis=1))
+        centered = bool(per_subject >= CENTERED_MIN_RECORDS)
+    else:
+        centered = parameterization == "centered"
+    centered = centered and not population.correlation  # the LKJ model is non-centred
+    model, _ = make_model(spec, fd, population, priors, censoring, solver, centered=centered)
     key = jax.random.PRNGKey(seed)
     if method == "nuts":
-        from numpyro.infer import MCMC, NUTS
-
-        chain_method = "parallel" if jax.local_device_count() >= chains else "vectorized"
-        from numpyro.infer import init_to_median
-
-        # start at the priors' medians (the model file's typical values, eta = 0): a
-        # random start can land in the flip-flop mode of absorption models
-        mcmc = MCMC(
-            NUTS(model, init_strategy=init_to_median(num_samples=15)),
-            num_warmup=warmup,
-            num_samples=draws,
-            num_chains=chains,
-            chain_method=chain_method,
-            progress_bar=progress,
-        )
-        mcmc.run(key)
-        samples = mcmc.get_samples(group_by_chain=True)
-        stats = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        samples, stats = _run_nuts(model, key, chains, warmup, draws, progress, dense_mass)
     else:
         from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_median
         from numpyro.infer.autoguide import AutoDelta, AutoNormal
@@ -447,7 +509,121 @@ def fit(
         full = Predictive(model, posterior_samples=post)(jax.random.PRNGKey(seed + 2))
         samples = {k: v[None] for k, v in {**post, **full}.items()}
         stats = {"loss": np.asarray(res.losses)[None, -1:]}
+    samples = dict(samples)
+    samples["pred"] = _population_predictions(spec, fd, population, samples, solver)
     return _to_inference_data(spec, fd, population, samples, stats, method)
+
+
+def _draw_params(
+    spec: ModelSpec, fd: FitData, population: Population, samples: Mapping[str, Any], prefix: str
+) -> dict[str, np.ndarray]:
+    """Per-draw, per-subject parameters (chains * draws, n) from posterior samples: the
+    `prefix` site where there is one (``_pop_<p>`` = eta 0, or ``<p>_i``), else ``<p>_i``,
+    else the typical value; model covariates from the data."""
+    n = len(fd.ids)
+    total = None
+    params: dict[str, np.ndarray] = {}
+    for name in population.estimated(spec):
+        v = samples.get(f"{prefix}{name}")
+        if v is None:
+            v = samples.get(f"{name}_i")
+        if v is None:
+            v = np.asarray(samples[name])[..., None]
+        v = np.asarray(v)
+        total = int(np.prod(v.shape[:-1]))
+        params[name] = np.broadcast_to(v, (*v.shape[:-1], n)).reshape(total, n)
+    for k, v in fd.covariates.items():
+        if k in spec.covariates and total is not None:
+            params[k] = np.broadcast_to(np.asarray(v, dtype=float), (total, n))
+    return params
+
+
+def _solve_draws(
+    spec: ModelSpec, fd: FitData, population: Population, params: Mapping[str, Any], solver: str
+) -> np.ndarray:
+    """Predictions (draws, n, R) of the measured output of every record, one solve per
+    draw and subject through `cp.Simulator` (NaN where a solve failed)."""
+    sim = Simulator(spec, outputs=fd.outputs, solver=solver, rtol=1e-6, atol=1e-9)
+    solve = _likelihood_solver(spec, sim, fd, population.estimated(spec), jnp.asarray(fd.times))
+    out_idx = jnp.asarray(fd.output)
+
+    def one(p: dict[str, Any]) -> Any:
+        out, status = solve(p)
+        stacked = jnp.stack([out[o] for o in fd.outputs], axis=-1)
+        pred = jnp.take_along_axis(stacked, out_idx[..., None], axis=-1)[..., 0]
+        return jnp.where((status == 0)[:, None], pred, jnp.nan)
+
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    return np.asarray(jax.jit(lambda q: jax.lax.map(one, q, batch_size=64))(p))
+
+
+def _population_predictions(
+    spec: ModelSpec,
+    fd: FitData,
+    population: Population,
+    samples: dict[str, Any],
+    solver: str,
+) -> np.ndarray:
+    """PRED per draw: the model at each draw's typical values with covariate effects and
+    eta = 0, shape (chains, draws, n, R); the ``_pop_`` sites are removed from samples."""
+    shape = np.asarray(samples[population.estimated(spec)[0]]).shape
+    params = _draw_params(spec, fd, population, samples, PRED_PREFIX)
+    for k in [k for k in samples if k.startswith(PRED_PREFIX)]:
+        del samples[k]
+    pred = _solve_draws(spec, fd, population, params, solver)
+    return pred.reshape(*shape, *fd.times.shape)
+
+
+#: `fit(parameterization="auto")` samples individual values centred when the median subject
+#: has at least this many observed records.
+CENTERED_MIN_RECORDS = 4
+
+
+def _run_nuts(
+    model: Any,
+    key: Any,
+    chains: int,
+    warmup: int,
+    draws: int,
+    progress: bool,
+    dense_mass: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """NUTS chains, `jax.local_device_count()` at a time in parallel (one chain per device,
+    i.e. per CPU core as cellpkpd configures XLA), groups one after the other; the compiled
+    sampler is reused between groups of the same size."""
+    from numpyro.infer import MCMC, NUTS, init_to_median
+
+    n_dev = max(1, jax.local_device_count())
+    samplers: dict[int, Any] = {}
+    parts: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    done = 0
+    while done < chains:
+        size = min(n_dev, chains - done)
+        mcmc = samplers.get(size)
+        if mcmc is None:
+            mcmc = samplers[size] = MCMC(
+                NUTS(
+                    model,
+                    # start at the priors' medians (the model file's typical values,
+                    # eta = 0): a random start can land in the flip-flop mode of absorption
+                    init_strategy=init_to_median(num_samples=15),
+                    dense_mass=dense_mass,
+                ),
+                num_warmup=warmup,
+                num_samples=draws,
+                num_chains=size,
+                chain_method="parallel" if size > 1 else "sequential",
+                progress_bar=progress,
+            )
+        mcmc.run(jax.random.fold_in(key, done), extra_fields=("diverging", "num_steps"))
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        stats = {k: np.asarray(v) for k, v in extra.items()}
+        parts.append((samples, stats))
+        done += size
+    samples = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    stats = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    return samples, stats
 
 
 def _to_inference_data(
@@ -461,11 +637,23 @@ def _to_inference_data(
     samples = {k: np.asarray(v) for k, v in samples.items()}
     loglik = samples.pop("log_likelihood")
     ipred = samples.pop("ipred")
+    pred = samples.pop("pred")
     subj_dims = {k: ["subject"] for k in samples if k.endswith("_i") or k.startswith("eta_")}
     coords = {"subject": np.asarray(fd.ids), "record": np.arange(fd.times.shape[1])}
+    iiv = [k for k in population.estimated(spec) if k in population.random_effects]
+    if "corr_iiv" in samples:
+        coords.update({"iiv": iiv, "iiv_": iiv})
+        subj_dims["corr_iiv"] = ["iiv", "iiv_"]
+        subj_dims["L_iiv"] = ["iiv", "iiv_"]
+        subj_dims["eta_iiv"] = ["subject", "iiv"]
     posterior = az.convert_to_dataset(samples, coords=coords, dims=subj_dims)
     ll = az.convert_to_dataset({"obs": loglik}, coords=coords, dims={"obs": ["subject", "record"]})
-    pp = az.convert_to_dataset({"obs": ipred}, coords=coords, dims={"obs": ["subject", "record"]})
+    rec = ["subject", "record"]
+    pp = az.convert_to_dataset(
+        {"obs": ipred, "ipred": ipred, "pred": pred},
+        coords=coords,
+        dims={"obs": rec, "ipred": rec, "pred": rec},
+    )
     import xarray as xr
 
     observed = xr.Dataset(
@@ -474,6 +662,8 @@ def _to_inference_data(
             "time": (("subject", "record"), fd.times),
             "censored": (("subject", "record"), fd.censored),
             "lloq": (("subject", "record"), fd.lloq),
+            "output": (("subject", "record"), np.asarray(fd.outputs)[fd.output]),
+            "observed": (("subject", "record"), fd.observed),
         },
         coords=coords,
     )
@@ -487,11 +677,25 @@ def _to_inference_data(
         groups["sample_stats"] = az.convert_to_dataset(dict(stats))
     idata = az.InferenceData(**groups)
     idata.posterior.attrs.update(
-        {"model": spec.name, "method": method, "population": json.dumps(population.describe())}
+        {
+            "model": spec.name,
+            "model_source": str(spec.source),
+            "method": method,
+            "population": json.dumps(population.describe()),
+            "outputs": json.dumps(list(fd.outputs)),
+            "time_unit": spec.time_unit,
+        }
     )
     if method == "nuts":
         _warn_diagnostics(
-            idata, [k for k in samples if not k.startswith("eta_") and not k.endswith("_i")]
+            idata,
+            [
+                k
+                for k in samples
+                if not k.startswith("eta_")
+                and not k.endswith("_i")
+                and k not in ("L_iiv", "corr_iiv")  # constant diagonal / zero entries
+            ],
         )
     return idata
 
@@ -569,11 +773,27 @@ def predict(
         k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (covariates or {}).items()
     }
     params: dict[str, np.ndarray] = {}
+    iiv = [k for k in spec.parameters if f"omega_{k}" in post]
+    z = rng.standard_normal((n, len(iiv)))
+    if "L_iiv" in post:
+        L = np.asarray(post["L_iiv"].values).reshape(total, len(iiv), len(iiv))[pick]
+        z = np.einsum("rij,rj->ri", L, z)
     for name in spec.parameters:
         if name not in post:
             continue
         value = np.asarray(post[name].values).reshape(total)[pick]
         for cov, form in pop.get("covariate_effects", {}).get(name, {}).items():
+            if form == "categorical":
+                if cov not in covs:
+                    raise SpecError(f"predict: give covariates['{cov}'] (used by {name})")
+                for level in np.unique(covs[cov]):
+                    site = f"beta_{name}_{cov}_{level_name(level)}"
+                    if site in post:  # else the reference level (factor 1)
+                        beta = np.asarray(post[site].values).reshape(total)[pick]
+                        value = value * np.exp(beta * (covs[cov] == level))
+                    elif not any(k.startswith(f"beta_{name}_{cov}_") for k in post.data_vars):
+                        raise SpecError(f"predict: no coefficients for {cov} on {name}")
+                continue
             beta = np.asarray(post[f"beta_{name}_{cov}"].values).reshape(total)[pick]
             ref = spec.covariates[cov].value if cov in spec.covariates else None
             if cov not in covs and ref is None:
@@ -588,9 +808,151 @@ def predict(
                 value = value * (1.0 + beta * (x - ref))
         if f"omega_{name}" in post:
             omega = np.asarray(post[f"omega_{name}"].values).reshape(total)[pick]
-            value = value * np.exp(omega * rng.standard_normal(n))
+            value = value * np.exp(omega * z[:, iiv.index(name)])
         params[name] = value
     model_covs = {k: v for k, v in covs.items() if k in spec.covariates}
     return simulate(
         spec, regimen, times, params=params, covariates=model_covs or None, outputs=outputs
+    )
+
+
+def simulate_study(
+    idata: az.InferenceData,
+    spec: ModelSpec | str,
+    data: Dataset,
+    population: Population,
+    n: int = 200,
+    seed: int = 0,
+    *,
+    observations: Mapping[Any, str] | None = None,
+    solver: str = "auto",
+) -> Any:
+    """Replicates of the observed study from a fit's posterior (for VPCs).
+
+    Each replicate takes one posterior draw of the typical values, covariate coefficients,
+    omegas and residual SDs, gives every subject of `data` NEW etas (``eta ~ N(0, 1)``), solves
+    the subject's own dosing and record times through `cp.Simulator` and adds residual error
+    with the fitted error model; a simulated value below the record's LLOQ is flagged as
+    censored.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From `cp.fit` of `spec` to `data` with `population`.
+    spec : ModelSpec or str
+    data : Dataset
+        The observed design (doses, record times, covariates, LLOQ).
+    population : Population
+        The fit's Population.
+    n : int
+        Replicates.
+    seed : int
+    observations : dict, optional
+        As in `fit`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims (replicate, subject, record): ``dv`` (simulated observation with residual
+        error, NaN on records without an observation), ``ipred`` (the replicate subject's
+        prediction), ``censored`` (``dv`` below the record's LLOQ); and per (subject,
+        record): ``time`` [model time unit], ``output`` (observation name), ``lloq``,
+        ``observed`` (records with an observation in `data`), ``dv_observed`` (the data).
+    """
+    import xarray as xr
+
+    spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"simulate_study: n = {n!r} must be an integer >= 1")
+    population.validate(spec)
+    fd = FitData.build(spec, data, observations)
+    post = idata.posterior
+    total = post.sizes["chain"] * post.sizes["draw"]
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, total, size=n)
+    n_sub = len(fd.ids)
+    if post.sizes.get("subject", n_sub) != n_sub:
+        raise DataError(
+            f"simulate_study: the fit has {post.sizes['subject']} subjects but data has {n_sub}"
+        )
+
+    def draw(name: str) -> np.ndarray:
+        if name not in post:
+            raise SpecError(f"simulate_study: the posterior has no '{name}' (another fit?)")
+        return np.asarray(post[name].values).reshape(total)[pick]
+
+    references = {
+        cov: spec.covariates[cov].value
+        if cov in spec.covariates
+        else float(np.median(fd.covariates[cov]))
+        for effects in population.covariate_effects.values()
+        for cov in effects
+    }
+    params: dict[str, np.ndarray] = {}
+    iiv = [k for k in population.estimated(spec) if k in population.random_effects]
+    z = rng.standard_normal((n, n_sub, len(iiv)))
+    if population.correlation:
+        L = np.asarray(post["L_iiv"].values).reshape(total, len(iiv), len(iiv))[pick]
+        z = np.einsum("rij,rsj->rsi", L, z)
+    for name in population.estimated(spec):
+        value = np.repeat(draw(name)[:, None], n_sub, axis=1)
+        for cov, form in population.covariate_effects.get(name, {}).items():
+            x = np.asarray(fd.covariates.get(cov, np.full(n_sub, references[cov])))[None, :]
+            if form == "categorical":
+                for level in categorical_levels(x[0])[1]:
+                    beta = draw(f"beta_{name}_{cov}_{level_name(level)}")[:, None]
+                    value = value * np.exp(beta * (x == level))
+                continue
+            beta = draw(f"beta_{name}_{cov}")[:, None]
+            ref = references[cov]
+            if form == "power":
+                value = value * (x / ref) ** beta
+            elif form == "exponential":
+                value = value * np.exp(beta * (x - ref))
+            else:
+                value = value * (1.0 + beta * (x - ref))
+        if name in population.random_effects:
+            omega = draw(f"omega_{name}")[:, None]
+            value = value * np.exp(omega * z[:, :, iiv.index(name)])
+        params[name] = value
+    for k, v in fd.covariates.items():
+        if k in spec.covariates:
+            params[k] = np.broadcast_to(np.asarray(v, dtype=float), (n, n_sub))
+    ipred = _solve_draws(spec, fd, population, params, solver)
+    eps = rng.standard_normal(ipred.shape)
+    dv = np.full(ipred.shape, np.nan)
+    for k, o in enumerate(fd.outputs):
+        m = population.error_model(spec, o)
+        sel = fd.output == k
+        sig = {
+            key: draw(f"sigma_{key}_{o}")[:, None, None]
+            for key in ("add", "prop", "log")
+            if f"sigma_{key}_{o}" in post
+        }
+        if m == "lognormal":
+            y = ipred * np.exp(sig["log"] * eps)
+        else:
+            y = ipred + np.asarray(_residual_sd(m, ipred, sig)) * eps
+        dv = np.where(sel[None], y, dv)
+    dv = np.where(fd.observed[None], dv, np.nan)
+    censored = fd.observed[None] & (fd.lloq[None] > 0) & (dv < fd.lloq[None])
+    dims = ("replicate", "subject", "record")
+    rec = ("subject", "record")
+    return xr.Dataset(
+        {
+            "dv": (dims, dv),
+            "ipred": (dims, ipred),
+            "censored": (dims, censored),
+            "time": (rec, fd.times),
+            "output": (rec, np.asarray(fd.outputs)[fd.output]),
+            "lloq": (rec, fd.lloq),
+            "observed": (rec, fd.observed),
+            "dv_observed": (rec, np.where(fd.observed, fd.dv, np.nan)),
+        },
+        coords={
+            "replicate": np.arange(n),
+            "subject": np.asarray(fd.ids),
+            "record": np.arange(fd.times.shape[1]),
+        },
+        attrs={"model": spec.name, "time_unit": spec.time_unit},
     )

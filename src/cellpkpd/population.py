@@ -11,9 +11,9 @@ from typing import Any
 from .errors import SpecError
 from .model import ERROR_MODELS, ModelSpec
 
-__all__ = ["COVARIATE_FORMS", "Population"]
+__all__ = ["COVARIATE_FORMS", "Population", "categorical_levels", "level_name"]
 
-COVARIATE_FORMS = ("power", "exponential", "linear")
+COVARIATE_FORMS = ("power", "exponential", "linear", "categorical")
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,22 @@ class Population:
     covariate_effects : dict str -> dict str -> str
         Parameter -> covariate -> form: ``"power"`` (``(cov / ref) ** beta``),
         ``"exponential"`` (``exp(beta * (cov - ref))``) or ``"linear"``
-        (``1 + beta * (cov - ref)``); ``ref`` is the covariate's default in the model file.
-        The coefficient is sampled as ``beta_<parameter>_<covariate> ~ Normal(0, 1)``.
+        (``1 + beta * (cov - ref)``); ``ref`` is the covariate's default in the model file
+        (or the data's median). The coefficient is sampled as
+        ``beta_<parameter>_<covariate> ~ Normal(0, 1)``. ``"categorical"``: the levels are
+        the covariate's distinct values in the data, the reference level is the most
+        frequent one (the smallest on ties), and every other level L gets its own factor
+        ``exp(beta_<parameter>_<covariate>_<L>)``, ``beta ~ Normal(0, 1)`` (see
+        `level_name` for how L is spelled).
     error : dict str -> str
         Observation -> residual error model (``additive``, ``proportional``, ``combined``,
         ``lognormal``); default: the model file's.
     fixed : sequence of str
         Parameters held at their model-file values (not estimated).
+    correlation : bool
+        Full covariance of the random effects: ``eta ~ MVN(0, diag(omega) R diag(omega))``
+        with the correlation matrix ``R ~ LKJ(2)`` (sampled as its Cholesky factor
+        ``L_iiv``; the posterior holds ``corr_iiv``, dims (iiv, iiv_)). Default: diagonal.
 
     Examples
     --------
@@ -49,6 +58,7 @@ class Population:
     covariate_effects: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     error: Mapping[str, str] = field(default_factory=dict)
     fixed: Sequence[str] = ()
+    correlation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "random_effects", MappingProxyType(dict(self.random_effects)))
@@ -59,6 +69,10 @@ class Population:
         )
         object.__setattr__(self, "error", MappingProxyType(dict(self.error)))
         object.__setattr__(self, "fixed", tuple(self.fixed))
+        if not isinstance(self.correlation, bool):
+            raise SpecError(f"Population: correlation = {self.correlation!r} must be True/False")
+        if self.correlation and len(self.random_effects) < 2:
+            raise SpecError("Population: correlation=True needs random effects on >= 2 parameters")
         for k, v in self.random_effects.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise SpecError(f"Population: random_effects['{k}'] = {v!r} must be a scale > 0")
@@ -114,4 +128,23 @@ class Population:
             "covariate_effects": {k: dict(v) for k, v in self.covariate_effects.items()},
             "error": dict(self.error),
             "fixed": list(self.fixed),
+            "correlation": self.correlation,
         }
+
+
+def level_name(value: float) -> str:
+    """How a categorical level appears in site names: ``1.0`` -> ``"1"``, ``-2.5`` ->
+    ``"m2p5"``."""
+    v = float(value)
+    text = str(int(v)) if v.is_integer() else repr(v)
+    return text.replace("-", "m").replace(".", "p")
+
+
+def categorical_levels(values: Any) -> tuple[float, list[float]]:
+    """The reference level (most frequent value; the smallest on ties) and the other
+    levels (ascending) of one covariate's per-subject values."""
+    import numpy as np
+
+    levels, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
+    ref = float(levels[int(np.argmax(counts))])
+    return ref, [float(v) for v in levels if v != ref]

@@ -1,0 +1,73 @@
+"""`cellpkpd fit`: outputs of a (short) fit and one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellpkpd.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory) -> Path:
+    """Eight subjects, one-compartment IV bolus, CL = 2 L/h x IIV 0.2, V = 10 L, 10%
+    proportional error."""
+    rng = np.random.default_rng(11)
+    times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
+    rows = []
+    for i in range(8):
+        cl = 2.0 * np.exp(0.2 * rng.standard_normal())
+        rows.append({"ID": i + 1, "TIME": 0.0, "AMT": 100.0, "EVID": 1, "CMT": 1, "DV": "."})
+        for t in times:
+            c = 10.0 * np.exp(-cl / 10.0 * t) * (1.0 + 0.1 * rng.standard_normal())
+            rows.append({"ID": i + 1, "TIME": t, "AMT": 0.0, "EVID": 0, "CMT": 1, "DV": c})
+    path = tmp_path_factory.mktemp("fit") / "study.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_fit_writes_summary_netcdf_and_plot(data_csv: Path, tmp_path: Path) -> None:
+    import arviz as az
+
+    out = tmp_path / "out"
+    args = [str(data_csv), "one_cmt_iv", "--iiv", "CL=0.3", "--error", "conc=proportional"]
+    code = main(["fit", *args, "--method", "map", "--steps", "1500", "--out", str(out)])
+    assert code == 0
+    summary = pd.read_csv(out / "fit_summary.csv", index_col="name")
+    assert {"CL", "V", "omega_CL", "sigma_prop_conc"} <= set(summary.index)
+    # eight subjects with six observations: the MAP is within 15% of the true CL and V
+    assert summary.loc["CL", "map"] == pytest.approx(2.0, rel=0.15)
+    assert summary.loc["V", "map"] == pytest.approx(10.0, rel=0.15)
+    idata = az.from_netcdf(out / "fit.nc")
+    assert {"posterior", "posterior_predictive", "observed_data"} <= set(idata.groups())
+    assert idata.posterior["CL_i"].sizes["subject"] == 8
+    assert (out / "fit_gof.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--iiv", "CL=abc"], "--iiv CL=abc: the scale is not a number"),
+        (["--iiv", "CL"], "expected NAME=VALUE"),
+        (["--iiv", "Cl=0.3"], "unknown parameter 'Cl'"),
+        (["--error", "conc=poisson"], "expected additive"),
+        (["--chains", "0"], "--chains 0: must be >= 1"),
+        (["--method", "mcmc"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    data_csv: Path, tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    code = main(["fit", str(data_csv), "one_cmt_iv", *extra, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+
+
+def test_missing_data_file(tmp_path: Path, capsys) -> None:
+    assert main(["fit", str(tmp_path / "nope.csv"), "one_cmt_iv"]) == 2
+    assert "no such data file" in capsys.readouterr().err
