@@ -60,7 +60,7 @@ def __getattr__(name: str) -> object:
     if name in ("metrics", "gsa"):
         return importlib.import_module(f".{name}", __name__)
     if name == "sweep":
-        return importlib.import_module(".sweep", __name__).sweep
+        return importlib.import_module(".sweeps", __name__).sweep
     if name in ("VirtualPopulation", "dose_ranging"):
         return getattr(importlib.import_module(".doseranging", __name__), name)
     raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")

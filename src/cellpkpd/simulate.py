@@ -256,6 +256,7 @@ class Simulator:
         times: Any = None,
         tv: TimeVarying | None = None,
         chunk_size: int | None = None,
+        reduce: Any = None,
     ) -> tuple[dict[str, Any], Any]:
         """`solve` for many subjects, chunked and spread over the JAX devices.
 
@@ -272,10 +273,16 @@ class Simulator:
         chunk_size : int, optional
             Subjects per vectorised chunk (default: 256 on the ODE path, 512 on the exact
             path); see `cellpkpd.parallel.batched_map`.
+        reduce : callable, optional
+            ``reduce(times, outputs) -> dict name -> scalar``: a pure JAX reduction of one
+            subject's trajectory (times (n_times,), outputs dict -> (n_times,)), applied
+            inside the compiled, sharded map so full trajectories are never gathered (this
+            is how `cellpkpd.sweeps` computes metrics on the device). Its values are
+            meaningless where the status is not 0.
 
         Returns
         -------
-        outputs : dict str -> array (n, n_times)
+        outputs : dict str -> array (n, n_times), or dict name -> array (n,) with `reduce`
         status : int array (n,)
 
         Notes
@@ -310,11 +317,13 @@ class Simulator:
             window = _window_from_doses(doses, self.times if times is None else times, opts.t0)
             opts = dataclasses.replace(opts, window=window)
         chunk = chunk_size or (512 if self.solver == "exact" else 256)
-        fn = self._mapper(("solve", plan_size, opts), self._one(plan_size, opts), chunk)
+        key = ("solve", plan_size, opts, reduce)
+        fn = self._mapper(key, self._one(plan_size, opts, reduce), chunk)
         out, status = fn(batched, shared)
         if opts.window is not None and self.options.window is None and bool(jnp.any(status == 4)):
             full = dataclasses.replace(opts, window=None)
-            fn = self._mapper(("solve", plan_size, full), self._one(plan_size, full), chunk)
+            key = ("solve", plan_size, full, reduce)
+            fn = self._mapper(key, self._one(plan_size, full, reduce), chunk)
             out, status = fn(batched, shared)
         return out, status
 
@@ -326,12 +335,15 @@ class Simulator:
         p, d, t, _ = self._prepare(p, d, t)
         return count_distinct_lengths(self.model, self.options, p, d, t)
 
-    def _one(self, plan_size: int | None, opts: EngineOptions) -> Any:
+    def _one(self, plan_size: int | None, opts: EngineOptions, reduce: Any = None) -> Any:
         def one(b: dict[str, Any], s: dict[str, Any]) -> Any:
             p, d, t, tv = self._inputs(b, s)
             p, d, t, static = self._prepare(p, d, t)
             states, status = solve_subject(self.model, opts, p, d, t, tv, static, plan_size)
-            return self._observe(p, tv, t, states), status
+            out = self._observe(p, tv, t, states)
+            if reduce is not None:
+                out = reduce(t, out)
+            return out, status
 
         return one
 

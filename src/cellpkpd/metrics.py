@@ -1,0 +1,666 @@
+"""Exposure and response metrics: pure JAX reductions of one trajectory to a scalar.
+
+A `Metric` reduces the output times and outputs of one subject to one number. The same
+`Metric.reduce` runs inside the compiled program of `cellpkpd.sweeps` (so a sweep never keeps
+whole trajectories) and on a `cp.simulate` result (``metric(result)``).
+
+Exactness
+---------
+Integrals (`auc`, `cell_days`) ask the engine for the running integral of their output as
+an extra ODE state (``d I/dt = y``; a linear model stays linear, so the exact path still
+applies) and for their window bounds as output times: inside `cp.sweep` they are exact to
+solver precision. On a plain `cp.simulate` result (no integral state) they fall back to the
+linear-up/log-down trapezoid on the result's grid, which is exact for mono-exponential
+decline but otherwise limited by the grid. Peaks (`cmax`, `tmax`), `max_pct_change` and
+crossings (`time_above`, `time_to`) are read on the output grid: a crossing between two grid
+points is placed by log-linear interpolation when the output declines (exact for a
+mono-exponential), linear interpolation otherwise. `value_at` puts its time on the grid
+inside `cp.sweep` (exact); on a result it interpolates linearly between grid points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+    from .model import ModelSpec
+
+__all__ = [
+    "AUC",
+    "CellDays",
+    "Cmax",
+    "HalfLife",
+    "MaxPctChange",
+    "Metric",
+    "Needs",
+    "TimeAbove",
+    "TimeTo",
+    "Tmax",
+    "ValueAt",
+    "auc",
+    "cell_days",
+    "cmax",
+    "evaluate",
+    "half_life",
+    "integral_name",
+    "max_pct_change",
+    "output_unit",
+    "time_above",
+    "time_to",
+    "tmax",
+    "value_at",
+]
+
+_DAYS_PER = {
+    "s": 1 / 86400,
+    "sec": 1 / 86400,
+    "second": 1 / 86400,
+    "seconds": 1 / 86400,
+    "min": 1 / 1440,
+    "minute": 1 / 1440,
+    "minutes": 1 / 1440,
+    "h": 1 / 24,
+    "hr": 1 / 24,
+    "hour": 1 / 24,
+    "hours": 1 / 24,
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "wk": 7.0,
+}
+
+
+def integral_name(output: str) -> str:
+    """Name of the extra state holding the running integral of `output` (from the start
+    time t0) that the engine adds when a metric asks for it."""
+    return f"__int_{output}"
+
+
+def output_unit(spec: ModelSpec, output: str) -> str:
+    """Unit of a state, observation or derived quantity of `spec` ("" if none is declared)."""
+    if output in spec.states:
+        return spec.states[output].unit or spec.amount_unit
+    if output in spec.observations:
+        return spec.observations[output].unit
+    return ""
+
+
+def _check_output(spec: ModelSpec, output: str, where: str) -> None:
+    known = (*spec.states, *spec.observations, *spec.derived)
+    if output not in known:
+        raise SpecError(
+            f"{where}: unknown output '{output}' of model '{spec.name}'; known: {', '.join(known)}"
+        )
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the engine must provide for a metric.
+
+    Attributes
+    ----------
+    outputs : tuple of str
+        Outputs (states, observations, derived quantities) the reduction reads.
+    times : tuple of float
+        Extra output times [model time unit] to put on the grid (window bounds, a
+        `value_at` time).
+    integrals : tuple of str
+        Outputs whose running integral (state `integral_name(output)`) is wanted.
+    """
+
+    outputs: tuple[str, ...] = ()
+    times: tuple[float, ...] = ()
+    integrals: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- grid helpers (pure)
+def _window(times: Any, start: float | None, end: float | None) -> tuple[Any, Any]:
+    a = times[0] if start is None else jnp.asarray(start, dtype=times.dtype)
+    b = times[-1] if end is None else jnp.asarray(end, dtype=times.dtype)
+    return a, b
+
+
+def _mask(times: Any, start: float | None, end: float | None) -> Any:
+    a, b = _window(times, start, end)
+    return (times >= a) & (times <= b)
+
+
+def _safe_div(num: Any, den: Any) -> Any:
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def _log_ok(y1: Any, y2: Any) -> Any:
+    """Intervals where the log-linear model applies: positive and strictly declining."""
+    return (y1 > 0) & (y2 > 0) & (y1 > y2)
+
+
+def _interp_in(t1: Any, t2: Any, y1: Any, y2: Any, u: Any) -> Any:
+    """Value at u in [t1, t2] under the linear-up/log-down model."""
+    frac = _safe_div(u - t1, t2 - t1)
+    log_ok = _log_ok(y1, y2)
+    r = jnp.where(log_ok, y2 / jnp.where(log_ok, y1, 1.0), 1.0)
+    log_val = y1 * jnp.exp(frac * jnp.log(r))
+    return jnp.where(log_ok, log_val, y1 + frac * (y2 - y1))
+
+
+def _crossing(t1: Any, t2: Any, y1: Any, y2: Any, thr: Any) -> Any:
+    """Time in [t1, t2] at which the interpolated output equals `thr` (assumes it does)."""
+    log_ok = _log_ok(y1, y2) & (thr > 0)
+    s1 = jnp.where(log_ok, y1, 2.0)
+    s2 = jnp.where(log_ok, y2, 1.0)
+    st = jnp.where(log_ok, thr, 1.0)
+    frac_log = jnp.log(s1 / st) / jnp.log(s1 / s2)
+    frac_lin = _safe_div(thr - y1, y2 - y1)
+    frac = jnp.clip(jnp.where(log_ok, frac_log, frac_lin), 0.0, 1.0)
+    return t1 + frac * (t2 - t1)
+
+
+def _clipped(times: Any, y: Any, start: float | None, end: float | None) -> tuple[Any, ...]:
+    """Per interval: ends t1, t2, values y1, y2, the part [u, v] inside the window and the
+    values yu, yv there (interpolated), and whether the interval overlaps the window."""
+    a, b = _window(times, start, end)
+    t1, t2, y1, y2 = times[:-1], times[1:], y[:-1], y[1:]
+    u = jnp.clip(t1, a, b)
+    v = jnp.clip(t2, a, b)
+    inside = v > u
+    yu = _interp_in(t1, t2, y1, y2, u)
+    yv = _interp_in(t1, t2, y1, y2, v)
+    return t1, t2, y1, y2, u, v, yu, yv, inside
+
+
+def trapezoid_auc(times: Any, y: Any, start: float | None = None, end: float | None = None) -> Any:
+    """Linear-up/log-down trapezoid of `y` over [start, end] on the grid `times` (parts of an
+    interval cut by a window bound are interpolated under the same model)."""
+    _, _, y1, y2, u, v, yu, yv, inside = _clipped(times, y, start, end)
+    log_ok = _log_ok(yu, yv) & _log_ok(y1, y2)
+    lin = 0.5 * (yu + yv) * (v - u)
+    su = jnp.where(log_ok, yu, 2.0)
+    sv = jnp.where(log_ok, yv, 1.0)
+    log_area = (su - sv) * (v - u) / jnp.log(su / sv)
+    return jnp.sum(jnp.where(inside, jnp.where(log_ok, log_area, lin), 0.0))
+
+
+def _integral(times: Any, y: Mapping[str, Any], output: str, start: Any, end: Any) -> Any:
+    key = integral_name(output)
+    if key in y:
+        a, b = _window(times, start, end)
+        cum = y[key]
+        return jnp.interp(b, times, cum) - jnp.interp(a, times, cum)
+    return trapezoid_auc(times, y[output], start, end)
+
+
+# ---------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class Metric:
+    """A reduction of one trajectory to a scalar (base class; one subclass per kind).
+
+    Attributes
+    ----------
+    output : str
+        A state, observation or derived quantity of the model.
+    """
+
+    output: str
+
+    kind = "metric"
+
+    @property
+    def default_name(self) -> str:
+        """Name used when metrics are given as a list, e.g. ``"auc_conc"``."""
+        return f"{self.kind}_{self.output}"
+
+    def needs(self) -> Needs:
+        """Outputs, extra output times and running integrals the engine must provide."""
+        return Needs(outputs=(self.output,))
+
+    def bind(self, spec: ModelSpec) -> Metric:
+        """Check the metric against a model and fix model-dependent constants (e.g. the
+        time-unit conversion of `cell_days`); returns a metric ready for `reduce`."""
+        _check_output(spec, self.output, f"metric {self.default_name}")
+        return self
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        """Pure JAX reduction: `times` (n_times,), `y` dict output -> (n_times,) -> scalar.
+
+        Works under `jax.jit`, `jax.vmap` and `jax.grad`."""
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        """Unit of the metric given the output's unit and the model's time unit."""
+        return unit
+
+    def unit(self, spec: ModelSpec) -> str:
+        """Unit of the metric for `spec`, e.g. ``"mg/L*h"`` for the AUC of mg/L over h."""
+        return self.unit_from(output_unit(spec, self.output), spec.time_unit)
+
+    def _bind_result(self, result: xr.Dataset) -> Metric:
+        return self
+
+    def __call__(self, result: xr.Dataset) -> xr.DataArray:
+        """The metric of every subject of a `cp.simulate` result: DataArray ("subject",).
+
+        Integrals use the result's running-integral variable if it has one, otherwise the
+        linear-up/log-down trapezoid on the result's grid (grid-limited)."""
+        import xarray as xr
+
+        if not isinstance(result, xr.Dataset):
+            raise SpecError(
+                f"metric {self.default_name}: expected a cp.simulate result (xarray.Dataset), "
+                f"got {type(result).__name__}"
+            )
+        names = list(self.needs().outputs)
+        missing = [n for n in names if n not in result.data_vars]
+        if missing:
+            raise SpecError(
+                f"metric {self.default_name}: output '{missing[0]}' is not in the result; "
+                f"available: {', '.join(map(str, result.data_vars))}"
+            )
+        times = np.asarray(result["time"].values, dtype=float)
+        if times.ndim != 1:
+            raise SpecError(
+                f"metric {self.default_name}: needs a result with one shared time grid "
+                "(cp.simulate with times=, not data=)"
+            )
+        extra = [integral_name(n) for n in self.needs().integrals]
+        names += [n for n in extra if n in result.data_vars]
+        y = {n: jnp.asarray(result[n].values, dtype=float) for n in names}
+        bound = self._bind_result(result)
+        t = jnp.asarray(times)
+        values = jax.vmap(lambda yy: bound.reduce(t, yy))(y)
+        time_unit = str(result.attrs.get("time_unit", result["time"].attrs.get("unit", "")))
+        unit = self.unit_from(str(result[self.output].attrs.get("unit", "")), time_unit)
+        subject = result["subject"].values if "subject" in result.coords else None
+        return xr.DataArray(
+            np.asarray(values, dtype=float),
+            dims=("subject",),
+            coords=None if subject is None else {"subject": subject},
+            name=self.default_name,
+            attrs={"unit": unit, "metric": repr(self)},
+        )
+
+
+def _check_window(name: str, start: Any, end: Any) -> None:
+    for key, v in (("start", start), ("end", end)):
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise SpecError(f"{name}: {key} = {v!r} must be a finite number or None")
+    if start is not None and end is not None and not end > start:
+        raise SpecError(f"{name}: end = {end} must be > start = {start}")
+
+
+def _window_times(start: float | None, end: float | None) -> tuple[float, ...]:
+    return tuple(float(v) for v in (start, end) if v is not None)
+
+
+@dataclass(frozen=True)
+class AUC(Metric):
+    """Area under `output` over [start, end] (default: the whole output grid) [unit*time]."""
+
+    start: float | None = None
+    end: float | None = None
+    kind = "auc"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end), (self.output,))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        return _integral(times, y, self.output, self.start, self.end)
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return f"{unit}*{time_unit}" if unit else time_unit
+
+
+@dataclass(frozen=True)
+class Cmax(Metric):
+    """Largest value of `output` on the output grid within start..end; unit: that of the output."""
+
+    start: float | None = None
+    end: float | None = None
+    kind = "cmax"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        m = _mask(times, self.start, self.end)
+        return jnp.max(jnp.where(m, y[self.output], -jnp.inf))
+
+
+@dataclass(frozen=True)
+class Tmax(Metric):
+    """First output time [model time unit] at which `output` reaches its largest value
+    within start..end (read on the grid)."""
+
+    start: float | None = None
+    end: float | None = None
+    kind = "tmax"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        m = _mask(times, self.start, self.end)
+        return times[jnp.argmax(jnp.where(m, y[self.output], -jnp.inf))]
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return time_unit
+
+
+@dataclass(frozen=True)
+class ValueAt(Metric):
+    """Value of `output` at `time` [unit] (on the grid inside `cp.sweep`; interpolated
+    linearly between grid points on a result)."""
+
+    time: float = 0.0
+    kind = "value"
+
+    @property
+    def default_name(self) -> str:
+        return f"{self.output}_at_{self.time:g}"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), (float(self.time),))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        return jnp.interp(jnp.asarray(self.time, dtype=times.dtype), times, y[self.output])
+
+
+@dataclass(frozen=True)
+class TimeAbove(Metric):
+    """Time [time] during which `output` is >= `threshold` within [start, end]; crossings
+    between grid points are interpolated (log-linear when declining)."""
+
+    threshold: float = 0.0
+    start: float | None = None
+    end: float | None = None
+    kind = "time_above"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        thr = jnp.asarray(self.threshold, dtype=times.dtype)
+        t1, t2, y1, y2, u, v, yu, yv, inside = _clipped(times, y[self.output], self.start, self.end)
+        up, vp = yu >= thr, yv >= thr
+        tc = _crossing(t1, t2, y1, y2, thr)
+        tc = jnp.clip(tc, u, v)
+        dur = jnp.where(up & vp, v - u, jnp.where(up, tc - u, jnp.where(vp, v - tc, 0.0)))
+        return jnp.sum(jnp.where(inside, dur, 0.0))
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return time_unit
+
+
+@dataclass(frozen=True)
+class HalfLife(Metric):
+    """Terminal half-life [time]: ln 2 / slope of a least-squares line through log(output)
+    at the grid times within [start, end] where output > 0. Infinite if the output does not
+    decline."""
+
+    start: float | None = None
+    end: float | None = None
+    kind = "half_life"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end))
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        v = y[self.output]
+        w = (_mask(times, self.start, self.end) & (v > 0)).astype(times.dtype)
+        ly = jnp.log(jnp.where(w > 0, v, 1.0))
+        n = jnp.maximum(jnp.sum(w), 1.0)
+        tbar = jnp.sum(w * times) / n
+        lbar = jnp.sum(w * ly) / n
+        sxx = jnp.sum(w * (times - tbar) ** 2)
+        sxy = jnp.sum(w * (times - tbar) * (ly - lbar))
+        slope = _safe_div(sxy, sxx)
+        declining = slope < 0
+        return jnp.where(declining, -jnp.log(2.0) / jnp.where(declining, slope, -1.0), jnp.inf)
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return time_unit
+
+
+@dataclass(frozen=True)
+class CellDays(Metric):
+    """Integral of a cell-count state over [start, end], in cells*day (the model's time
+    unit is converted to days)."""
+
+    start: float | None = None
+    end: float | None = None
+    days_per_time: float | None = None
+    kind = "cell_days"
+
+    def needs(self) -> Needs:
+        return Needs((self.output,), _window_times(self.start, self.end), (self.output,))
+
+    def _with_unit(self, time_unit: str, where: str) -> CellDays:
+        factor = _DAYS_PER.get(time_unit.strip().lower())
+        if factor is None:
+            raise SpecError(
+                f"metric {self.default_name}: cannot convert the time unit {time_unit!r} of "
+                f"{where} to days; known: {', '.join(sorted(_DAYS_PER))}"
+            )
+        return dataclasses.replace(self, days_per_time=factor)
+
+    def bind(self, spec: ModelSpec) -> Metric:
+        _check_output(spec, self.output, f"metric {self.default_name}")
+        return self._with_unit(spec.time_unit, f"model '{spec.name}'")
+
+    def _bind_result(self, result: xr.Dataset) -> Metric:
+        if self.days_per_time is not None:
+            return self
+        unit = str(result.attrs.get("time_unit", result["time"].attrs.get("unit", "")))
+        return self._with_unit(unit, "the result")
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        if self.days_per_time is None:
+            raise SpecError(
+                f"metric {self.default_name}: call bind(spec) first (the time unit is unknown)"
+            )
+        return _integral(times, y, self.output, self.start, self.end) * self.days_per_time
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return f"{unit}*day" if unit else "day"
+
+
+@dataclass(frozen=True)
+class MaxPctChange(Metric):
+    """Largest percent change of `output` from its baseline (its value at the first output
+    time) on the grid [%]: ``100 (base - y) / base`` for "decrease", ``100 (y - base) /
+    base`` for "increase"; +-inf or NaN if the baseline is 0."""
+
+    direction: str = "decrease"
+    kind = "max_pct_change"
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        v = y[self.output]
+        base = v[0]
+        change = (base - v) if self.direction == "decrease" else (v - base)
+        return 100.0 * jnp.max(change) / base
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return "%"
+
+
+@dataclass(frozen=True)
+class TimeTo(Metric):
+    """First time [time] at which `output` reaches `threshold` (falls to <= it for
+    "below", rises to >= it for "above"); the first output time if it starts there, and
+    +inf if it never does on the grid. Crossings are interpolated between grid points."""
+
+    threshold: float = 0.0
+    direction: str = "below"
+    kind = "time_to"
+
+    def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
+        v = y[self.output]
+        thr = jnp.asarray(self.threshold, dtype=times.dtype)
+        reached = v <= thr if self.direction == "below" else v >= thr
+        y1, y2 = v[:-1], v[1:]
+        cross = reached[1:] & ~reached[:-1]
+        tc = _crossing(times[:-1], times[1:], y1, y2, thr)
+        first = jnp.argmax(cross)
+        t_cross = jnp.where(jnp.any(cross), tc[first], jnp.inf)
+        return jnp.where(reached[0], times[0], t_cross)
+
+    def unit_from(self, unit: str, time_unit: str) -> str:
+        return time_unit
+
+
+# ---------------------------------------------------------------- constructors
+def _out(name: str, output: Any) -> str:
+    if not isinstance(output, str) or not output:
+        raise SpecError(f"{name}: output must be the name of a model output, got {output!r}")
+    return output
+
+
+def _num(name: str, key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
+        raise SpecError(f"{name}: {key} = {v!r} must be a finite number")
+    return float(v)
+
+
+def _opt(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def auc(output: str, start: float | None = None, end: float | None = None) -> AUC:
+    """Area under `output` over start..end; unit: output unit * time (default: the output grid).
+
+    Exact to solver precision inside `cp.sweep` (running integral); linear-up/log-down
+    trapezoid on a `cp.simulate` result."""
+    _check_window("auc", start, end)
+    return AUC(_out("auc", output), _opt(start), _opt(end))
+
+
+def cmax(output: str, start: float | None = None, end: float | None = None) -> Cmax:
+    """Largest value of `output` on the output grid within start..end; unit: output unit."""
+    _check_window("cmax", start, end)
+    return Cmax(_out("cmax", output), _opt(start), _opt(end))
+
+
+def tmax(output: str, start: float | None = None, end: float | None = None) -> Tmax:
+    """Output time of the largest value of `output` within start..end; unit: time."""
+    _check_window("tmax", start, end)
+    return Tmax(_out("tmax", output), _opt(start), _opt(end))
+
+
+def value_at(output: str, time: float) -> ValueAt:
+    """Value of `output` at `time` [output unit]."""
+    return ValueAt(_out("value_at", output), _num("value_at", "time", time))
+
+
+def time_above(
+    output: str, threshold: float, start: float | None = None, end: float | None = None
+) -> TimeAbove:
+    """Time [time] that `output` spends at or above `threshold` within [start, end]."""
+    _check_window("time_above", start, end)
+    return TimeAbove(
+        _out("time_above", output),
+        _num("time_above", "threshold", threshold),
+        _opt(start),
+        _opt(end),
+    )
+
+
+def half_life(output: str, start: float | None = None, end: float | None = None) -> HalfLife:
+    """Terminal half-life (persistence) [time]: log-linear regression over [start, end]."""
+    _check_window("half_life", start, end)
+    return HalfLife(_out("half_life", output), _opt(start), _opt(end))
+
+
+def cell_days(state: str, start: float | None = None, end: float | None = None) -> CellDays:
+    """Integral of a cell-count state over start..end; unit: cells*day."""
+    _check_window("cell_days", start, end)
+    return CellDays(_out("cell_days", state), _opt(start), _opt(end))
+
+
+def max_pct_change(output: str, direction: str = "decrease") -> MaxPctChange:
+    """Largest percent change of `output` from its value at the first output time [%]."""
+    if direction not in ("decrease", "increase"):
+        raise SpecError(
+            f"max_pct_change: direction = {direction!r}; expected 'decrease' or 'increase'"
+        )
+    return MaxPctChange(_out("max_pct_change", output), direction)
+
+
+def time_to(output: str, threshold: float, direction: str = "below") -> TimeTo:
+    """First time [time] `output` reaches `threshold` from above ("below") or from below
+    ("above"); +inf if it never does within the output grid."""
+    if direction not in ("below", "above"):
+        raise SpecError(f"time_to: direction = {direction!r}; expected 'below' or 'above'")
+    return TimeTo(_out("time_to", output), _num("time_to", "threshold", threshold), direction)
+
+
+def named(metrics: Any, where: str = "metrics") -> dict[str, Metric]:
+    """Metrics given as a dict name -> Metric or a list (named by `default_name`)."""
+    if isinstance(metrics, Metric):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        items = list(metrics.items())
+    else:
+        try:
+            items = [(m.default_name if isinstance(m, Metric) else str(m), m) for m in metrics]
+        except TypeError:
+            raise SpecError(
+                f"{where}: expected a dict name -> cp.metrics.Metric or a list of them, got "
+                f"{type(metrics).__name__}"
+            ) from None
+    out: dict[str, Metric] = {}
+    for name, m in items:
+        if not isinstance(m, Metric):
+            raise SpecError(
+                f"{where}: '{name}' is a {type(m).__name__}, expected a cp.metrics.Metric "
+                "(e.g. cp.metrics.auc('conc'))"
+            )
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"{where}: metric name {name!r} must be an identifier")
+        if name in out:
+            raise SpecError(f"{where}: two metrics are named '{name}'; give them names")
+        out[name] = m
+    if not out:
+        raise SpecError(f"{where}: no metrics given")
+    return out
+
+
+def evaluate(
+    spec_or_sim: Any,
+    metrics: Mapping[str, Metric] | Any,
+    regimen: Any,
+    times: Any,
+    params: Mapping[str, Any] | None = None,
+    covariates: Mapping[str, Any] | None = None,
+    **kw: Any,
+) -> pd.DataFrame:
+    """Metrics of one or many parameter sets as a DataFrame (one row per set).
+
+    A convenience over `cellpkpd.sweeps.sweep` (which computes the metrics on the device,
+    with running integrals, so integrals are exact to solver precision). `spec_or_sim` is a
+    ModelSpec, library name or a `cp.Simulator` (its spec is used); `kw` goes to `sweep`.
+    """
+    from .simulate import Simulator
+    from .sweeps import sweep
+
+    spec = spec_or_sim.spec if isinstance(spec_or_sim, Simulator) else spec_or_sim
+    samples = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in (params or {}).items()}
+    if not samples:
+        samples = {}
+    kw.setdefault("progress", False)
+    out = sweep(spec, regimen, times, samples, metrics, covariates=covariates, **kw)
+    return out.to_dataframe()

@@ -1,0 +1,293 @@
+"""Compartment diagram of a ModelSpec, drawn with matplotlib alone (no graphviz)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import SpecError
+from ._common import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..model import ModelSpec
+
+_BOX_H = 0.55  # box height [layout units; columns are 3 units apart, rows 1]
+_COL_W = 3.2
+
+
+def _layers(spec: ModelSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """Column of each state: the longest path (in flows) from the first dosed state, once
+    the flows that close a cycle (release back to blood, recirculation) are set aside, so
+    that every other flow runs left to right."""
+    states = list(spec.states)
+    succ: dict[str, list[str]] = {s: [] for s in states}
+    for f in spec.flows:
+        if f.target is not None and f.target != f.source and f.target not in succ[f.source]:
+            succ[f.source].append(f.target)
+    # the first dosed state (e.g. venous blood for an IV model) starts the diagram
+    roots = [s for s in spec.dosing if s in succ][:1] or states[:1]
+    roots += [s for s in states if s not in roots]
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}  # 1 on the DFS stack, 2 done
+    order: list[str] = []
+    for root in roots:
+        if root in state:
+            continue
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                order.append(node)
+                stack.pop()
+            elif state.get(nxt) == 1:
+                back.add((node, nxt))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(succ[nxt])))
+    layer = {s: 0 for s in states}
+    linked = {f.source for f in spec.flows} | {f.target for f in spec.flows}
+    for node in reversed(order):  # topological order of the forward flows
+        for t in succ[node]:
+            if (node, t) not in back:
+                layer[t] = max(layer[t], layer[node] + 1)
+    # states without flows (driven by [odes] alone, e.g. a biomarker): a last column
+    last = max((layer[s] for s in states if s in linked), default=-1) + 1
+    for s in states:
+        if s not in linked and s not in spec.dosing:
+            layer[s] = last
+    return layer, back
+
+
+def _order(
+    spec: ModelSpec, layer: dict[str, int], back: set[tuple[str, str]]
+) -> dict[int, list[str]]:
+    """States per column, ordered by sweeps of the barycentre heuristic over the forward
+    flows (each state placed at the mean row of its upstream, then downstream,
+    neighbours), which keeps arrows short and crossings few."""
+    cols: dict[int, list[str]] = {}
+    for s in spec.states:
+        cols.setdefault(layer[s], []).append(s)
+    up: dict[str, list[str]] = {s: [] for s in spec.states}
+    down: dict[str, list[str]] = {s: [] for s in spec.states}
+    for f in spec.flows:
+        if f.target is not None and layer[f.target] > layer[f.source]:
+            if (f.source, f.target) not in back:
+                up[f.target].append(f.source)
+                down[f.source].append(f.target)
+
+    def sweep(ks: list[int], nbrs: dict[str, list[str]]) -> None:
+        for k in ks:
+            row = {s: i - (len(c) - 1) / 2 for c in cols.values() for i, s in enumerate(c)}
+            score = {}
+            for s in cols[k]:
+                adj = [row[n] for n in nbrs[s]]
+                score[s] = float(np.mean(adj)) if adj else row[s]
+            cols[k] = sorted(cols[k], key=score.__getitem__)
+
+    ks = sorted(cols)
+    for _ in range(3):
+        sweep(ks[1:], up)
+        sweep(ks[-2::-1], down)
+    sweep(ks[1:], up)
+    return cols
+
+
+def diagram(
+    spec: ModelSpec,
+    *,
+    rates: bool = True,
+    max_label: int = 16,
+    title: str | None = None,
+) -> Figure:
+    """Compartment diagram of a model: a box per state, an arrow per flow.
+
+    States are laid out in columns by their distance (in flows) from the dosed states,
+    so a dose enters on the left and the flows run to the right; within a column, states
+    are ordered to keep arrows short. Flows back to an earlier column (release,
+    recirculation) are drawn as curves. A flow's label is its rate expression when that
+    is short (up to `max_label` characters), else a tag ``r1, r2, ...`` explained in a key
+    below the diagram. States with terms in ``[odes]`` (nonlinear or extra fluxes) have a
+    dashed border; dosed states get an incoming "dose" arrow.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model (`cp.load_model`).
+    rates : bool
+        Label the arrows with their rate constants [1/time].
+    max_label : int
+        Longest rate expression written on an arrow; longer ones go to the key.
+    title : str, optional
+        Figure title (default: the model's name and time unit of its rates).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes without ticks; its texts are the state names and the rate labels.
+
+    Raises
+    ------
+    SpecError
+        If `spec` is not a ModelSpec or has no states.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from ..model import ModelSpec
+
+    if not isinstance(spec, ModelSpec):
+        raise SpecError(f"diagram: spec must be a cp.ModelSpec, got {type(spec).__name__}")
+    if not spec.states:
+        raise SpecError(f"diagram: model '{spec.name}' has no states")
+    layer, back = _layers(spec)
+    cols = _order(spec, layer, back)
+    pos: dict[str, tuple[float, float]] = {}
+    for k, c in cols.items():
+        for i, s in enumerate(c):
+            pos[s] = (k * _COL_W, (len(c) - 1) / 2 - i)
+    width = {s: 0.13 * max(len(s), 4) + 0.3 for s in spec.states}
+    n_cols = max(cols) + 1
+    n_rows = max(len(c) for c in cols.values())
+
+    # key for long rate expressions
+    tags: dict[str, str] = {}
+    key_lines: list[str] = []
+    for f in spec.flows:
+        text = f.rate.source.strip()
+        if rates and len(text) > max_label and text not in tags:
+            tags[text] = f"r{len(tags) + 1}"
+            key_lines.append(f"{tags[text]} = {text}")
+    key_rows = -(-len(key_lines) // 2)
+    inch = 0.62  # inches per layout unit, on both axes (equal aspect)
+    fig_w = max(6.0, inch * (_COL_W * (n_cols - 1) + 3.5) + 0.3)
+    key_h = 0.13 * key_rows + (0.15 if key_rows else 0.0)
+    fig_h = max(2.4, inch * (n_rows + 1.3) + 0.5) + key_h
+    fig = new_figure(fig_w, fig_h)
+    ax = fig.subplots()
+    ax.set_axis_off()
+
+    ode_states = set(spec.odes)
+    for s, (x, y) in pos.items():
+        w = width[s]
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - _BOX_H / 2),
+                w,
+                _BOX_H,
+                boxstyle="round,pad=0.02,rounding_size=0.1",
+                fc="#e8f0fb" if s not in spec.dosing else "#fde9cf",
+                ec="#2c4a75",
+                lw=1.2,
+                ls="--" if s in ode_states else "-",
+                zorder=2,
+            )
+        )
+        ax.text(x, y, s, ha="center", va="center", fontsize=9, zorder=3)
+
+    pairs = {(f.source, f.target) for f in spec.flows}
+    for f in spec.flows:
+        x0, y0 = pos[f.source]
+        text = f.rate.source.strip()
+        lab = (tags.get(text, text)) if rates else ""
+        if f.target is None:  # loss: a short arrow down and out of the box
+            start, end = (x0, y0 - _BOX_H / 2), (x0 + 0.35, y0 - _BOX_H / 2 - 0.4)
+            rad = 0.0
+        else:
+            x1, y1 = pos[f.target]
+            back = x1 < x0 or (x1 == x0)
+            rad = 0.0
+            if back or (f.target, f.source) in pairs:
+                rad = 0.18 if back else 0.12
+            elif abs(layer[f.target] - layer[f.source]) > 1 and abs(y1 - y0) < 0.5:
+                rad = -0.12  # skips a column: bend round the boxes in between
+            start = (
+                (x0 + np.sign(x1 - x0) * width[f.source] / 2, y0)
+                if x1 != x0
+                else (x0, y0 + np.sign(y1 - y0) * _BOX_H / 2)
+            )
+            end = (
+                (x1 - np.sign(x1 - x0) * width[f.target] / 2, y1)
+                if x1 != x0
+                else (x1, y1 - np.sign(y1 - y0) * _BOX_H / 2)
+            )
+        arrow = FancyArrowPatch(
+            start,
+            end,
+            arrowstyle="-|>",
+            mutation_scale=9,
+            connectionstyle=f"arc3,rad={rad}",
+            color="#b5523b" if f.target is None else ("#7d8ba0" if rad > 0.15 else "#2c4a75"),
+            lw=0.9,
+            shrinkA=1,
+            shrinkB=1,
+            zorder=1,
+        )
+        ax.add_patch(arrow)
+        if lab:
+            (xs, ys), (xe, ye) = start, end
+            mx, my = (xs + xe) / 2, (ys + ye) / 2
+            # midpoint of matplotlib's arc3 Bezier curve (equal aspect: data ~ display)
+            mx, my = mx + 0.5 * rad * (ye - ys), my - 0.5 * rad * (xe - xs)
+            ax.text(
+                mx,
+                my,
+                lab,
+                fontsize=6.5,
+                ha="center",
+                va="center",
+                color="#333333",
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5},
+                zorder=4,
+            )
+    for s in spec.dosing:
+        if s in pos:
+            x, y = pos[s]
+            ax.add_patch(
+                FancyArrowPatch(
+                    (x - width[s] / 2 - 0.9, y + 0.35),
+                    (x - width[s] / 2, y),
+                    arrowstyle="-|>",
+                    mutation_scale=10,
+                    color="#d9822b",
+                    lw=1.4,
+                )
+            )
+            ax.text(
+                x - width[s] / 2 - 0.95, y + 0.4, "dose", fontsize=7.5, color="#d9822b", ha="right"
+            )
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - 1.9, max(xs) + 1.6)
+    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.6)
+    ax.set_aspect("equal", adjustable="box")
+    if key_lines:
+        half = -(-len(key_lines) // 2)
+        for j, chunk in enumerate((key_lines[:half], key_lines[half:])):
+            fig.text(
+                0.01 + 0.5 * j,
+                0.005,
+                "\n".join(chunk),
+                fontsize=6.5,
+                va="bottom",
+                ha="left",
+                family="monospace",
+            )
+    fig.get_layout_engine().set(rect=(0, key_h / fig_h, 1, 1 - key_h / fig_h))
+    if ode_states:
+        fig.text(
+            0.99,
+            1 - 0.3 / fig_h,
+            "dashed border: terms in [odes]",
+            fontsize=7,
+            ha="right",
+            va="top",
+            color="0.35",
+        )
+    heading = f"{spec.name}: compartments and flows (rates in 1/{spec.time_unit})"
+    fig.suptitle(heading if title is None else title, fontsize=11)
+    return fig

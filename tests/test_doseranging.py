@@ -1,0 +1,324 @@
+"""Virtual populations and dose-ranging (`cp.VirtualPopulation`, `cp.dose_ranging`)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from scipy.stats import norm
+
+import cellpkpd as cp
+
+N_BIG = 20_000
+
+
+@pytest.fixture(scope="module")
+def one_cmt():
+    return cp.load_model("one_cmt_iv")
+
+
+@pytest.fixture(scope="module")
+def host():
+    return cp.load_model("msc_pkpd_host")
+
+
+# ---------------------------------------------------------------------- VirtualPopulation
+def test_lognormal_variability_and_correlation_match_request(one_cmt):
+    rho = 0.5
+    pop = cp.VirtualPopulation(
+        one_cmt,
+        N_BIG,
+        random_effects={"CL": 0.3, "V": 0.2},
+        correlation=[[1.0, rho], [rho, 1.0]],
+        seed=11,
+    )
+    assert len(pop) == N_BIG
+    eta_cl = np.log(pop.params["CL"] / 2.0)  # typical CL = 2 L/h, V = 10 L (model file)
+    eta_v = np.log(pop.params["V"] / 10.0)
+    # sampling error of a normal SD is omega / sqrt(2n) (0.0015 for CL), of its mean
+    # omega / sqrt(n), of a correlation (1 - rho^2) / sqrt(n) (0.0053): allow 4 standard errors
+    for eta, omega in ((eta_cl, 0.3), (eta_v, 0.2)):
+        assert abs(eta.std(ddof=1) - omega) < 4 * omega / math.sqrt(2 * N_BIG)
+        assert abs(eta.mean()) < 4 * omega / math.sqrt(N_BIG)
+    assert abs(np.corrcoef(eta_cl, eta_v)[0, 1] - rho) < 4 * (1 - rho**2) / math.sqrt(N_BIG)
+    assert pop.params["CL"].dtype == np.float64
+
+
+def test_covariate_distributions_strings_and_numpyro(host):
+    pop = cp.VirtualPopulation(
+        host,
+        N_BIG,
+        covariates={
+            "inflammation": "lognormal(log(2), 0.25)",
+            "viability": "uniform(0.5, 1)",
+            "potency": dist.Gamma(4.0, 4.0),
+            "thawed": 1.0,
+        },
+        seed=3,
+    )
+    logi = np.log(pop.covariates["inflammation"])
+    assert abs(logi.mean() - math.log(2)) < 4 * 0.25 / math.sqrt(N_BIG)
+    assert abs(logi.std(ddof=1) - 0.25) < 4 * 0.25 / math.sqrt(2 * N_BIG)
+    v = pop.covariates["viability"]
+    assert v.min() >= 0.5 and v.max() <= 1.0
+    # uniform(0.5, 1): mean 0.75, SD 0.5 / sqrt(12)
+    assert abs(v.mean() - 0.75) < 4 * (0.5 / math.sqrt(12)) / math.sqrt(N_BIG)
+    # Gamma(4, rate 4): mean 1, SD 0.5
+    assert abs(pop.covariates["potency"].mean() - 1.0) < 4 * 0.5 / math.sqrt(N_BIG)
+    assert np.all(pop.covariates["thawed"] == 1.0)
+    # undeclared covariates keep the model-file defaults
+    assert np.all(
+        pop.covariates["cytotoxic_activity"] == host.covariates["cytotoxic_activity"].value
+    )
+    frame = pop.to_frame()
+    assert frame.shape == (N_BIG, len(host.parameters) + len(host.covariates))
+    assert frame.index.name == "subject"
+
+
+def test_covariate_effect_power_is_exact(one_cmt):
+    pop = cp.VirtualPopulation(
+        one_cmt,
+        500,
+        covariates={"WT": "lognormal(log(70), 0.2)"},
+        covariate_effects={
+            "CL": {"WT": ("power", 0.75, 70.0)},
+            "V": {"WT": ("linear", 0.01, 70.0)},
+        },
+        seed=5,
+    )
+    wt = pop.covariates["WT"]
+    np.testing.assert_allclose(pop.params["CL"], 2.0 * (wt / 70.0) ** 0.75, rtol=1e-14)
+    np.testing.assert_allclose(pop.params["V"], 10.0 * (1 + 0.01 * (wt - 70.0)), rtol=1e-14)
+    assert "WT" in pop.to_frame() and "WT" not in pop.model_covariates()
+
+
+def test_exponential_effect_uses_model_default_as_reference(host):
+    pop = cp.VirtualPopulation(
+        host,
+        100,
+        covariates={"inflammation": "uniform(0, 2)"},
+        covariate_effects={"k_kill": {"inflammation": ("exponential", 0.5)}},
+        seed=2,
+    )
+    x = pop.covariates["inflammation"]  # reference: the model's default 1.0
+    np.testing.assert_allclose(pop.params["k_kill"], 0.09 * np.exp(0.5 * (x - 1.0)), rtol=1e-14)
+
+
+def test_seeds_are_reproducible(one_cmt):
+    kw = dict(random_effects={"CL": 0.3}, covariates={"WT": "normal(70, 10)"},
+              covariate_effects={"V": {"WT": ("power", 1.0, 70.0)}})  # fmt: skip
+    a = cp.VirtualPopulation(one_cmt, 50, seed=7, **kw)
+    b = cp.VirtualPopulation(one_cmt, 50, seed=7, **kw)
+    c = cp.VirtualPopulation(one_cmt, 50, seed=8, **kw)
+    np.testing.assert_array_equal(a.to_frame(), b.to_frame())
+    assert not np.allclose(a.params["CL"], c.params["CL"])
+    key = jax.random.PRNGKey(7)
+    np.testing.assert_array_equal(
+        cp.VirtualPopulation(one_cmt, 50, seed=key, **kw).to_frame(), a.to_frame()
+    )
+    g1 = cp.VirtualPopulation(one_cmt, 50, seed=np.random.default_rng(1), **kw)
+    g2 = cp.VirtualPopulation(one_cmt, 50, seed=np.random.default_rng(1), **kw)
+    np.testing.assert_array_equal(g1.to_frame(), g2.to_frame())
+
+
+WT_ON_CL = {"CL": {"WT": ("power", 1, 70)}}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(random_effects={"Cl": 0.3}), "random effect on unknown parameter 'Cl'"),
+        (dict(random_effects={"CL": -0.1}), r"random_effects\['CL'\] = -0.1 must be >= 0"),
+        (dict(covariates={"weight": 70.0}), "unknown covariate 'weight'"),
+        (dict(covariates={"WT": "lognormal(70)"}, covariate_effects=WT_ON_CL),
+         "lognormal takes 2 positional arguments"),
+        (dict(covariates={"WT": "wobbly(1, 2)"}, covariate_effects=WT_ON_CL),
+         "unknown prior family 'wobbly'"),
+        (dict(covariates={"WT": [1.0, 2.0]}, covariate_effects=WT_ON_CL),
+         r"array of shape \(2,\); expected \(10,\)"),
+        (dict(covariates={"WT": 70.0}, covariate_effects={"CL": {"WT": ("cubic", 1.0, 70.0)}}),
+         "form 'cubic'"),
+        (dict(covariates={"WT": 70.0}, covariate_effects={"CL": {"WT": ("power", 1.0)}}),
+         "'WT' is not a model covariate; give \\(form, coef, ref\\)"),
+        (dict(random_effects={"CL": 0.3, "V": 0.3}, correlation=[[1, 2], [2, 1]]),
+         "not positive definite"),
+        (dict(random_effects={"CL": 0.3}, correlation=np.eye(2)),
+         r"shape \(2, 2\); expected \(1, 1\)"),
+        (dict(typical={"Q": 1.0}), "typical value for unknown parameter 'Q'"),
+        (dict(seed="abc"), "seed = 'abc'"),
+    ],
+)  # fmt: skip
+def test_bad_population_input_names_the_culprit(one_cmt, kwargs, match):
+    with pytest.raises(cp.SpecError, match=match):
+        cp.VirtualPopulation(one_cmt, 10, **kwargs)
+
+
+def test_population_bounds_and_size_checked(host):
+    with pytest.raises(cp.SpecError, match="n = 0 must be an integer >= 1"):
+        cp.VirtualPopulation(host, 0)
+    # Imax is bounded to [0, 1]: a wide log-normal spread around 0.8 leaves the bounds
+    with pytest.raises(cp.SpecError, match=r"values of 'Imax' fall outside its bounds \[0, 1\]"):
+        cp.VirtualPopulation(host, 1000, random_effects={"Imax": 1.0}, seed=0)
+
+
+def _fake_posterior(draws: dict[str, np.ndarray], population: dict) -> object:
+    import arviz as az
+
+    idata = az.from_dict(posterior={k: np.asarray(v)[None, :] for k, v in draws.items()})
+    idata.posterior.attrs["population"] = json.dumps(population)
+    return idata
+
+
+def test_from_posterior_draws_typical_values_omegas_and_covariate_effects(one_cmt):
+    m = 4000
+    rng = np.random.default_rng(0)
+    cl_draws = rng.lognormal(math.log(3.0), 0.05, m)
+    idata = _fake_posterior(
+        {"CL": cl_draws, "V": np.full(m, 12.0), "omega_CL": np.full(m, 0.25),
+         "beta_V_WT": np.full(m, 1.0)},
+        {"random_effects": {"CL": 1.0}, "covariate_effects": {"V": {"WT": "power"}}},
+    )  # fmt: skip
+    pop = cp.VirtualPopulation.from_posterior(
+        idata, one_cmt, n=N_BIG, seed=1, covariates={"WT": "uniform(50, 90)"}
+    )
+    # V: one posterior value, power effect with beta = 1 around the median weight
+    wt = pop.covariates["WT"]
+    np.testing.assert_allclose(pop.params["V"], 12.0 * wt / np.median(wt), rtol=1e-12)
+    # CL: log-SD = sqrt(0.05^2 + 0.25^2) (uncertainty + variability), median 3
+    log_cl = np.log(pop.params["CL"])
+    sd = math.hypot(0.05, 0.25)
+    assert abs(log_cl.std(ddof=1) - sd) < 4 * sd / math.sqrt(2 * N_BIG)
+    assert abs(log_cl.mean() - math.log(3.0)) < 4 * sd / math.sqrt(N_BIG)
+    again = cp.VirtualPopulation.from_posterior(
+        idata, one_cmt, n=N_BIG, seed=1, covariates={"WT": "uniform(50, 90)"}
+    )
+    np.testing.assert_array_equal(again.params["CL"], pop.params["CL"])
+    with pytest.raises(cp.SpecError, match=r"give covariates\['WT'\] \(used by V\)"):
+        cp.VirtualPopulation.from_posterior(idata, one_cmt, n=10)
+    with pytest.raises(cp.SpecError, match="no posterior group"):
+        cp.VirtualPopulation.from_posterior(object(), one_cmt, n=10)
+
+
+# ---------------------------------------------------------------------- dose_ranging
+TIMES = np.linspace(0.0, 480.0, 97)  # [h]; CL/V = 0.2/h, so exp(-96) of a dose remains at 480 h
+
+
+def _regimens():
+    single = cp.Regimen([cp.Dose(0.0, 1.0, "central")])
+    daily = cp.Regimen.repeat(cp.Dose(0.0, 1.0, "central", duration=1.0), interval=24.0, count=4)
+    return {"single": single, "daily x4": daily}
+
+
+def test_auc_per_arm_equals_dose_over_clearance(one_cmt):
+    metrics = {"auc": cp.metrics.auc("conc"), "cmax": cp.metrics.cmax("conc")}
+    doses = [10.0, 100.0, 1000.0]
+    table = cp.dose_ranging(
+        one_cmt,
+        {"dose": doses, "regimen": _regimens(), "CL": [1.0, 2.0]},
+        None,
+        TIMES,
+        metrics,
+        target={"auc": (">=", 45.0)},
+    )
+    assert len(table) == 3 * 2 * 2 * 2  # arms x metrics
+    auc = table[table.metric == "auc"]
+    count = auc["regimen"].map({"single": 1, "daily x4": 4})
+    expected = auc["dose"] * count / auc["CL"]  # AUC(0, inf) = total dose / CL [mg/L*h]
+    # running-integral state on the exact path: float64 round-off only; 1e-6 as the issue asks
+    np.testing.assert_allclose(auc["median"], expected, rtol=1e-6)
+    np.testing.assert_allclose(auc["p05"], expected, rtol=1e-6)
+    np.testing.assert_allclose(auc["p95"], expected, rtol=1e-6)
+    # no variability: the target (AUC >= 45) is met by all or none
+    np.testing.assert_array_equal(auc["pta"], (expected >= 45.0).astype(float))
+    assert 0 < auc["pta"].sum() < len(auc)
+    assert set(auc["unit"]) == {"mg/L*h"} and set(auc["target"]) == {">= 45"}
+    # a bolus peaks at dose / V at t = 0 (the output time after the dose)
+    cmax = table[(table.metric == "cmax") & (table.regimen == "single")]
+    np.testing.assert_allclose(cmax["median"], cmax["dose"] / 10.0, rtol=1e-12)
+    assert cmax["pta"].isna().all() and (table["n"] == 1).all() and (table["n_failed"] == 0).all()
+    assert table.attrs["dose_unit"] == "mg"
+    assert list(table.columns[:4]) == ["arm", "dose", "regimen", "CL"]
+
+
+def test_pta_matches_population_and_lognormal_closed_form(one_cmt):
+    n = 400
+    pop = cp.VirtualPopulation(one_cmt, n, random_effects={"CL": 0.3}, seed=4)
+    target = 40.0
+    table, samples = cp.dose_ranging(
+        one_cmt,
+        {"dose": [50.0, 100.0], "regimen": {"single": _regimens()["single"]}},
+        pop,
+        TIMES,
+        {"auc": cp.metrics.auc("conc")},
+        target={"auc": (">=", target)},
+        return_samples=True,
+    )
+    for _, row in table.iterrows():
+        auc = row["dose"] / pop.params["CL"]  # exact per subject
+        # the same subjects, so the same fraction (no subject sits within 1e-6 of the target)
+        assert row["pta"] == pytest.approx(np.mean(auc >= target), abs=1e-12)
+        assert row["median"] == pytest.approx(np.median(auc), rel=1e-6)
+        assert row["p95"] == pytest.approx(np.percentile(auc, 95), rel=1e-6)
+        # and close to the population value P(CL <= dose / target) = Phi(log(D / (T CL)) / omega)
+        p = norm.cdf(math.log(row["dose"] / (target * 2.0)) / 0.3)
+        assert abs(row["pta"] - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-9
+    assert samples.sizes["sample"] == 2 * n
+    np.testing.assert_array_equal(samples["arm"].values, np.repeat([0, 1], n))
+
+
+def test_arm_list_equals_grid_and_attributes_override_population(host):
+    spec = host
+    reg = cp.Regimen([cp.Dose(0.0, 1.0, "blood", duration=0.5)])
+    times = np.arange(0.0, 169.0, 24.0)
+    metrics = {"dna_auc": cp.metrics.auc("msc_dna"), "supp": cp.metrics.max_pct_change("biomarker")}
+    pop = cp.VirtualPopulation(spec, 3, covariates={"viability": 0.5}, seed=0)
+    grid = cp.dose_ranging(
+        spec, {"dose": [1e6, 1e7], "viability": [0.7, 0.9]}, pop, times, metrics, regimen=reg
+    )
+    arms = [
+        {"dose": d, "viability": v, "regimen": ("regimen", reg)}
+        for d in (1e6, 1e7)
+        for v in (0.7, 0.9)
+    ]
+    listed = cp.dose_ranging(spec, arms, pop, times, metrics)
+    cols = ["dose", "viability", "median", "p05", "p95"]
+    np.testing.assert_allclose(grid[cols].to_numpy(float), listed[cols].to_numpy(float), rtol=1e-12)
+    assert list(grid["metric"]) == list(listed["metric"])
+    # linear cell kinetics: DNA AUC scales with dose; the arm's viability (not the
+    # population's 0.5) is used, and it changes the effect
+    dna = grid[grid.metric == "dna_auc"].set_index(["dose", "viability"])["median"]
+    assert dna[(1e7, 0.7)] == pytest.approx(10 * dna[(1e6, 0.7)], rel=1e-6)
+    supp = grid[grid.metric == "supp"].set_index(["dose", "viability"])["median"]
+    assert supp[(1e7, 0.7)] != pytest.approx(supp[(1e7, 0.9)], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("arms", "kw", "match"),
+    [
+        ({"dose": [1.0], "weight": [1.0]}, {}, "arm factor 'weight' is not"),
+        ({"dose": [1.0]}, {"regimen": None}, "arm 0 has no regimen"),
+        ({"dose": [-1.0]}, {}, "arm 0 dose = -1.0 must be a number >= 0"),
+        ({"dose": ["a"]}, {}, "arm 0 dose = 'a' is not a number"),
+        ({"dose": [1.0], "regimen": {"x": "daily"}}, {}, "regimen must be a cp.Regimen"),
+        ({"dose": [1.0]}, {"target": {"cmax": (">=", 1.0)}}, "target for unknown metric 'cmax'"),
+        ({"dose": [1.0]}, {"target": {"auc": ("=>", 1.0)}}, r"target\['auc'\] = \('=>', 1.0\)"),
+        ([], {}, "arms is empty"),
+    ],
+)
+def test_bad_dose_ranging_input(one_cmt, arms, kw, match):
+    kw = {"regimen": _regimens()["single"], **kw}
+    with pytest.raises((cp.SpecError, cp.DosingError), match=match):
+        cp.dose_ranging(one_cmt, arms, None, TIMES, {"auc": cp.metrics.auc("conc")}, **kw)
+
+
+def test_population_of_another_model_is_refused(one_cmt, host):
+    pop = cp.VirtualPopulation(host, 2)
+    with pytest.raises(cp.SpecError, match="drawn for model msc_pkpd_host, not one_cmt_iv"):
+        cp.dose_ranging(
+            one_cmt, {"dose": [1.0]}, pop, TIMES, {"auc": cp.metrics.auc("conc")},
+            regimen=_regimens()["single"],
+        )  # fmt: skip
