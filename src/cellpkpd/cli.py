@@ -1,4 +1,5 @@
-"""Command-line interface: ``cellpkpd models``, ``simulate``, ``demo`` and ``fit``.
+"""Command-line interface: ``cellpkpd models``, ``simulate``, ``demo`` and ``fit`` (the batch
+commands ``doses`` and ``sweep`` are in `cellpkpd.cli_batch`).
 
 A thin layer over the public API (`load_model`, `list_models`, `Dose`, `Regimen`,
 `simulate`): it turns arguments into those calls, writes the result as a CSV table and a
@@ -52,13 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cellpkpd`` command, with its subcommands."""
     parser = _Parser(
         prog=PROG,
-        description="PK-PD toolkit for living-cell drugs: model library, simulation, demo.",
+        description=(
+            "PK-PD toolkit for living-cell drugs: model library, simulation, fitting, "
+            "dose-ranging, sweeps."
+        ),
         epilog=(
             "commands:\n"
             "  cellpkpd models [NAME]        list library models, or show one\n"
             "  cellpkpd simulate MODEL ...   simulate a regimen, write CSV + PNG\n"
             "  cellpkpd demo                 a bundled example (CSV + PNG in ./cellpkpd-demo)\n"
             "  cellpkpd fit DATA.csv MODEL   fit a population model (CSV + netCDF + PNG)\n"
+            "  cellpkpd doses CONFIG.toml    dose-ranging over a virtual population (CSV + PNG)\n"
+            "  cellpkpd sweep CONFIG.toml    parameter sweep with metrics (netCDF + CSV + PNG)\n"
             "\n"
             "Run 'cellpkpd COMMAND --help' for a command's options."
         ),
