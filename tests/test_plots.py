@@ -134,6 +134,23 @@ def test_diagram_msc_pbk_boxes_arrows_and_key():
     assert "1/h" in fig.get_suptitle()
 
 
+@pytest.mark.parametrize("name", ["msc_pbk", "msc_pkpd_host", "two_cmt_iv"])
+def test_diagram_rate_labels_stay_off_the_boxes(name):
+    """Arrows bend round the boxes they skip: no rate label sits on a state's box (it
+    used to cover 'lung' in msc_pbk, where venous -> arterial passes the lung)."""
+    spec = cp.load_model(name)
+    fig = cp.plots.diagram(spec)
+    ax = fig.axes[0]
+    boxes = [p.get_bbox() for p in ax.patches if not isinstance(p, FancyArrowPatch)]
+    assert len(boxes) == len(spec.states)
+    labels = [t for t in ax.texts if t.get_text() not in spec.states and t.get_text() != "dose"]
+    assert labels
+    for t in labels:
+        x, y = t.get_position()
+        on = [b for b in boxes if b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1]
+        assert not on, f"label {t.get_text()!r} at ({x:.2f}, {y:.2f}) lies on a box"
+
+
 def test_diagram_odes_only_states_and_bad_input():
     spec = cp.load_model("msc_pkpd_host")
     fig = cp.plots.diagram(spec, rates=False)

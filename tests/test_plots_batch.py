@@ -110,3 +110,6 @@ def test_metric_histograms_of_a_sweep():
     assert [ax.get_xlabel() for ax in axes] == ["auc [mg/L*h]", "tmax [h]"]
     counts = sum(p.get_height() for p in axes[0].patches)
     assert counts == 50
+    # tmax of a bolus is 0 h in every sample: the panel says so instead of one bare bar
+    assert [t.get_text() for t in axes[1].texts] == ["all 50 samples = 0"]
+    assert len(axes[0].texts) == 0

@@ -336,7 +336,8 @@ def metric_histograms(
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per metric; x labelled with name and unit, y = number of samples.
+        One panel per metric; x labelled with name and unit, y = number of samples. A
+        metric with the same value in every sample gets a note saying so on its panel.
     """
     if metrics is None:
         metrics = [k for k in ds.data_vars if "metric" in ds[k].attrs] or [
@@ -356,6 +357,12 @@ def metric_histograms(
         unit = (units or {}).get(m, ds[m].attrs.get("unit", ""))
         nb = bins or int(np.clip(np.sqrt(max(v.size, 1)), 10, 50))
         ax.hist(v, bins=nb, color="C0", alpha=0.85)
+        if v.size and np.ptp(v) == 0:  # one bar of matplotlib's default width: say so
+            ax.text(
+                0.5, 0.92, f"all {v.size} samples = {v[0]:.4g}", transform=ax.transAxes,
+                ha="center", va="top", fontsize=8,
+                bbox={"fc": "white", "ec": "0.7", "pad": 2},
+            )  # fmt: skip
         ax.set_xlabel(_label(m, unit))
         ax.set_ylabel("samples")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

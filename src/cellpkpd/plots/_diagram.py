@@ -98,6 +98,53 @@ def _order(
     return cols
 
 
+def _bezier(start: tuple[float, float], end: tuple[float, float], rad: float) -> np.ndarray:
+    """Points along matplotlib's ``arc3,rad=rad`` connection (a quadratic Bezier whose
+    control point is the chord's midpoint moved by ``rad`` x chord length, to the left of
+    the direction of travel for rad < 0); equal aspect, so data and display agree."""
+    (xs, ys), (xe, ye) = start, end
+    cx, cy = (xs + xe) / 2 + rad * (ye - ys), (ys + ye) / 2 - rad * (xe - xs)
+    u = np.linspace(0.0, 1.0, 41)[:, None]
+    p0, p1, p2 = np.array([xs, ys]), np.array([cx, cy]), np.array([xe, ye])
+    return (1 - u) ** 2 * p0 + 2 * u * (1 - u) * p1 + u**2 * p2
+
+
+def _clear_bend(
+    start: tuple[float, float],
+    end: tuple[float, float],
+    boxes: dict[str, tuple[float, float, float, float]],
+    ends: set[str],
+    least: float = 0.0,
+) -> float:
+    """The smallest bend (arc3 ``rad``) for which the arrow from `start` to `end`, and its
+    label at the curve's midpoint, touch none of the `boxes` but its own two (`ends`);
+    the least-crossing bend when none is clear. With `least` > 0 the bend is at least that
+    and to the right of the direction of travel, so that the two arrows of a pair of
+    opposite flows (and a flow back to an earlier column) never lie on each other."""
+    others = [b for s, b in boxes.items() if s not in ends]
+    pad = 0.12  # clearance round a box [layout units], room for the label's height
+
+    def hits(rad: float) -> int:
+        pts = _bezier(start, end, rad)
+        n = 0
+        for x0, y0, x1, y1 in others:
+            inside = (
+                (pts[:, 0] > x0 - pad)
+                & (pts[:, 0] < x1 + pad)
+                & (pts[:, 1] > y0 - pad)
+                & (pts[:, 1] < y1 + pad)
+            )
+            n += int(inside.any())
+        return n
+
+    if least > 0:
+        candidates = [least + d for d in (0.0, 0.08, 0.16, 0.25, 0.35)]
+    else:
+        candidates = [0.0] + [s * r for r in (0.08, 0.15, 0.22, 0.3, 0.4) for s in (-1.0, 1.0)]
+    scores = [hits(r) for r in candidates]
+    return candidates[int(np.argmin(scores))]
+
+
 def diagram(
     spec: ModelSpec,
     *,
@@ -110,10 +157,12 @@ def diagram(
     States are laid out in columns by their distance (in flows) from the dosed states,
     so a dose enters on the left and the flows run to the right; within a column, states
     are ordered to keep arrows short. Flows back to an earlier column (release,
-    recirculation) are drawn as curves. A flow's label is its rate expression when that
-    is short (up to `max_label` characters), else a tag ``r1, r2, ...`` explained in a key
-    below the diagram. States with terms in ``[odes]`` (nonlinear or extra fluxes) have a
-    dashed border; dosed states get an incoming "dose" arrow.
+    recirculation) are drawn as grey curves; a flow that would cross a box it does not
+    connect bends round it (the least bend that clears every other box). A flow's label
+    is its rate expression when that is short (up to `max_label` characters), else a tag
+    ``r1, r2, ...`` explained in a key below the diagram. States with terms in ``[odes]``
+    (nonlinear or extra fluxes) have a dashed border; dosed states get an incoming "dose"
+    arrow.
 
     Parameters
     ----------
@@ -190,21 +239,18 @@ def diagram(
         ax.text(x, y, s, ha="center", va="center", fontsize=9, zorder=3)
 
     pairs = {(f.source, f.target) for f in spec.flows}
+    boxes = {s: (x - width[s] / 2, y - _BOX_H / 2, x + width[s] / 2, y + _BOX_H / 2)
+             for s, (x, y) in pos.items()}  # fmt: skip
     for f in spec.flows:
         x0, y0 = pos[f.source]
         text = f.rate.source.strip()
         lab = (tags.get(text, text)) if rates else ""
         if f.target is None:  # loss: a short arrow down and out of the box
             start, end = (x0, y0 - _BOX_H / 2), (x0 + 0.35, y0 - _BOX_H / 2 - 0.4)
-            rad = 0.0
+            rad, back = 0.0, False
         else:
             x1, y1 = pos[f.target]
             back = x1 < x0 or (x1 == x0)
-            rad = 0.0
-            if back or (f.target, f.source) in pairs:
-                rad = 0.18 if back else 0.12
-            elif abs(layer[f.target] - layer[f.source]) > 1 and abs(y1 - y0) < 0.5:
-                rad = -0.12  # skips a column: bend round the boxes in between
             start = (
                 (x0 + np.sign(x1 - x0) * width[f.source] / 2, y0)
                 if x1 != x0
@@ -215,13 +261,16 @@ def diagram(
                 if x1 != x0
                 else (x1, y1 - np.sign(y1 - y0) * _BOX_H / 2)
             )
+            # the least bend whose arrow and label clear the other boxes
+            least = 0.18 if back else (0.12 if (f.target, f.source) in pairs else 0.0)
+            rad = _clear_bend(start, end, boxes, {f.source, f.target}, least)
         arrow = FancyArrowPatch(
             start,
             end,
             arrowstyle="-|>",
             mutation_scale=9,
             connectionstyle=f"arc3,rad={rad}",
-            color="#b5523b" if f.target is None else ("#7d8ba0" if rad > 0.15 else "#2c4a75"),
+            color="#b5523b" if f.target is None else ("#7d8ba0" if back else "#2c4a75"),
             lw=0.9,
             shrinkA=1,
             shrinkB=1,
