@@ -59,6 +59,12 @@ def test_categorical_covariate_effect_is_recovered() -> None:
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
     with pytest.raises(cp.SpecError, match="covariates\\['SEX'\\]"):
         cp.predict(idata, "one_cmt_iv", reg, [1.0, 2.0], n=4)
+    # a level the fit never saw is an error, not silently the reference level
+    unseen = r"level\(s\) 2 that the fit did not see; its levels are 0 \(reference\), 1"
+    with pytest.raises(cp.SpecError, match=unseen):
+        cp.predict(idata, "one_cmt_iv", reg, [1.0, 2.0], n=4, covariates={"SEX": [0, 1, 2, 1]})
+    res = cp.predict(idata, "one_cmt_iv", reg, [1.0], n=4, covariates={"SEX": [0, 1, 0, 1]})
+    assert np.all(np.isfinite(res["conc"].values))
 
 
 def test_unknown_covariate_form_is_rejected() -> None:

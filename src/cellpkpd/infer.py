@@ -682,6 +682,17 @@ def _to_inference_data(
             "model_source": str(spec.source),
             "method": method,
             "population": json.dumps(population.describe()),
+            # {covariate: [reference level, other levels]} of categorical effects
+            "categorical_levels": json.dumps(
+                {
+                    cov: categorical_levels(
+                        fd.covariates[cov] if cov in fd.covariates else [spec.covariates[cov].value]
+                    )
+                    for effects in population.covariate_effects.values()
+                    for cov, form in effects.items()
+                    if form == "categorical"
+                }
+            ),
             "outputs": json.dumps(list(fd.outputs)),
             "time_unit": spec.time_unit,
         }
@@ -786,6 +797,19 @@ def predict(
             if form == "categorical":
                 if cov not in covs:
                     raise SpecError(f"predict: give covariates['{cov}'] (used by {name})")
+                fitted = json.loads(post.attrs.get("categorical_levels", "{}")).get(cov)
+                if fitted is not None:
+                    unseen = sorted(set(np.unique(covs[cov]).tolist()) - {fitted[0], *fitted[1]})
+                    if unseen:
+                        known = ", ".join(
+                            [f"{level_name(fitted[0])} (reference)"]
+                            + [level_name(v) for v in fitted[1]]
+                        )
+                        raise SpecError(
+                            f"predict: covariates['{cov}'] has level(s) "
+                            f"{', '.join(level_name(v) for v in unseen)} that the fit did not "
+                            f"see; its levels are {known}"
+                        )
                 for level in np.unique(covs[cov]):
                     site = f"beta_{name}_{cov}_{level_name(level)}"
                     if site in post:  # else the reference level (factor 1)
