@@ -121,6 +121,11 @@ def test_named_values_match_their_tables():
     # Brown 1997 Table 21: mouse liver 5.5% BW, human liver 2.57% BW
     assert value("mouse", "volume_liver") == pytest.approx(0.055 * 0.025, rel=1e-12)
     assert value("human", "volume_liver") == pytest.approx(0.0257 * 70.0, rel=1e-12)
+    # Brown 1997 Tables 21 and 23: rat muscle 40.43% BW and 27.8% CO
+    assert value("rat", "volume_muscle") == pytest.approx(0.4043 * 0.25, rel=1e-12)
+    assert value("rat", "flow_muscle") == pytest.approx(
+        0.278 * value("rat", "cardiac_output"), rel=1e-12
+    )
     # Brown 1997 Table 23: mouse kidney 9.1% CO
     assert value("mouse", "flow_kidney") == pytest.approx(
         0.091 * value("mouse", "cardiac_output"), rel=1e-12

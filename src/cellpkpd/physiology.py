@@ -186,9 +186,20 @@ _RAW: dict[str, _Species] = {
             "spleen": (0.0020, f"{BROWN} Table 21: spleen 0.20% BW"),
             "kidney": (0.0073, f"{BROWN} Table 21: kidneys 0.73% BW"),
             "brain": (0.0057, f"{BROWN} Table 21: brain 0.57% BW"),
+            "muscle": (
+                0.4043,
+                f"{BROWN} Table 21: muscle 40.43% BW, as transcribed with its citation in "
+                "the parameter code of a published rat PFOA PBK model (after Cheng & Ng "
+                "2017, Table S1); Brown's table itself was not read here",
+            ),
         },
         flow_fraction={
             "heart": (0.051, f"{BROWN} Table 23: heart 5.1% CO"),
+            "muscle": (
+                0.278,
+                f"{BROWN} Table 23 (p 438): muscle 27.8% CO, as transcribed with its citation "
+                "in the same rat PFOA PBK model code; Brown's table itself was not read here",
+            ),
             "liver": (
                 0.183 - 0.63 / 74.0,
                 f"{BROWN} Table 23: liver 18.3% CO (hepatic artery + portal) minus the "
@@ -209,10 +220,6 @@ _RAW: dict[str, _Species] = {
         blood_fraction=(0.074, f"{BROWN} Table 21: blood 7.4% BW"),
         hematocrit=(0.46, f"{DAVIES} Table I: rat hematocrit 0.46"),
         gaps={
-            "volume_muscle": "rat skeletal-muscle mass (Brown 1997 Table 21) could not "
-            "be confirmed from a retrievable transcription",
-            "flow_muscle": "rat muscle blood flow (Brown 1997 Table 23) could not be "
-            "confirmed from a retrievable transcription",
             "volume_bone_marrow": "transcriptions of the rat marrow mass disagree "
             "(3% vs 5.59% BW, both attributed to Travlos, Toxicol Pathol 2006)",
         },
