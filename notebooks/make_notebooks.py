@@ -369,7 +369,7 @@ and evaluates it with `cp.sweep`. This notebook runs on the CPU in seconds.
 cellpkpd shards each chunk over every visible GPU (`jax.devices()`), no change needed.
 Raise `chunk_size` to fill the GPU memory (1e5-1e6 sets per chunk for small models): on one
 H200, a sweep of 1e6 sets of a nonlinear PK-PD model (169 times, 5 metrics, float64) ran at
-~250,000-300,000 sets/s (`benchmarks/README.md`). For
+~350,000 sets/s (`benchmarks/README.md`). For
 speed on consumer GPUs, compute in float32: set `JAX_ENABLE_X64=0` in the environment
 before importing cellpkpd (check the accuracy against a float64 run first). With
 `path="runs/name"` a sweep writes each chunk to disk and resumes after an interruption;

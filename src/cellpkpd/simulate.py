@@ -272,7 +272,8 @@ class Simulator:
             Time-varying covariates with a leading subject axis.
         chunk_size : int, optional
             Subjects per vectorised chunk and device (default: `default_chunk`: on CPU 256
-            on the ODE path and 512 on the exact path, on a GPU 65,536); see
+            on the ODE path and 512 on the exact path, on a GPU up to 2**20, i.e. a device's
+            whole share of a `cp.sweep` chunk); see
             `cellpkpd.parallel.batched_map`.
         reduce : callable, optional
             ``reduce(times, outputs) -> dict name -> scalar``: a pure JAX reduction of one
@@ -364,11 +365,14 @@ def default_chunk(solver: str) -> int:
     On CPU, small chunks are fastest: under `vmap` every subject of a chunk takes as many
     solver steps as the slowest one, and small chunks stay in cache (256 on the ODE path,
     512 on the exact path). A GPU runs a chunk's subjects in parallel and needs large
-    chunks to be busy: there, 65,536 (with chunks of 256, `cp.sweep` on an H200 ran ~160x
-    slower than one `vmap` over the whole set; benchmarks/bench_sweep.py).
+    chunks to be busy: there, up to 2**20 subjects (in practice a device's whole share of a
+    `cp.sweep` chunk, whose size bounds the memory). Measured with benchmarks/bench_sweep.py
+    on one H200, sweep chunks of 10^5: inner chunks of 256 gave 2,660 sets/s (10^5 sets),
+    of 65,536 243,000 and of the whole chunk 356,000 (10^6 sets; one plain vmap over all
+    10^6 at once: 428,000-439,000).
     """
     if jax.default_backend() != "cpu":
-        return 65_536
+        return 1 << 20
     return 512 if solver == "exact" else 256
 
 
