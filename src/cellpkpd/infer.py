@@ -30,6 +30,7 @@ from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
 from .population import Population, categorical_levels, level_name
 from .simulate import Simulator
+from .solve import TimeVarying
 
 __all__ = ["FitData", "fit", "make_model", "predict", "prior_distribution", "simulate_study"]
 
@@ -78,10 +79,17 @@ class FitData:
         Observed records below the LLOQ.
     lloq : array (n, R)
     covariates : dict str -> array (n,)
-        Each subject's covariate value (first record).
+        Each subject's covariate value at its first record (its baseline; covariate effects
+        of a `cp.Population` use this value).
     doses : DoseArrays (n, max_doses)
     outputs : tuple of str
         Model observations measured in the data.
+    rows : int array (n, R)
+        Row of the data file of each record (-1 for padding).
+    tv : TimeVarying or None
+        The model covariates (``[covariates]`` of the model file) that change within a
+        subject, per record and carried forward (LOCF, as `cp.simulate(data=)` does): the
+        model's expressions see them change at the record times. None if none changes.
     """
 
     ids: list[Any]
@@ -95,6 +103,7 @@ class FitData:
     doses: DoseArrays
     outputs: tuple[str, ...]
     rows: np.ndarray
+    tv: TimeVarying | None = None
 
     @classmethod
     def build(
@@ -156,6 +165,23 @@ class FitData:
             c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in data.covariate_names
         }
         doses = stack_dose_arrays([s.regimen for s in subjects], None, spec)
+        varying = [
+            c
+            for c in data.covariate_names
+            if c in spec.covariates and any(s.is_time_varying(c) for s in subjects)
+        ]
+        tv = None
+        if varying:
+            tv = TimeVarying(
+                times=jnp.asarray(times),
+                values={
+                    c: jnp.asarray(
+                        np.stack([pad(np.asarray(s.covariates[c], float), s.covariates[c][-1])
+                                  for s in subjects])
+                    )
+                    for c in varying
+                },
+            )  # fmt: skip
         return cls(
             [s.id for s in subjects],
             times,
@@ -168,6 +194,7 @@ class FitData:
             doses,
             tuple(used),
             rows,
+            tv,
         )
 
 
@@ -197,8 +224,15 @@ def _likelihood_solver(
         for e in (rule.lag, rule.rate, rule.duration):
             if e is not None:
                 timing |= set(e.names)
-    batched = {"d": fd.doses, "t": times}
-    static = sim.solver == "exact" and not spec.breakpoints and not (timing & set(estimated))
+    batched: dict[str, Any] = {"d": fd.doses, "t": times}
+    if fd.tv is not None:
+        batched["tv"] = fd.tv
+    static = (
+        sim.solver == "exact"
+        and not spec.breakpoints
+        and fd.tv is None
+        and not (timing & set(estimated))
+    )
     plan_size, opts = None, sim.options
     if static:
         typical = {k: jnp.full(len(fd.ids), v) for k, v in spec.defaults().items()}

@@ -36,7 +36,9 @@ class Population:
         the covariate's distinct values in the data, the reference level is the most
         frequent one (the smallest on ties), and every other level L gets its own factor
         ``exp(beta_<parameter>_<covariate>_<L>)``, ``beta ~ Normal(0, 1)`` (see
-        `level_name` for how L is spelled).
+        `level_name` for how L is spelled). Each effect uses the subject's covariate value
+        at its first record (baseline); model covariates that the model's own expressions
+        use change record by record in fits (see `cellpkpd.infer.FitData`).
     error : dict str -> str
         Observation -> residual error model (``additive``, ``proportional``, ``combined``,
         ``lognormal``); default: the model file's.
