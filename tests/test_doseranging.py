@@ -203,6 +203,57 @@ def test_from_posterior_draws_typical_values_omegas_and_covariate_effects(one_cm
         cp.VirtualPopulation.from_posterior(object(), one_cmt, n=10)
 
 
+def test_from_posterior_follows_the_fit_like_predict(one_cmt):
+    """from_posterior and cp.predict build subjects the same way (one helper): the fit's
+    covariate reference (not the new subjects' median), categorical levels with an error
+    for an unseen one, and correlated etas when the fit estimated a correlation."""
+    m = 2000
+    idata = _fake_posterior(
+        {"CL": np.full(m, 3.0), "V": np.full(m, 12.0), "omega_CL": np.full(m, 0.3),
+         "omega_V": np.full(m, 0.3), "beta_V_WT": np.full(m, 1.0),
+         "beta_CL_SEX_1": np.full(m, np.log(0.5)),
+         "L_iiv": np.broadcast_to(np.array([[1.0, 0.0], [0.9, math.sqrt(1 - 0.81)]]), (m, 2, 2))},
+        {"random_effects": {"CL": 1.0, "V": 1.0},
+         "covariate_effects": {"V": {"WT": "power"}, "CL": {"SEX": "categorical"}}},
+    )  # fmt: skip
+    post = idata.posterior
+    post.attrs["covariate_references"] = json.dumps({"WT": 70.0})
+    post.attrs["categorical_levels"] = json.dumps({"SEX": [0.0, [1.0]]})
+    sex = np.tile([0.0, 1.0], N_BIG // 2)
+    pop = cp.VirtualPopulation.from_posterior(
+        idata, one_cmt, n=N_BIG, seed=2, covariates={"WT": "uniform(60, 100)", "SEX": sex}
+    )
+    wt = pop.covariates["WT"]
+    eta_cl = np.log(pop.params["CL"] / np.where(sex == 1, 1.5, 3.0))
+    eta_v = np.log(pop.params["V"] / (12.0 * wt / 70.0))  # the fit's reference, 70 kg
+    # the fit's reference (70 kg), not the new subjects' median weight (80 kg here, which
+    # would shift every log V by log(70/80) = -0.13)
+    assert abs(eta_v.mean()) < 4 * 0.3 / math.sqrt(N_BIG)
+    assert abs(np.corrcoef(eta_cl, eta_v)[0, 1] - 0.9) < 0.02
+    assert abs(eta_cl.std(ddof=1) - 0.3) < 0.01
+    with pytest.raises(cp.SpecError, match=r"level\(s\) 2 that the fit did not see"):
+        cp.VirtualPopulation.from_posterior(
+            idata, one_cmt, n=4, covariates={"WT": 70.0, "SEX": [0.0, 1.0, 2.0, 1.0]}
+        )
+    with pytest.raises(cp.SpecError, match=r"give covariates\['SEX'\]"):
+        cp.VirtualPopulation.from_posterior(idata, one_cmt, n=4, covariates={"WT": 70.0})
+
+
+def test_predict_uses_the_fits_covariate_reference(one_cmt):
+    # V = 12 L x (WT / 70)^1 with the fit's reference 70 kg recorded in the posterior: a
+    # 100-mg bolus starts at 100 / V whatever the new subjects' median weight (80 kg here)
+    m = 50
+    idata = _fake_posterior(
+        {"CL": np.full(m, 3.0), "V": np.full(m, 12.0), "beta_V_WT": np.full(m, 1.0)},
+        {"random_effects": {}, "covariate_effects": {"V": {"WT": "power"}}},
+    )
+    idata.posterior.attrs["covariate_references"] = json.dumps({"WT": 70.0})
+    wt = np.array([60.0, 100.0])
+    res = cp.predict(idata, one_cmt, cp.Regimen([cp.Dose(0.0, 100.0, "central")]), [0.0],
+                     n=2, covariates={"WT": wt})  # fmt: skip
+    np.testing.assert_allclose(res["conc"].values[:, 0], 100.0 / (12.0 * wt / 70.0), rtol=1e-12)
+
+
 # ---------------------------------------------------------------------- dose_ranging
 TIMES = np.linspace(0.0, 480.0, 97)  # [h]; CL/V = 0.2/h, so exp(-96) of a dose remains at 480 h
 

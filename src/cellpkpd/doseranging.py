@@ -319,6 +319,8 @@ class VirtualPopulation:
             Covariates of the new subjects, as in `VirtualPopulation` (numbers, arrays,
             distributions or prior strings); default: the model's values.
         """
+        from .infer import posterior_subjects
+
         where = "VirtualPopulation.from_posterior"
         spec = _spec(spec)
         n = cls._check_n(n, where)
@@ -339,28 +341,14 @@ class VirtualPopulation:
             out.covariates[name] = _draw(value, n, k, f"{where}: covariates['{name}']")
         total = post.sizes["chain"] * post.sizes["draw"]
         pick = rng.integers(0, total, size=n)
-        z = np.asarray(jax.random.normal(k_eta, (n, len(spec.parameters))), dtype=float)
-
-        def draw(var: str) -> np.ndarray:
-            return np.asarray(post[var].values, dtype=float).reshape(total)[pick]
-
-        out.params = {}
-        for j, (name, p) in enumerate(spec.parameters.items()):
-            value = draw(name) if name in post else np.full(n, float(p.value))
-            for cov, form in pop.get("covariate_effects", {}).get(name, {}).items():
-                if cov not in out.covariates:
-                    raise SpecError(f"{where}: give covariates['{cov}'] (used by {name})")
-                ref = (
-                    float(spec.covariates[cov].value)
-                    if cov in spec.covariates
-                    else float(np.median(out.covariates[cov]))
-                )
-                value = _apply_effect(
-                    value, out.covariates[cov], form, draw(f"beta_{name}_{cov}"), ref
-                )
-            if f"omega_{name}" in post:
-                value = value * np.exp(draw(f"omega_{name}") * z[:, j])
-            out.params[name] = value
+        n_iiv = sum(f"omega_{k}" in post for k in spec.parameters)
+        z = np.asarray(jax.random.normal(k_eta, (n, n_iiv)), dtype=float)
+        # the same construction as cp.predict (covariate references and categorical
+        # levels of the fit, correlated etas when the fit estimated a correlation)
+        if population is not None:
+            post = post.copy()
+            post.attrs["population"] = json.dumps(pop)
+        out.params = posterior_subjects(post, spec, out.covariates, pick, z, where)
         out.random_effects = dict(pop.get("random_effects", {}))
         return out
 

@@ -32,7 +32,15 @@ from .population import Population, categorical_levels, level_name
 from .simulate import Simulator
 from .solve import TimeVarying
 
-__all__ = ["FitData", "fit", "make_model", "predict", "prior_distribution", "simulate_study"]
+__all__ = [
+    "FitData",
+    "fit",
+    "make_model",
+    "posterior_subjects",
+    "predict",
+    "prior_distribution",
+    "simulate_study",
+]
 
 METHODS = ("nuts", "svi", "map")
 #: deterministic sites holding each subject's population value (eta = 0), for PRED
@@ -727,6 +735,17 @@ def _to_inference_data(
                     if form == "categorical"
                 }
             ),
+            # {covariate: reference value} of the continuous covariate effects
+            "covariate_references": json.dumps(
+                {
+                    cov: float(spec.covariates[cov].value)
+                    if cov in spec.covariates
+                    else float(np.median(fd.covariates[cov]))
+                    for effects in population.covariate_effects.values()
+                    for cov, form in effects.items()
+                    if form != "categorical"
+                }
+            ),
             "outputs": json.dumps(list(fd.outputs)),
             "time_unit": spec.time_unit,
         }
@@ -808,7 +827,6 @@ def predict(
 
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     post = idata.posterior
-    pop = json.loads(post.attrs.get("population", "{}"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpecError(f"predict: n = {n!r} must be an integer >= 1")
     rng = np.random.default_rng(seed)
@@ -817,61 +835,108 @@ def predict(
     covs = {
         k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (covariates or {}).items()
     }
-    params: dict[str, np.ndarray] = {}
     iiv = [k for k in spec.parameters if f"omega_{k}" in post]
     z = rng.standard_normal((n, len(iiv)))
+    params = posterior_subjects(post, spec, covs, pick, z, "predict")
+    params = {k: v for k, v in params.items() if k in post}  # the rest: the model's values
+    model_covs = {k: v for k, v in covs.items() if k in spec.covariates}
+    return simulate(
+        spec, regimen, times, params=params, covariates=model_covs or None, outputs=outputs
+    )
+
+
+def posterior_subjects(
+    post: Any,
+    spec: ModelSpec,
+    covariates: Mapping[str, np.ndarray],
+    pick: np.ndarray,
+    z: np.ndarray,
+    where: str,
+) -> dict[str, np.ndarray]:
+    """Parameters of new subjects from a fit's posterior: ``p_i = theta * effects(cov_i) *
+    exp(omega * eta_i)`` (shared by `predict` and `VirtualPopulation.from_posterior`).
+
+    Parameters
+    ----------
+    post : xarray.Dataset
+        The posterior group of `cp.fit`'s result (its attributes record the population,
+        the categorical levels and the covariate references of the fit).
+    spec : ModelSpec
+    covariates : dict str -> array (n,)
+        Covariates of the new subjects (a covariate effect whose covariate is missing uses
+        the model file's value, or is an error where the model has none).
+    pick : int array (n,)
+        Index of the posterior draw (chain x draw, flattened) of each new subject.
+    z : array (n, k)
+        Standard normal deviates, one per random effect (the parameters with an
+        ``omega_<p>``, in model order); made correlated with the draw's ``L_iiv`` when the
+        fit estimated a correlation.
+    where : str
+        Caller's name for error messages.
+
+    Returns
+    -------
+    dict str -> array (n,)
+        Every parameter of the model (the model file's value where the fit has none).
+    """
+    pop = json.loads(post.attrs.get("population", "{}"))
+    levels = json.loads(post.attrs.get("categorical_levels", "{}"))
+    refs = json.loads(post.attrs.get("covariate_references", "{}"))
+    total = post.sizes["chain"] * post.sizes["draw"]
+    n = pick.size
+
+    def draw(var: str) -> np.ndarray:
+        return np.asarray(post[var].values, dtype=float).reshape(total)[pick]
+
+    iiv = [k for k in spec.parameters if f"omega_{k}" in post]
     if "L_iiv" in post:
         L = np.asarray(post["L_iiv"].values).reshape(total, len(iiv), len(iiv))[pick]
         z = np.einsum("rij,rj->ri", L, z)
-    for name in spec.parameters:
+    params: dict[str, np.ndarray] = {}
+    for name, par in spec.parameters.items():
         if name not in post:
+            params[name] = np.full(n, float(par.value))
             continue
-        value = np.asarray(post[name].values).reshape(total)[pick]
+        value = draw(name)
         for cov, form in pop.get("covariate_effects", {}).get(name, {}).items():
+            default = float(spec.covariates[cov].value) if cov in spec.covariates else None
+            if cov not in covariates and (form == "categorical" or default is None):
+                raise SpecError(f"{where}: give covariates['{cov}'] (used by {name})")
+            x = np.asarray(covariates.get(cov, np.full(n, default)), dtype=float)
             if form == "categorical":
-                if cov not in covs:
-                    raise SpecError(f"predict: give covariates['{cov}'] (used by {name})")
-                fitted = json.loads(post.attrs.get("categorical_levels", "{}")).get(cov)
+                fitted = levels.get(cov)
                 if fitted is not None:
-                    unseen = sorted(set(np.unique(covs[cov]).tolist()) - {fitted[0], *fitted[1]})
+                    unseen = sorted(set(np.unique(x).tolist()) - {fitted[0], *fitted[1]})
                     if unseen:
                         known = ", ".join(
                             [f"{level_name(fitted[0])} (reference)"]
                             + [level_name(v) for v in fitted[1]]
                         )
                         raise SpecError(
-                            f"predict: covariates['{cov}'] has level(s) "
+                            f"{where}: covariates['{cov}'] has level(s) "
                             f"{', '.join(level_name(v) for v in unseen)} that the fit did not "
                             f"see; its levels are {known}"
                         )
-                for level in np.unique(covs[cov]):
+                for level in np.unique(x):
                     site = f"beta_{name}_{cov}_{level_name(level)}"
                     if site in post:  # else the reference level (factor 1)
-                        beta = np.asarray(post[site].values).reshape(total)[pick]
-                        value = value * np.exp(beta * (covs[cov] == level))
+                        value = value * np.exp(draw(site) * (x == level))
                     elif not any(k.startswith(f"beta_{name}_{cov}_") for k in post.data_vars):
-                        raise SpecError(f"predict: no coefficients for {cov} on {name}")
+                        raise SpecError(f"{where}: no coefficients for {cov} on {name}")
                 continue
-            beta = np.asarray(post[f"beta_{name}_{cov}"].values).reshape(total)[pick]
-            ref = spec.covariates[cov].value if cov in spec.covariates else None
-            if cov not in covs and ref is None:
-                raise SpecError(f"predict: give covariates['{cov}'] (used by {name})")
-            x = covs.get(cov, np.full(n, ref))
-            ref = ref if ref is not None else float(np.median(x))
+            # the fit's reference (model value, else the fitted data's median)
+            ref = refs.get(cov, default if default is not None else float(np.median(x)))
+            beta = draw(f"beta_{name}_{cov}")
             if form == "power":
                 value = value * (x / ref) ** beta
             elif form == "exponential":
                 value = value * np.exp(beta * (x - ref))
             else:
                 value = value * (1.0 + beta * (x - ref))
-        if f"omega_{name}" in post:
-            omega = np.asarray(post[f"omega_{name}"].values).reshape(total)[pick]
-            value = value * np.exp(omega * z[:, iiv.index(name)])
+        if name in iiv:
+            value = value * np.exp(draw(f"omega_{name}") * z[:, iiv.index(name)])
         params[name] = value
-    model_covs = {k: v for k, v in covs.items() if k in spec.covariates}
-    return simulate(
-        spec, regimen, times, params=params, covariates=model_covs or None, outputs=outputs
-    )
+    return params
 
 
 def simulate_study(
