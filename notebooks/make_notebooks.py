@@ -243,10 +243,11 @@ for j, t in enumerate(sample_times):
         rows.append(dict(ID=animal, TIME=0.0, AMT=1e6, CMT="venous", EVID=1, DV=np.nan, MDV=1, LLOQ=lloq))
         for organ in ("alu_lung", "alu_liver"):
             y = float(sim[organ].values[0, j]) * np.exp(0.3 * rng.standard_normal())  # 30% log-normal
+            # below the LLOQ: NONMEM's M3 coding, CENS = 1 with the LLOQ in DV
             rows.append(dict(ID=animal, TIME=t, AMT=0.0, CMT=organ, EVID=0,
-                             DV=y if y >= lloq else lloq, MDV=0, LLOQ=lloq))
+                             DV=max(y, lloq), CENS=int(y < lloq), MDV=0, LLOQ=lloq))
 table = pd.DataFrame(rows)
-print(f"{(table.DV[table.EVID == 0] <= lloq).sum()} of {(table.EVID == 0).sum()} values at or below the LLOQ")
+print(f"{int(table.CENS.sum())} of {(table.EVID == 0).sum()} values below the LLOQ (censored)")
 table.head()
 """),
     code("""

@@ -246,3 +246,18 @@ def test_time_varying_model_covariate_enters_the_fit(tmp_path) -> None:
     idata = cp.fit(spec, data, pop, method="map", steps=1500, progress=False, seed=0)
     assert float(idata.posterior["CL"].values.ravel()[0]) == pytest.approx(cl, rel=0.05)
     assert float(idata.posterior["V"].values.ravel()[0]) == pytest.approx(v, rel=0.05)
+
+
+def test_fit_data_outputs_are_only_the_measured_ones(tmp_path) -> None:
+    """Dose records measure nothing: a study that measures only the lung must not give the
+    model's first observation (blood_cells) a residual error to sample."""
+    path = tmp_path / "bio.toml"
+    path.write_text(BIODISTRIBUTION)
+    spec = cp.load_model(path)
+    df = pd.DataFrame(
+        {"ID": [1, 1, 1], "TIME": [0.0, 1.0, 2.0], "AMT": [1e6, 0, 0], "EVID": [1, 0, 0],
+         "CMT": ["blood", "lung_cells", "lung_cells"], "DV": [None, 5e5, 4e5]}
+    )  # fmt: skip
+    fd = FitData.build(spec, cp.read_nonmem(df))
+    assert fd.outputs == ("lung_cells",)
+    assert fd.output.tolist() == [[0, 0, 0]]

@@ -336,3 +336,44 @@ def test_every_library_model_has_its_docs_page():
         text = page.read_text(encoding="utf-8")
         assert f"# {name}" in text and "## Parameters" in text
         assert all(f"| {p} |" in text for p in cp.load_model(name).parameters)
+
+
+def test_gof_two_organs_colours_and_log_iwres_per_organ():
+    """A biodistribution fit (two organs, log-normal error with its own sigma each): one
+    colour per organ, residuals are IWRES = (log obs - log IPRED) / sigma of the record's
+    organ (not raw obs - IPRED, which spans decades), censored records are red crosses."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    n_sub, n_rec = 6, 4
+    organ = np.array([["lung", "liver"] * 2] * n_sub)
+    ipred = np.where(organ == "lung", 1e9, 1e6) * rng.uniform(0.5, 2.0, (n_sub, n_rec))
+    sig = {"lung": 0.3, "liver": 0.6}
+    obs = ipred * np.exp(np.vectorize(sig.get)(organ) * rng.standard_normal((n_sub, n_rec)))
+    cens = np.zeros_like(obs, bool)
+    cens[0, 1] = True
+    lloq = np.where(cens, 1e6, 0.0)
+    obs[cens] = 1e6
+    idata = az.from_dict(
+        posterior={"sigma_log_lung": np.full((1, 5), 0.3), "sigma_log_liver": np.full((1, 5), 0.6)},
+        posterior_predictive={"ipred": np.broadcast_to(ipred, (1, 5, n_sub, n_rec))},
+        observed_data={"obs": obs},
+        dims={"ipred": ["subject", "record"], "obs": ["subject", "record"]},
+    )
+    od = idata.observed_data
+    od["time"] = (("subject", "record"), np.tile([1.0, 1.0, 24.0, 24.0], (n_sub, 1)))
+    od["censored"] = (("subject", "record"), cens)
+    od["lloq"] = (("subject", "record"), lloq)
+    od["output"] = (("subject", "record"), organ)
+    fig = cp.plots.gof(idata, log=True, unit="copies/mg", title="two organs")
+    ax_obs, ax_t = fig.axes[0], fig.axes[1]
+    labels = [c.get_label() for c in ax_obs.collections]
+    assert labels == ["lung", "liver", "below LLOQ (at LLOQ)"]
+    colours = {c.get_label(): tuple(c.get_facecolor()[0]) for c in ax_obs.collections}
+    assert colours["lung"] != colours["liver"]
+    assert ax_t.get_ylabel() == "IWRES [1]"
+    expected = (np.log(obs) - np.log(ipred)) / np.vectorize(sig.get)(organ)
+    for k, name in enumerate(["lung", "liver"]):
+        sel = (organ == name) & ~cens
+        got = ax_t.collections[k].get_offsets()[:, 1]
+        np.testing.assert_allclose(np.sort(got), np.sort(expected[sel]), rtol=1e-12)

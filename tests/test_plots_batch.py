@@ -57,8 +57,11 @@ def test_dose_response_linear_axes_when_doses_are_close(table):
     rows = table[table.dose <= 100.0]
     fig = plots.dose_response(rows, "cmax", by=["regimen"], log_y=False, dose_unit="mg")
     (ax,) = fig.axes
-    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"  # 10-100: one decade
     assert ax.get_ylabel() == "cmax [mg/L]"
+    # 1.5 decades (30x, e.g. 1e7-3e8 cells) already get a log dose axis
+    wide = rows.assign(dose=rows.dose.map({10.0: 1e7, 100.0: 3e8}))
+    assert plots.dose_response(wide, "cmax", by=["regimen"]).axes[0].get_xscale() == "log"
     with pytest.raises(cp.SpecError, match="pick metric="):
         plots.dose_response(table)
     with pytest.raises(cp.SpecError, match="metric 'tmax' not in the table"):
@@ -95,6 +98,12 @@ def test_sobol_bars_with_confidence_intervals():
     assert ax.get_ylabel() == "Sobol index [1]"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["first order S1", "total ST"]
     assert len(ax.containers) == 4  # two bar containers and two error-bar containers
+    assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())
+    # long parameter names are slanted so that they do not run into each other
+    long = gsa.assign(parameter=["k_death_target", "inflammation", "E_target_max"])
+    (ax,) = plots.sobol(long).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(long["parameter"])
+    assert all(t.get_rotation() == 30 for t in ax.get_xticklabels())
 
 
 def test_metric_histograms_of_a_sweep():

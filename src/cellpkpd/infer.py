@@ -151,10 +151,10 @@ class FitData:
             if not np.any(obs):
                 raise DataError(f"{data.source}: subject ID {s.id} has no observations")
             names = [which(s, i) if obs[i] else obs_names[0] for i in range(s.times.size)]
-            for nm in names:
+            for i, nm in enumerate(names):
                 if nm not in spec.observations:
                     raise DataError(f"{data.source}: observation '{nm}' is not in the model")
-                if nm not in used:
+                if obs[i] and nm not in used:  # dose records measure nothing
                     used.append(nm)
             per.append((s, obs, names))
         R = max(s.times.size for s in subjects)
@@ -167,7 +167,9 @@ class FitData:
         observed = np.stack([pad(o, False) for _, o, _ in per])
         censored = np.stack([pad(o & s.cens, False) for s, o, _ in per])
         lloq = np.stack([pad(np.nan_to_num(s.lloq, nan=0.0), 0.0) for s, _, _ in per])
-        output = np.stack([pad(np.array([used.index(x) for x in nm]), 0) for _, _, nm in per])
+        output = np.stack(
+            [pad(np.array([used.index(x) if x in used else 0 for x in nm]), 0) for _, _, nm in per]
+        )
         rows = np.stack([pad(s.rows, -1) for s, _, _ in per])
         covariates = {
             c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in data.covariate_names

@@ -98,7 +98,7 @@ def _log_format(axis: Any) -> None:
 def _dose_axis(ax: Any, doses: np.ndarray, log_x: bool | None, unit: str) -> None:
     d = doses[np.isfinite(doses) & (doses > 0)]
     if log_x is None:
-        log_x = d.size > 1 and d.max() / d.min() >= 100.0  # spans two decades or more
+        log_x = d.size > 1 and d.max() / d.min() >= 20.0  # spans 1.3 decades or more
     if log_x:
         ax.set_xscale("log")
         _log_format(ax.xaxis)
@@ -292,7 +292,11 @@ def sobol(
             x + width / 2, part["ST"], width, yerr=part["ST_conf"], capsize=3,
             color="C1", label="total ST",
         )  # fmt: skip
-        ax.set_xticks(x, part["parameter"])
+        labels = [str(v) for v in part["parameter"]]
+        if max(len(v) for v in labels) > 8:  # long names would run into each other
+            ax.set_xticks(x, labels, rotation=30, ha="right", rotation_mode="anchor")
+        else:
+            ax.set_xticks(x, labels)
         ax.axhline(0.0, color="0.2", lw=0.8)
         top = float(
             np.nanmax(part[["S1", "ST"]].to_numpy() + part[["S1_conf", "ST_conf"]].to_numpy())

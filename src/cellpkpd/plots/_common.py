@@ -77,7 +77,9 @@ def log_axis(ax: Axes, values: np.ndarray, axis: str = "y", decades: float = 6.0
     high = positive.max() * 1.5
     low = max(positive.min(), positive.max() * 10.0**-decades) / 1.5
     (ax.set_ylim if axis == "y" else ax.set_xlim)(low, high)
-    if high / low < 1e3:
+    # 1, 2, 5 x 10^k over a narrow range; on an x axis only up to 2 decades, where labels
+    # such as "5e+08" would otherwise run into each other
+    if high / low < (1e2 if axis == "x" else 1e3):
         which.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         which.set_minor_formatter(NullFormatter())
     which.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))

@@ -101,10 +101,11 @@ def gof(
     the fit stored it as ``posterior_predictive["pred"]``) and against the individual
     prediction (IPRED: ``posterior_predictive["ipred"]`` or ``["obs"]``), each with the
     line of identity; and residuals against time and against IPRED. The residuals are
-    IWRES, (obs - IPRED) / SD, when the fit's residual-error model is known from its
-    ``sigma_*`` parameters (one observation type), else obs - IPRED. Predictions are
-    posterior means. Censored (below-LLOQ) records are drawn as red crosses at the LLOQ
-    and left out of the residuals.
+    IWRES, (obs - IPRED) / SD (log-normal error: (log obs - log IPRED) / sigma), with each
+    observation type's residual-error model and posterior-mean ``sigma_*``; obs - IPRED
+    when those are not known. With several observation types (e.g. organs) each has its
+    own colour. Predictions are posterior means. Censored (below-LLOQ) records are drawn
+    as red crosses at the LLOQ and left out of the residuals.
 
     Parameters
     ----------
@@ -143,6 +144,9 @@ def gof(
     lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
     pred, ipred = _predictions(idata)
     outs = _outputs(idata, model)
+    if "output" in od:  # only the observation types that the data hold, in their order
+        in_data = list(dict.fromkeys(np.asarray(od["output"].values).astype(str).ravel()))
+        outs = [o for o in in_data if o in outs] or outs
     if unit is None:
         unit = model.observations[outs[0]].unit if model is not None and len(outs) == 1 else ""
     time_unit = model.time_unit if model is not None else ""
@@ -150,10 +154,27 @@ def gof(
     seen = np.isfinite(obs) & ~cens
     blq = cens & np.isfinite(obs)
     y_blq = np.where(lloq > 0, lloq, obs)
-    res = _iwres(idata, obs, ipred, outs[0]) if len(outs) == 1 else None
+    # which output each record measures (several outputs: one colour each, IWRES each
+    # with its own error model)
+    rec_out = (
+        np.asarray(od["output"].values).astype(str)
+        if "output" in od and len(outs) > 1
+        else np.full(obs.shape, outs[0] if outs else "", dtype=object)
+    )
+    res: np.ndarray | None = np.full(obs.shape, np.nan)
+    for o in outs:
+        r = _iwres(idata, obs, ipred, o)
+        if r is None:
+            res = None
+            break
+        res = np.where(rec_out == o, r, res)
     res_label = "IWRES [1]" if res is not None else label(f"{name} - IPRED", unit)
     if res is None:
         res = obs - ipred
+    # colours C0, C1, C2, C4, ...: C3 (red) marks the censored records
+    groups = [(o, rec_out == o, f"C{k + (k >= 3)}") for k, o in enumerate(outs)]
+    groups = groups if len(outs) > 1 else []
+    groups = groups or [("observed", np.ones(obs.shape, bool), "C0")]
 
     panels = [("PRED", pred)] if pred is not None else []
     panels.append(("IPRED", ipred))
@@ -164,7 +185,8 @@ def gof(
         mosaic = fig.subplot_mosaic([["a", "a"], ["b", "c"]], height_ratios=[1.2, 1.0])
         axes = np.array([mosaic["a"], mosaic["b"], mosaic["c"]])
     for ax, (pname, p) in zip(axes, panels, strict=False):
-        ax.scatter(p[seen], obs[seen], s=14, alpha=0.7, color="C0", label="observed")
+        for gname, sel, color in groups:
+            ax.scatter(p[seen & sel], obs[seen & sel], s=14, alpha=0.7, color=color, label=gname)
         if blq.any():
             ax.scatter(
                 p[blq], y_blq[blq], s=26, marker="x", color="C3", label="below LLOQ (at LLOQ)"
@@ -185,7 +207,8 @@ def gof(
     ax_t, ax_p = axes[len(panels)], axes[len(panels) + 1]
     ok = seen & np.isfinite(res)
     for ax, x, xl in ((ax_t, times, label("time", time_unit)), (ax_p, ipred, label("IPRED", unit))):
-        ax.scatter(x[ok], res[ok], s=14, alpha=0.7, color="C0")
+        for _, sel, color in groups:
+            ax.scatter(x[ok & sel], res[ok & sel], s=14, alpha=0.7, color=color)
         ax.axhline(0.0, color="k", lw=1)
         if res_label.startswith("IWRES"):
             for v in (-2.0, 2.0):
