@@ -854,6 +854,7 @@ def posterior_subjects(
     pick: np.ndarray,
     z: np.ndarray,
     where: str,
+    population: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Parameters of new subjects from a fit's posterior: ``p_i = theta * effects(cov_i) *
     exp(omega * eta_i)`` (shared by `predict` and `VirtualPopulation.from_posterior`).
@@ -875,13 +876,15 @@ def posterior_subjects(
         fit estimated a correlation.
     where : str
         Caller's name for error messages.
+    population : dict, optional
+        `Population.describe()` of the fit (default: the one recorded in `post`).
 
     Returns
     -------
     dict str -> array (n,)
         Every parameter of the model (the model file's value where the fit has none).
     """
-    pop = json.loads(post.attrs.get("population", "{}"))
+    pop = population if population is not None else json.loads(post.attrs.get("population", "{}"))
     levels = json.loads(post.attrs.get("categorical_levels", "{}"))
     refs = json.loads(post.attrs.get("covariate_references", "{}"))
     total = post.sizes["chain"] * post.sizes["draw"]
@@ -1002,44 +1005,19 @@ def simulate_study(
         )
 
     def draw(name: str) -> np.ndarray:
-        if name not in post:
-            raise SpecError(f"simulate_study: the posterior has no '{name}' (another fit?)")
         return np.asarray(post[name].values).reshape(total)[pick]
 
-    references = {
-        cov: spec.covariates[cov].value
-        if cov in spec.covariates
-        else float(np.median(fd.covariates[cov]))
-        for effects in population.covariate_effects.values()
-        for cov in effects
-    }
-    params: dict[str, np.ndarray] = {}
-    iiv = [k for k in population.estimated(spec) if k in population.random_effects]
-    z = rng.standard_normal((n, n_sub, len(iiv)))
-    if population.correlation:
-        L = np.asarray(post["L_iiv"].values).reshape(total, len(iiv), len(iiv))[pick]
-        z = np.einsum("rij,rsj->rsi", L, z)
-    for name in population.estimated(spec):
-        value = np.repeat(draw(name)[:, None], n_sub, axis=1)
-        for cov, form in population.covariate_effects.get(name, {}).items():
-            x = np.asarray(fd.covariates.get(cov, np.full(n_sub, references[cov])))[None, :]
-            if form == "categorical":
-                for level in categorical_levels(x[0])[1]:
-                    beta = draw(f"beta_{name}_{cov}_{level_name(level)}")[:, None]
-                    value = value * np.exp(beta * (x == level))
-                continue
-            beta = draw(f"beta_{name}_{cov}")[:, None]
-            ref = references[cov]
-            if form == "power":
-                value = value * (x / ref) ** beta
-            elif form == "exponential":
-                value = value * np.exp(beta * (x - ref))
-            else:
-                value = value * (1.0 + beta * (x - ref))
-        if name in population.random_effects:
-            omega = draw(f"omega_{name}")[:, None]
-            value = value * np.exp(omega * z[:, :, iiv.index(name)])
-        params[name] = value
+    missing = [k for k in population.estimated(spec) if k not in post]
+    if missing:
+        raise SpecError(f"simulate_study: the posterior has no '{missing[0]}' (another fit?)")
+    # every (replicate, subject) as one new subject with the subject's own covariates
+    iiv = [k for k in spec.parameters if f"omega_{k}" in post]
+    z = rng.standard_normal((n * n_sub, len(iiv)))
+    covs = {k: np.tile(np.asarray(v, dtype=float), n) for k, v in fd.covariates.items()}
+    flat = posterior_subjects(
+        post, spec, covs, np.repeat(pick, n_sub), z, "simulate_study", population.describe()
+    )
+    params = {k: flat[k].reshape(n, n_sub) for k in population.estimated(spec)}
     for k, v in fd.covariates.items():
         if k in spec.covariates:
             params[k] = np.broadcast_to(np.asarray(v, dtype=float), (n, n_sub))
