@@ -345,10 +345,7 @@ class VirtualPopulation:
         z = np.asarray(jax.random.normal(k_eta, (n, n_iiv)), dtype=float)
         # the same construction as cp.predict (covariate references and categorical
         # levels of the fit, correlated etas when the fit estimated a correlation)
-        if population is not None:
-            post = post.copy()
-            post.attrs["population"] = json.dumps(pop)
-        out.params = posterior_subjects(post, spec, out.covariates, pick, z, where)
+        out.params = posterior_subjects(post, spec, out.covariates, pick, z, where, pop)
         out.random_effects = dict(pop.get("random_effects", {}))
         return out
 

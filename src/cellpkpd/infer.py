@@ -256,6 +256,31 @@ def _likelihood_solver(
     return lambda params: jax.vmap(one, in_axes=(0, None))({"p": params, **batched}, {})
 
 
+def covariate_design(
+    spec: ModelSpec, fd: FitData, population: Population
+) -> tuple[dict[str, float], dict[str, tuple[float, list[float]]]]:
+    """What a fit's covariate effects are estimated against: the reference value of each
+    continuous covariate (the model file's value, else the data's median) and the
+    (reference level, other levels) of each categorical one (from the data, else the
+    model file's value)."""
+    references: dict[str, float] = {}
+    categorical: dict[str, tuple[float, list[float]]] = {}
+    for effects in population.covariate_effects.values():
+        for cov, form in effects.items():
+            if form == "categorical":
+                values = (
+                    fd.covariates[cov] if cov in fd.covariates else [spec.covariates[cov].value]
+                )
+                categorical[cov] = categorical_levels(values)
+            else:
+                references[cov] = (
+                    float(spec.covariates[cov].value)
+                    if cov in spec.covariates
+                    else float(np.median(fd.covariates[cov]))
+                )
+    return references, categorical
+
+
 def make_model(
     spec: ModelSpec,
     fd: FitData,
@@ -292,20 +317,7 @@ def make_model(
     cov_data = {k: jnp.asarray(v) for k, v in fd.covariates.items()}
     model_covs = {k: v for k, v in spec.defaults().items() if k in spec.covariates}
 
-    references = {
-        cov: spec.covariates[cov].value
-        if cov in spec.covariates
-        else float(np.median(fd.covariates[cov]))
-        for effects in population.covariate_effects.values()
-        for cov in effects
-    }
-
-    categorical = {
-        cov: categorical_levels(fd.covariates[cov] if cov in fd.covariates else [model_covs[cov]])
-        for effects in population.covariate_effects.values()
-        for cov, form in effects.items()
-        if form == "categorical"
-    }
+    references, categorical = covariate_design(spec, fd, population)
 
     def prior_of(name: str, default: Any) -> Any:
         return overrides.get(name, default)
@@ -720,34 +732,16 @@ def _to_inference_data(
     if stats:
         groups["sample_stats"] = az.convert_to_dataset(dict(stats))
     idata = az.InferenceData(**groups)
+    design = covariate_design(spec, fd, population)
     idata.posterior.attrs.update(
         {
             "model": spec.name,
             "model_source": str(spec.source),
             "method": method,
             "population": json.dumps(population.describe()),
-            # {covariate: [reference level, other levels]} of categorical effects
-            "categorical_levels": json.dumps(
-                {
-                    cov: categorical_levels(
-                        fd.covariates[cov] if cov in fd.covariates else [spec.covariates[cov].value]
-                    )
-                    for effects in population.covariate_effects.values()
-                    for cov, form in effects.items()
-                    if form == "categorical"
-                }
-            ),
-            # {covariate: reference value} of the continuous covariate effects
-            "covariate_references": json.dumps(
-                {
-                    cov: float(spec.covariates[cov].value)
-                    if cov in spec.covariates
-                    else float(np.median(fd.covariates[cov]))
-                    for effects in population.covariate_effects.values()
-                    for cov, form in effects.items()
-                    if form != "categorical"
-                }
-            ),
+            # what the covariate effects were estimated against (for predict & co.)
+            "categorical_levels": json.dumps(design[1]),
+            "covariate_references": json.dumps(design[0]),
             "outputs": json.dumps(list(fd.outputs)),
             "time_unit": spec.time_unit,
         }

@@ -273,8 +273,7 @@ class Simulator:
         chunk_size : int, optional
             Subjects per vectorised chunk and device (default: `default_chunk`: on CPU 256
             on the ODE path and 512 on the exact path, on a GPU up to 2**20, i.e. a device's
-            whole share of a `cp.sweep` chunk); see
-            `cellpkpd.parallel.batched_map`.
+            whole share of a `cp.sweep` chunk); see `cellpkpd.parallel.batched_map`.
         reduce : callable, optional
             ``reduce(times, outputs) -> dict name -> scalar``: a pure JAX reduction of one
             subject's trajectory (times (n_times,), outputs dict -> (n_times,)), applied

@@ -171,10 +171,11 @@ def gof(
     res_label = "IWRES [1]" if res is not None else label(f"{name} - IPRED", unit)
     if res is None:
         res = obs - ipred
-    # colours C0, C1, C2, C4, ...: C3 (red) marks the censored records
-    groups = [(o, rec_out == o, f"C{k + (k >= 3)}") for k, o in enumerate(outs)]
-    groups = groups if len(outs) > 1 else []
-    groups = groups or [("observed", np.ones(obs.shape, bool), "C0")]
+    # one colour per observation type: C0, C1, C2, C4, ... (C3, red, marks censored records)
+    if len(outs) > 1:
+        groups = [(o, rec_out == o, f"C{k + (k >= 3)}") for k, o in enumerate(outs)]
+    else:
+        groups = [("observed", np.ones(obs.shape, bool), "C0")]
 
     panels = [("PRED", pred)] if pred is not None else []
     panels.append(("IPRED", ipred))
