@@ -1,11 +1,10 @@
 """models/cart_ck.toml: CAR-T cellular kinetics after Stein et al. 2019 (CPT Pharmacometrics
 Syst Pharmacol 8:285-295, doi:10.1002/psp4.12388).
 
-Published numbers checked here (typical values of Stein et al. 2019 Table 1, and the
-half-lives the Discussion derives from them; transcribed from nlmixr2lib's
-Stein_2019_Tisagenlecleucel model):
-Cmax 24,000 copies/ug at Tmax 9.3 days, expansion doubling time 0.78 days, contraction
-half-lives 4.3 days (ln2/alpha) and 220 days (ln2/beta).
+Published numbers checked here: Cmax 24,000 copies/ug at Tmax 9.3 days (typical values of
+Stein et al. 2019 Table 1, transcribed from nlmixr2lib's Stein_2019_Tisagenlecleucel model),
+and the expansion doubling time 0.78 days and contraction half-lives 4.3 days (ln2/alpha) and
+220 days (ln2/beta) that the article's abstract reports.
 """
 
 from __future__ import annotations

@@ -285,8 +285,9 @@ def test_gap_quantity_says_why():
     msg = str(info.value)
     assert msg.startswith("physiology: no sourced value of 'volume_bone_marrow' for mouse (")
     assert "available: body_weight," in msg and "\n" not in msg
-    # the human table has it
+    # the human and rat tables have it
     assert value("human", "volume_bone_marrow") == pytest.approx(1.170 / 73.0 * 70.0)
+    assert value("rat", "volume_bone_marrow") == pytest.approx(0.03 * 0.25)
 
 
 def test_lookup_returns_value_unit_source():

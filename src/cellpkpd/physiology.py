@@ -192,6 +192,15 @@ _RAW: dict[str, _Species] = {
                 "the parameter code of a published rat PFOA PBK model (after Cheng & Ng "
                 "2017, Table S1); Brown's table itself was not read here",
             ),
+            "bone_marrow": (
+                0.03,
+                "Travlos GS. Normal structure, function, and histology of the bone marrow. "
+                "Toxicol Pathol 2006 (after Schermer 1967): rat marrow 3% BW, as transcribed "
+                "with that citation in a reimplementation of the rat nanoparticle PBPK model of "
+                "Li D et al. Nanotoxicology 2014, whose organ weights sum to the body weight "
+                "only with 3% (another transcription's 5.59% BW is unsupported); Travlos's "
+                "text itself was not read here",
+            ),
         },
         flow_fraction={
             "heart": (0.051, f"{BROWN} Table 23: heart 5.1% CO"),
@@ -219,10 +228,7 @@ _RAW: dict[str, _Species] = {
         },
         blood_fraction=(0.074, f"{BROWN} Table 21: blood 7.4% BW"),
         hematocrit=(0.46, f"{DAVIES} Table I: rat hematocrit 0.46"),
-        gaps={
-            "volume_bone_marrow": "transcriptions of the rat marrow mass disagree "
-            "(3% vs 5.59% BW, both attributed to Travlos, Toxicol Pathol 2006)",
-        },
+        gaps={},
     ),
     "human": _Species(
         body_weight=(_HUMAN_BW, "reference body weight of this table: adult human, 70 kg"),
