@@ -23,11 +23,18 @@ POP = cp.Population(random_effects={"ka": 0.5, "CL": 0.5, "V": 0.5}, error={"con
         (cp.Population(covariate_effects={"CL": {"WT": "cubic"}}), "expected power"),
         (cp.Population(error={"cp": "additive"}), "unknown observation 'cp'"),
         (cp.Population(error={"conc": "poisson"}), "expected additive"),
+        (cp.Population(covariate_effects={"CL": {"WT": "power"}}, fixed=["CL"]), "both fixed"),
     ],
 )
 def test_population_is_checked_against_the_model(population: cp.Population, message: str) -> None:
     with pytest.raises(cp.SpecError, match=message):
         population.validate(cp.load_model("one_cmt_oral"))
+
+
+def test_population_rejects_effects_on_physiology_values() -> None:
+    spec = cp.load_model("msc_pbk", species="mouse")
+    with pytest.raises(cp.SpecError, match="mouse physiology table"):
+        cp.Population(random_effects={"cardiac_output": 0.2}).validate(spec)
 
 
 def test_population_rejects_bad_scale() -> None:
@@ -261,3 +268,75 @@ def test_fit_data_outputs_are_only_the_measured_ones(tmp_path) -> None:
     fd = FitData.build(spec, cp.read_nonmem(df))
     assert fd.outputs == ("lung_cells",)
     assert fd.output.tolist() == [[0, 0, 0]]
+
+
+_ONE_CMT = """
+[model]
+name = "wt_{kind}"
+time_unit = "h"
+amount_unit = "mg"
+[parameters]
+CL = {{ value = 4.0, unit = "L/h", bounds = [0.0, inf], prior = "lognormal(log(4), 1)", description = "clearance" }}
+V = {{ value = 20.0, unit = "L", bounds = [0.0, inf], prior = "lognormal(log(20), 1)", description = "volume" }}
+{covariates}
+[states]
+central = {{ initial = 0.0, unit = "mg" }}
+[flows]
+"central ->" = "{flow}"
+[observations]
+conc = {{ expr = "central / V", unit = "mg/L", error = "proportional" }}
+"""  # noqa: E501
+
+
+def test_covariate_effect_follows_a_covariate_that_changes_within_subjects(tmp_path) -> None:
+    """Every subject weighs 70 kg at its first dose and 35-140 kg from 24 h on (the second
+    dose), and CL = CL_70 (WT / 70) ** 0.75 follows the weight record by record: the fit's
+    predictions equal cp.simulate(data=) of a model that writes the effect into its flow
+    (1e-9), and MAP recovers the exponent, which the first-record weight (70 kg for all)
+    cannot identify at all."""
+    plain = tmp_path / "plain.toml"
+    plain.write_text(_ONE_CMT.format(kind="plain", covariates="", flow="CL / V"))
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text(_ONE_CMT.format(
+        kind="explicit",
+        covariates='[covariates]\nWT = { value = 70.0, unit = "kg", description = "weight" }',
+        flow="CL * (WT / 70) ** 0.75 / V",
+    ))  # fmt: skip
+    weights = [35.0, 50.0, 70.0, 90.0, 110.0, 140.0]
+    times = np.array([1.0, 4.0, 8.0, 12.0, 25.0, 28.0, 32.0, 36.0, 44.0])
+    rows = []
+    for i, w in enumerate(weights):
+        for t0 in (0.0, 24.0):
+            wt = 70.0 if t0 == 0.0 else w
+            rows.append({"ID": i + 1, "TIME": t0, "AMT": 100.0, "EVID": 1, "CMT": 1, "DV": None,
+                         "WT": wt})  # fmt: skip
+        for t in times:
+            rows.append({"ID": i + 1, "TIME": t, "AMT": 0.0, "EVID": 0, "CMT": 1, "DV": 1.0,
+                         "WT": 70.0 if t < 24.0 else w})  # fmt: skip
+    frame = pd.DataFrame(rows).sort_values(["ID", "TIME"], kind="stable").reset_index(drop=True)
+    truth = cp.simulate(cp.load_model(explicit), data=cp.read_nonmem(frame))["conc"].values
+    spec = cp.load_model(plain)
+    fd = FitData.build(spec, cp.read_nonmem(frame))
+    assert list(fd.varying) == ["WT"] and fd.tv is None  # WT is not a model covariate
+    np.testing.assert_array_equal(fd.covariates["WT"], 70.0)
+    pop = cp.Population(covariate_effects={"CL": {"WT": "power"}}, error={"conc": "proportional"})
+    from cellpkpd.infer import _solve_draws
+
+    pred = _solve_draws(spec, fd, pop, {"CL": np.full((1, 6), 4.0), "V": np.full((1, 6), 20.0)},
+                        "exact", {"beta_CL_WT": np.array([0.75])})[0]  # fmt: skip
+    ok = fd.observed
+    np.testing.assert_allclose(pred[ok], truth[ok], rtol=1e-9)
+    # noisy data at the truth; MAP recovers CL_70, V and the exponent
+    rng = np.random.default_rng(1)
+    obs = frame["EVID"] == 0
+    frame.loc[obs, "DV"] = truth[ok] * (1.0 + 0.03 * rng.standard_normal(int(ok.sum())))
+    data = cp.read_nonmem(frame)
+    idata = cp.fit(spec, data, pop, method="map", steps=2000, progress=False, seed=0)
+    post = idata.posterior
+    assert float(post["beta_CL_WT"].values.ravel()[0]) == pytest.approx(0.75, abs=0.05)
+    assert float(post["CL"].values.ravel()[0]) == pytest.approx(4.0, rel=0.03)
+    assert float(post["V"].values.ravel()[0]) == pytest.approx(20.0, rel=0.03)
+    # the VPC replicates follow the weight too: at the fitted values they match the data
+    vpc = cp.infer.simulate_study(idata, spec, data, pop, n=2, seed=0)
+    ipred = vpc["ipred"].values[0]
+    np.testing.assert_allclose(ipred[ok], truth[ok], rtol=0.05)

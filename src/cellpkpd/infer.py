@@ -87,8 +87,8 @@ class FitData:
         Observed records below the LLOQ.
     lloq : array (n, R)
     covariates : dict str -> array (n,)
-        Each subject's covariate value at its first record (its baseline; covariate effects
-        of a `cp.Population` use this value).
+        Each subject's covariate value at its first record (its baseline: the value the
+        ``<p>_i`` individual parameters of a fit refer to).
     doses : DoseArrays (n, max_doses)
     outputs : tuple of str
         Model observations measured in the data.
@@ -98,6 +98,10 @@ class FitData:
         The model covariates (``[covariates]`` of the model file) that change within a
         subject, per record and carried forward (LOCF, as `cp.simulate(data=)` does): the
         model's expressions see them change at the record times. None if none changes.
+    varying : dict str -> array (n, R)
+        Every data covariate that changes within some subject, per record (LOCF, padded
+        with the last value): covariate effects of a `cp.Population` on such a covariate
+        change the parameter record by record.
     """
 
     ids: list[Any]
@@ -112,6 +116,7 @@ class FitData:
     outputs: tuple[str, ...]
     rows: np.ndarray
     tv: TimeVarying | None = None
+    varying: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(
@@ -175,23 +180,15 @@ class FitData:
             c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in data.covariate_names
         }
         doses = stack_dose_arrays([s.regimen for s in subjects], None, spec)
-        varying = [
-            c
+        varying = {
+            c: np.stack(
+                [pad(np.asarray(s.covariates[c], float), s.covariates[c][-1]) for s in subjects]
+            )
             for c in data.covariate_names
-            if c in spec.covariates and any(s.is_time_varying(c) for s in subjects)
-        ]
-        tv = None
-        if varying:
-            tv = TimeVarying(
-                times=jnp.asarray(times),
-                values={
-                    c: jnp.asarray(
-                        np.stack([pad(np.asarray(s.covariates[c], float), s.covariates[c][-1])
-                                  for s in subjects])
-                    )
-                    for c in varying
-                },
-            )  # fmt: skip
+            if any(s.is_time_varying(c) for s in subjects)
+        }
+        model_varying = {c: jnp.asarray(v) for c, v in varying.items() if c in spec.covariates}
+        tv = TimeVarying(jnp.asarray(times), model_varying) if model_varying else None
         return cls(
             [s.id for s in subjects],
             times,
@@ -205,6 +202,7 @@ class FitData:
             tuple(used),
             rows,
             tv,
+            varying,
         )
 
 
@@ -219,21 +217,33 @@ def _residual_sd(model: str, pred: Any, sig: Mapping[str, Any]) -> Any:
 
 
 def _likelihood_solver(
-    spec: ModelSpec, sim: Simulator, fd: FitData, estimated: list[str], times: Any
+    spec: ModelSpec, sim: Simulator, fd: FitData, population: Population, times: Any
 ) -> Any:
-    """params (n,) -> (outputs, status) for every subject at its record times.
+    """``solve(params, betas)``: params (n,) -> (outputs, status) for every subject at its
+    record times.
+
+    ``params`` hold each subject's parameters at its first record. A covariate effect of
+    `population` on a covariate that changes within a subject (``fd.varying``) scales its
+    parameter record by record (LOCF) by the effect's ratio to the first record's, with the
+    coefficients ``betas`` (site name -> value, e.g. ``beta_CL_WT``).
 
     On the exact path, when dose times do not depend on estimated parameters (no estimated
-    name in a lag / rate / duration expression, no breakpoints), each subject's segment
-    lengths are fixed by the data: their distinct values are counted once here, so every
-    likelihood evaluation takes one matrix exponential per distinct length, with as many
-    squarings as the typical values need plus 8 (rates 256x the typical ones; a proposal
-    beyond that gives NaN and is rejected)."""
+    name in a lag / rate / duration expression, no breakpoints) and nothing changes within a
+    subject, each subject's segment lengths are fixed by the data: their distinct values are
+    counted once here, so every likelihood evaluation takes one matrix exponential per
+    distinct length, with as many squarings as the typical values need plus 8 (rates 256x
+    the typical ones; a proposal beyond that gives NaN and is rejected)."""
+    estimated = population.estimated(spec)
     timing = set()
     for rule in spec.dosing.values():
         for e in (rule.lag, rule.rate, rule.duration):
             if e is not None:
                 timing |= set(e.names)
+    varying = {
+        name: {c: f for c, f in effects.items() if c in fd.varying}
+        for name, effects in population.covariate_effects.items()
+        if name in estimated and any(c in fd.varying for c in effects)
+    }
     batched: dict[str, Any] = {"d": fd.doses, "t": times}
     if fd.tv is not None:
         batched["tv"] = fd.tv
@@ -241,6 +251,7 @@ def _likelihood_solver(
         sim.solver == "exact"
         and not spec.breakpoints
         and fd.tv is None
+        and not varying
         and not (timing & set(estimated))
     )
     plan_size, opts = None, sim.options
@@ -253,7 +264,45 @@ def _likelihood_solver(
         plan_size = int(jnp.max(counts))
         opts = dataclasses.replace(opts, squarings=min(int(jnp.max(squarings)) + 8, 40))
     one = sim._one(plan_size, opts)
-    return lambda params: jax.vmap(one, in_axes=(0, None))({"p": params, **batched}, {})
+    if not varying:
+        return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
+            {"p": params, **batched}, {}
+        )
+    references, categorical = covariate_design(spec, fd, population)
+    covs = sorted({c for effects in varying.values() for c in effects})
+    records = {c: jnp.asarray(fd.varying[c]) for c in covs}
+    first = {c: jnp.asarray(fd.covariates[c]) for c in covs}
+
+    def per_record(b: dict[str, Any], betas: Mapping[str, Any]) -> dict[str, Any]:
+        values = dict(b["tv"].values) if "tv" in b else {}
+        for name, effects in varying.items():
+            ratio = 1.0
+            for cov, form in effects.items():
+                x, x0 = b["x"][cov], b["x0"][cov]
+                if form == "categorical":
+                    for level in categorical[cov][1]:
+                        beta = betas[f"beta_{name}_{cov}_{level_name(level)}"]
+                        ratio = ratio * jnp.exp(beta * ((x == level) * 1.0 - (x0 == level)))
+                    continue
+                beta = betas[f"beta_{name}_{cov}"]
+                if form == "power":
+                    ratio = ratio * (x / x0) ** beta
+                elif form == "exponential":
+                    ratio = ratio * jnp.exp(beta * (x - x0))
+                else:
+                    ref = references[cov]
+                    ratio = ratio * (1.0 + beta * (x - ref)) / (1.0 + beta * (x0 - ref))
+            values[name] = b["p"][name] * ratio
+        return {"p": b["p"], "d": b["d"], "t": b["t"], "tv": TimeVarying(b["t"], values)}
+
+    def solve(params: dict[str, Any], betas: Mapping[str, Any] | None = None) -> Any:
+        if betas is None:
+            raise SpecError("fit: covariate effects that change within a subject need betas")
+        return jax.vmap(lambda b: one(per_record(b, betas), {}))(
+            {"p": params, **batched, "x": records, "x0": first}
+        )
+
+    return solve
 
 
 def covariate_design(
@@ -271,7 +320,11 @@ def covariate_design(
                 values = (
                     fd.covariates[cov] if cov in fd.covariates else [spec.covariates[cov].value]
                 )
-                categorical[cov] = categorical_levels(values)
+                ref, others = categorical_levels(values)
+                if cov in fd.varying:  # levels first seen after a subject's first record
+                    seen = np.unique(fd.varying[cov]).tolist()
+                    others = sorted({*others, *(float(v) for v in seen)} - {ref})
+                categorical[cov] = (ref, others)
             else:
                 references[cov] = (
                     float(spec.covariates[cov].value)
@@ -322,7 +375,7 @@ def make_model(
     def prior_of(name: str, default: Any) -> Any:
         return overrides.get(name, default)
 
-    solve = _likelihood_solver(spec, sim, fd, estimated, times)
+    solve = _likelihood_solver(spec, sim, fd, population, times)
     # priors are parsed here, outside the traced model function
     defaults = {}
     for name in estimated:
@@ -341,6 +394,7 @@ def make_model(
 
     def model() -> None:
         individual: dict[str, Any] = {}
+        betas: dict[str, Any] = {}
         correlated = None
         if population.correlation:
             # eta = (L z) * omega: correlation R = L L^T ~ LKJ(2), non-centred
@@ -366,11 +420,13 @@ def make_model(
                 if form == "categorical":
                     for level in categorical[cov][1]:
                         site = f"beta_{name}_{cov}_{level_name(level)}"
-                        beta = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
+                        beta = betas[site] = numpyro.sample(
+                            site, prior_of(site, dist.Normal(0.0, 1.0))
+                        )
                         value = value * jnp.exp(beta * (x == level))
                     continue
                 site = f"beta_{name}_{cov}"
-                beta = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
+                beta = betas[site] = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
                 ref = references[cov]
                 if form == "power":
                     value = value * (x / ref) ** beta
@@ -409,7 +465,7 @@ def make_model(
             if k in cov_data:
                 params[k] = cov_data[k]
         params = {k: jnp.broadcast_to(v, (n,)) for k, v in params.items()}
-        out, status = solve(params)
+        out, status = solve(params, betas)
         stacked = jnp.stack([out[o] for o in fd.outputs], axis=-1)
         pred = jnp.take_along_axis(stacked, out_idx[..., None], axis=-1)[..., 0]
         numpyro.deterministic("ipred", pred)
@@ -594,23 +650,37 @@ def _draw_params(
     return params
 
 
+def _betas(samples: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The covariate coefficients (``beta_*`` sites) of posterior samples, flattened over
+    chains and draws."""
+    return {k: np.asarray(v).reshape(-1) for k, v in samples.items() if k.startswith("beta_")}
+
+
 def _solve_draws(
-    spec: ModelSpec, fd: FitData, population: Population, params: Mapping[str, Any], solver: str
+    spec: ModelSpec,
+    fd: FitData,
+    population: Population,
+    params: Mapping[str, Any],
+    solver: str,
+    betas: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Predictions (draws, n, R) of the measured output of every record, one solve per
-    draw and subject through `cp.Simulator` (NaN where a solve failed)."""
+    draw and subject through `cp.Simulator` (NaN where a solve failed). ``params`` hold
+    (draws, n) values at each subject's first record; ``betas`` (draws,) the covariate
+    coefficients that carry effects of covariates changing within a subject."""
     sim = Simulator(spec, outputs=fd.outputs, solver=solver, rtol=1e-6, atol=1e-9)
-    solve = _likelihood_solver(spec, sim, fd, population.estimated(spec), jnp.asarray(fd.times))
+    solve = _likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times))
     out_idx = jnp.asarray(fd.output)
 
-    def one(p: dict[str, Any]) -> Any:
-        out, status = solve(p)
+    def one(q: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        out, status = solve(*q)
         stacked = jnp.stack([out[o] for o in fd.outputs], axis=-1)
         pred = jnp.take_along_axis(stacked, out_idx[..., None], axis=-1)[..., 0]
         return jnp.where((status == 0)[:, None], pred, jnp.nan)
 
     p = {k: jnp.asarray(v) for k, v in params.items()}
-    return np.asarray(jax.jit(lambda q: jax.lax.map(one, q, batch_size=64))(p))
+    b = {k: jnp.asarray(v) for k, v in (betas or {}).items()}
+    return np.asarray(jax.jit(lambda q: jax.lax.map(one, q, batch_size=64))((p, b)))
 
 
 def _population_predictions(
@@ -626,7 +696,7 @@ def _population_predictions(
     params = _draw_params(spec, fd, population, samples, PRED_PREFIX)
     for k in [k for k in samples if k.startswith(PRED_PREFIX)]:
         del samples[k]
-    pred = _solve_draws(spec, fd, population, params, solver)
+    pred = _solve_draws(spec, fd, population, params, solver, _betas(samples))
     return pred.reshape(*shape, *fd.times.shape)
 
 
@@ -1015,7 +1085,8 @@ def simulate_study(
     for k, v in fd.covariates.items():
         if k in spec.covariates:
             params[k] = np.broadcast_to(np.asarray(v, dtype=float), (n, n_sub))
-    ipred = _solve_draws(spec, fd, population, params, solver)
+    betas = {k: draw(k) for k in post.data_vars if k.startswith("beta_")}
+    ipred = _solve_draws(spec, fd, population, params, solver, betas)
     eps = rng.standard_normal(ipred.shape)
     dv = np.full(ipred.shape, np.nan)
     for k, o in enumerate(fd.outputs):

@@ -36,9 +36,11 @@ class Population:
         the covariate's distinct values in the data, the reference level is the most
         frequent one (the smallest on ties), and every other level L gets its own factor
         ``exp(beta_<parameter>_<covariate>_<L>)``, ``beta ~ Normal(0, 1)`` (see
-        `level_name` for how L is spelled). Each effect uses the subject's covariate value
-        at its first record (baseline); model covariates that the model's own expressions
-        use change record by record in fits (see `cellpkpd.infer.FitData`).
+        `level_name` for how L is spelled). In fits and `simulate_study`, a covariate that
+        changes within a subject changes the parameter record by record (carried forward,
+        as NONMEM does); the posterior's ``<p>_i`` are the values at each subject's first
+        record. Model covariates that the model's own expressions use change record by
+        record too (see `cellpkpd.infer.FitData`).
     error : dict str -> str
         Observation -> residual error model (``additive``, ``proportional``, ``combined``,
         ``lognormal``); default: the model file's.
@@ -96,12 +98,20 @@ class Population:
         for k, effects in self.covariate_effects.items():
             if k not in params:
                 raise SpecError(f"Population: covariate effect on unknown parameter '{k}'")
+            if k in self.fixed:
+                raise SpecError(f"Population: '{k}' is both fixed and has a covariate effect")
             for cov, form in effects.items():
                 if form not in COVARIATE_FORMS:
                     raise SpecError(
                         f"Population: covariate_effects['{k}']['{cov}'] = {form!r}; expected "
                         + ", ".join(COVARIATE_FORMS)
                     )
+        for k in [*self.random_effects, *self.covariate_effects]:
+            if k in spec.physiology:
+                raise SpecError(
+                    f"Population: '{k}' comes from the {spec.species} physiology table and is "
+                    "not estimated; it cannot have a random or covariate effect"
+                )
         for obs, model in self.error.items():
             if obs not in spec.observations:
                 raise SpecError(
