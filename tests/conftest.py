@@ -9,7 +9,9 @@ the state after the dose).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,3 +196,19 @@ biomarker = { expr = "marker", unit = "1", error = "additive" }
 [dosing]   # optional, per dosed state, as NONMEM's ALAGn/Fn/Rn/Dn and mrgsolve's ALAG_/F_/R_/D_
 central = { lag = "0", bioavailability = "1" }   # also rate = "..." (used when RATE = -1), duration = "..." (RATE = -2)
 """
+
+
+# ------------------------------------------------------------------ bad-input checks
+def check(exc_type: type[Exception], match: str, fn: Callable[..., Any], *args: Any, **kw: Any):
+    """Call `fn`; it must raise `exc_type` (a cellpkpd error) with a one-line message matching
+    `match`, raised by cellpkpd's own code (not from inside JAX, diffrax or NumPy)."""
+    import cellpkpd as cp
+
+    with pytest.raises(exc_type, match=match) as info:
+        fn(*args, **kw)
+    err = info.value
+    assert isinstance(err, cp.CellPKPDError), type(err)
+    assert "\n" not in str(err)
+    raised_in = Path(str(info.traceback[-1].path)).as_posix()
+    assert "/cellpkpd/" in raised_in, raised_in
+    return err

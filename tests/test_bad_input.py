@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import check
 
 import cellpkpd as cp
 
@@ -47,19 +47,6 @@ marker = "kin - kout * marker"
 [observations]
 conc = { expr = "C", unit = "mg/L", error = "proportional" }
 """
-
-
-def check(exc_type: type[Exception], match: str, fn: Callable[..., Any], *args: Any, **kw: Any):
-    """Call `fn`; it must raise `exc_type` (a cellpkpd error) with a one-line message matching
-    `match`, raised by cellpkpd's own code (not from inside JAX, diffrax or NumPy)."""
-    with pytest.raises(exc_type, match=match) as info:
-        fn(*args, **kw)
-    err = info.value
-    assert isinstance(err, cp.CellPKPDError), type(err)
-    assert "\n" not in str(err)
-    raised_in = Path(str(info.traceback[-1].path)).as_posix()
-    assert "/cellpkpd/" in raised_in, raised_in
-    return err
 
 
 def edit(old: str, new: str, text: str = BASE) -> str:
@@ -781,3 +768,150 @@ def test_simulate_bad_max_steps(nonlinear: cp.ModelSpec, bolus: cp.Regimen, max_
         T,
         max_steps=max_steps,
     )
+
+
+# ------------------------------------------------- second review: values out of range
+def test_model_file_negative_constant_flow_rate(tmp_path: Path) -> None:
+    path = tmp_path / "neg.toml"
+    path.write_text(edit('"central ->" = "CL / V"', '"central ->" = "-0.5"'), encoding="utf-8")
+    check(cp.SpecError, r"flows\.'central ->': rate -0\.5; a flow is first order", cp.load_model,
+          path)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prior", "message"),
+    [
+        ("lognormal(log(2), -1)", r"argument 2 of lognormal in .* is -1; expected > 0"),
+        ("uniform(2, 1)", r"uniform in 'uniform\(2, 1\)' has lower bound 2 >= upper bound 1"),
+        ("gamma(0, 1)", r"argument 1 of gamma .* is 0; expected > 0"),
+        ("truncnormal(0, 1, 3, 2)", r"truncnormal .* has lower bound 3 >= upper bound 2"),
+    ],
+)
+def test_model_file_prior_arguments_out_of_range(tmp_path: Path, prior: str, message: str) -> None:
+    path = tmp_path / "prior.toml"
+    path.write_text(edit('prior = "lognormal(log(2), 1)"', f'prior = "{prior}"'), encoding="utf-8")
+    check(cp.SpecError, r"parameters\.CL\.prior: " + message, cp.load_model, path)
+
+
+def test_species_for_a_model_without_physiology() -> None:
+    check(cp.SpecError, r"species = 'dog' was given, but the model has no \[physiology\]",
+          cp.load_model, "one_cmt_iv", species="dog")  # fmt: skip
+
+
+@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+def test_simulate_parameter_that_makes_rates_infinite(
+    iv: cp.ModelSpec, bolus: cp.Regimen, solver: str
+) -> None:
+    # V = 0 lies inside the bounds [0, inf] but divides by zero: a failed subject, not a
+    # crash from inside the exponential's sizing
+    check(cp.SimulationError, r"subject 0: non-finite state", cp.simulate, iv, bolus, [0.0, 1.0],
+          params={"V": 0.0}, solver=solver)  # fmt: skip
+    out, status = cp.Simulator(iv, [0.0, 1.0], solver=solver).batch(
+        {"V": np.array([0.0, 10.0])}, cp.Simulator(iv).doses(bolus)
+    )
+    assert status.tolist() == [2, 0]
+    np.testing.assert_allclose(np.asarray(out["conc"])[1], [10.0, 10.0 * math.exp(-0.2)])
+
+
+def test_simulate_output_that_is_not_finite_warns(tmp_path: Path, bolus: cp.Regimen) -> None:
+    # the states are fine, an observation is NaN: kept (a 0/0 ratio before the first dose is
+    # common) but never silent
+    path = tmp_path / "nan.toml"
+    path.write_text(edit('C = "central / V"', 'C = "central / V * log(kin - 2)"'), encoding="utf-8")
+    with pytest.warns(RuntimeWarning, match=r"output 'conc' is NaN or inf at 3 of 3 points .*"
+                      r"subject 0 at time 0"):  # fmt: skip
+        res = cp.simulate(cp.load_model(path), bolus, [0.0, 1.0, 2.0])
+    assert int(res["status"][0]) == 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "dose"),
+    [
+        ('bioavailability = "-0.5"', {}),
+        ('lag = "-1"', {}),
+        ('duration = "0"', {"duration": "model"}),
+        ('rate = "CL - 5"', {"rate": "model"}),
+    ],
+)
+@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+def test_simulate_dosing_block_values_out_of_range(
+    tmp_path: Path, rule: str, dose: dict, solver: str
+) -> None:
+    # each used to give negative amounts, a silently ignored lag or a dose that vanished
+    path = tmp_path / "dosing.toml"
+    path.write_text(BASE + f"\n[dosing]\ncentral = {{ {rule} }}\n", encoding="utf-8")
+    regimen = cp.Regimen([cp.Dose(0.0, 100.0, "central", **dose)])
+    check(cp.SimulationError, r"\[dosing\] gives lag >= 0", cp.simulate, cp.load_model(path),
+          regimen, [0.0, 1.0, 2.0], solver=solver)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("metric", "time"),
+    [
+        (cp.metrics.auc("conc", 100.0, 200.0), "100"),
+        (cp.metrics.value_at("conc", 100.0), "100"),
+        (cp.metrics.time_above("conc", 0.01, 0.0, 48.0), "48"),
+    ],
+)
+def test_metric_window_outside_the_result_grid(
+    iv: cp.ModelSpec, bolus: cp.Regimen, metric: Any, time: str
+) -> None:
+    # these gave 0, the last grid value and 24 h (true 34.5 h) before
+    res = cp.simulate(iv, bolus, np.linspace(0.0, 24.0, 25))
+    check(cp.SpecError, rf"time {time} is outside the result's time grid \[0, 24\]", metric, res)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "map", "steps": 0}, r"fit: steps = 0; expected an integer >= 1"),
+        ({"method": "svi", "steps": 5, "draws": 0}, r"fit: draws = 0; expected an integer >= 1"),
+        ({"chains": 0}, r"fit: chains = 0; expected an integer >= 1"),
+        ({"seed": "a"}, r"fit: seed = 'a'; expected an integer >= 0"),
+        ({"population": cp.Population(fixed=["CL", "V"])}, r"fixes every parameter"),
+        ({"population": {"CL": 0.3}}, r"population must be a cp.Population, got dict"),
+    ],
+)
+def test_fit_arguments(iv: cp.ModelSpec, kwargs: dict, message: str) -> None:
+    data = cp.read_nonmem(_frame())
+    check(cp.SpecError, message, cp.fit, iv, data, progress=False, **kwargs)
+
+
+def _frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"ID": [1, 1, 1], "TIME": [0.0, 1.0, 2.0], "AMT": [100.0, 0, 0],
+                         "DV": [None, 5.0, 3.0]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fixed": "CL"}, r"fixed must be a list of parameter names, got 'CL'"),
+        ({"random_effects": ["CL"]}, r"random_effects must be a dict, got list"),
+        ({"covariate_effects": {"CL": "WT"}}, r"covariate_effects\['CL'\] must be a dict"),
+    ],
+)
+def test_population_argument_types(kwargs: dict, message: str) -> None:
+    check(cp.SpecError, message, cp.Population, **kwargs)
+
+
+def test_simulator_arguments_of_the_wrong_type(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    sim = cp.Simulator(iv, [0.0, 1.0])
+    check(cp.SpecError, r"params must be a dict name -> value\(s\), got list", sim, [2.0, 10.0],
+          bolus)  # fmt: skip
+    check(cp.DosingError, r"doses must be a cp.Regimen .* got NoneType", sim, {"CL": 2.0}, None)
+    check(cp.SpecError, r"predict: idata must be the InferenceData of cp.fit, got NoneType",
+          cp.predict, None, iv, bolus, [0.0, 1.0], n=2)  # fmt: skip
+
+
+def test_dose_ranging_target_must_be_finite(iv: cp.ModelSpec, bolus: cp.Regimen) -> None:
+    check(cp.SpecError, r"target\['auc'\] = .*a finite value", cp.dose_ranging, iv,
+          {"dose": [1.0]}, None, [0.0, 1.0], {"auc": cp.metrics.auc("conc")}, regimen=bolus,
+          target={"auc": (">=", math.nan)})  # fmt: skip
+
+
+def test_fit_observations_mapping_to_an_unknown_observation(iv: cp.ModelSpec) -> None:
+    check(cp.SpecError, r"observations\[1\] = 'cp' is not an observation of model 'one_cmt_iv'",
+          cp.fit, iv, cp.read_nonmem(_frame()), method="map", steps=5, progress=False,
+          observations={1: "cp"})  # fmt: skip

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 import cellpkpd as cp
+from cellpkpd.data import decode_text
+from cellpkpd.dosing import MAX_DOSES
 from cellpkpd.model import models_dir
 
 __all__ = ["build_parser", "main"]
@@ -310,6 +312,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     dose = cp.Dose(time=0.0, amount=args.dose, cmt=cmt, duration=args.duration, lag=args.lag)
     if (args.interval is None) != (args.count is None):
         raise ArgumentError("--interval and --count go together: give both, or neither")
+    if args.count is not None and args.count > MAX_DOSES:
+        raise ArgumentError(
+            f"--count {args.count}: too many doses; expected at most {MAX_DOSES} per subject"
+        )
     if args.count is not None:
         regimen = cp.Regimen.repeat(dose, interval=args.interval, count=args.count)
     else:
@@ -414,11 +420,13 @@ def _output_times(args: argparse.Namespace) -> np.ndarray:
 
 def _read_times(path: Path) -> np.ndarray:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode_text(path.read_bytes())
     except FileNotFoundError:
         raise ArgumentError(f"--times-file {path}: file not found") from None
     except OSError as exc:
         raise ArgumentError(f"--times-file {path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:  # not UTF-8 text
+        raise ArgumentError(f"--times-file {path}: {exc}") from None
     values: list[float] = []
     header_seen = False
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -9,7 +9,6 @@ plots. A bad configuration exits with code 2 and one line naming the file and ke
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .dosing import MAX_DOSES
 
 __all__ = ["load_config", "register"]
 
@@ -33,6 +34,8 @@ METRIC_KINDS = (
     "time_to",
 )
 SAMPLERS = ("grid", "random", "sobol")
+# most parameter sets of a sweep: 1e8 sets take 0.8 GB per varied name before any solve
+MAX_SETS = 100_000_000
 
 
 def _error(where: str, message: str) -> Exception:
@@ -136,12 +139,16 @@ class _Config:
 
     def __init__(self, path: str | Path, allowed: set[str], required: set[str]):
         self.path = Path(path)
+        from .data import decode_text
+
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = decode_text(self.path.read_bytes())
         except FileNotFoundError:
             raise _error(str(self.path), "file not found") from None
         except OSError as exc:
             raise _error(str(self.path), f"cannot read ({exc.strerror})") from None
+        except ValueError as exc:  # not UTF-8 text
+            raise _error(str(self.path), str(exc)) from None
         try:
             self.data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -268,6 +275,10 @@ def _regimen(cfg: _Config, r: Any, key: str, spec: Any) -> Any:
                 raise cfg.err(key, "interval and count go together")
             if "count" in r:
                 count = cfg.integer(r["count"], f"{key}.count")
+                if count > MAX_DOSES:
+                    raise cfg.err(
+                        f"{key}.count", f"{count} doses; expected at most {MAX_DOSES} per subject"
+                    )
                 interval = cfg.number(r["interval"], f"{key}.interval", positive=True)
                 reg = cp.Regimen.repeat(dose, interval=interval, count=count)
             else:
@@ -531,6 +542,21 @@ def _samples(cfg: _Config, spec: Any) -> dict[str, np.ndarray]:
     if kind == "grid":
         if "n" in s:
             raise cfg.err("sampler.n", "a grid's size is the product of its levels; remove n")
+        sizes = {}
+        for name, v in params.items():
+            key = f"sampler.parameters.{name}"
+            if isinstance(v, list):
+                sizes[name] = len(v)
+            elif isinstance(v, Mapping) and "num" in v:
+                sizes[name] = cfg.integer(v["num"], f"{key}.num")
+        total = math.prod(sizes.values())
+        if total > MAX_SETS:
+            product = " x ".join(f"{sizes[k]} ({k})" for k in sizes)
+            raise cfg.err(
+                "sampler.parameters",
+                f"the grid has {product} = {total:,} parameter sets; expected at most "
+                f"{MAX_SETS:,} (use fewer levels, or kind = 'sobol' with n)",
+            )
         levels = {}
         for name, v in params.items():
             key = f"sampler.parameters.{name}"
@@ -539,16 +565,19 @@ def _samples(cfg: _Config, spec: Any) -> dict[str, np.ndarray]:
                     raise cfg.err(key, "empty list")
                 levels[name] = [cfg.number(x, f"{key}[{i}]") for i, x in enumerate(v)]
             else:
-                if "num" not in v:
+                if not isinstance(v, Mapping) or "num" not in v:
                     raise cfg.err(f"{key}.num", "missing (number of grid levels)")
                 low, high, log = _range(cfg, v, key)
                 num = cfg.integer(v["num"], f"{key}.num")
                 levels[name] = list(
                     np.geomspace(low, high, num) if log else np.linspace(low, high, num)
                 )
-        combos = np.array(list(itertools.product(*levels.values())), dtype=float)
-        return {name: combos[:, j] for j, name in enumerate(levels)}
+        # every combination, the last parameter varying fastest (as itertools.product)
+        grids = np.meshgrid(*(np.asarray(x, dtype=float) for x in levels.values()), indexing="ij")
+        return {name: g.ravel() for name, g in zip(levels, grids, strict=True)}
     n = cfg.integer(s.get("n", 0), "sampler.n")
+    if n > MAX_SETS:
+        raise cfg.err("sampler.n", f"{n:,} parameter sets; expected at most {MAX_SETS:,}")
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     if kind == "sobol":

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .dosing import Dose, Regimen, Reset
+from .dosing import MAX_DOSES, Dose, Regimen, Reset
 from .errors import DataError, DosingError
 
 if TYPE_CHECKING:
@@ -118,18 +118,62 @@ class _Checker:
         return out
 
 
+def decode_text(raw: bytes) -> str:
+    """The contents of a text file as UTF-8 (a leading byte-order mark removed).
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason and what to do (to prefix with the file name) when `raw` is
+        not UTF-8 text: another encoding (the first bad byte and its line), UTF-16, a
+        spreadsheet or another binary file.
+    """
+    save = "save it as UTF-8 text"
+    excel = f"{save} (in Excel: Save As 'CSV UTF-8')"
+    if raw.startswith(b"PK\x03\x04"):
+        raise ValueError(f"not a text file (an Excel .xlsx workbook or other zip archive); {excel}")
+    if raw.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ValueError(f"not a text file (an Excel .xls workbook or other Office file); {excel}")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"UTF-16 (or UTF-32) text, not UTF-8; {save}")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise ValueError(
+            f"not UTF-8 text (a NUL byte on line {line}, offset {nul}: UTF-16 text or a "
+            f"binary file); {save}"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, offset {exc.start}; "
+            f"Latin-1 or Windows-1252?); {save}"
+        ) from None
+
+
 def _read_csv(path: Path, src: str) -> pd.DataFrame:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode_text(path.read_bytes())
     except FileNotFoundError:
         raise DataError(f"{src}: data file not found") from None
     except OSError as exc:
         raise DataError(f"{src}: cannot read data file ({exc.strerror})") from None
+    except ValueError as exc:
+        raise DataError(f"{src}: {exc}") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise DataError(f"{src}: empty data set; expected a header line with at least ID and TIME")
     records = list(csv.reader(lines))
     header = [h.strip() for h in records[0]]
+    if len(header) == 1:
+        for sep, name in ((";", "';'"), ("\t", "tab"), (" ", "space")):
+            if sep in header[0]:
+                raise DataError(
+                    f"{src}: the header {lines[0].strip()!r} looks {name}-separated; cellpkpd "
+                    "reads comma-separated CSV (save it with ',' between fields)"
+                )
     for j, name in enumerate(header):
         if not name:
             raise DataError(f"{src}: header column {j + 1} has no name; header: {lines[0]!r}")
@@ -171,7 +215,10 @@ def read_nonmem(
     LLOQ, or CENS (NONMEM M3 style: CENS = 1 means DV holds the LLOQ and the value is below
     it). Every other column is a numeric covariate; within a subject, missing covariate values
     are carried forward (and backward before the first value). Records of a subject must be
-    contiguous and in non-decreasing TIME.
+    contiguous and in non-decreasing TIME. As in NM-TRAN, AMT, RATE, II, ADDL and SS must be
+    0 or missing on records that are not doses (EVID 0, 2, 3), and RATE > 0 needs AMT > 0
+    (unless SS > 0); a subject has at most ``cellpkpd.dosing.MAX_DOSES`` (100,000) doses
+    and resets, ADDL copies included. A file must be comma-separated UTF-8 text.
 
     Raises
     ------
@@ -196,6 +243,8 @@ def read_nonmem(
 def _normalise(table: pd.DataFrame, src: str) -> Dataset:
     by_upper: dict[str, str] = {}
     for c in table.columns:
+        if c in by_upper.values():
+            raise DataError(f"{src}: column {c} appears twice in the header; expected each once")
         if c.upper() in by_upper:
             raise DataError(
                 f"{src}: columns {by_upper[c.upper()]!r} and {c!r} clash "
@@ -260,6 +309,27 @@ def _normalise(table: pd.DataFrame, src: str) -> Dataset:
     msg = "with RATE > 0, AMT = 0, II = 0 (constant infusion at steady state) is not supported yet"
     chk.where(bad_ss & (rate > 0) & (amt == 0), "SS", ss, msg)
     chk.where(bad_ss, "SS", ss, "needs II > 0 (the dosing interval at steady state), but II is 0")
+    # as NM-TRAN: dose data items only on dose records (EVID 1 or 4)
+    items = {"AMT": amt, "RATE": rate, "II": ii, "ADDL": addl, "SS": ss}
+    misplaced = np.column_stack([~dose & (v != 0) for v in items.values()])
+    if misplaced.any():
+        i = int(np.flatnonzero(misplaced.any(axis=1))[0])
+        name = list(items)[int(np.argmax(misplaced[i]))]
+        kind = {0: "an observation", 2: "an other-event", 3: "a reset"}[int(evid[i])]
+        expected = f"({name} belongs on a dose record, EVID 1 or 4)"
+        msg = f"on {kind} record (EVID {evid[i]}); expected 0 or '.' {expected}"
+        raise chk.err(i, name, items[name][i], msg)
+    msg = "with AMT = 0 gives no dose; expected AMT > 0 for an infusion (or RATE = 0)"
+    chk.where(dose & (ss == 0) & (rate > 0) & (amt == 0), "RATE", rate, msg)
+    n_doses = np.where(dose, 1 + addl, 0.0) + (evid == 3)
+    per_subject = pd.Series(n_doses).groupby(ids).cumsum().to_numpy()
+    if np.any(per_subject > MAX_DOSES):
+        i = int(np.flatnonzero(per_subject > MAX_DOSES)[0])
+        raise DataError(
+            f"{src} row {chk.rows[i]}: ID {_fmt(ids[i])} reaches {_fmt(per_subject[i])} "
+            f"doses at this record (ADDL = {_fmt(addl[i])}); expected at most {MAX_DOSES} "
+            "doses (and resets) per subject"
+        )
 
     dv, mdv = col("DV"), col("MDV")
     mdv = np.where(np.isnan(mdv), np.where((evid != 0) | np.isnan(dv), 1.0, 0.0), mdv)

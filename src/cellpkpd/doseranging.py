@@ -513,11 +513,13 @@ def _check_target(target: Mapping[str, Any] | None, metrics: Mapping[str, Any]) 
                 op in TARGET_OPERATORS
                 and isinstance(value, (int, float))
                 and not isinstance(value, bool)
+                and math.isfinite(value)
             )
         if not ok:
             raise SpecError(
                 f"dose_ranging: target['{name}'] = {rule!r}; expected (operator, value) with "
-                f"operator one of {' '.join(TARGET_OPERATORS)}, e.g. ('>=', 50.0)"
+                f"operator one of {' '.join(TARGET_OPERATORS)} and a finite value, e.g. "
+                "('>=', 50.0)"
             )
         out[name] = (op, float(value))
     return out

@@ -10,6 +10,7 @@ compiled engine (`DoseArrays`, a pytree that works under jit/vmap/grad).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from .model import ModelSpec
 
 __all__ = ["Dose", "DoseArrays", "Regimen", "Reset", "stack_dose_arrays"]
+
+#: Most events (doses and resets) of one regimen: each is a slot of the compiled engine.
+MAX_DOSES = 100_000
 
 # DoseArrays.kind
 PAD, DOSE, RESET, RESET_DOSE = 0, 1, 2, 3
@@ -139,7 +143,8 @@ Event = Dose | Reset
 
 @dataclass(frozen=True)
 class Regimen:
-    """A dosing regimen: doses and resets in time order (stable for equal times).
+    """A dosing regimen: doses and resets in time order (stable for equal times); at most
+    `MAX_DOSES` (100,000) events.
 
     Examples
     --------
@@ -155,11 +160,17 @@ class Regimen:
                 "Regimen: expected a list of events; wrap one dose as Regimen([dose])"
             )
         try:
-            evs = list(events)
+            evs = list(itertools.islice(events, MAX_DOSES + 1))
         except TypeError:
             raise DosingError(
                 f"Regimen: expected a list of cp.Dose/cp.Reset, got {type(events).__name__}"
             ) from None
+        if len(evs) > MAX_DOSES:
+            n = len(events) if isinstance(events, Sequence) else f"more than {MAX_DOSES}"
+            raise DosingError(
+                f"Regimen: {n} events (doses and resets); expected at most {MAX_DOSES} per "
+                "subject (use fewer, or steady state: ss=1 with ii)"
+            )
         for i, e in enumerate(evs):
             if not isinstance(e, (Dose, Reset)):
                 raise DosingError(
@@ -174,6 +185,11 @@ class Regimen:
         interval = _num(interval, "interval", where="Regimen.repeat")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise DosingError(f"Regimen.repeat: count = {count!r} must be an integer >= 1")
+        if count > MAX_DOSES:
+            raise DosingError(
+                f"Regimen.repeat: count = {count} doses; expected at most {MAX_DOSES} per "
+                "subject (use fewer, or steady state: ss=1 with ii)"
+            )
         if count > 1 and interval <= 0:
             raise DosingError(f"Regimen.repeat: interval = {interval} must be > 0")
         return cls(

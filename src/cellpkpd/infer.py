@@ -124,17 +124,34 @@ class FitData:
         spec: ModelSpec,
         data: Dataset,
         observations: Mapping[Any, str] | None = None,
+        error_models: Mapping[str, str] | None = None,
     ) -> FitData:
         """Convert a `Dataset`: which output each record measures comes from its CMT (a
         model observation's name, or a state mapped by `observations`, or the model's only
-        observation)."""
+        observation). With `error_models` (observation -> residual error model, as
+        `Population.error_model` gives), an uncensored observation with DV <= 0 of an
+        observation with log-normal error is a `DataError`."""
         if not isinstance(data, Dataset):
             raise SpecError(f"fit: data must be a cp.Dataset, got {type(data).__name__}")
+        for c in data.covariate_names:
+            if c in spec.parameters:
+                raise DataError(
+                    f"{data.source}: column {c} names a parameter of model '{spec.name}'; "
+                    f"cp.fit estimates parameters and does not read them from data (drop or "
+                    f"rename the column; to hold {c} at the model file's value use "
+                    f"Population(fixed=['{c}']))"
+                )
         subjects = data.subjects(spec)
         obs_names = list(spec.observations)
         if not obs_names:
             raise SpecError(f"fit: model '{spec.name}' has no [observations] to fit")
         mapping = dict(observations or {})
+        for c, name in mapping.items():
+            if name not in spec.observations:
+                raise SpecError(
+                    f"fit: observations[{c!r}] = {name!r} is not an observation of model "
+                    f"'{spec.name}'; observations: {', '.join(obs_names)}"
+                )
         used: list[str] = []
 
         def which(s: Any, i: int) -> str:
@@ -161,6 +178,14 @@ class FitData:
                     raise DataError(f"{data.source}: observation '{nm}' is not in the model")
                 if obs[i] and nm not in used:  # dose records measure nothing
                     used.append(nm)
+            lognormal = {k for k, m in (error_models or {}).items() if m == "lognormal"}
+            for i in np.flatnonzero(obs & ~s.cens & (s.dv <= 0)):
+                if names[i] in lognormal:
+                    raise DataError(
+                        f"{data.source} row {s.rows[i]}: DV = {s.dv[i]:g} with log-normal "
+                        f"residual error for '{names[i]}'; expected DV > 0 (or censor it: "
+                        "CENS = 1, or DV below an LLOQ column)"
+                    )
             per.append((s, obs, names))
         R = max(s.times.size for s in subjects)
 
@@ -262,7 +287,8 @@ def _likelihood_solver(
                 typical[k] = jnp.asarray(v)
         counts, squarings = jax.vmap(sim._count, in_axes=(0, None))({"p": typical, **batched}, {})
         plan_size = int(jnp.max(counts))
-        opts = dataclasses.replace(opts, squarings=min(int(jnp.max(squarings)) + 8, 40))
+        finite = jnp.where(jnp.isfinite(squarings), squarings, 0.0)
+        opts = dataclasses.replace(opts, squarings=min(int(jnp.max(finite)) + 8, 40))
     one = sim._one(plan_size, opts)
     if not varying:
         return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
@@ -590,8 +616,21 @@ def fit(
             f"fit: parameterization = {parameterization!r}; expected 'auto', 'centered' or "
             "'noncentered'"
         )
+    counts = {"chains": chains, "draws": draws, "steps": steps, "warmup": warmup, "seed": seed}
+    for name, value in counts.items():
+        least = 0 if name in ("warmup", "seed") else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise SpecError(f"fit: {name} = {value!r}; expected an integer >= {least}")
+    if population is not None and not isinstance(population, Population):
+        raise SpecError(f"fit: population must be a cp.Population, got {type(population).__name__}")
     population = population or Population()
-    fd = FitData.build(spec, data, observations)
+    population.validate(spec)
+    if not population.estimated(spec):
+        raise SpecError(
+            f"fit: the Population fixes every parameter of '{spec.name}'; nothing to estimate"
+        )
+    errors = {o: population.error_model(spec, o) for o in spec.observations}
+    fd = FitData.build(spec, data, observations, error_models=errors)
     if parameterization == "auto":
         per_subject = np.median(fd.observed.sum(axis=1))
         centered = bool(per_subject >= CENTERED_MIN_RECORDS)
@@ -892,6 +931,10 @@ def predict(
     from .simulate import simulate
 
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
+    if not hasattr(idata, "posterior"):
+        raise SpecError(
+            f"predict: idata must be the InferenceData of cp.fit, got {type(idata).__name__}"
+        )
     post = idata.posterior
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpecError(f"predict: n = {n!r} must be an integer >= 1")
@@ -1057,7 +1100,8 @@ def simulate_study(
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpecError(f"simulate_study: n = {n!r} must be an integer >= 1")
     population.validate(spec)
-    fd = FitData.build(spec, data, observations)
+    errors = {o: population.error_model(spec, o) for o in spec.observations}
+    fd = FitData.build(spec, data, observations, error_models=errors)
     post = idata.posterior
     total = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)

@@ -277,6 +277,13 @@ class Metric:
                 f"metric {self.default_name}: needs a result with one shared time grid "
                 "(cp.simulate with times=, not data=)"
             )
+        outside = [v for v in self.needs().times if not times[0] <= v <= times[-1]]
+        if outside:
+            raise SpecError(
+                f"metric {self.default_name}: time {outside[0]:g} is outside the result's time "
+                f"grid [{times[0]:g}, {times[-1]:g}]; simulate to cover it (cp.sweep and "
+                "cp.dose_ranging add the metrics' times to their grid themselves)"
+            )
         extra = [integral_name(n) for n in self.needs().integrals]
         names += [n for n in extra if n in result.data_vars]
         y = {n: jnp.asarray(result[n].values, dtype=float) for n in names}

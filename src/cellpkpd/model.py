@@ -66,6 +66,20 @@ PRIORS: dict[str, int] = {
     "beta": 2,
     "truncnormal": 4,
 }
+#: family -> (indices of arguments that must be > 0, (low, high) indices that must be ordered)
+_PRIOR_POSITIVE: dict[str, tuple[tuple[int, ...], tuple[int, int] | None]] = {
+    "normal": ((1,), None),
+    "lognormal": ((1,), None),
+    "halfnormal": ((0,), None),
+    "halfcauchy": ((0,), None),
+    "cauchy": ((1,), None),
+    "studentt": ((0, 2), None),
+    "uniform": ((), (0, 1)),
+    "exponential": ((0,), None),
+    "gamma": ((0, 1), None),
+    "beta": ((0, 1), None),
+    "truncnormal": ((1,), (2, 3)),
+}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"t"} | set(FUNCTIONS) | set(CONSTANTS)
 
@@ -189,12 +203,16 @@ class ModelSpec:
     def from_toml(cls, path: str | Path, species: str | None = None) -> ModelSpec:
         """Read and validate a TOML model file (`species` fills its ``[physiology]``)."""
         path = Path(path)
+        from .data import decode_text
+
         try:
-            text = path.read_text(encoding="utf-8")
+            text = decode_text(path.read_bytes())
         except FileNotFoundError:
             raise SpecError(f"{path}: model file not found") from None
         except OSError as exc:
             raise SpecError(f"{path}: cannot read model file ({exc.strerror})") from None
+        except ValueError as exc:  # not UTF-8 text
+            raise SpecError(f"{path}: {exc}") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -370,6 +388,17 @@ def parse_prior(text: str, where: str) -> tuple[str, tuple[float, ...]]:
         if not math.isfinite(value):
             raise SpecError(f"{where}: prior argument {e.source!r} is not finite")
         args.append(value)
+    positive, ordered = _PRIOR_POSITIVE[family]
+    for i in positive:
+        if not args[i] > 0:
+            raise SpecError(
+                f"{where}: argument {i + 1} of {family} in {text!r} is {args[i]:g}; expected > 0"
+            )
+    if ordered is not None and not args[ordered[0]] < args[ordered[1]]:
+        lo, hi = args[ordered[0]], args[ordered[1]]
+        raise SpecError(
+            f"{where}: {family} in {text!r} has lower bound {lo:g} >= upper bound {hi:g}"
+        )
     return family, tuple(args)
 
 
@@ -412,6 +441,12 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
     if not isinstance(stiff, bool):
         raise ctx.err("model.stiff", f"expected true or false, got {stiff!r}")
     extra = {k: m[k] for k in ("version", "notes") if k in m}
+    if species is not None and "physiology" not in data:
+        raise ctx.err(
+            "species",
+            f"species = {species!r} was given, but the model has no [physiology] block (none "
+            "of its values come from a species table)",
+        )
     species = species if species is not None else m.get("species")
     if species is not None and not isinstance(species, str):
         raise ctx.err("model.species", f"expected a species name, got {species!r}")
@@ -579,7 +614,17 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             raise ctx.err(key, "a flow needs a source state")
         if src == dst:
             raise ctx.err(key, "a flow from a state to itself")
-        flows.append(Flow(src, dst or None, check_names(expr(raw, key), key, known)))
+        rate = check_names(expr(raw, key), key, known)
+        if not rate.names and not float(rate({})) >= 0:
+            shown = rate.source if rate.source == f"{float(rate({})):g}" else (
+                f"{rate.source} = {float(rate({})):g}"
+            )
+            raise ctx.err(
+                key,
+                f"rate {shown}; a flow is first order (flux = rate x amount in the source), so "
+                "its rate must be >= 0 (use [odes] for other terms)",
+            )
+        flows.append(Flow(src, dst or None, rate))
 
     # [odes]
     odes: dict[str, Expr] = {}

@@ -65,6 +65,22 @@ class Population:
     correlation: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("random_effects", "covariate_effects", "error"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise SpecError(
+                    f"Population: {name} must be a dict, got {type(value).__name__} {value!r}"
+                )
+        for name, value in self.covariate_effects.items():
+            if not isinstance(value, Mapping):
+                raise SpecError(
+                    f"Population: covariate_effects['{name}'] must be a dict covariate -> form, "
+                    f"got {value!r}"
+                )
+        if isinstance(self.fixed, str) or not isinstance(self.fixed, Sequence):
+            raise SpecError(
+                f"Population: fixed must be a list of parameter names, got {self.fixed!r}"
+            )
         object.__setattr__(self, "random_effects", MappingProxyType(dict(self.random_effects)))
         object.__setattr__(
             self,

@@ -167,6 +167,11 @@ class Simulator:
     # ---------------------------------------------------------------- pure core
     def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         p = {k: jnp.asarray(v, dtype=float) for k, v in self._defaults.items()}
+        if params is not None and not isinstance(params, Mapping):
+            raise SpecError(
+                f"{self.spec.name}: params must be a dict name -> value(s), got "
+                f"{type(params).__name__}"
+            )
         for k, v in (params or {}).items():
             if k not in p:
                 raise SpecError(
@@ -209,6 +214,11 @@ class Simulator:
     def _prepare(self, params: Any, doses: Any, times: Any) -> tuple[Any, ...]:
         if isinstance(doses, Regimen):
             doses = self.doses(doses)
+        if not isinstance(doses, DoseArrays):
+            raise DosingError(
+                f"{self.spec.name}: doses must be a cp.Regimen (or DoseArrays), got "
+                f"{type(doses).__name__}; simulate without doses with cp.Regimen([])"
+            )
         doses = doses.resolve(tuple(self.spec.states))
         if self.max_doses is not None and doses.max_doses != self.max_doses:
             raise DosingError(
@@ -311,7 +321,9 @@ class Simulator:
             count = self._mapper(("count",), self._count, chunk_size or default_chunk("exact"))
             sizes, squarings = count(batched, shared)
             plan_size = int(jnp.max(sizes))
-            needed = int(jnp.max(squarings))
+            # a subject with rates that are not finite (e.g. V = 0) fails with its own
+            # status; it must not size the others' exponentials
+            needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))
             if needed < opts.squarings:
                 opts = dataclasses.replace(opts, squarings=needed + 1)
         elif concrete and self.solver != "exact" and opts.window is None:
@@ -651,9 +663,22 @@ def to_xarray(
         warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=3)
     time_dims = ("subject", "time")
     data_vars = {}
+    t = np.asarray(times)
     for name in sim.outputs:
         v = np.array(out[name], dtype=float)
         v[status != 0] = np.nan
+        odd = ~np.isfinite(v) & (status == 0)[:, None]
+        if odd.any():
+            # e.g. a ratio that is 0/0 before the first dose: kept, but never silent
+            i, k = (int(a[0]) for a in np.nonzero(odd))
+            at = t[k] if t.ndim == 1 else t[i, k]
+            warnings.warn(
+                f"{spec.name}: output '{name}' is NaN or inf at {int(odd.sum())} of {odd.size} "
+                f"points of solved subjects (first: subject {np.asarray(ids[i]).item()} at time "
+                f"{float(at):g}); check its expression",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if name in spec.states:
             unit = spec.states[name].unit or spec.amount_unit
         elif name in spec.observations:
@@ -661,7 +686,6 @@ def to_xarray(
         else:
             unit = ""
         data_vars[name] = xr.Variable(time_dims, v, attrs={"unit": unit})
-    t = np.asarray(times)
     time_coord = ("time", t, {"unit": spec.time_unit}) if t.ndim == 1 else (time_dims, t)
     return xr.Dataset(
         data_vars,
@@ -683,6 +707,7 @@ def _simulate_data(
 ) -> xr.Dataset:
     """Every subject of a NONMEM-style data set with its own records (mrgsim(data=))."""
     from .data import Dataset as _Dataset
+    from .errors import DataError
 
     if not isinstance(data, _Dataset):
         raise SpecError(
@@ -698,6 +723,19 @@ def _simulate_data(
             f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
             f"{data.source}; drop one"
         )
+    for c in used:  # parameter columns are checked against the bounds as params= are
+        if c not in spec.parameters:
+            continue
+        lo, hi = spec.parameters[c].bounds
+        for s in subjects:
+            outside = np.flatnonzero((s.covariates[c] < lo) | (s.covariates[c] > hi))
+            if outside.size:
+                i = int(outside[0])
+                raise DataError(
+                    f"{data.source} row {s.rows[i]}: {c} = {s.covariates[c][i]:g} lies outside "
+                    f"the bounds [{lo:g}, {hi:g}] of parameter {c} in {spec.source}; expected a "
+                    "value within them"
+                )
     values, n_p = _batch_inputs(spec, params, None, n)
     if n_p != n:
         raise SpecError(f"simulate: params give {n_p} values but the data set has {n} subjects")

@@ -59,7 +59,8 @@ MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
 STATUS = {
     0: "ok",
     1: "step limit reached (raise max_steps, or use solver='kvaerno5' for a stiff model)",
-    2: "non-finite state (NaN or inf; check parameters and doses)",
+    2: "non-finite state (NaN or inf; check parameters and doses, and that the model's "
+    "[dosing] gives lag >= 0, bioavailability >= 0 and rate or duration > 0)",
     3: "steady state not reached (raise ss_max_intervals, or the model accumulates)",
     4: "more output times between two events than the output window (raise window)",
     5: "ODE solver failed (e.g. the implicit solver did not converge)",
@@ -248,9 +249,19 @@ def _expand(
         [_safe_div(amt, d.duration), d.rate, r_model, _safe_div(amt, d_model)],
         0.0,
     )
-    duration = jnp.where(is_inf, duration, 0.0)
-    rate = jnp.where(is_inf, rate, 0.0)
-    bolus_amt = jnp.where(is_dose & ~is_inf, amt, 0.0)
+    # [dosing] values out of range make the dose NaN (status 2: non-finite state); the
+    # event times stay finite so the timeline is still ordered
+    model_lag, model_f = take(dv["lag"]), take(dv["F"])
+    bad = is_dose & (
+        ~(model_lag >= 0.0)
+        | ~(model_f >= 0.0)
+        | ((mode == MODEL_RATE) & ~(r_model > 0.0))
+        | ((mode == MODEL_DURATION) & ~(d_model > 0.0))
+    )
+    start = jnp.where(bad, d.time + d.lag, start)
+    duration = jnp.where(is_inf, jnp.where(bad, 1.0, duration), 0.0)
+    rate = jnp.where(is_inf, jnp.where(bad, jnp.nan, rate), 0.0)
+    bolus_amt = jnp.where(is_dose & ~is_inf, jnp.where(bad, jnp.nan, amt), 0.0)
     onehot = jax.nn.one_hot(cmt, n, dtype=amt.dtype)
     E = d.max_doses
     zeros_E = jnp.zeros(E, bool)
