@@ -915,3 +915,11 @@ def test_fit_observations_mapping_to_an_unknown_observation(iv: cp.ModelSpec) ->
     check(cp.SpecError, r"observations\[1\] = 'cp' is not an observation of model 'one_cmt_iv'",
           cp.fit, iv, cp.read_nonmem(_frame()), method="map", steps=5, progress=False,
           observations={1: "cp"})  # fmt: skip
+
+
+def test_fit_power_effect_of_a_covariate_that_is_zero(iv: cp.ModelSpec) -> None:
+    frame = _frame().assign(WT=[70.0, 70.0, 0.0])  # weight missing coded as 0, at the 2nd record
+    pop = cp.Population(covariate_effects={"CL": {"WT": "power"}})
+    check(cp.DataError, r"power effect of 'WT' on CL needs WT > 0, but the data hold WT = 0",
+          cp.fit, iv, cp.read_nonmem(frame), pop, method="map", steps=5,
+          progress=False)  # fmt: skip

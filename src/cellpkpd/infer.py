@@ -379,11 +379,21 @@ def make_model(
         if k not in spec.parameters and not k.startswith(("omega_", "sigma_", "beta_")):
             raise SpecError(f"fit: prior for unknown name '{k}'")
     for p, effects in population.covariate_effects.items():
-        for cov in effects:
+        for cov, form in effects.items():
             if cov not in fd.covariates and cov not in spec.covariates:
                 raise DataError(
                     f"fit: the Population uses covariate '{cov}' (on {p}) but the data set "
                     f"has no column {cov}"
+                )
+            values = fd.varying.get(cov, fd.covariates.get(cov))
+            if values is None:
+                values = np.asarray([spec.covariates[cov].value])
+            if form == "power" and not np.all(np.asarray(values) > 0):
+                bad = np.asarray(values).ravel()
+                bad = bad[~(bad > 0)][0]
+                raise DataError(
+                    f"fit: the power effect of '{cov}' on {p} needs {cov} > 0, but the data "
+                    f"hold {cov} = {bad:g} (use 'linear' or 'exponential' for such a covariate)"
                 )
     error_models = {o: population.error_model(spec, o) for o in fd.outputs}
     dv_scale = float(np.max(np.abs(fd.dv[fd.observed]))) if fd.observed.any() else 1.0
@@ -1039,6 +1049,11 @@ def posterior_subjects(
             # the fit's reference (model value, else the fitted data's median)
             ref = refs.get(cov, default if default is not None else float(np.median(x)))
             beta = draw(f"beta_{name}_{cov}")
+            if form == "power" and not np.all(x > 0):
+                raise SpecError(
+                    f"{where}: the power effect of '{cov}' on {name} needs {cov} > 0, got "
+                    f"{x[~(x > 0)][0]:g}"
+                )
             if form == "power":
                 value = value * (x / ref) ** beta
             elif form == "exponential":
