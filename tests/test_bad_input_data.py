@@ -381,3 +381,15 @@ def test_cli_sweep_grid_too_large(
             "sweep", config, "--out", tmp_path / "o", "--no-progress",
         )  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_doses_population_too_large(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from test_cli_batch import DOSES_SMALL
+
+    config = tmp_path / "d.toml"
+    config.write_text(DOSES_SMALL.replace("n = 2", "n = 1000000000"))
+    with deadline(30):
+        assert_cli_error(
+            capsys, r"d\.toml: population\.n: 1,000,000,000 subjects; expected at most 100,000,000",
+            "doses", config, "--out", tmp_path / "o", "--no-progress",
+        )  # fmt: skip

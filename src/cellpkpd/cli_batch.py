@@ -387,6 +387,8 @@ def _population(cfg: _Config, spec: Any) -> Any:
     p = cfg.data.get("population", {"n": 1})
     cfg.keys(p, "population", {"n", "random_effects", "covariates", "correlation", "typical"})
     n = cfg.integer(p.get("n", 1), "population.n")
+    if n > MAX_SETS:
+        raise cfg.err("population.n", f"{n:,} subjects; expected at most {MAX_SETS:,}")
     re = p.get("random_effects", {})
     cfg.keys(re, "population.random_effects", set(spec.parameters))
     random_effects = {
