@@ -115,3 +115,25 @@ def test_full_covariance_with_lkj_prior_finds_the_correlation() -> None:
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
     res = cp.predict(idata, "one_cmt_iv", reg, [1.0, 24.0], n=400, seed=2)
     assert res["conc"].shape == (400, 2)
+
+
+def test_effect_factor_forms_on_numpy_and_jax() -> None:
+    import jax.numpy as jnp
+
+    from cellpkpd.population import effect_factor
+
+    x = np.array([35.0, 70.0, 140.0])
+    expected = {
+        "power": (x / 70.0) ** 0.02,
+        "exponential": np.exp(0.02 * (x - 70.0)),
+        "linear": 1.0 + 0.02 * (x - 70.0),
+    }
+    beta = 0.02
+    for form, want in expected.items():
+        got_np = effect_factor(form, x, beta, 70.0)
+        assert isinstance(got_np, np.ndarray)
+        np.testing.assert_allclose(got_np, want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(effect_factor(form, jnp.asarray(x), beta, 70.0)),
+                                   want, rtol=1e-12)  # fmt: skip
+    with pytest.raises(cp.SpecError, match="expected power, exponential or linear"):
+        effect_factor("cubic", x, 1.0, 70.0)

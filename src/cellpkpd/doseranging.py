@@ -24,6 +24,7 @@ import pandas as pd
 from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
 from .errors import DosingError, SpecError
 from .model import ModelSpec, load_model
+from .population import effect_factor
 
 __all__ = ["TARGET_OPERATORS", "VirtualPopulation", "dose_ranging"]
 
@@ -85,16 +86,6 @@ def _draw(value: Any, n: int, key: Any, where: str) -> np.ndarray:
     if bad.any():
         raise SpecError(f"{where}: {int(bad.sum())} values are not finite")
     return out
-
-
-def _apply_effect(
-    value: np.ndarray, x: np.ndarray, form: str, coef: float, ref: float
-) -> np.ndarray:
-    if form == "power":
-        return value * (x / ref) ** coef
-    if form == "exponential":
-        return value * np.exp(coef * (x - ref))
-    return value * (1.0 + coef * (x - ref))
 
 
 # ---------------------------------------------------------------------- population
@@ -218,7 +209,7 @@ class VirtualPopulation:
                     ref = float(spec.covariates[cov].value)
                 if form == "power" and (ref <= 0 or (cov_values[cov] <= 0).any()):
                     raise SpecError(f"{label}: a power effect needs covariate and ref > 0")
-                params[pname] = _apply_effect(params[pname], cov_values[cov], form, coef, ref)
+                params[pname] = params[pname] * effect_factor(form, cov_values[cov], coef, ref)
         if random_effects:
             names = list(random_effects)
             omega = np.empty(len(names))

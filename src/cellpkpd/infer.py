@@ -28,7 +28,7 @@ from .data import Dataset
 from .dosing import DoseArrays, stack_dose_arrays
 from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
-from .population import Population, categorical_levels, level_name
+from .population import Population, categorical_levels, effect_factor, level_name
 from .simulate import Simulator
 from .solve import TimeVarying
 
@@ -310,14 +310,9 @@ def _likelihood_solver(
                         beta = betas[f"beta_{name}_{cov}_{level_name(level)}"]
                         ratio = ratio * jnp.exp(beta * ((x == level) * 1.0 - (x0 == level)))
                     continue
-                beta = betas[f"beta_{name}_{cov}"]
-                if form == "power":
-                    ratio = ratio * (x / x0) ** beta
-                elif form == "exponential":
-                    ratio = ratio * jnp.exp(beta * (x - x0))
-                else:
-                    ref = references[cov]
-                    ratio = ratio * (1.0 + beta * (x - ref)) / (1.0 + beta * (x0 - ref))
+                beta, ref = betas[f"beta_{name}_{cov}"], references[cov]
+                at = lambda v, form=form, beta=beta, ref=ref: effect_factor(form, v, beta, ref)
+                ratio = ratio * at(x) / at(x0)
             values[name] = b["p"][name] * ratio
         return {"p": b["p"], "d": b["d"], "t": b["t"], "tv": TimeVarying(b["t"], values)}
 
@@ -463,13 +458,7 @@ def make_model(
                     continue
                 site = f"beta_{name}_{cov}"
                 beta = betas[site] = numpyro.sample(site, prior_of(site, dist.Normal(0.0, 1.0)))
-                ref = references[cov]
-                if form == "power":
-                    value = value * (x / ref) ** beta
-                elif form == "exponential":
-                    value = value * jnp.exp(beta * (x - ref))
-                else:
-                    value = value * (1.0 + beta * (x - ref))
+                value = value * effect_factor(form, x, beta, references[cov])
             if correlated is not None and name in population.random_effects:
                 numpyro.deterministic(f"{PRED_PREFIX}{name}", value)
                 value = value * jnp.exp(correlated[:, iiv.index(name)])
@@ -1054,12 +1043,7 @@ def posterior_subjects(
                     f"{where}: the power effect of '{cov}' on {name} needs {cov} > 0, got "
                     f"{x[~(x > 0)][0]:g}"
                 )
-            if form == "power":
-                value = value * (x / ref) ** beta
-            elif form == "exponential":
-                value = value * np.exp(beta * (x - ref))
-            else:
-                value = value * (1.0 + beta * (x - ref))
+            value = value * effect_factor(form, x, beta, ref)
         if name in iiv:
             value = value * np.exp(draw(f"omega_{name}") * z[:, iiv.index(name)])
         params[name] = value

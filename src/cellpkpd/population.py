@@ -3,6 +3,7 @@ effects, residual error, fixed parameters), validated against a `ModelSpec`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,7 +12,13 @@ from typing import Any
 from .errors import SpecError
 from .model import ERROR_MODELS, ModelSpec
 
-__all__ = ["COVARIATE_FORMS", "Population", "categorical_levels", "level_name"]
+__all__ = [
+    "COVARIATE_FORMS",
+    "Population",
+    "categorical_levels",
+    "effect_factor",
+    "level_name",
+]
 
 COVARIATE_FORMS = ("power", "exponential", "linear", "categorical")
 
@@ -176,3 +183,16 @@ def categorical_levels(values: Any) -> tuple[float, list[float]]:
     levels, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
     ref = float(levels[int(np.argmax(counts))])
     return ref, [float(v) for v in levels if v != ref]
+
+
+def effect_factor(form: str, x: Any, beta: Any, ref: Any) -> Any:
+    """Multiplicative factor of a continuous covariate effect at covariate value(s) `x`:
+    ``"power"`` ``(x / ref) ** beta``, ``"exponential"`` ``exp(beta (x - ref))``, ``"linear"``
+    ``1 + beta (x - ref)``. Works on NumPy and JAX arrays alike (and keeps the type)."""
+    if form == "power":
+        return (x / ref) ** beta
+    if form == "exponential":
+        return math.e ** (beta * (x - ref))
+    if form == "linear":
+        return 1.0 + beta * (x - ref)
+    raise SpecError(f"covariate effect form {form!r}; expected power, exponential or linear")
