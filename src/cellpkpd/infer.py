@@ -242,7 +242,12 @@ def _residual_sd(model: str, pred: Any, sig: Mapping[str, Any]) -> Any:
 
 
 def _likelihood_solver(
-    spec: ModelSpec, sim: Simulator, fd: FitData, population: Population, times: Any
+    spec: ModelSpec,
+    sim: Simulator,
+    fd: FitData,
+    population: Population,
+    times: Any,
+    design: tuple[dict[str, float], dict[str, tuple[float, list[float]]]] | None = None,
 ) -> Any:
     """``solve(params, betas)``: params (n,) -> (outputs, status) for every subject at its
     record times.
@@ -257,7 +262,8 @@ def _likelihood_solver(
     subject, each subject's segment lengths are fixed by the data: their distinct values are
     counted once here, so every likelihood evaluation takes one matrix exponential per
     distinct length, with as many squarings as the typical values need plus 8 (rates 256x
-    the typical ones; a proposal beyond that gives NaN and is rejected)."""
+    the typical ones; a proposal beyond that gives NaN and is rejected). ``design``: the
+    fit's `covariate_design` if the caller has it."""
     estimated = population.estimated(spec)
     timing = set()
     for rule in spec.dosing.values():
@@ -294,7 +300,7 @@ def _likelihood_solver(
         return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
             {"p": params, **batched}, {}
         )
-    references, categorical = covariate_design(spec, fd, population)
+    references, categorical = design or covariate_design(spec, fd, population)
     covs = sorted({c for effects in varying.values() for c in effects})
     records = {c: jnp.asarray(fd.varying[c]) for c in covs}
     first = {c: jnp.asarray(fd.covariates[c]) for c in covs}
@@ -406,7 +412,7 @@ def make_model(
     def prior_of(name: str, default: Any) -> Any:
         return overrides.get(name, default)
 
-    solve = _likelihood_solver(spec, sim, fd, population, times)
+    solve = _likelihood_solver(spec, sim, fd, population, times, (references, categorical))
     # priors are parsed here, outside the traced model function
     defaults = {}
     for name in estimated:

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .compile import CompiledModel
 from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
-from .errors import DosingError, SimulationError, SpecError
+from .errors import DataError, DosingError, SimulationError, SpecError
 from .model import ModelSpec, load_model
 from .parallel import batched_map
 from .solve import (
@@ -707,7 +707,6 @@ def _simulate_data(
 ) -> xr.Dataset:
     """Every subject of a NONMEM-style data set with its own records (mrgsim(data=))."""
     from .data import Dataset as _Dataset
-    from .errors import DataError
 
     if not isinstance(data, _Dataset):
         raise SpecError(
