@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import decode_text
 from .dosing import MAX_DOSES
 
 __all__ = ["load_config", "register"]
@@ -139,8 +140,6 @@ class _Config:
 
     def __init__(self, path: str | Path, allowed: set[str], required: set[str]):
         self.path = Path(path)
-        from .data import decode_text
-
         try:
             text = decode_text(self.path.read_bytes())
         except FileNotFoundError:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .data import decode_text
 from .errors import SpecError
 from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
 
@@ -203,8 +204,6 @@ class ModelSpec:
     def from_toml(cls, path: str | Path, species: str | None = None) -> ModelSpec:
         """Read and validate a TOML model file (`species` fills its ``[physiology]``)."""
         path = Path(path)
-        from .data import decode_text
-
         try:
             text = decode_text(path.read_bytes())
         except FileNotFoundError:
@@ -616,9 +615,8 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             raise ctx.err(key, "a flow from a state to itself")
         rate = check_names(expr(raw, key), key, known)
         if not rate.names and not float(rate({})) >= 0:
-            shown = rate.source if rate.source == f"{float(rate({})):g}" else (
-                f"{rate.source} = {float(rate({})):g}"
-            )
+            value = f"{float(rate({})):g}"
+            shown = rate.source if rate.source == value else f"{rate.source} = {value}"
             raise ctx.err(
                 key,
                 f"rate {shown}; a flow is first order (flux = rate x amount in the source), so "
