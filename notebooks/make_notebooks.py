@@ -111,15 +111,14 @@ cp.plots.diagram(mouse)
     md("""
 ## Mouse vs human
 
-A mouse gets 1 million cells, a 70-kg patient 1 million cells per kg. `dose_cells` is the
-denominator of the fraction-of-dose observations. Times from 36 s to 7 days on a log axis.
+A mouse gets 1 million cells, a 70-kg patient 1 million cells per kg. The fraction-of-dose
+observations divide by the cells dosed into `venous` (the model's `dosed_venous`), so they
+follow the regimen. Times from 36 s to 7 days on a log axis.
 """),
     code("""
 times = np.concatenate([[0.0], np.geomspace(0.01, 168.0, 80)])  # h
-res_mouse = cp.simulate(mouse, cp.Regimen([cp.Dose(0.0, 1e6, cmt="venous")]), times,
-                        covariates={"dose_cells": 1e6})
-res_human = cp.simulate(human, cp.Regimen([cp.Dose(0.0, 7e7, cmt="venous")]), times,
-                        covariates={"dose_cells": 7e7})
+res_mouse = cp.simulate(mouse, cp.Regimen([cp.Dose(0.0, 1e6, cmt="venous")]), times)
+res_human = cp.simulate(human, cp.Regimen([cp.Dose(0.0, 7e7, cmt="venous")]), times)
 cp.plots.biodistribution(res_mouse, mouse, log_time=True, title="mouse, 1e6 cells IV")
 """),
     code("cp.plots.biodistribution(res_human, human, log_time=True, title='human, 1e6 cells/kg IV')"),

@@ -159,6 +159,10 @@ MODEL_FILES = {
         edit('name = "base"', "name = 3"),
         r"model\.name: expected a string, got int 3",
     ),
+    "unknown time unit": (
+        edit('time_unit = "h"', 'time_unit = "fortnight"'),
+        r"model\.time_unit: unknown time unit 'fortnight'; expected one of: s, sec, .*, h, ",
+    ),
     "unknown field in [model]": (
         edit('name = "base"', 'name = "base"\nauthor = "me"'),
         r"model: unknown field\(s\) \['author'\]",
@@ -381,6 +385,8 @@ DOSES = {
     "negative duration": ({"duration": -1.0}, r"^Dose: duration = -1\.0 must be >= 0"),
     "duration unknown word": ({"duration": "long"}, r"^Dose: duration = 'long' is not a number"),
     "rate zero": ({"rate": 0.0}, r"^Dose: rate = 0 would never deliver the dose"),
+    "NONMEM RATE -2": ({"rate": -2}, r'^Dose: rate = -2 is NONMEM.s coding .* duration="model"'),
+    "NONMEM RATE -1": ({"rate": -1.0}, r'^Dose: rate = -1\.0 is NONMEM.s coding .* rate="model"'),
     "rate and duration": (
         {"rate": 10.0, "duration": 2.0},
         r"^Dose: give either rate or duration, not both",
@@ -398,6 +404,15 @@ def test_bad_dose(case: str) -> None:
     changes, what = DOSES[case]
     kw = {"time": 0.0, "amount": 100.0, "cmt": "central", **changes}
     check(cp.DosingError, what, cp.Dose, **kw)
+
+
+def test_dose_takes_zero_dimensional_arrays() -> None:
+    import jax.numpy as jnp
+
+    dose = cp.Dose(np.array(1.0), jnp.asarray(100.0), "central", lag=np.float32(0.5))
+    assert (dose.time, dose.amount, dose.lag) == (1.0, 100.0, 0.5)
+    assert isinstance(dose.amount, float)
+    check(cp.DosingError, r"^Dose: amount = .* is not a number", cp.Dose, 0.0, np.ones(2), 1)
 
 
 def test_reset_negative_time() -> None:

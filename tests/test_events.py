@@ -962,6 +962,77 @@ def test_nonmem_records_match_closed_forms(specs, nonmem_data, solver: str, name
         assert_close(obs(i), obs(j), solver)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_records_at_equal_times_act_in_file_order(specs, solver: str) -> None:
+    """As NONMEM reads records: an observation listed before the dose at its TIME reports
+    the amount before the dose (a trough), one listed after it the amount after; the dose
+    record itself reports the amount after its dose; an ADDL copy acts before the
+    observation records at its time (mrgsolve's default); an EVID 3 reset listed after an
+    observation leaves that observation alone. The fit's likelihood uses the same order."""
+    k, V, D = 2.0 / 10.0, 10.0, 100.0
+    base = {"ID": 1, "AMT": 0.0, "CMT": 1, "II": 0.0, "ADDL": 0, "DV": 1.0}
+    rows = [
+        {**base, "TIME": 0.0, "EVID": 0},  # before the first dose: 0
+        {**base, "TIME": 0.0, "EVID": 1, "AMT": D, "DV": np.nan},
+        {**base, "TIME": 0.0, "EVID": 0},  # after it: D
+        {**base, "TIME": 12.0, "EVID": 0},  # trough before the second dose
+        {**base, "TIME": 12.0, "EVID": 1, "AMT": D, "II": 12.0, "ADDL": 1, "DV": np.nan},
+        {**base, "TIME": 12.0, "EVID": 0},  # peak
+        {**base, "TIME": 24.0, "EVID": 0},  # the ADDL copy at 24 h has acted
+        {**base, "TIME": 30.0, "EVID": 0},  # listed before the reset at 30 h
+        {**base, "TIME": 30.0, "EVID": 3, "CMT": np.nan, "DV": np.nan},
+        {**base, "TIME": 30.0, "EVID": 0},  # after it: 0
+    ]
+    data = cp.read_nonmem(pd.DataFrame(rows))
+    assert data.subjects()[0].events_before.tolist() == [0, 1, 1, 1, 2, 2, 3, 3, 4, 4]
+    a12 = D * np.exp(-12 * k)
+    a24 = (a12 + D) * np.exp(-12 * k) + D
+    expected = [0.0, D, D, a12, a12 + D, a12 + D, a24, a24 * np.exp(-6 * k), 0.0, 0.0]
+    res = simulate_quietly(specs["iv"], data=data, solver=solver)
+    assert int(res["status"][0]) == 0
+    assert_close(res["central"].values[0], expected, solver)
+    # the likelihood's predictions (what cp.fit compares with DV) follow the same order
+    from cellpkpd.infer import FitData, _solve_draws
+
+    fd = FitData.build(specs["iv"], data)
+    draws = {"CL": np.full((1, 1), 2.0), "V": np.full((1, 1), V)}
+    pred = _solve_draws(specs["iv"], fd, cp.Population(), draws, solver)[0][0]
+    assert_close(pred[fd.observed[0]], np.asarray(expected)[fd.observed[0]] / V, solver)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_steady_state_takes_the_parameters_of_its_record(specs, solver: str) -> None:
+    """NONMEM computes an SS dose's steady state with the parameters of the SS record: CL
+    given as a data column, 4 L/h until 100 h and 1 L/h from then on; an SS=1 bolus at
+    200 h reaches D / (1 - exp(-CL/V ii)) with CL = 1, not the first record's CL = 4 or the
+    model file's CL = 2."""
+    rows = [
+        {"ID": 1, "TIME": 0.0, "EVID": 0, "AMT": 0.0, "CMT": 1, "CL": 4.0},
+        {"ID": 1, "TIME": 100.0, "EVID": 0, "AMT": 0.0, "CMT": 1, "CL": 1.0},
+        {"ID": 1, "TIME": 200.0, "EVID": 1, "AMT": 100.0, "CMT": 1, "SS": 1, "II": 12.0,
+         "CL": 1.0},
+        {"ID": 1, "TIME": 206.0, "EVID": 0, "AMT": 0.0, "CMT": 1, "CL": 1.0},
+    ]  # fmt: skip
+    data = cp.read_nonmem(pd.DataFrame(rows))
+    peak = 100.0 / (1.0 - np.exp(-1.0 / 10.0 * 12.0))
+    res = simulate_quietly(specs["iv"], data=data, solver=solver)
+    assert int(res["status"][0]) == 0
+    assert_close(res["central"].values[0][2:], [peak, peak * np.exp(-0.6)], solver)
+
+
+def test_exact_path_keeps_nearly_equal_segment_lengths_apart() -> None:
+    """Segment lengths share a matrix exponential only within 1e-10 relative: 1 h and
+    1 + 1e-8 h at k = 50/h over a 5e4 h horizon stay apart (once merged by a tolerance
+    scaled to the horizon: 5e-7 relative error)."""
+    spec = cp.load_model("one_cmt_iv")
+    times = np.array([0.0, 1.0 + 1e-8, 100.0, 101.0, 5e4])
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central"), cp.Dose(100.0, 100.0, "central")])
+    res = cp.simulate(spec, reg, times, params={"CL": 500.0, "V": 10.0})
+    central = res["central"].values[0]
+    np.testing.assert_allclose(central[1], 100.0 * np.exp(-50.0 * (1.0 + 1e-8)), rtol=1e-11)
+    np.testing.assert_allclose(central[3], 100.0 * np.exp(-50.0), rtol=1e-11)
+
+
 # ------------------------------------------------------------------ subjects and data sets
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", ["bolus", "repeat_bolus"])

@@ -57,8 +57,18 @@ def test_fit_data_layout_and_errors() -> None:
             "DV": [None, 1.0, None],
         }
     )
-    with pytest.raises(cp.DataError, match="subject ID 2 has no observations"):
-        FitData.build(spec, cp.read_nonmem(df))
+    # a subject with doses only (a dropout) is kept and adds nothing to the likelihood
+    fd = FitData.build(spec, cp.read_nonmem(df))
+    assert fd.observed.tolist() == [[False, True], [False, False]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pop = cp.Population(random_effects={"CL": 0.3})
+        idata = cp.fit(spec, cp.read_nonmem(df), pop, method="map", steps=5, progress=False)
+    ll = idata.log_likelihood["obs"].values
+    assert np.all(ll[..., 1, :] == 0.0) and np.isfinite(ll[..., 0, 1]).all()
+    no_obs = df.assign(DV=None)
+    with pytest.raises(cp.DataError, match="no observations to fit"):
+        FitData.build(spec, cp.read_nonmem(no_obs))
     with pytest.raises(cp.DataError, match="no column AGE"):
         cp.fit(
             spec,
@@ -71,10 +81,19 @@ def test_fit_data_layout_and_errors() -> None:
 
 @pytest.mark.slow
 def test_map_fit_of_theophylline_is_near_the_published_estimates() -> None:
-    idata = cp.fit(
-        "one_cmt_oral", cp.datasets.theophylline(), POP, method="map", steps=2500, progress=False
-    )
+    """MAP takes the non-centred model (the centred joint mode puts every omega at 0 and
+    every subject at the typical values) and warns that its omegas are not estimates."""
+    with pytest.warns(UserWarning, match="omega_\\* are not estimates"):
+        idata = cp.fit(
+            "one_cmt_oral", cp.datasets.theophylline(), POP, method="map", steps=2500,
+            progress=False,
+        )  # fmt: skip
     post = idata.posterior
+    assert "data" not in post  # the likelihood factor is not a variable
+    # individual values follow each subject's data: IPRED is not PRED
+    assert float(post["CL_i"].std()) > 0.1 * float(post["CL"].mean())
+    pp = idata.posterior_predictive
+    assert float(np.nanmax(np.abs(pp["ipred"] - pp["pred"]))) > 0.5
     est = {k: float(post[k].values.ravel()[0]) for k in ("ka", "CL", "V")}
     # Pinheiro & Bates (2000) nlme fit: ka = exp(0.45) = 1.57 /h, CL = exp(-3.21) L/h/kg x
     # 69.6 kg (mean weight) = 2.8 L/h, V = CL/ke = 0.455 L/kg x 69.6 = 31.7 L; the
@@ -340,3 +359,16 @@ def test_covariate_effect_follows_a_covariate_that_changes_within_subjects(tmp_p
     vpc = cp.infer.simulate_study(idata, spec, data, pop, n=2, seed=0)
     ipred = vpc["ipred"].values[0]
     np.testing.assert_allclose(ipred[ok], truth[ok], rtol=0.05)
+
+
+def test_fit_warns_when_a_proportional_error_meets_a_prediction_of_zero() -> None:
+    """A sample listed before the first dose (prediction 0) under a proportional error has
+    a residual SD of 0: the fit says which data row, instead of a silent -2e22."""
+    df = pd.DataFrame(
+        {"ID": [1, 1, 1, 1, 2, 2, 2], "TIME": [0.0, 0.0, 1.0, 6.0, 0.0, 1.0, 6.0],
+         "AMT": [0, 100, 0, 0, 100, 0, 0], "EVID": [0, 1, 0, 0, 1, 0, 0], "CMT": 1,
+         "DV": [0.2, np.nan, 8.3, 3.1, np.nan, 7.9, 2.9]}
+    )  # fmt: skip
+    pop = cp.Population(error={"conc": "proportional"})
+    with pytest.warns(UserWarning, match=r"data rows 1\) are predicted as 0"):
+        cp.fit("one_cmt_iv", cp.read_nonmem(df), pop, method="map", steps=20, progress=False)

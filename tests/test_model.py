@@ -427,3 +427,60 @@ def test_describe_lists_states_flows_and_parameters_with_units() -> None:
     table = cp.parameter_table("two_cmt_iv")
     assert list(table["name"]) == list(spec.parameters)
     assert table.loc[table["name"] == "CL", "unit"].item() == "L/h"
+
+
+_DOSED = """
+[model]
+name = "dosed"
+time_unit = "h"
+amount_unit = "mg"
+[parameters]
+CL = { value = 2.0, unit = "L/h", bounds = [0.0, inf], prior = "lognormal(log(2), 1)", description = "clearance" }
+V = { value = 10.0, unit = "L", bounds = [0.0, inf], prior = "lognormal(log(10), 1)", description = "volume" }
+[states]
+central = { initial = 0.0, unit = "mg" }
+[flows]
+"central ->" = "CL / V"
+[observations]
+frac = { expr = "central / max(dosed_central, 1)", unit = "1", error = "additive" }
+"""  # noqa: E501
+
+
+def test_dosed_state_is_the_total_dosed_by_regimen_or_data(tmp_path: Path) -> None:
+    """``dosed_<state>``: the subject's total AMT into the state, whatever the regimen or
+    data set (ADDL copies included, before bioavailability); without doses the fraction is
+    0, not 0/0."""
+    import pandas as pd
+
+    path = tmp_path / "dosed.toml"
+    path.write_text(_DOSED)
+    spec = cp.load_model(path)
+    assert spec.dosed_names == ("dosed_central",)
+    k, times = 0.2, np.array([1.0, 30.0])
+    regs = [
+        cp.Regimen([cp.Dose(0.0, 100.0, "central")]),
+        cp.Regimen([cp.Dose(0.0, 300.0, "central", bioavailability=0.5)]),
+        cp.Regimen([]),
+    ]
+    res = cp.simulate(spec, regs, times)
+    np.testing.assert_allclose(res["frac"].values[0], np.exp(-k * times), rtol=1e-12)
+    np.testing.assert_allclose(res["frac"].values[1], 0.5 * np.exp(-k * times), rtol=1e-12)
+    np.testing.assert_array_equal(res["frac"].values[2], 0.0)
+    # a data set: 100 mg with ADDL = 2 every 12 h (300 mg in all) and a second subject
+    df = pd.DataFrame(
+        {"ID": [1, 1, 2, 2], "TIME": [0.0, 30.0, 0.0, 30.0], "AMT": [100.0, 0, 50.0, 0],
+         "EVID": [1, 0, 1, 0], "CMT": 1, "II": [12.0, 0, 0, 0], "ADDL": [2, 0, 0, 0]}
+    )  # fmt: skip
+    sim = cp.simulate(spec, data=cp.read_nonmem(df))
+    a30 = 100.0 * sum(np.exp(-k * (30.0 - t)) for t in (0.0, 12.0, 24.0))
+    np.testing.assert_allclose(sim["frac"].values[:, 1], [a30 / 300.0, np.exp(-6.0)], rtol=1e-12)
+
+
+def test_dosed_prefix_is_reserved(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(_DOSED.replace("[states]", "[covariates]\ndosed_x = 1.0\n[states]"))
+    with pytest.raises(cp.SpecError, match=r"covariates.dosed_x.*'dosed_x' is reserved"):
+        cp.load_model(path)
+    path.write_text(_DOSED.replace("dosed_central", "dosed_periph"))
+    with pytest.raises(cp.SpecError, match=r"unknown name 'dosed_periph'.*dosed_<state>"):
+        cp.load_model(path)

@@ -236,6 +236,19 @@ def test_lung_first_pass_and_fall_over_the_first_day(specs, species: str) -> Non
     assert lung[I24H] < lung[I1H] < lung[I5MIN]
 
 
+def test_fractions_of_dose_divide_by_the_cells_dosed(specs) -> None:
+    """frac_* divide by the cells dosed into venous and arterial (dosed_venous +
+    dosed_arterial), whatever N is: the same fraction for 1e6 and 3e7 cells (a linear
+    model), each the organ's cells / N; the non-viable part dosed into dead_blood does not
+    count twice."""
+    spec = specs["mouse"]
+    small, large = sim(spec), sim(spec, cp.Regimen([cp.Dose(0.0, 3e7, "venous", duration=1 / 60)]))
+    np.testing.assert_allclose(large["frac_lung"].values, small["frac_lung"].values, rtol=1e-9)
+    np.testing.assert_allclose(small["frac_lung"].values, small["lung"].values / N, rtol=1e-12)
+    both = cp.Regimen([cp.Dose(0.0, N, c, duration=1 / 60) for c in ("venous", "dead_blood")])
+    np.testing.assert_allclose(sim(spec, both)["frac_liver"].values, small["frac_liver"].values)
+
+
 def test_mouse_lung_numbers_match_the_cited_studies(specs) -> None:
     res = sim(specs["mouse"], viability=1.0)
     lung = res["frac_lung"].values[0]

@@ -55,6 +55,9 @@ def test_timecourse_lines_carry_each_subject_and_units(two_cmt):
     np.testing.assert_array_equal(axes[0].get_lines()[1].get_ydata(), sub["conc"].values[1])
     assert axes[0].get_title(loc="left") == spec.observations["conc"].description
     assert axes[0].get_legend().get_texts()[0].get_text() == "subject 0"
+    # one name as a plain string is one panel (not one per character)
+    one = _visible(cp.plots.timecourse(sub, "conc", spec=spec))
+    assert [ax.get_ylabel() for ax in one] == ["conc [mg/L]"]
 
 
 def test_timecourse_bands_median_and_percentiles_log(two_cmt):

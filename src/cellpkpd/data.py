@@ -396,6 +396,11 @@ class SubjectData:
         Observation below the LLOQ (CENS = 1, or DV < LLOQ).
     covariates : dict of str to ndarray, shape (n,)
         Covariate value at each record (missing values carried forward, then backward).
+    events_before : ndarray of int, shape (n,)
+        How many events of `regimen` (in its order) act before each record: at a record's
+        own time, those of earlier rows (ADDL copies included) and its own dose, so that
+        records at equal times act in file order, as NONMEM reads them (an observation
+        listed before a dose at the same TIME reports the amount before that dose).
     """
 
     id: int | float
@@ -409,6 +414,7 @@ class SubjectData:
     lloq: np.ndarray
     cens: np.ndarray
     covariates: dict[str, np.ndarray]
+    events_before: np.ndarray
 
     @property
     def observed(self) -> np.ndarray:
@@ -517,10 +523,12 @@ class Dataset:
         time, amt, rate = cols["TIME"][sl], cols["AMT"][sl], cols["RATE"][sl]
         ii, addl, ss = cols["II"][sl], cols["ADDL"][sl], cols["SS"][sl]
         events: list[Dose | Reset] = []
+        origin: list[int] = []  # the record each event comes from
         for i in np.flatnonzero(np.isin(evid, (1, 3, 4))):
             t = float(time[i])
             if evid[i] == 3:
                 events.append(Reset(t))
+                origin.append(int(i))
                 continue
             kw: dict[str, Any] = {"ss": int(ss[i]), "ii": float(ii[i]), "reset": bool(evid[i] == 4)}
             if rate[i] > 0:
@@ -543,11 +551,27 @@ class Dataset:
                 dataclasses.replace(d, time=t + k * d.ii, ss=0, reset=False)
                 for k in range(1, int(addl[i]) + 1)
             )
+            origin.extend([int(i)] * (1 + int(addl[i])))
+        regimen = Regimen(events)
+        # the regimen's order (stable by time); at equal times, events of earlier rows first
+        perm = np.argsort([e.time for e in events], kind="stable")
+        ev_time = np.asarray([events[k].time for k in perm], dtype=float)
+        ev_origin = np.asarray([origin[k] for k in perm], dtype=np.int64)
+        # (time, origin) is sorted: count the events at or before (TIME, row) of each record
+        lo = np.searchsorted(ev_time, time, side="left")
+        hi = np.searchsorted(ev_time, time, side="right")
+        events_before = np.array(
+            [
+                a + np.searchsorted(ev_origin[a:b], i, side="right")
+                for i, (a, b) in enumerate(zip(lo, hi, strict=True))
+            ],
+            dtype=np.int64,
+        )
         dv, lloq = cols["DV"][sl].astype(float), cols["LLOQ"][sl].astype(float)
         cens = (evid == 0) & ((cols["CENS"][sl] == 1) | (dv < lloq))
         return SubjectData(
             id=cols["ID"][sl][0].item(),
-            regimen=Regimen(events),
+            regimen=regimen,
             times=time.astype(float),
             rows=rows,
             evid=evid,
@@ -557,4 +581,5 @@ class Dataset:
             lloq=lloq,
             cens=cens,
             covariates={names[c]: cols[c][sl].astype(float) for c in self.covariate_names},
+            events_before=events_before,
         )

@@ -37,6 +37,8 @@ BOLUS, GIVEN_DURATION, GIVEN_RATE, MODEL_RATE, MODEL_DURATION = 0, 1, 2, 3, 4
 
 
 def _num(value: Any, name: str, *, lo: float | None = 0.0, where: str = "Dose") -> float:
+    if getattr(value, "shape", None) == () and not isinstance(value, str):
+        value = value.item()  # a 0-d numpy or JAX array
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise DosingError(f"{where}: {name} = {value!r} is not a number")
     v = float(value)
@@ -104,6 +106,12 @@ class Dose:
         if self.duration != "model":
             set_(self, "duration", _num(self.duration, "duration"))
         if self.rate is not None and self.rate != "model":
+            if self.rate in (-1, -2):
+                key = "rate" if self.rate == -1 else "duration"
+                raise DosingError(
+                    f"Dose: rate = {self.rate!r} is NONMEM's coding for a modelled {key}; "
+                    f'here write {key}="model" (the model file\'s [dosing] {key})'
+                )
             set_(self, "rate", _num(self.rate, "rate"))
             if self.rate == 0:
                 raise DosingError("Dose: rate = 0 would never deliver the dose; use rate=None")

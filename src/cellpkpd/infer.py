@@ -102,6 +102,9 @@ class FitData:
         Every data covariate that changes within some subject, per record (LOCF, padded
         with the last value): covariate effects of a `cp.Population` on such a covariate
         change the parameter record by record.
+    events_before : int array (n, R) or None
+        How many of the subject's dose-array events act before each record
+        (`SubjectData.events_before`): records at equal times act in file order.
     """
 
     ids: list[Any]
@@ -117,6 +120,7 @@ class FitData:
     rows: np.ndarray
     tv: TimeVarying | None = None
     varying: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    events_before: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -169,9 +173,7 @@ class FitData:
 
         per = []
         for s in subjects:
-            obs = (s.evid == 0) & (s.mdv == 0)
-            if not np.any(obs):
-                raise DataError(f"{data.source}: subject ID {s.id} has no observations")
+            obs = (s.evid == 0) & (s.mdv == 0)  # a subject with none adds nothing, as NONMEM
             names = [which(s, i) if obs[i] else obs_names[0] for i in range(s.times.size)]
             for i, nm in enumerate(names):
                 if nm not in spec.observations:
@@ -187,6 +189,10 @@ class FitData:
                         "CENS = 1, or DV below an LLOQ column)"
                     )
             per.append((s, obs, names))
+        if not used:
+            raise DataError(
+                f"{data.source}: no observations to fit (records with EVID 0 and MDV 0, DV given)"
+            )
         R = max(s.times.size for s in subjects)
 
         def pad(a: np.ndarray, fill: Any) -> np.ndarray:
@@ -201,6 +207,7 @@ class FitData:
             [pad(np.array([used.index(x) if x in used else 0 for x in nm]), 0) for _, _, nm in per]
         )
         rows = np.stack([pad(s.rows, -1) for s, _, _ in per])
+        events_before = np.stack([pad(s.events_before, s.events_before[-1]) for s in subjects])
         covariates = {
             c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in data.covariate_names
         }
@@ -228,6 +235,7 @@ class FitData:
             rows,
             tv,
             varying,
+            events_before,
         )
 
 
@@ -276,6 +284,8 @@ def _likelihood_solver(
         if name in estimated and any(c in fd.varying for c in effects)
     }
     batched: dict[str, Any] = {"d": fd.doses, "t": times}
+    if fd.events_before is not None:
+        batched["o"] = jnp.asarray(fd.events_before, jnp.int32)
     if fd.tv is not None:
         batched["tv"] = fd.tv
     static = (
@@ -320,7 +330,8 @@ def _likelihood_solver(
                 at = lambda v, form=form, beta=beta, ref=ref: effect_factor(form, v, beta, ref)
                 ratio = ratio * at(x) / at(x0)
             values[name] = b["p"][name] * ratio
-        return {"p": b["p"], "d": b["d"], "t": b["t"], "tv": TimeVarying(b["t"], values)}
+        out = {k: b[k] for k in ("p", "d", "t", "o") if k in b}
+        return {**out, "tv": TimeVarying(b["t"], values)}
 
     def solve(params: dict[str, Any], betas: Mapping[str, Any] | None = None) -> Any:
         if betas is None:
@@ -569,6 +580,9 @@ def fit(
         Random effects, covariate effects, error models, fixed parameters (default: no
         random effects, the model file's error models).
     method : {"nuts", "svi", "map"}
+        NUTS samples the posterior. SVI fits a normal approximation (AutoNormal). MAP
+        finds the joint mode of typical values, individual values and residual SDs, fast;
+        a joint mode does not estimate omegas (a warning says so), use NUTS for them.
     chains, warmup, draws : int
         NUTS settings (chains run in parallel when there are as many devices, else
         vectorised). For SVI, `draws` samples are drawn from the fitted guide.
@@ -591,7 +605,8 @@ def fit(
         or centred ``log p_i ~ Normal(log theta, omega)`` (``eta_<p>`` is then recorded as
         a deterministic). Non-centred suits sparse data (few records per subject, e.g.
         terminal sacrifice), centred suits rich data. "auto": centred when the median
-        subject has at least `CENTERED_MIN_RECORDS` observed records.
+        subject has at least `CENTERED_MIN_RECORDS` observed records, except for MAP,
+        which is always non-centred (the centred joint mode has every omega at 0).
     dense_mass : bool
         NUTS with a dense mass matrix (default: diagonal, which measured faster per
         effective sample on the theophylline and recovery problems once individual values
@@ -638,10 +653,23 @@ def fit(
     fd = FitData.build(spec, data, observations, error_models=errors)
     if parameterization == "auto":
         per_subject = np.median(fd.observed.sum(axis=1))
-        centered = bool(per_subject >= CENTERED_MIN_RECORDS)
+        # the joint mode of the centred model lies at omega -> 0 (every subject at the
+        # typical value): MAP takes the non-centred one
+        centered = bool(per_subject >= CENTERED_MIN_RECORDS) and method != "map"
     else:
         centered = parameterization == "centered"
     centered = centered and not population.correlation  # the LKJ model is non-centred
+    if method == "map" and population.random_effects:
+        import warnings
+
+        warnings.warn(
+            "fit(method='map'): the joint posterior mode gives typical values and each "
+            "subject's values, but its omega_* are not estimates of between-subject "
+            "variability (non-centred: they grow with their prior scale; centred: they "
+            "collapse to 0); use method='nuts' (or 'svi') to estimate them",
+            UserWarning,
+            stacklevel=2,
+        )
     model, _ = make_model(spec, fd, population, priors, censoring, solver, centered=centered)
     key = jax.random.PRNGKey(seed)
     if method == "nuts":
@@ -663,6 +691,7 @@ def fit(
             jax.random.PRNGKey(seed + 1)
         )
         full = Predictive(model, posterior_samples=post)(jax.random.PRNGKey(seed + 2))
+        full.pop("data", None)  # the likelihood factor site, not a variable
         samples = {k: v[None] for k, v in {**post, **full}.items()}
         stats = {"loss": np.asarray(res.losses)[None, -1:]}
     samples = dict(samples)
@@ -698,6 +727,27 @@ def _betas(samples: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The covariate coefficients (``beta_*`` sites) of posterior samples, flattened over
     chains and draws."""
     return {k: np.asarray(v).reshape(-1) for k, v in samples.items() if k.startswith("beta_")}
+
+
+def _warn_zero_sd(fd: FitData, loglik: np.ndarray) -> None:
+    """Warn about observed records whose residual SD is at its 1e-12 floor (a proportional
+    error on a prediction of 0, e.g. a sample before the first dose): their log-likelihood
+    (about -DV^2 / 2e-24) is meaningless, though constant in the parameters."""
+    floor = fd.observed & ~fd.censored & np.any(loglik < -1e12, axis=(0, 1))
+    if not floor.any():
+        return
+    import warnings
+
+    rows = fd.rows[floor]
+    shown = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
+    warnings.warn(
+        f"fit: {rows.size} observed record(s) (data rows {shown}) are predicted as 0 under a "
+        "proportional error model, so their residual SD is 0 and their log-likelihood "
+        "(about -1e22) makes log_likelihood, LOO and WAIC meaningless; set MDV = 1 on such "
+        "records (e.g. samples before the first dose) or use a combined error model",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _solve_draws(
@@ -806,6 +856,7 @@ def _to_inference_data(
 ) -> az.InferenceData:
     samples = {k: np.asarray(v) for k, v in samples.items()}
     loglik = samples.pop("log_likelihood")
+    _warn_zero_sd(fd, loglik)
     ipred = samples.pop("ipred")
     pred = samples.pop("pred")
     subj_dims = {k: ["subject"] for k in samples if k.endswith("_i") or k.startswith("eta_")}

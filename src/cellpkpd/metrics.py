@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import SpecError
+from .model import DAYS_PER_TIME_UNIT as _DAYS_PER
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,25 +65,6 @@ __all__ = [
     "value_at",
 ]
 
-_DAYS_PER = {
-    "s": 1 / 86400,
-    "sec": 1 / 86400,
-    "second": 1 / 86400,
-    "seconds": 1 / 86400,
-    "min": 1 / 1440,
-    "minute": 1 / 1440,
-    "minutes": 1 / 1440,
-    "h": 1 / 24,
-    "hr": 1 / 24,
-    "hour": 1 / 24,
-    "hours": 1 / 24,
-    "d": 1.0,
-    "day": 1.0,
-    "days": 1.0,
-    "week": 7.0,
-    "weeks": 7.0,
-    "wk": 7.0,
-}
 
 
 def integral_name(output: str) -> str:

@@ -83,6 +83,31 @@ _PRIOR_POSITIVE: dict[str, tuple[tuple[int, ...], tuple[int, int] | None]] = {
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"t"} | set(FUNCTIONS) | set(CONSTANTS)
+#: Time units a model file may declare (lower case), in days: metrics convert with them.
+DAYS_PER_TIME_UNIT = {
+    "s": 1 / 86400,
+    "sec": 1 / 86400,
+    "second": 1 / 86400,
+    "seconds": 1 / 86400,
+    "min": 1 / 1440,
+    "minute": 1 / 1440,
+    "minutes": 1 / 1440,
+    "h": 1 / 24,
+    "hr": 1 / 24,
+    "hour": 1 / 24,
+    "hours": 1 / 24,
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "wk": 7.0,
+}
+
+#: ``dosed_<state>`` in a flow, ode, derived quantity or observation: the subject's total
+#: amount dosed into that state (AMT of its dose events, ADDL copies included, before
+#: bioavailability; an SS dose counts once), e.g. the denominator of a fraction of the dose.
+DOSED_PREFIX = "dosed_"
 
 
 @dataclass(frozen=True)
@@ -234,6 +259,19 @@ class ModelSpec:
         return tuple(self.states)
 
     @property
+    def dosed_names(self) -> tuple[str, ...]:
+        """The ``dosed_<state>`` names the model's expressions use: each subject's total
+        amount dosed into that state (see `DOSED_PREFIX`)."""
+        exprs = [
+            *self.derived.values(),
+            *(f.rate for f in self.flows),
+            *self.odes.values(),
+            *(o.expr for o in self.observations.values()),
+        ]
+        used = set().union(*(e.names for e in exprs)) if exprs else set()
+        return tuple(f"{DOSED_PREFIX}{s}" for s in self.states if f"{DOSED_PREFIX}{s}" in used)
+
+    @property
     def is_linear(self) -> bool:
         states = set(self.states)
         for f in self.flows:
@@ -338,6 +376,10 @@ def _name(name: str, key: str, ctx: _Ctx) -> str:
         raise ctx.err(key, f"'{name}' is not a valid name (letters, digits and _, not first digit)")
     if name in _RESERVED:
         raise ctx.err(key, f"'{name}' is reserved (time 't', a function or a constant)")
+    if name.startswith(DOSED_PREFIX):
+        raise ctx.err(
+            key, f"'{name}' is reserved ('{DOSED_PREFIX}<state>' is the total dosed into a state)"
+        )
     return name
 
 
@@ -579,6 +621,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         breakpoints[bname] = expr(raw, key)
 
     known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
+    known |= {f"{DOSED_PREFIX}{s}" for s in states}
 
     def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
         missing = sorted(e.names - allowed)
@@ -587,7 +630,12 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             raise ctx.err(
                 key,
                 f"{what} {', '.join(repr(x) for x in missing)} in {e.source!r}; known: "
-                + ", ".join(sorted(allowed)),
+                + ", ".join(sorted(x for x in allowed if not x.startswith(DOSED_PREFIX)))
+                + (
+                    f", {DOSED_PREFIX}<state>"
+                    if any(x.startswith(DOSED_PREFIX) for x in allowed)
+                    else ""
+                ),
             )
         return e
 
@@ -677,10 +725,16 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             rule.get("duration"),
         )
 
+    time_unit = _str(m.get("time_unit"), "model.time_unit", ctx, "h")
+    if time_unit.strip().lower() not in DAYS_PER_TIME_UNIT:
+        raise ctx.err(
+            "model.time_unit",
+            f"unknown time unit {time_unit!r}; expected one of: " + ", ".join(DAYS_PER_TIME_UNIT),
+        )
     return ModelSpec(
         name=name,
         description=_str(m.get("description"), "model.description", ctx),
-        time_unit=_str(m.get("time_unit"), "model.time_unit", ctx, "h"),
+        time_unit=time_unit,
         amount_unit=_str(m.get("amount_unit"), "model.amount_unit", ctx, "1"),
         references=tuple(refs),
         parameters=_ro(params),

@@ -44,10 +44,11 @@ class Population:
         frequent one (the smallest on ties), and every other level L gets its own factor
         ``exp(beta_<parameter>_<covariate>_<L>)``, ``beta ~ Normal(0, 1)`` (see
         `level_name` for how L is spelled). In fits and `simulate_study`, a covariate that
-        changes within a subject changes the parameter record by record (carried forward,
-        as NONMEM does); the posterior's ``<p>_i`` are the values at each subject's first
-        record. Model covariates that the model's own expressions use change record by
-        record too (see `cellpkpd.infer.FitData`).
+        changes within a subject changes the parameter record by record (carried forward
+        from each record, LOCF: docs/data.md says how NONMEM differs); the posterior's
+        ``<p>_i`` are the values at each subject's first record. Model covariates that the
+        model's own expressions use change record by record too (see
+        `cellpkpd.infer.FitData`).
     error : dict str -> str
         Observation -> residual error model (``additive``, ``proportional``, ``combined``,
         ``lognormal``); default: the model file's.

@@ -14,9 +14,9 @@ import numpy as np
 import xarray as xr
 
 from .compile import CompiledModel
-from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
+from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays
 from .errors import DataError, DosingError, SimulationError, SpecError
-from .model import ModelSpec, load_model
+from .model import DOSED_PREFIX, ModelSpec, load_model
 from .parallel import batched_map
 from .solve import (
     STATUS,
@@ -162,6 +162,8 @@ class Simulator:
             ss_max_intervals=int(ss_max_intervals),
         )
         self._defaults = self.spec.defaults()
+        states = list(self.spec.states)
+        self._dosed = [(d, states.index(d[len(DOSED_PREFIX) :])) for d in self.spec.dosed_names]
         self._batched: dict[Any, Any] = {}
 
     # ---------------------------------------------------------------- pure core
@@ -197,8 +199,15 @@ class Simulator:
         times: Any = None,
         tv: TimeVarying | None = None,
         plan_size: int | None = None,
+        events_before: Any = None,
     ) -> tuple[dict[str, Any], Any]:
         """Outputs and status for one subject (pure; vmap over subjects).
+
+        ``events_before`` (int array (n_times,), optional) places each output among the
+        events at its own time: after the first ``events_before[k]`` entries of the dose
+        arrays and before the rest, as NONMEM reads records in file order (a trough sample
+        listed before the dose at its time sees the amount before that dose). Default: after
+        every event at its time.
 
         Returns
         -------
@@ -207,7 +216,7 @@ class Simulator:
         """
         p, doses, times, static = self._prepare(params, doses, times)
         states, status = solve_subject(
-            self.model, self.options, p, doses, times, tv, static, plan_size
+            self.model, self.options, p, doses, times, tv, static, plan_size, events_before
         )
         return self._observe(p, tv, times, states), status
 
@@ -233,7 +242,13 @@ class Simulator:
             times = jnp.asarray(self.times)
         else:
             times = jnp.asarray(times, dtype=float)
-        return self._params(params), doses, times, static
+        p = self._params(params)
+        if self._dosed:
+            # dosed_<state>: the subject's total amount dosed into each state
+            given = (doses.kind == DOSE) | (doses.kind == RESET_DOSE)
+            for name, j in self._dosed:
+                p[name] = jnp.sum(jnp.where(given & (doses.cmt == j), doses.amount, 0.0), -1)
+        return p, doses, times, static
 
     def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
         from .solve import _params_at, with_breakpoints
@@ -267,6 +282,7 @@ class Simulator:
         tv: TimeVarying | None = None,
         chunk_size: int | None = None,
         reduce: Any = None,
+        events_before: Any = None,
     ) -> tuple[dict[str, Any], Any]:
         """`solve` for many subjects, chunked and spread over the JAX devices.
 
@@ -290,6 +306,9 @@ class Simulator:
             inside the compiled, sharded map so full trajectories are never gathered (this
             is how `cellpkpd.sweeps` computes metrics on the device). Its values are
             meaningless where the status is not 0.
+        events_before : int array, optional
+            Each output's place among the events at its time, shaped like `times` (see
+            `solve`).
 
         Returns
         -------
@@ -312,6 +331,9 @@ class Simulator:
             (batched if times.ndim == 2 else shared)["t"] = times
         if tv is not None:
             batched["tv"] = tv
+        if events_before is not None:
+            events_before = jnp.asarray(events_before, jnp.int32)
+            (batched if events_before.ndim == 2 else shared)["o"] = events_before
         concrete = not any(
             isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))
         )
@@ -341,18 +363,19 @@ class Simulator:
         return out, status
 
     def _inputs(self, b: dict[str, Any], s: dict[str, Any]) -> tuple[Any, ...]:
-        return b["p"], b.get("d", s.get("d")), b.get("t", s.get("t")), b.get("tv")
+        get = lambda k: b.get(k, s.get(k))
+        return b["p"], get("d"), get("t"), b.get("tv"), get("o")
 
     def _count(self, b: dict[str, Any], s: dict[str, Any]) -> Any:
-        p, d, t, _ = self._inputs(b, s)
+        p, d, t, _, o = self._inputs(b, s)
         p, d, t, _ = self._prepare(p, d, t)
-        return count_distinct_lengths(self.model, self.options, p, d, t)
+        return count_distinct_lengths(self.model, self.options, p, d, t, o)
 
     def _one(self, plan_size: int | None, opts: EngineOptions, reduce: Any = None) -> Any:
         def one(b: dict[str, Any], s: dict[str, Any]) -> Any:
-            p, d, t, tv = self._inputs(b, s)
+            p, d, t, tv, o = self._inputs(b, s)
             p, d, t, static = self._prepare(p, d, t)
-            states, status = solve_subject(self.model, opts, p, d, t, tv, static, plan_size)
+            states, status = solve_subject(self.model, opts, p, d, t, tv, static, plan_size, o)
             out = self._observe(p, tv, t, states)
             if reduce is not None:
                 out = reduce(t, out)
@@ -397,13 +420,16 @@ def _window_from_doses(doses: DoseArrays, times: Any, t0: float) -> int | None:
     bounds = np.sort(np.where(pad, np.inf, dt), axis=1)
     bounds = np.concatenate([np.full((bounds.shape[0], 1), t0), bounds], axis=1)
     t2 = t.reshape(-1, n_out)
-    # number of output times before each bound, per subject
-    before = (
-        (t2[:, None, :] < bounds[..., None]).sum(-1)
-        if t2.shape[0] > 1
-        else np.searchsorted(t2[0], bounds, side="left")
-    )
-    counts = np.diff(np.concatenate([before, np.full((before.shape[0], 1), n_out)], axis=1))
+    # output times from each bound up to and including the next (an output at a dose time
+    # may be saved before or after the dose: see Simulator.solve's events_before)
+    if t2.shape[0] > 1:
+        before = (t2[:, None, :] < bounds[..., None]).sum(-1)
+        upto = (t2[:, None, :] <= bounds[..., None]).sum(-1)
+    else:
+        before = np.searchsorted(t2[0], bounds, side="left")
+        upto = np.searchsorted(t2[0], bounds, side="right")
+    ends = np.concatenate([upto[:, 1:], np.full((upto.shape[0], 1), n_out)], axis=1)
+    counts = ends - before
     w = int(counts.max()) + 2
     return None if w >= n_out else w
 
@@ -768,7 +794,8 @@ def _simulate_data(
         atol=atol,
         max_steps=max_steps,
     )
-    out, status = sim.batch(p, doses, jnp.asarray(times), tv)
+    order = np.stack([pad(s.events_before) for s in subjects])
+    out, status = sim.batch(p, doses, jnp.asarray(times), tv, events_before=order)
     ids = [s.id for s in subjects]
     status = np.asarray(status)
     if np.any(status != 0):

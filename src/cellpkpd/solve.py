@@ -195,6 +195,7 @@ class _Events(eqx.Module):
     inf_cmt: Any
     reset_times: Any  # (R,) times at which running infusions stop (-inf if unused)
     # per dose record, for steady state
+    record_time: Any  # (E,) time of the record (its parameters make the steady state)
     amt: Any
     rate: Any
     duration: Any
@@ -334,6 +335,7 @@ def _expand(
         inf_rate=jnp.concatenate(inf_rate),
         inf_cmt=jnp.concatenate(inf_cmt),
         reset_times=jnp.concatenate(reset_times),
+        record_time=d.time,
         amt=jnp.where(is_dose, amt, 0.0),
         rate=rate,
         duration=duration,
@@ -380,16 +382,18 @@ def _exact_trough(
 ) -> tuple[Any, Any]:
     """Steady-state amounts at each dose record's time (E, n) and a status per record,
     linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
-    forward by ii - lag to the record time (the dose itself enters lag later)."""
+    forward by ii - lag to the record time (the dose itself enters lag later). ``A`` (E, n, n)
+    and ``b`` (E, n) are the system at each record's time, as NONMEM takes the steady state
+    with the parameters of the SS record."""
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n, dtype=A.dtype)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, code = _ss_phase(ev)
     # SS=2 adds only the dose's own steady state: no constant input b
-    bv = jnp.where((ev.dose_ss == 1)[:, None], b[None, :], 0.0)
+    bv = jnp.where((ev.dose_ss == 1)[:, None], b, 0.0)
 
-    def one(ii_, d1_, m_, R_, bol, e_, bv, th):
+    def one(A, ii_, d1_, m_, R_, bol, e_, bv, th):
         Phi_ii, _ = _expm_pair(A, ii_, squarings)
         _, Gam_d1 = _expm_pair(A, d1_, squarings)
         Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings)
@@ -401,10 +405,26 @@ def _exact_trough(
         Phi2, Gam2 = _expm_pair(A, th - t1, squarings)
         return Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off
 
-    xs = jax.vmap(one)(ii, d1, m, R, bolus, e, bv, theta)
+    xs = jax.vmap(one)(A, ii, d1, m, R, bolus, e, bv, theta)
     finite = jnp.all(jnp.isfinite(xs), axis=1)
     code = jnp.where((ev.dose_ss > 0) & ~finite, 3, code)
     return xs, jnp.max(code)
+
+
+def _output_keys(n_out: int, events_before: Any | None) -> Any:
+    """Tie-break keys of the outputs against the event points' ``2 * order`` at equal
+    times: after every event (default), or after the points of the first
+    ``events_before[k]`` dose-array entries and before the rest."""
+    if events_before is None:
+        return jnp.full(n_out, jnp.iinfo(jnp.int32).max, jnp.int32)
+    return 8 * jnp.asarray(events_before, jnp.int32) - 1
+
+
+def _merge(ev: _Events, times: Any, events_before: Any | None) -> Any:
+    """Order of event points and output times merged by time, then tie-break key."""
+    all_t = jnp.concatenate([ev.time, times])
+    tie = jnp.concatenate([2 * ev.order, _output_keys(times.shape[0], events_before)])
+    return jnp.lexsort((tie, all_t))
 
 
 def _timeline(
@@ -414,26 +434,32 @@ def _timeline(
     d: DoseArrays,
     times: Any,
     tv: TimeVarying | None,
+    events_before: Any | None = None,
 ) -> tuple[Any, ...]:
-    """Events and output times merged in time order (events first at equal times)."""
+    """Events and output times merged in time order (at equal times events first, or as
+    `events_before` says)."""
     t0 = opts.t0
     ev = _expand(cm, p, tv, d, t0, times[-1])
     P = ev.time.shape[0]
+    src = _merge(ev, times, events_before)
     all_t = jnp.concatenate([ev.time, times])
-    tie = jnp.concatenate([ev.order, jnp.full(times.shape[0], jnp.iinfo(jnp.int32).max)])
-    src = jnp.lexsort((tie, all_t))
     T = all_t[src]
     prev_T = jnp.concatenate([jnp.asarray([t0], T.dtype), T[:-1]])
     return ev, P, src, T, src < P, T - prev_T, prev_T
 
 
-def _distinct(h: Any, scale: Any) -> tuple[Any, Any]:
-    """Rank of each segment length among the subject's distinct lengths (lengths closer
-    than 1e-12 * scale count as equal) and the number of distinct lengths."""
-    key = jnp.round(h / scale, 12)
-    order = jnp.argsort(key)
-    ks = key[order]
-    new = jnp.concatenate([jnp.ones(1, bool), ks[1:] != ks[:-1]])
+# Segment lengths within this relative distance share one matrix exponential: merging
+# h and h(1 + d) changes exp(-k h) by k h d exp(-k h) <= d / e of the amount, whatever the
+# rate k, and it absorbs the rounding of output grids such as numpy.linspace.
+SAME_LENGTH_RTOL = 1e-10
+
+
+def _distinct(h: Any) -> tuple[Any, Any]:
+    """Rank of each segment length among the subject's distinct lengths (sorted lengths
+    within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number."""
+    order = jnp.argsort(h)
+    ks = h[order]
+    new = jnp.concatenate([jnp.ones(1, bool), ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]])
     rank_sorted = jnp.cumsum(new) - 1
     index = jnp.zeros_like(rank_sorted).at[order].set(rank_sorted)
     return index, rank_sorted[-1] + 1
@@ -445,12 +471,13 @@ def count_distinct_lengths(
     p: dict[str, Any],
     d: DoseArrays,
     times: Any,
+    events_before: Any | None = None,
 ) -> tuple[Any, Any]:
     """Number of distinct segment lengths of one subject on the exact path, and the
     squarings its exponentials need; their maxima over a batch size `solve_subject`'s
     ``plan_size`` and ``EngineOptions.squarings``."""
-    ev, _, _, _, _, h, _ = _timeline(cm, opts, p, d, times, None)
-    count = _distinct(h, jnp.maximum(jnp.max(jnp.abs(times)), 1.0))[1]
+    ev, _, _, _, _, h, _ = _timeline(cm, opts, p, d, times, None, events_before)
+    count = _distinct(h)[1]
     A, _ = cm.linear_system(p)
     longest = jnp.max(h)
     if d.has_ss:
@@ -467,11 +494,12 @@ def _solve_exact(
     tv: TimeVarying | None,
     static_times: np.ndarray | None,
     plan_size: int | None = None,
+    events_before: Any | None = None,
 ) -> tuple[Any, Any]:
     n = cm.n_states
     t0 = opts.t0
     n_out = times.shape[0]
-    ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv)
+    ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
     u_rate = ev.rate_at(prev_T, n)  # input on each segment (M, n)
     x_init = cm.initial(_params_at(p, tv, t0))
     pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
@@ -481,15 +509,18 @@ def _solve_exact(
         u = u_rate + b[None, :]
         if plan_size is not None:
             # at most plan_size distinct segment lengths: one exponential each
-            tab, _ = _distinct(h, jnp.maximum(jnp.max(jnp.abs(times)), 1.0))
+            tab, _ = _distinct(h)
             lengths = jnp.zeros(plan_size, h.dtype).at[tab].set(h)
             Phi, Gam = jax.vmap(pair, (None, 0))(A, lengths)
         elif static_times is not None:
             # distinct output-to-output gaps, once; own exponentials next to events
             gaps = np.diff(np.concatenate([[t0], static_times]))
-            keys = np.round(gaps, 12)
-            _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-            uniq = jnp.asarray(gaps[first])
+            order = np.argsort(gaps, kind="stable")
+            gs = gaps[order]
+            new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
+            inv = np.empty(gaps.size, np.int64)
+            inv[order] = np.cumsum(new) - 1
+            uniq = jnp.asarray(gs[new])
             m = uniq.shape[0]
             prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
             irr = is_pt | prev_pt
@@ -505,15 +536,22 @@ def _solve_exact(
         else:
             Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
             tab = jnp.arange(h.shape[0])
-        trough, ss_code = _exact_trough(A, b, ev, n, opts.squarings) if d.has_ss else (None, 0)
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            E = ev.record_time.shape[0]
+            As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
         As, bs = jax.vmap(lambda T_: cm.linear_system(_params_at(p, tv, T_)))(prev_T)
         u = u_rate + bs
         Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
-        A0, b0 = cm.linear_system(_params_at(p, tv, t0))
-        trough, ss_code = _exact_trough(A0, b0, ev, n, opts.squarings) if d.has_ss else (None, 0)
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            system = lambda T_: cm.linear_system(_params_at(p, tv, T_))
+            As, bs = jax.vmap(system)(ev.record_time)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
 
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
@@ -572,6 +610,7 @@ def _solve_ode(
     d: DoseArrays,
     times: Any,
     tv: TimeVarying | None,
+    events_before: Any | None = None,
 ) -> tuple[Any, Any]:
     n = cm.n_states
     t0 = opts.t0
@@ -580,15 +619,23 @@ def _solve_ode(
     ev = _expand(cm, p, tv, d, t0, times[-1])
     order = jnp.lexsort((ev.order, ev.time))
     T = ev.time[order]
+    # segment of each output: the number of event points before it in the merged order
+    P = T.shape[0]
+    place = jnp.zeros(P + n_out, jnp.int32).at[_merge(ev, times, events_before)].set(
+        jnp.arange(P + n_out, dtype=jnp.int32)
+    )
+    seg = place[P:] - jnp.arange(n_out, dtype=jnp.int32)
     t_end = jnp.maximum(times[-1], T[-1])
     solver, controller = _ode_solver(opts)
     term = dfx.ODETerm(lambda t, y, args: cm.rhs(t, y, args[0]) + args[1])
 
-    def segment(x, ta, tb, inclusive):
+    def segment(x, ta, tb, i):
+        """Integrate from ta to event point i at tb (i = P: to the end), saving the
+        outputs that fall between point i - 1 and point i."""
         q = _params_at(p, tv, ta)
         u = ev.rate_at(ta, n)[0]
-        k0 = jnp.searchsorted(times, ta, side="left")
-        k1 = jnp.searchsorted(times, tb, side="right" if inclusive else "left")
+        k0 = jnp.searchsorted(seg, i, side="left")
+        k1 = jnp.searchsorted(seg, i, side="right")
         start = jnp.clip(k0, 0, n_out - W)
         ts = jnp.clip(jax.lax.dynamic_slice(times, (start,), (W,)), ta, tb)
         sol = dfx.diffeqsolve(
@@ -615,7 +662,7 @@ def _solve_ode(
 
     trough = None
     if d.has_ss:
-        trough, ss_code = _ode_trough(cm, opts, p, ev, solver, controller, term)
+        trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
 
     x_init = cm.initial(_params_at(p, tv, t0))
     buf0 = jnp.zeros((n_out, n), x_init.dtype)
@@ -626,7 +673,7 @@ def _solve_ode(
     def step(carry, i):
         x, ta, buf, status = carry
         tb = T[i]
-        x, ys, idx, mask, code = segment(x, ta, tb, False)
+        x, ys, idx, mask, code = segment(x, ta, tb, i)
         buf = record(buf, ys, idx, mask)
         j = order[i]
         xi = cm.initial(_params_at(p, tv, tb)) if tv is not None else x_init
@@ -636,7 +683,7 @@ def _solve_ode(
 
     init = (x_init, jnp.asarray(t0, x_init.dtype), buf0, jnp.asarray(0))
     (x, ta, buf, status), _ = jax.lax.scan(step, init, jnp.arange(T.shape[0]))
-    _, ys, idx, mask, code = segment(x, ta, t_end, True)
+    _, ys, idx, mask, code = segment(x, ta, t_end, P)
     buf = record(buf, ys, idx, mask)
     status = jnp.where(status == 0, code, status)
     if trough is not None:
@@ -645,24 +692,23 @@ def _solve_ode(
     return buf, status
 
 
-def _ode_trough(cm, opts, p, ev, solver, controller, term):
+def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     """Steady-state amounts at each dose record's time (E, n) and a status: the dosing
-    interval is repeated until the pre-input state stops changing (rtol/atol of the
-    solver), then carried forward by ii - lag. SS=2 (linear models only) leaves out the
-    constant input so that only the dose's own steady state is added. Gradients flow
-    through the iterations (checkpointed loop)."""
+    interval is repeated, with the parameters and covariates in force at the record's time,
+    until the pre-input state stops changing (rtol/atol of the solver), then carried forward
+    by ii - lag. SS=2 (linear models only) leaves out the constant input so that only the
+    dose's own steady state is added. Gradients flow through the iterations (checkpointed
+    loop)."""
     n = cm.n_states
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, phase_code = _ss_phase(ev)
-    p = _params_at(p, None, opts.t0)  # breakpoint flags as at the start
-    x_init = cm.initial(p)
-    zero = jnp.zeros(n, x_init.dtype)
-    b0 = cm.rhs(0.0, zero, p)  # the constant input of a linear model
+    # parameters, covariates and breakpoint flags as at each record's time
+    q_rec = jax.vmap(lambda T_: _params_at(p, tv, T_))(ev.record_time)
 
-    def solve(x, ta, tb, u):
+    def solve(q, x, ta, tb, u):
         sol = dfx.diffeqsolve(
             term,
             solver,
@@ -670,7 +716,7 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
             tb,
             None,
             x,
-            args=(p, u),
+            args=(q, u),
             saveat=dfx.SaveAt(t1=True),
             stepsize_controller=controller,
             max_steps=opts.max_steps,
@@ -678,14 +724,17 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
         )
         return sol.ys[-1], _result_code(sol)
 
-    def one(ii_, d1_, m_, R_, bol, e_, ss, th):
+    def one(q, ii_, d1_, m_, R_, bol, e_, ss, th):
+        x_init = cm.initial(q)
+        zero = jnp.zeros(n, x_init.dtype)
+        b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
         u_off = jnp.where(ss == 2, b0, 0.0)
         u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
 
         def run(x, t_end):
             t1 = jnp.minimum(d1_, t_end)
-            x, c1 = solve(x + bol * e_, 0.0, t1, u_on_rate)
-            x, c2 = solve(x, t1, t_end, u_off_rate)
+            x, c1 = solve(q, x + bol * e_, 0.0, t1, u_on_rate)
+            x, c2 = solve(q, x, t1, t_end, u_off_rate)
             return x, jnp.maximum(c1, c2)
 
         def cond(c):
@@ -711,7 +760,7 @@ def _ode_trough(cm, opts, p, ev, solver, controller, term):
         code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
         return y, jnp.where(ss > 0, code, 0)
 
-    xs, codes = jax.vmap(one)(ii, d1, m, R, bolus, e, ev.dose_ss, theta)
+    xs, codes = jax.vmap(one)(q_rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
@@ -725,6 +774,7 @@ def solve_subject(
     tv: TimeVarying | None = None,
     static_times: np.ndarray | None = None,
     plan_size: int | None = None,
+    events_before: Any | None = None,
 ) -> tuple[Any, Any]:
     """Amounts of every state at `times` for one subject.
 
@@ -748,6 +798,11 @@ def solve_subject(
         `count_distinct_lengths`, known when doses are concrete); then each distinct
         length gets one matrix exponential. A too-small bound gives wrong results, so it
         is only set by `Simulator.batch`, which computes it.
+    events_before : int array, shape (n_out,), optional
+        Where each output stands among events at its own time, as NONMEM reads records in
+        file order: the output reports the state after the events of the first
+        ``events_before[k]`` entries of `doses` (in their order) and before the others.
+        Non-decreasing where times are equal. Default: after every event at its time.
 
     Returns
     -------
@@ -757,5 +812,5 @@ def solve_subject(
     """
     p = with_breakpoints(cm, p)
     if opts.solver == "exact":
-        return _solve_exact(cm, opts, p, doses, times, tv, static_times, plan_size)
-    return _solve_ode(cm, opts, p, doses, times, tv)
+        return _solve_exact(cm, opts, p, doses, times, tv, static_times, plan_size, events_before)
+    return _solve_ode(cm, opts, p, doses, times, tv, events_before)

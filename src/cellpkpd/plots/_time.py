@@ -114,6 +114,8 @@ def timecourse(
     SpecError
         An output that is not a (subject, time) variable of `res`.
     """
+    if isinstance(outputs, str):
+        outputs = [outputs]
     names = list(outputs) if outputs is not None else list(res.data_vars)
     _check_outputs(res, names, "timecourse")
     if not names:
@@ -194,7 +196,7 @@ def biodistribution(
         Names the organs from the observations' descriptions and supplies units.
     organs : sequence of str, optional
         Variables to draw. Default: every ``frac_*`` variable (msc_pbk's fraction-of-
-        dose observations, which divide by the covariate ``dose_cells``). Other
+        dose observations, which divide by the cells dosed). Other
         variables (e.g. states, in amount units) need `dose`.
     dose : float, optional
         Divide the `organs` variables by this dose [amount unit] (for states or
