@@ -81,7 +81,7 @@ def test_simulate_repeated_infusion_writes_csv_matching_api_and_png(capsys, tmp_
     assert_png(png_path)
 
     table = pd.read_csv(csv_path)
-    assert list(table.columns) == ["subject", "time", "central", "peripheral", "conc"]
+    assert list(table.columns) == ["subject", "time", "central", "peripheral", "conc", "status"]
     dose = cp.Dose(time=0.0, amount=100.0, cmt="central", duration=1.0)
     times = np.arange(0.0, 72.0 + 0.25, 0.5)
     expected = cp.simulate(
@@ -90,7 +90,7 @@ def test_simulate_repeated_infusion_writes_csv_matching_api_and_png(capsys, tmp_
         times,
         params={"CL": np.array([1.5, 2.5]), "V2": 25.0},
     )
-    assert table.shape == (2 * times.size, 5)
+    assert table.shape == (2 * times.size, 6)
     for i in range(2):
         rows = table[table["subject"] == i]
         np.testing.assert_array_equal(rows["time"].to_numpy(), times)
@@ -149,7 +149,15 @@ def test_simulate_model_file_with_covariates_two_panels(capsys, tmp_path):
     assert code == 0, err
     assert "solver tsit5" in out
     table = pd.read_csv(tmp_path / "one_cmt_mm_idr_simulation.csv")
-    assert list(table.columns) == ["subject", "time", "central", "marker", "conc", "biomarker"]
+    assert list(table.columns) == [
+        "subject",
+        "time",
+        "central",
+        "marker",
+        "conc",
+        "biomarker",
+        "status",
+    ]
     baseline = table[table["time"] == 0.0]["biomarker"].to_numpy()
     np.testing.assert_allclose(baseline, [10.0 * 0.5 / 0.5, 10.0 * 2.0 / 0.5])  # kin*infl/kout
     assert_png(tmp_path / "one_cmt_mm_idr_simulation.png")
@@ -164,7 +172,7 @@ def test_demo_writes_table_and_plot(capsys, tmp_path):
     assert str(csv_path) in out and str(png_path) in out
     assert_png(png_path)
     table = pd.read_csv(csv_path)
-    assert list(table.columns) == ["subject", "time", "central", "peripheral", "conc"]
+    assert list(table.columns) == ["subject", "time", "central", "peripheral", "conc", "status"]
     assert sorted(table["subject"].unique()) == [0, 1, 2, 3, 4]
     times = table[table["subject"] == 0]["time"].to_numpy()
     np.testing.assert_allclose(times, np.arange(337) * 0.5)  # every 0.5 h to 168 h
@@ -282,6 +290,24 @@ def test_failed_solve_exits_1_with_the_reason(capsys, tmp_path, monkeypatch):
     assert code == 1 and out == ""
     assert err == "cellpkpd: error: two_cmt_iv: 1 of 1 subjects failed: subject 0: step limit\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_subject_keeps_the_others_results(capsys, tmp_path):
+    """V1 = 0 fails subject 0 (status 2); subject 1 is still written, the failed one as NaN
+    rows with its status, and the exit code is 1 with the reason."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "simulate", "two_cmt_iv", "--dose", "100", "--param",
+                       "V1=0,10", "--end", "4", "--output", out)  # fmt: skip
+    assert code == 1
+    assert err.startswith("cellpkpd: error: two_cmt_iv: 1 of 2 subjects failed: subject 0")
+    assert "NaN (column status)" in err
+    table = pd.read_csv(out / "two_cmt_iv_simulation.csv")
+    assert set(table.loc[table["subject"] == 0, "status"]) == {2}
+    assert table.loc[table["subject"] == 0, "conc"].isna().all()
+    ok = table[table["subject"] == 1]
+    assert set(ok["status"]) == {0} and ok["conc"].notna().all() and ok["conc"].max() > 0
 
 
 def test_unwritable_output_exits_1(capsys, tmp_path, monkeypatch):

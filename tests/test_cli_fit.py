@@ -57,6 +57,10 @@ def test_fit_writes_summary_netcdf_and_plot(data_csv: Path, tmp_path: Path) -> N
         (["--error", "conc=poisson"], "expected additive"),
         (["--chains", "0"], "--chains 0: must be >= 1"),
         (["--method", "mcmc"], "invalid choice"),
+        (["--cov", "CL"], "--cov 'CL': expected PARAMETER=COVARIATE[:FORM]"),
+        (["--cov", "CL=WT:cubic"], "cubic"),
+        (["--obs", "3=conc"], "--obs 3=conc: CMT 3 is not a state of 'one_cmt_iv' (1..1)"),
+        (["--obs", "central=auc"], "not an observation"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -71,3 +75,20 @@ def test_bad_input_exits_2_with_one_line(
 def test_missing_data_file(tmp_path: Path, capsys) -> None:
     assert main(["fit", str(tmp_path / "nope.csv"), "one_cmt_iv"]) == 2
     assert "no such data file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_takes_covariate_effects_and_an_observation_map(tmp_path: Path) -> None:
+    """--cov CL=WT:power and --obs 2=conc on the theophylline data (CMT 2 = central):
+    the weight exponent is estimated and reported."""
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "theophylline.csv"
+    if not data.is_file():
+        import cellpkpd as cp
+
+        data = tmp_path / "theo.csv"
+        cp.datasets.theophylline().frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+    args = [str(data), "one_cmt_oral", "--cov", "CL=WT:power", "--obs", "2=conc"]
+    assert main(["fit", *args, "--method", "map", "--steps", "300", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "fit_summary.csv", index_col="name")
+    assert "beta_CL_WT" in summary.index and np.isfinite(summary.loc["beta_CL_WT", "map"])

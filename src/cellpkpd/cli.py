@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import cellpkpd as cp
 from cellpkpd.data import decode_text
 from cellpkpd.dosing import MAX_DOSES
 from cellpkpd.model import models_dir
+from cellpkpd.simulate import failure_message
 
 __all__ = ["build_parser", "main"]
 
@@ -252,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="residual error per observation: additive, proportional, combined or lognormal",
     )
     p.add_argument("--fixed", default="", metavar="P,...", help="parameters held fixed")
+    p.add_argument(
+        "--cov",
+        default="",
+        metavar="P=COV[:FORM],...",
+        help="covariate effects, e.g. CL=WT:power,V=WT:power,CL=SEX:categorical (FORM: power "
+        "(default), exponential, linear or categorical)",
+    )
+    p.add_argument(
+        "--obs",
+        default="",
+        metavar="CMT=OBS,...",
+        help="observation measured by records whose CMT is a state (name or number), e.g. 2=conc",
+    )
     p.add_argument("--method", default="nuts", choices=("nuts", "svi", "map"))
     p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, default=1000, help="NUTS warmup (default 1000)")
@@ -321,17 +336,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         regimen = cp.Regimen([dose])
     times = _output_times(args)
-    res = cp.simulate(
-        spec,
-        regimen,
-        times,
-        params=params or None,
-        covariates=covariates or None,
-        solver=args.solver,
-        rtol=args.rtol,
-        atol=args.atol,
-        max_steps=args.max_steps,
-    )
+    with warnings.catch_warnings():
+        # a failed subject: written as NaN with its status, reported below
+        warnings.filterwarnings("ignore", message=".*their values are NaN", category=RuntimeWarning)
+        res = cp.simulate(
+            spec,
+            regimen,
+            times,
+            params=params or None,
+            covariates=covariates or None,
+            solver=args.solver,
+            rtol=args.rtol,
+            atol=args.atol,
+            max_steps=args.max_steps,
+            on_failure="nan",
+        )
     what = _describe_regimen(spec, dose, args.interval, args.count)
     csv_path, png_path = _write_results(
         res,
@@ -349,6 +368,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     )
     print(f"table: {csv_path}")
     print(f"plot:  {png_path}")
+    status = res["status"].values
+    if np.any(status != 0):
+        msg = failure_message(status, list(res["subject"].values))
+        print(
+            f"cellpkpd: error: {spec.name}: {msg}; their rows in the table are NaN (column status)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -519,6 +546,34 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
     return out
 
 
+def _covariate_effects(text: str) -> dict[str, dict[str, str]]:
+    """'CL=WT:power,V=WT' -> {'CL': {'WT': 'power'}, 'V': {'WT': 'power'}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, eq, rest = item.partition("=")
+        cov, _, form = rest.partition(":")
+        if not eq or not name.strip() or not cov.strip():
+            raise ArgumentError(f"--cov {item!r}: expected PARAMETER=COVARIATE[:FORM]")
+        out.setdefault(name.strip(), {})[cov.strip()] = form.strip() or "power"
+    return out
+
+
+def _observation_map(text: str, spec: cp.ModelSpec) -> dict[str, str] | None:
+    """'2=conc' or 'central=conc' -> {'central': 'conc'} (a number is NONMEM's CMT)."""
+    states = list(spec.states)
+    out: dict[str, str] = {}
+    for cmt, obs in _pairs(text, "--obs").items():
+        if cmt.isdigit():
+            k = int(cmt)
+            if not 1 <= k <= len(states):
+                raise ArgumentError(
+                    f"--obs {cmt}={obs}: CMT {k} is not a state of '{spec.name}' (1..{len(states)})"
+                )
+            cmt = states[k - 1]
+        out[cmt] = obs
+    return out or None
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     iiv: dict[str, float] = {}
     for k, v in _pairs(args.iiv, "--iiv").items():
@@ -537,12 +592,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     spec = cp.load_model(args.model)
     data = cp.read_nonmem(path)
     fixed = [x.strip() for x in args.fixed.split(",") if x.strip()]
-    pop = cp.Population(random_effects=iiv, error=_pairs(args.error, "--error"), fixed=fixed)
+    pop = cp.Population(
+        random_effects=iiv,
+        error=_pairs(args.error, "--error"),
+        fixed=fixed,
+        covariate_effects=_covariate_effects(args.cov),
+    )
     pop.validate(spec)
     idata = cp.fit(
         spec,
         data,
         pop,
+        observations=_observation_map(args.obs, spec),
         method=args.method,
         chains=args.chains,
         warmup=args.warmup,
@@ -621,6 +682,8 @@ def _write_results(
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
     table = res.reset_coords(drop=True).to_dataframe().reset_index()
+    if "status" in res.coords:  # 0 = solved; else a key of cellpkpd.solve.STATUS
+        table["status"] = res["status"].to_series().reindex(table["subject"]).to_numpy()
     table.to_csv(csv_path, index=False)
     names = list(spec.observations) or list(spec.states)
     labels = _subject_labels(res, spec, varied or {})
