@@ -406,6 +406,22 @@ def test_bad_dose(case: str) -> None:
     check(cp.DosingError, what, cp.Dose, **kw)
 
 
+def test_events_before_is_checked() -> None:
+    """Outputs at one time must see the events in order, within the dose slots."""
+    sim = cp.Simulator("one_cmt_iv", solver="tsit5")
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    t = np.array([0.0, 0.0, 1.0])
+    check(cp.SpecError, "events_before decreases between outputs at the same time",
+          sim.solve, {}, reg, t, events_before=np.array([1, 0, 1]))  # fmt: skip
+    check(cp.SpecError, r"events_before must lie in \[0, 1\]",
+          sim.solve, {}, reg, t, events_before=np.array([0, 2, 2]))  # fmt: skip
+    check(cp.SpecError, r"events_before has shape \(2,\)",
+          sim.solve, {}, reg, t, events_before=np.array([0, 1]))  # fmt: skip
+    out, status = sim.solve({}, reg, t, events_before=np.array([0, 1, 1]))
+    assert int(status) == 0
+    np.testing.assert_allclose(np.asarray(out["central"])[:2], [0.0, 100.0])
+
+
 def test_dose_takes_zero_dimensional_arrays() -> None:
     import jax.numpy as jnp
 

@@ -1020,6 +1020,38 @@ def test_steady_state_takes_the_parameters_of_its_record(specs, solver: str) -> 
     assert_close(res["central"].values[0][2:], [peak, peak * np.exp(-0.6)], solver)
 
 
+_BREAKPOINT_SS = """
+[model]
+name = "bp_ss"
+time_unit = "h"
+amount_unit = "mg"
+breakpoints = { faster = "Tsw" }
+[parameters]
+CL = { value = 2.0, bounds = [0.0, inf] }
+V = { value = 10.0, bounds = [0.0, inf] }
+Tsw = { value = 30.0, bounds = [0.0, inf] }
+[states]
+central = { initial = 0.0 }
+[flows]
+"central ->" = "CL / V * (1 + faster)"
+"""
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_steady_state_in_a_model_with_breakpoints(tmp_path: Path, solver: str) -> None:
+    """An SS=1 bolus at 0 in a model whose elimination doubles at Tsw = 30 h: the steady
+    state takes the flags at its record (k = 0.2/h), the switch comes later."""
+    path = tmp_path / "bp_ss.toml"
+    path.write_text(_BREAKPOINT_SS)
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", ss=1, ii=12.0)])
+    times = np.array([0.0, 6.0, 36.0])
+    res = simulate_quietly(cp.load_model(path), reg, times, solver=solver)
+    assert int(res["status"][0]) == 0
+    peak = 100.0 / (1.0 - np.exp(-0.2 * 12.0))
+    expected = [peak, peak * np.exp(-1.2), peak * np.exp(-0.2 * 30.0 - 0.4 * 6.0)]
+    assert_close(res["central"].values[0], expected, solver)
+
+
 def test_exact_path_keeps_nearly_equal_segment_lengths_apart() -> None:
     """Segment lengths share a matrix exponential only within 1e-10 relative: 1 h and
     1 + 1e-8 h at k = 50/h over a 5e4 h horizon stay apart (once merged by a tolerance

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -729,11 +729,13 @@ def _betas(samples: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v).reshape(-1) for k, v in samples.items() if k.startswith("beta_")}
 
 
-def _warn_zero_sd(fd: FitData, loglik: np.ndarray) -> None:
+def _warn_zero_sd(fd: FitData, loglik: np.ndarray, proportional: Sequence[int]) -> None:
     """Warn about observed records whose residual SD is at its 1e-12 floor (a proportional
-    error on a prediction of 0, e.g. a sample before the first dose): their log-likelihood
-    (about -DV^2 / 2e-24) is meaningless, though constant in the parameters."""
-    floor = fd.observed & ~fd.censored & np.any(loglik < -1e12, axis=(0, 1))
+    error, outputs `proportional`, on a prediction of 0, e.g. a sample before the first
+    dose): their log-likelihood (about -DV^2 / 2e-24) is meaningless, though constant in the
+    parameters."""
+    low = np.isfinite(loglik) & (loglik < -1e12)
+    floor = fd.observed & ~fd.censored & np.isin(fd.output, proportional) & low.any(axis=(0, 1))
     if not floor.any():
         return
     import warnings
@@ -856,7 +858,10 @@ def _to_inference_data(
 ) -> az.InferenceData:
     samples = {k: np.asarray(v) for k, v in samples.items()}
     loglik = samples.pop("log_likelihood")
-    _warn_zero_sd(fd, loglik)
+    proportional = [
+        i for i, o in enumerate(fd.outputs) if population.error_model(spec, o) == "proportional"
+    ]
+    _warn_zero_sd(fd, loglik, proportional)
     ipred = samples.pop("ipred")
     pred = samples.pop("pred")
     subj_dims = {k: ["subject"] for k in samples if k.endswith("_i") or k.startswith("eta_")}

@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 
-
 def integral_name(output: str) -> str:
     """Name of the extra state holding the running integral of `output` (from the start
     time t0) that the engine adds when a metric asks for it."""

@@ -215,6 +215,7 @@ class Simulator:
         status : int array, shape () ; 0 = success, else a key of `STATUS`.
         """
         p, doses, times, static = self._prepare(params, doses, times)
+        _check_events_before(times, events_before, doses.max_doses)
         states, status = solve_subject(
             self.model, self.options, p, doses, times, tv, static, plan_size, events_before
         )
@@ -269,9 +270,11 @@ class Simulator:
         doses: DoseArrays | Regimen,
         times: Any = None,
         tv: TimeVarying | None = None,
+        events_before: Any = None,
     ) -> dict[str, Any]:
-        """Outputs for one subject: dict name -> array (n_times,); NaN if the solve failed."""
-        out, status = self.solve(params, doses, times, tv)
+        """Outputs for one subject: dict name -> array (n_times,); NaN if the solve failed
+        (`events_before`: see `solve`)."""
+        out, status = self.solve(params, doses, times, tv, events_before=events_before)
         return {k: jnp.where(status == 0, v, jnp.nan) for k, v in out.items()}
 
     def batch(
@@ -332,6 +335,8 @@ class Simulator:
         if tv is not None:
             batched["tv"] = tv
         if events_before is not None:
+            t = self.times if times is None else times
+            _check_events_before(t, events_before, doses.max_doses)
             events_before = jnp.asarray(events_before, jnp.int32)
             (batched if events_before.ndim == 2 else shared)["o"] = events_before
         concrete = not any(
@@ -391,6 +396,31 @@ class Simulator:
             devices = jax.devices()[:1] if self.solver == "kvaerno5" else None
             g = self._batched[full] = batched_map(fn, chunk_size=chunk, devices=devices)
         return g
+
+
+def _check_events_before(times: Any, events_before: Any, max_doses: int) -> None:
+    """`events_before` must lie in [0, max_doses] and not decrease where times are equal
+    (the engine's merge of outputs and events assumes it); checked when concrete."""
+    if events_before is None or any(isinstance(x, jax.core.Tracer) for x in (times, events_before)):
+        return
+    eb = np.asarray(events_before)
+    if eb.shape[-1:] != np.shape(times)[-1:]:
+        raise SpecError(
+            f"Simulator: events_before has shape {eb.shape}; expected one entry per output time "
+            f"({np.shape(times)[-1]})"
+        )
+    t = np.broadcast_to(
+        np.asarray(times, dtype=float), np.broadcast_shapes(eb.shape, np.shape(times))
+    )
+    eb = np.broadcast_to(eb, t.shape)
+    if np.any((eb < 0) | (eb > max_doses)):
+        raise SpecError(f"Simulator: events_before must lie in [0, {max_doses}] (the dose slots)")
+    same = np.diff(t, axis=-1) == 0
+    if np.any(same & (np.diff(eb, axis=-1) < 0)):
+        raise SpecError(
+            "Simulator: events_before decreases between outputs at the same time; outputs at "
+            "one time must be listed in the order they see the events"
+        )
 
 
 def default_chunk(solver: str) -> int:

@@ -621,8 +621,10 @@ def _solve_ode(
     T = ev.time[order]
     # segment of each output: the number of event points before it in the merged order
     P = T.shape[0]
-    place = jnp.zeros(P + n_out, jnp.int32).at[_merge(ev, times, events_before)].set(
-        jnp.arange(P + n_out, dtype=jnp.int32)
+    place = (
+        jnp.zeros(P + n_out, jnp.int32)
+        .at[_merge(ev, times, events_before)]
+        .set(jnp.arange(P + n_out, dtype=jnp.int32))
     )
     seg = place[P:] - jnp.arange(n_out, dtype=jnp.int32)
     t_end = jnp.maximum(times[-1], T[-1])
@@ -705,8 +707,6 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, phase_code = _ss_phase(ev)
-    # parameters, covariates and breakpoint flags as at each record's time
-    q_rec = jax.vmap(lambda T_: _params_at(p, tv, T_))(ev.record_time)
 
     def solve(q, x, ta, tb, u):
         sol = dfx.diffeqsolve(
@@ -724,7 +724,8 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         )
         return sol.ys[-1], _result_code(sol)
 
-    def one(q, ii_, d1_, m_, R_, bol, e_, ss, th):
+    def one(rt, ii_, d1_, m_, R_, bol, e_, ss, th):
+        q = _params_at(p, tv, rt)  # parameters, covariates, breakpoint flags at the record
         x_init = cm.initial(q)
         zero = jnp.zeros(n, x_init.dtype)
         b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
@@ -760,7 +761,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
         return y, jnp.where(ss > 0, code, 0)
 
-    xs, codes = jax.vmap(one)(q_rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
+    xs, codes = jax.vmap(one)(ev.record_time, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
