@@ -660,8 +660,6 @@ def fit(
         centered = parameterization == "centered"
     centered = centered and not population.correlation  # the LKJ model is non-centred
     if method == "map" and population.random_effects:
-        import warnings
-
         warnings.warn(
             "fit(method='map'): the joint posterior mode gives typical values and each "
             "subject's values, but its omega_* are not estimates of between-subject "
@@ -738,8 +736,6 @@ def _warn_zero_sd(fd: FitData, loglik: np.ndarray, proportional: Sequence[int]) 
     floor = fd.observed & ~fd.censored & np.isin(fd.output, proportional) & low.any(axis=(0, 1))
     if not floor.any():
         return
-    import warnings
-
     rows = fd.rows[floor]
     shown = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
     warnings.warn(

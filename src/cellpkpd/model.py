@@ -620,22 +620,21 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             raise ctx.err(key, f"'{bname}' is already a parameter, covariate, state or derived")
         breakpoints[bname] = expr(raw, key)
 
+    dosed = {f"{DOSED_PREFIX}{s}" for s in states}
     known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
-    known |= {f"{DOSED_PREFIX}{s}" for s in states}
+    known |= dosed
 
     def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
         missing = sorted(e.names - allowed)
         if missing:
             what = "unknown name" if len(missing) == 1 else "unknown names"
+            names = sorted(allowed - dosed) + (
+                [f"{DOSED_PREFIX}<state>"] if allowed & dosed else []
+            )
             raise ctx.err(
                 key,
                 f"{what} {', '.join(repr(x) for x in missing)} in {e.source!r}; known: "
-                + ", ".join(sorted(x for x in allowed if not x.startswith(DOSED_PREFIX)))
-                + (
-                    f", {DOSED_PREFIX}<state>"
-                    if any(x.startswith(DOSED_PREFIX) for x in allowed)
-                    else ""
-                ),
+                + ", ".join(names),
             )
         return e
 

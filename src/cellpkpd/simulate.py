@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -708,8 +709,6 @@ def to_xarray(
     on_failure: str,
 ) -> xr.Dataset:
     """Batched outputs -> xarray.Dataset with units; raises or masks failed subjects."""
-    import warnings
-
     spec = sim.spec
     status = np.asarray(status).reshape(-1)
     if np.any(status != 0):
@@ -832,8 +831,6 @@ def _simulate_data(
         msg = failure_message(status, ids)
         if on_failure == "raise":
             raise SimulationError(f"{spec.name}: {msg}")
-        import warnings
-
         warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=3)
     valid = np.stack([np.arange(n_rec) < s.times.size for s in subjects])
     dims = ("subject", "record")
