@@ -17,6 +17,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,11 +28,14 @@ from .errors import DataError, DosingError
 
 if TYPE_CHECKING:
     from .model import ModelSpec
+    from .solve import TimeVarying
 
-__all__ = ["RESERVED_COLUMNS", "Dataset", "SubjectData", "read_nonmem"]
+__all__ = ["RESERVED_COLUMNS", "Dataset", "SubjectData", "read_nonmem", "record_inputs"]
 
 #: NONMEM data items (matched case-insensitively); every other column is a covariate.
 RESERVED_COLUMNS = tuple("ID TIME EVID AMT RATE CMT DV MDV II ADDL SS LLOQ CENS".split())
+#: How time-varying covariates hold between records (`read_nonmem`'s ``covariates``).
+CONVENTIONS = ("nocb", "locf")
 _MISSING = {"", ".", "NA", "NAN"}
 _EVIDS = "0 (observation), 1 (dose), 2 (other), 3 (reset) or 4 (reset and dose)"
 
@@ -187,7 +191,9 @@ def _read_csv(path: Path, src: str) -> pd.DataFrame:
 
 
 def read_nonmem(
-    path_or_dataframe: str | os.PathLike | pd.DataFrame, source: str | None = None
+    path_or_dataframe: str | os.PathLike | pd.DataFrame,
+    source: str | None = None,
+    covariates: str = "nocb",
 ) -> Dataset:
     """Read and validate a NONMEM-style data set.
 
@@ -198,6 +204,13 @@ def read_nonmem(
         missing values) or a DataFrame with the same columns.
     source : str, optional
         Name used in error messages (default: the path, or ``'<DataFrame>'``).
+    covariates : {"nocb", "locf"}
+        How a covariate that changes between records holds between them (see Notes).
+        ``"nocb"`` (default, as NONMEM and mrgsolve's ``mrgsim``): the value on a record
+        holds over the interval that ends at that record, back to the previous record
+        (next observation carried backward). ``"locf"``: from the record on, until the next
+        record (last observation carried forward). Stored on the Dataset and used alike by
+        ``cp.simulate(data=)``, fits (likelihood, PRED, IPRED) and VPC replicates.
 
     Returns
     -------
@@ -213,8 +226,26 @@ def read_nonmem(
     (0 observation, 1 dose, 2 other, 3 reset, 4 reset and dose; default 1 if AMT > 0 else 0);
     DV; MDV (default 1 for non-observations and missing DV); II [time]; ADDL; SS (0, 1, 2);
     LLOQ, or CENS (NONMEM M3 style: CENS = 1 means DV holds the LLOQ and the value is below
-    it). Every other column is a numeric covariate; within a subject, missing covariate values
-    are carried forward (and backward before the first value). Records of a subject must be
+    it). Every other column is a numeric covariate, or a parameter of the model where it
+    names one (matched to the model's names in any case).
+
+    Time-varying covariates, as NONMEM (NONMEM Users Guide VI, III.B.2: the system is
+    advanced from one record to the next with the values of the record it advances to)
+    and mrgsolve (``nocb = TRUE``, the default of ``mrgsim``): with ``"nocb"``, a model
+    expression sees, between two records at times t1 < t2, the value of the first record at
+    t2; after the last record, the last value; before the first record, the first value.
+    With ``"locf"``, between t1 and t2 the value of the last record at t1; before the first
+    record, the first value. Under both, the subject's initial amounts use its first
+    record, an observation's expression uses its own record, and a dose's ``[dosing]`` lag,
+    bioavailability, rate and duration (its ADDL copies included), the steady state of an
+    SS dose and a reset's initial amounts use the values on the dose or reset record
+    itself, as NONMEM's ALAG, F, R and D. A missing covariate value ('.', empty) on a record
+    is filled within the subject in the same direction: under ``"nocb"`` from the next
+    record with a value (records after the last value take the last value), under
+    ``"locf"`` from the previous one (records before the first value take the first).
+    Either way a subject's first records without a value take its first known value.
+
+    Records of a subject must be
     contiguous and in non-decreasing TIME. As in NM-TRAN, AMT, RATE, II, ADDL and SS must be
     0 or missing on records that are not doses (EVID 0, 2, 3), and RATE > 0 needs AMT > 0
     (unless SS > 0); a subject has at most ``cellpkpd.dosing.MAX_DOSES`` (100,000) doses
@@ -237,10 +268,16 @@ def read_nonmem(
             f"read_nonmem: expected a CSV path or a pandas DataFrame, got "
             f"{type(path_or_dataframe).__name__}"
         )
-    return _normalise(table, src)
+    if covariates not in CONVENTIONS:
+        raise DataError(
+            f"read_nonmem: covariates = {covariates!r}; expected 'nocb' (NONMEM's and "
+            "mrgsolve's convention: a record's value holds back to the previous record) or "
+            "'locf' (it holds from the record on)"
+        )
+    return _normalise(table, src, covariates)
 
 
-def _normalise(table: pd.DataFrame, src: str) -> Dataset:
+def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Dataset:
     by_upper: dict[str, str] = {}
     for c in table.columns:
         if c in by_upper.values():
@@ -357,9 +394,12 @@ def _normalise(table: pd.DataFrame, src: str) -> Dataset:
         dict(zip(("ROW", *RESERVED_COLUMNS), (chk.rows, *columns, cens), strict=True))
     )
     covariates = [c for c in table.columns if c.upper() not in (*RESERVED_COLUMNS, "ROW")]
+    # missing values: filled in the direction of the convention, then the other way
+    fills = ("bfill", "ffill") if convention == "nocb" else ("ffill", "bfill")
     for c in covariates:
-        values = pd.Series(chk.floats(table[c], c)).groupby(frame["ID"]).ffill()
-        values = values.groupby(frame["ID"]).bfill()
+        values = pd.Series(chk.floats(table[c], c))
+        for fill in fills:
+            values = getattr(values.groupby(frame["ID"]), fill)()
         if values.isna().any():
             i = int(np.flatnonzero(values.isna())[0])
             last = chk.rows[ids == ids[i]][-1]
@@ -368,7 +408,12 @@ def _normalise(table: pd.DataFrame, src: str) -> Dataset:
                 f"record of ID {_fmt(ids[i])}; expected a number"
             )
         frame[c] = values.to_numpy(dtype=float)
-    return Dataset(frame=frame, source=src, covariate_names=tuple(covariates))
+    return Dataset(
+        frame=frame,
+        source=src,
+        covariate_names=tuple(covariates),
+        covariate_convention=convention,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -395,12 +440,19 @@ class SubjectData:
     cens : ndarray of bool, shape (n,)
         Observation below the LLOQ (CENS = 1, or DV < LLOQ).
     covariates : dict of str to ndarray, shape (n,)
-        Covariate value at each record (missing values carried forward, then backward).
+        Covariate value at each record (missing values filled as `read_nonmem` says); a
+        column that names a covariate or parameter of the model (in any case) under the
+        model's spelling.
     events_before : ndarray of int, shape (n,)
         How many events of `regimen` (in its order) act before each record: at a record's
         own time, those of earlier rows (ADDL copies included) and its own dose, so that
         records at equal times act in file order, as NONMEM reads them (an observation
         listed before a dose at the same TIME reports the amount before that dose).
+    event_records : ndarray of int, shape (len(regimen.events),)
+        The record (0-based index into `times`) each event of `regimen` comes from, in the
+        regimen's order: an ADDL copy comes from its initiating dose record.
+    covariate_convention : {"nocb", "locf"}
+        How the covariates hold between records (`read_nonmem`).
     """
 
     id: int | float
@@ -415,6 +467,10 @@ class SubjectData:
     cens: np.ndarray
     covariates: dict[str, np.ndarray]
     events_before: np.ndarray
+    event_records: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    covariate_convention: str = "nocb"
 
     @property
     def observed(self) -> np.ndarray:
@@ -446,11 +502,16 @@ class Dataset:
         File path or ``'<DataFrame>'``.
     covariate_names : tuple of str
         Covariate columns, in file order, spelled as in the file.
+    covariate_convention : {"nocb", "locf"}
+        How time-varying covariates hold between records (`read_nonmem`'s ``covariates``):
+        ``"nocb"`` a record's value back to the previous record (NONMEM, mrgsolve),
+        ``"locf"`` from the record on.
     """
 
     frame: pd.DataFrame
     source: str
     covariate_names: tuple[str, ...] = ()
+    covariate_convention: str = "nocb"
 
     @property
     def ids(self) -> tuple[Any, ...]:
@@ -467,10 +528,46 @@ class Dataset:
         covs = ", ".join(self.covariate_names) or "none"
         return (
             f"Dataset({self.source!r}: {len(self)} subjects, {len(f)} records, {n_obs} "
-            f"observations, {n_dose} dose records; covariates: {covs})"
+            f"observations, {n_dose} dose records; covariates: {covs} "
+            f"({self.covariate_convention}))"
         )
 
-    def subjects(self, spec: ModelSpec | None = None) -> list[SubjectData]:
+    def model_columns(self, spec: ModelSpec, also: Iterable[str] = ()) -> dict[str, str]:
+        """The covariate columns that a model uses: column -> the model's name.
+
+        A column names a covariate or parameter of `spec` (or one of `also`, e.g. the
+        covariates of a fit's covariate effects) when the names are equal, or else equal
+        ignoring case; the other columns are ignored (see `ignored_columns`).
+
+        Raises
+        ------
+        DataError
+            Where a column matches two names that differ only in case and neither exactly.
+        """
+        names = [*spec.covariates, *spec.parameters, *also]
+        out: dict[str, str] = {}
+        for c in self.covariate_names:
+            if c in names:
+                out[c] = c
+                continue
+            same = sorted({k for k in names if k.lower() == c.lower()})
+            if len(same) > 1:
+                raise DataError(
+                    f"{self.source}: column {c} matches {' and '.join(same)} of model "
+                    f"'{spec.name}' (names match in any case); rename the column to one of them"
+                )
+            if same:
+                out[c] = same[0]
+        return out
+
+    def ignored_columns(self, spec: ModelSpec, also: Iterable[str] = ()) -> tuple[str, ...]:
+        """Covariate columns that name nothing of `spec` (nor of `also`): read, not used."""
+        used = self.model_columns(spec, also)
+        return tuple(c for c in self.covariate_names if c not in used)
+
+    def subjects(
+        self, spec: ModelSpec | None = None, also: Iterable[str] = ()
+    ) -> list[SubjectData]:
         """Per-subject events and records, in order of first appearance.
 
         Parameters
@@ -479,7 +576,10 @@ class Dataset:
             With a model, CMT numbers are checked against 1..n_states and names against the
             state names (observations may also name a model observation), CMT becomes the
             state name, RATE -1/-2 need a rate/duration in the model's ``[dosing]`` block, and
-            covariates matching a model covariate case-insensitively take the model's spelling.
+            columns naming a covariate or parameter of the model (or one of `also`) in any
+            case take the model's spelling (`model_columns`).
+        also : iterable of str
+            Further names to match columns to (e.g. the covariates of a fit's effects).
 
         Raises
         ------
@@ -490,8 +590,7 @@ class Dataset:
         cols = {c: f[c].to_numpy() for c in f.columns}
         names = {c: c for c in self.covariate_names}
         if spec is not None:
-            lower = {k.lower(): k for k in spec.covariates}
-            names = {c: lower.get(c.lower(), c) for c in self.covariate_names}
+            names.update(self.model_columns(spec, also))
         ids = cols["ID"]
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
         return [
@@ -582,4 +681,57 @@ class Dataset:
             cens=cens,
             covariates={names[c]: cols[c][sl].astype(float) for c in self.covariate_names},
             events_before=events_before,
+            event_records=ev_origin,
+            covariate_convention=self.covariate_convention,
         )
+
+
+def record_inputs(
+    subjects: list[SubjectData], names: Iterable[str], max_doses: int
+) -> TimeVarying:
+    """The per-record inputs of several subjects for the engine, with a leading subject
+    axis and padded to the longest subject by repeating its last record.
+
+    Parameters
+    ----------
+    subjects : list of SubjectData
+        From one `Dataset` (its covariate convention).
+    names : iterable of str
+        Covariates (keys of `SubjectData.covariates`) to give per record.
+    max_doses : int
+        Dose-array slots of the subjects' `DoseArrays`.
+
+    Returns
+    -------
+    TimeVarying
+        times (n, R) [model time unit]; values name -> (n, R); dose_record (n, max_doses),
+        the record of each dose-array entry (`SubjectData.event_records`); output_record
+        (n, R), record k for output k (outputs at the record times); ``nocb`` from the
+        data set's convention. The single mechanism behind ``cp.simulate(data=)``, fits and
+        VPC replicates.
+    """
+    import jax.numpy as jnp
+
+    from .solve import TimeVarying  # here: model.py imports this module
+
+    R = max(s.times.size for s in subjects)
+
+    def pad(a: np.ndarray, size: int, fill: Any = None) -> np.ndarray:
+        a = np.asarray(a)
+        tail = np.repeat(a[-1:], size - a.size) if fill is None else np.full(size - a.size, fill)
+        return np.concatenate([a, tail.astype(a.dtype)])
+
+    times = np.stack([pad(s.times.astype(float), R) for s in subjects])
+    values = {
+        c: jnp.asarray(np.stack([pad(s.covariates[c].astype(float), R) for s in subjects]))
+        for c in names
+    }
+    dose_record = np.stack([pad(s.event_records.astype(np.int32), max_doses, 0) for s in subjects])
+    output_record = np.broadcast_to(np.arange(R, dtype=np.int32), (len(subjects), R))
+    return TimeVarying(
+        times=jnp.asarray(times),
+        values=values,
+        dose_record=jnp.asarray(dose_record),
+        output_record=jnp.asarray(output_record),
+        nocb=subjects[0].covariate_convention == "nocb",
+    )

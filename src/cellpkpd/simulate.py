@@ -261,8 +261,12 @@ class Simulator:
         idx = {s: i for i, s in enumerate(self.spec.states)}
         if all(n in idx for n in names):
             return {n: states[:, idx[n]] for n in names}
-        return jax.vmap(lambda t, x: self.model.observe(names, t, x, _params_at(p, tv, t)))(
-            times, states
+        # each output with the values of its own record (or those in force at its time)
+        rec = None if tv is None or tv.output_record is None else tv.output_record
+        rec = jnp.full(times.shape[0], -1, jnp.int32) if rec is None else jnp.asarray(rec)
+        at = lambda t, k: _params_at(p, tv, t, k, point=True)
+        return jax.vmap(lambda t, k, x: self.model.observe(names, t, x, at(t, k)))(
+            times, rec, states
         )
 
     def __call__(
@@ -614,8 +618,11 @@ def simulate(
         ODE tolerances (relative; absolute in amount units).
     data : Dataset, optional
         A NONMEM-style data set (`cp.read_nonmem`): every subject is simulated with its own
-        doses, covariates (carried forward) and record times, like mrgsolve's
-        ``mrgsim(data=)``; `regimen`, `times` and `covariates` must then be omitted.
+        doses, covariates and record times, like mrgsolve's ``mrgsim(data=)``; `regimen`,
+        `times` and `covariates` must then be omitted. Columns naming a covariate or
+        parameter of the model (in any case) are used per record, under the data set's
+        convention (``read_nonmem(covariates="nocb" | "locf")``); a warning names the
+        columns that are ignored.
     outputs : sequence of str, optional
         States, observations or derived quantities to return (default: all states and
         observations).
@@ -762,6 +769,7 @@ def _simulate_data(
 ) -> xr.Dataset:
     """Every subject of a NONMEM-style data set with its own records (mrgsim(data=))."""
     from .data import Dataset as _Dataset
+    from .data import record_inputs
 
     if not isinstance(data, _Dataset):
         raise SpecError(
@@ -769,8 +777,18 @@ def _simulate_data(
         )
     subjects = data.subjects(spec)
     n = len(subjects)
-    # data columns named like a parameter or covariate of the model are used, per record
-    used = [c for c in data.covariate_names if c in spec.covariates or c in spec.parameters]
+    # data columns named like a parameter or covariate of the model (in any case) are used,
+    # per record, under the model's spelling; the others are read and said to be ignored
+    used = list(data.model_columns(spec).values())
+    ignored = data.ignored_columns(spec)
+    if ignored:
+        warnings.warn(
+            f"simulate: data columns {', '.join(ignored)} of {data.source} name no covariate "
+            f"or parameter of model '{spec.name}' and are ignored (used: "
+            f"{', '.join(used) or 'none'})",
+            UserWarning,
+            stacklevel=3,
+        )
     clash = sorted(set(used) & set(params or {}))
     if clash:
         raise SpecError(
@@ -801,18 +819,13 @@ def _simulate_data(
     for c in used:
         if c not in varying:
             p[c] = jnp.asarray([s.covariates[c][0] for s in subjects], dtype=float)
-    tv = None
-    if varying:
-        tv = TimeVarying(
-            times=jnp.asarray(times),
-            values={
-                c: jnp.asarray(np.stack([pad(s.covariates[c]) for s in subjects])) for c in varying
-            },
-        )
     regimens = [s.regimen for s in subjects]
     for s in subjects:
         _check_regimen(spec, s.regimen, f"{data.source}: ID {s.id}")
     doses = stack_dose_arrays(regimens, None, spec)
+    # per-record values under the data set's convention (NOCB or LOCF), each dose and
+    # output with its own record's values
+    tv = record_inputs(subjects, varying, doses.max_doses) if varying else None
     solver = resolve_solver(spec, solver)
     sim = _simulator(
         spec,

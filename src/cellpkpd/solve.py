@@ -83,11 +83,38 @@ class EngineOptions:
 
 
 class TimeVarying(eqx.Module):
-    """Piecewise-constant covariates, carried forward: ``values[name][k]`` holds from
-    ``times[k]`` until ``times[k + 1]``; before ``times[0]`` the first value holds."""
+    """Piecewise-constant inputs given per data record (covariates, and parameters that a
+    fit's covariate effects make change), under NONMEM's or mrgsolve's conventions.
+
+    Attributes
+    ----------
+    times : array (R,)
+        Record times [model time unit], non-decreasing.
+    values : dict str -> array (R,)
+        Each input's value on each record.
+    dose_record : int array (E,), optional
+        The record (index into `times`) of each dose-array entry: a dose's lag,
+        bioavailability, rate and duration (``[dosing]``), the steady state of an SS dose
+        and the initial amounts of a reset use that record's own values, as NONMEM's PK
+        routine computes ALAG, F, R and D with the dose record (ADDL copies with their
+        initiating record). Default: the values in force at the event's time.
+    output_record : int array (n_out,), optional
+        The record of each output time: observation expressions use its values. Default:
+        the values in force at the output's time.
+    nocb : bool (static)
+        True: a record's value holds over the interval that ends at that record, back to
+        the previous record (next observation carried backward, NOCB: NONMEM's state-time
+        intervals, NONMEM Users Guide VI, III.B.2; mrgsolve's ``mrgsim(nocb = TRUE)``
+        default); after the last record its value holds. False: from the record on until
+        the next one (last observation carried forward, LOCF); before the first record its
+        value holds. The subject's initial amounts use its first record.
+    """
 
     times: Any
     values: dict[str, Any]
+    dose_record: Any = None
+    output_record: Any = None
+    nocb: bool = eqx.field(static=True, default=False)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -101,21 +128,50 @@ def with_breakpoints(cm: CompiledModel, p: dict[str, Any]) -> dict[str, Any]:
     return {**p, _BP_TIMES: cm.breakpoint_times(p), _BP_NAMES: cm.breakpoint_names}
 
 
-def _params_at(p: dict[str, Any], tv: TimeVarying | None, T: Any) -> dict[str, Any]:
-    """Inputs in force at time T: covariates carried forward, and each breakpoint's flag
-    (0 before its time, 1 from it on)."""
+def _record_at(tv: TimeVarying, T: Any, point: bool) -> Any:
+    """Index of the record whose values hold at time T (``point``), or on the segment that
+    starts at T: LOCF, the last record at or before T either way; NOCB, at T the first
+    record at or after T, on a segment starting at T the first record after T."""
+    side = "left" if point and tv.nocb else "right"
+    k = jnp.searchsorted(tv.times, T, side=side) - (0 if tv.nocb else 1)
+    return jnp.clip(k, 0, tv.times.shape[0] - 1)
+
+
+def _params_at(
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    T: Any,
+    record: Any = None,
+    point: bool = False,
+) -> dict[str, Any]:
+    """Inputs in force at time T (``point``) or on the segment that starts at T: the
+    time-varying values of `record` (an index into ``tv.times``; where < 0 or None, looked
+    up by time under the convention of `tv`), and each breakpoint's flag (0 before its
+    time, 1 from it on)."""
     bp = p.get(_BP_TIMES)
     if tv is None and bp is None:
         return p
     q = dict(p)
     if tv is not None:
-        k = jnp.clip(jnp.searchsorted(tv.times, T, side="right") - 1, 0, tv.times.shape[0] - 1)
+        k = _record_at(tv, T, point)
+        if record is not None:
+            k = jnp.where(record >= 0, record, k)
         for name, v in tv.values.items():
             q[name] = v[k]
     if bp is not None:
         for i, name in enumerate(p[_BP_NAMES]):
             q[name] = jnp.where(T >= bp[i], 1.0, 0.0)
     return q
+
+
+_FIRST_RECORD = 0  # initial amounts: the subject's first record (NONMEM's first PK call)
+
+
+def _dose_records(tv: TimeVarying | None, n_doses: int) -> Any:
+    """The record of each dose-array entry (-1: look up by time)."""
+    if tv is None or tv.dose_record is None:
+        return jnp.full(n_doses, -1, jnp.int32)
+    return jnp.asarray(tv.dose_record, jnp.int32)
 
 
 def _safe_div(a: Any, b: Any) -> Any:
@@ -233,7 +289,9 @@ def _expand(
     kind, mode, cmt = d.kind, d.mode, d.cmt
     is_dose = (kind == DOSE) | (kind == RESET_DOSE)
     is_reset = (kind == RESET) | (kind == RESET_DOSE)
-    dv = jax.vmap(lambda T: cm.dosing_vectors(_params_at(p, tv, T)))(d.time)
+    # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
+    at_dose = lambda T, k: cm.dosing_vectors(_params_at(p, tv, T, k, point=True))
+    dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]))
     take = lambda a: jnp.take_along_axis(a, cmt[:, None], axis=1)[:, 0]
     lag = d.lag + take(dv["lag"])
     amt = d.amount * d.bioavailability * take(dv["F"])
@@ -501,7 +559,7 @@ def _solve_exact(
     n_out = times.shape[0]
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
     u_rate = ev.rate_at(prev_T, n)  # input on each segment (M, n)
-    x_init = cm.initial(_params_at(p, tv, t0))
+    x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
     pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
 
     if tv is None and _BP_TIMES not in p:
@@ -549,8 +607,10 @@ def _solve_exact(
         tab = jnp.arange(h.shape[0])
         trough, ss_code = (None, 0)
         if d.has_ss:
-            system = lambda T_: cm.linear_system(_params_at(p, tv, T_))
-            As, bs = jax.vmap(system)(ev.record_time)
+            # the system of each SS dose's own record
+            system = lambda T_, k: cm.linear_system(_params_at(p, tv, T_, k, point=True))
+            rec = _dose_records(tv, ev.record_time.shape[0])
+            As, bs = jax.vmap(system)(ev.record_time, rec)
             trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
 
     # everything that does not depend on the running state, vectorised over segments
@@ -562,7 +622,10 @@ def _solve_exact(
         reset = act & ev.reset[j]
         ss = jnp.where(act, ev.ss[j], 0)
         if tv is not None:
-            x_reset = jax.vmap(lambda T_: cm.initial(_params_at(p, tv, T_)))(T)
+            # a reset's initial amounts with its own record's values
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j]]
+            at = lambda T_, k: cm.initial(_params_at(p, tv, T_, k, point=True))
+            x_reset = jax.vmap(at)(T, rec)
         else:
             x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
         x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
@@ -666,7 +729,7 @@ def _solve_ode(
     if d.has_ss:
         trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
 
-    x_init = cm.initial(_params_at(p, tv, t0))
+    x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
     buf0 = jnp.zeros((n_out, n), x_init.dtype)
 
     def record(buf, ys, idx, mask):
@@ -678,7 +741,11 @@ def _solve_ode(
         x, ys, idx, mask, code = segment(x, ta, tb, i)
         buf = record(buf, ys, idx, mask)
         j = order[i]
-        xi = cm.initial(_params_at(p, tv, tb)) if tv is not None else x_init
+        if tv is not None:  # a reset's initial amounts with its own record's values
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j]]
+            xi = cm.initial(_params_at(p, tv, tb, rec, point=True))
+        else:
+            xi = x_init
         x = _apply_point(ev, j, x, xi, trough)
         status = jnp.where(status == 0, code, status)
         return (x, tb, buf, status), None
@@ -724,8 +791,9 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         )
         return sol.ys[-1], _result_code(sol)
 
-    def one(rt, ii_, d1_, m_, R_, bol, e_, ss, th):
-        q = _params_at(p, tv, rt)  # parameters, covariates, breakpoint flags at the record
+    def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th):
+        # parameters, covariates (of the SS dose's own record), breakpoint flags at it
+        q = _params_at(p, tv, rt, rec, point=True)
         x_init = cm.initial(q)
         zero = jnp.zeros(n, x_init.dtype)
         b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
@@ -761,7 +829,8 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
         return y, jnp.where(ss > 0, code, 0)
 
-    xs, codes = jax.vmap(one)(ev.record_time, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
+    rec = _dose_records(tv, ev.record_time.shape[0])
+    xs, codes = jax.vmap(one)(ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
@@ -790,7 +859,8 @@ def solve_subject(
     times : array, shape (n_out,)
         Output times [model time unit], non-decreasing, >= ``opts.t0``.
     tv : TimeVarying, optional
-        Time-varying covariates (carried forward).
+        Inputs given per record (`TimeVarying`: NOCB or LOCF, and the record of each dose
+        and output).
     static_times : numpy array, optional
         The same output times as a concrete array, when known at compile time (lets the
         exact path reuse the exponentials of repeated gaps).
