@@ -15,9 +15,9 @@ import csv
 import dataclasses
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -686,9 +686,7 @@ class Dataset:
         )
 
 
-def record_inputs(
-    subjects: list[SubjectData], names: Iterable[str], max_doses: int
-) -> TimeVarying:
+def record_inputs(subjects: list[SubjectData], names: Iterable[str], max_doses: int) -> TimeVarying:
     """The per-record inputs of several subjects for the engine, with a leading subject
     axis and padded to the longest subject by repeating its last record.
 

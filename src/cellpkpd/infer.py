@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr
 
-from .data import Dataset
+from .data import Dataset, record_inputs
 from .dosing import DoseArrays, stack_dose_arrays
 from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
@@ -96,12 +96,13 @@ class FitData:
         Row of the data file of each record (-1 for padding).
     tv : TimeVarying or None
         The model covariates (``[covariates]`` of the model file) that change within a
-        subject, per record and carried forward (LOCF, as `cp.simulate(data=)` does): the
-        model's expressions see them change at the record times. None if none changes.
+        subject, per record, under the data set's convention (NOCB or LOCF,
+        `cp.read_nonmem`), exactly as `cp.simulate(data=)` uses them (`record_inputs`):
+        the model's expressions see them change at the record times. None if none changes.
     varying : dict str -> array (n, R)
-        Every data covariate that changes within some subject, per record (LOCF, padded
-        with the last value): covariate effects of a `cp.Population` on such a covariate
-        change the parameter record by record.
+        Every data covariate that changes within some subject, per record (padded with the
+        last value): covariate effects of a `cp.Population` on such a covariate change the
+        parameter record by record, under the same convention.
     events_before : int array (n, R) or None
         How many of the subject's dose-array events act before each record
         (`SubjectData.events_before`): records at equal times act in file order.
@@ -121,6 +122,7 @@ class FitData:
     tv: TimeVarying | None = None
     varying: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     events_before: np.ndarray | None = None
+    records: TimeVarying | None = None
 
     @classmethod
     def build(
@@ -129,23 +131,28 @@ class FitData:
         data: Dataset,
         observations: Mapping[Any, str] | None = None,
         error_models: Mapping[str, str] | None = None,
+        effect_covariates: Iterable[str] = (),
     ) -> FitData:
         """Convert a `Dataset`: which output each record measures comes from its CMT (a
         model observation's name, or a state mapped by `observations`, or the model's only
         observation). With `error_models` (observation -> residual error model, as
         `Population.error_model` gives), an uncensored observation with DV <= 0 of an
-        observation with log-normal error is a `DataError`."""
+        observation with log-normal error is a `DataError`. Columns are matched in any
+        case to the model's covariates and parameters and to `effect_covariates` (those of
+        the fit's covariate effects), and keyed by those names."""
         if not isinstance(data, Dataset):
             raise SpecError(f"fit: data must be a cp.Dataset, got {type(data).__name__}")
-        for c in data.covariate_names:
-            if c in spec.parameters:
+        effect_covariates = tuple(effect_covariates)
+        for c, name in data.model_columns(spec, effect_covariates).items():
+            if name in spec.parameters:
                 raise DataError(
-                    f"{data.source}: column {c} names a parameter of model '{spec.name}'; "
-                    f"cp.fit estimates parameters and does not read them from data (drop or "
-                    f"rename the column; to hold {c} at the model file's value use "
-                    f"Population(fixed=['{c}']))"
+                    f"{data.source}: column {c} names parameter {name} of model "
+                    f"'{spec.name}'; cp.fit estimates parameters and does not read them from "
+                    f"data (drop or rename the column; to hold {name} at the model file's "
+                    f"value use Population(fixed=['{name}']))"
                 )
-        subjects = data.subjects(spec)
+        subjects = data.subjects(spec, effect_covariates)
+        cov_names = list(subjects[0].covariates)
         obs_names = list(spec.observations)
         if not obs_names:
             raise SpecError(f"fit: model '{spec.name}' has no [observations] to fit")
@@ -208,19 +215,20 @@ class FitData:
         )
         rows = np.stack([pad(s.rows, -1) for s, _, _ in per])
         events_before = np.stack([pad(s.events_before, s.events_before[-1]) for s in subjects])
-        covariates = {
-            c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in data.covariate_names
-        }
+        covariates = {c: np.array([s.covariates[c][0] for s, _, _ in per]) for c in cov_names}
         doses = stack_dose_arrays([s.regimen for s in subjects], None, spec)
         varying = {
             c: np.stack(
                 [pad(np.asarray(s.covariates[c], float), s.covariates[c][-1]) for s in subjects]
             )
-            for c in data.covariate_names
+            for c in cov_names
             if any(s.is_time_varying(c) for s in subjects)
         }
-        model_varying = {c: jnp.asarray(v) for c, v in varying.items() if c in spec.covariates}
-        tv = TimeVarying(jnp.asarray(times), model_varying) if model_varying else None
+        # one mechanism with cp.simulate(data=): the convention and each dose's and
+        # output's own record
+        records = record_inputs(subjects, (), doses.max_doses)
+        model_varying = [c for c in varying if c in spec.covariates]
+        tv = record_inputs(subjects, model_varying, doses.max_doses) if model_varying else None
         return cls(
             [s.id for s in subjects],
             times,
@@ -236,7 +244,13 @@ class FitData:
             tv,
             varying,
             events_before,
+            records,
         )
+
+
+def _effect_covariates(population: Population) -> tuple[str, ...]:
+    """The covariates of a Population's covariate effects, in order of appearance."""
+    return tuple(dict.fromkeys(c for e in population.covariate_effects.values() for c in e))
 
 
 def _residual_sd(model: str, pred: Any, sig: Mapping[str, Any]) -> Any:
@@ -262,7 +276,8 @@ def _likelihood_solver(
 
     ``params`` hold each subject's parameters at its first record. A covariate effect of
     `population` on a covariate that changes within a subject (``fd.varying``) scales its
-    parameter record by record (LOCF) by the effect's ratio to the first record's, with the
+    parameter record by record (under the data set's NOCB or LOCF convention, as the
+    model's own covariates) by the effect's ratio to the first record's, with the
     coefficients ``betas`` (site name -> value, e.g. ``beta_CL_WT``).
 
     On the exact path, when dose times do not depend on estimated parameters (no estimated
@@ -314,6 +329,7 @@ def _likelihood_solver(
     covs = sorted({c for effects in varying.values() for c in effects})
     records = {c: jnp.asarray(fd.varying[c]) for c in covs}
     first = {c: jnp.asarray(fd.covariates[c]) for c in covs}
+    batched["r"] = fd.records
 
     def per_record(b: dict[str, Any], betas: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(b["tv"].values) if "tv" in b else {}
@@ -331,7 +347,8 @@ def _likelihood_solver(
                 ratio = ratio * at(x) / at(x0)
             values[name] = b["p"][name] * ratio
         out = {k: b[k] for k in ("p", "d", "t", "o") if k in b}
-        return {**out, "tv": TimeVarying(b["t"], values)}
+        r = b["r"]
+        return {**out, "tv": TimeVarying(b["t"], values, r.dose_record, r.output_record, r.nocb)}
 
     def solve(params: dict[str, Any], betas: Mapping[str, Any] | None = None) -> Any:
         if betas is None:
@@ -650,7 +667,17 @@ def fit(
             f"fit: the Population fixes every parameter of '{spec.name}'; nothing to estimate"
         )
     errors = {o: population.error_model(spec, o) for o in spec.observations}
-    fd = FitData.build(spec, data, observations, error_models=errors)
+    effect_covs = _effect_covariates(population)
+    fd = FitData.build(spec, data, observations, errors, effect_covs)
+    ignored = data.ignored_columns(spec, effect_covs)
+    if ignored:
+        warnings.warn(
+            f"fit: data columns {', '.join(ignored)} of {data.source} name no covariate of "
+            f"model '{spec.name}' nor of the Population's covariate effects and are ignored "
+            f"(used: {', '.join(data.model_columns(spec, effect_covs).values()) or 'none'})",
+            UserWarning,
+            stacklevel=2,
+        )
     if parameterization == "auto":
         per_subject = np.median(fd.observed.sum(axis=1))
         # the joint mode of the centred model lies at omega -> 0 (every subject at the
@@ -1158,7 +1185,7 @@ def simulate_study(
         raise SpecError(f"simulate_study: n = {n!r} must be an integer >= 1")
     population.validate(spec)
     errors = {o: population.error_model(spec, o) for o in spec.observations}
-    fd = FitData.build(spec, data, observations, error_models=errors)
+    fd = FitData.build(spec, data, observations, errors, _effect_covariates(population))
     post = idata.posterior
     total = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
