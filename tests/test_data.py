@@ -176,11 +176,18 @@ def test_steady_state_flags_and_interval(tmp_path: Path) -> None:
     assert (d[1].ss, d[1].ii, d[1].rate) == (2, 12.0, 50.0)
 
 
-def test_time_varying_covariate_carried_forward_and_backward(tmp_path: Path) -> None:
+def test_missing_covariate_values_filled_in_the_direction_of_the_convention(
+    tmp_path: Path,
+) -> None:
     text = "ID,TIME,AMT,DV,CRP\n1,0,100,.,.\n1,1,0,2,5\n1,2,0,3,.\n1,3,0,4,8\n2,0,9,.,.\n2,1,0,1,3"
-    s1, s2 = read_nonmem(write(tmp_path, text)).subjects()
+    # locf: from the previous value; the first records from the first known value
+    s1, s2 = read_nonmem(write(tmp_path, text), covariates="locf").subjects()
     np.testing.assert_array_equal(s1.covariates["CRP"], [5.0, 5.0, 5.0, 8.0])
     np.testing.assert_array_equal(s2.covariates["CRP"], [3.0, 3.0])  # not taken from ID 1
+    # nocb (default): from the next value (row 3 holds back to row 2 under NOCB)
+    s1, s2 = read_nonmem(write(tmp_path, text)).subjects()
+    np.testing.assert_array_equal(s1.covariates["CRP"], [5.0, 5.0, 8.0, 8.0])
+    np.testing.assert_array_equal(s2.covariates["CRP"], [3.0, 3.0])
     assert s1.is_time_varying("CRP") and not s2.is_time_varying("CRP")
     with pytest.raises(DataError, match="unknown covariate 'WT'"):
         s1.is_time_varying("WT")

@@ -254,7 +254,8 @@ def test_time_varying_model_covariate_enters_the_fit(tmp_path) -> None:
             crcl = 100.0 if t < 8.0 else 25.0
             rows.append({"ID": i + 1, "TIME": t, "AMT": 0.0, "EVID": 0, "CMT": 1, "DV": c,
                          "CRCL": crcl})  # fmt: skip
-    data = cp.read_nonmem(pd.DataFrame(rows))
+    # the records say CRCL from each record on (LOCF); under NOCB it would fall at 6 h
+    data = cp.read_nonmem(pd.DataFrame(rows), covariates="locf")
     fd = FitData.build(spec, data)
     assert fd.tv is not None and list(fd.tv.values) == ["CRCL"]
     np.testing.assert_array_equal(fd.covariates["CRCL"], 100.0)  # the baseline
@@ -308,8 +309,9 @@ conc = {{ expr = "central / V", unit = "mg/L", error = "proportional" }}
 
 
 def test_covariate_effect_follows_a_covariate_that_changes_within_subjects(tmp_path) -> None:
-    """Every subject weighs 70 kg at its first dose and 35-140 kg from 24 h on (the second
-    dose), and CL = CL_70 (WT / 70) ** 0.75 follows the weight record by record: the fit's
+    """Every subject weighs 70 kg at its first dose and 35-140 kg at its second (24 h) and
+    after, which under NOCB (the default) holds back to the 12-h sample, and
+    CL = CL_70 (WT / 70) ** 0.75 follows the weight record by record: the fit's
     predictions equal cp.simulate(data=) of a model that writes the effect into its flow
     (1e-9), and MAP recovers the exponent, which the first-record weight (70 kg for all)
     cannot identify at all."""

@@ -177,8 +177,10 @@ def test_simulator_vmap_and_jit_over_parameters() -> None:
     np.testing.assert_allclose(y, expected, rtol=1e-12)
 
 
-def test_time_varying_covariate_is_carried_forward(tmp_path) -> None:
-    # CL depends on body weight, which changes at t = 5 h: piecewise exponential decay
+def test_time_varying_covariate_follows_the_data_sets_convention(tmp_path) -> None:
+    # CL depends on body weight, which the records change at t = 5 h: piecewise exponential
+    # decay, changing at 5 h under LOCF and at 2 h under NOCB (the 5-h record's value holds
+    # back to the previous record, as in NONMEM)
     model = tmp_path / "wt.toml"
     model.write_text(
         """
@@ -208,14 +210,19 @@ central = { initial = 0.0 }
             "WT": [40.0, 40.0, 80.0, 80.0, 80.0],
         }
     )
-    data = cp.read_nonmem(df)
     k1, k2 = 0.05 * 40 / 10, 0.05 * 80 / 10
     t = np.array([0.0, 2.0, 5.0, 7.0, 10.0])
-    expected = np.where(t <= 5, 100 * np.exp(-k1 * t), 100 * np.exp(-k1 * 5 - k2 * (t - 5)))
-    for solver in ("exact", "tsit5"):
-        res = cp.simulate(cp.load_model(model), data=data, solver=solver)
-        rtol = 1e-10 if solver == "exact" else 1e-6
-        np.testing.assert_allclose(res["central"].values[0], expected, rtol=rtol)
+    for convention, change in (("locf", 5.0), ("nocb", 2.0)):
+        data = cp.read_nonmem(df, covariates=convention)
+        expected = np.where(
+            t <= change,
+            100 * np.exp(-k1 * t),
+            100 * np.exp(-k1 * change - k2 * (t - change)),
+        )
+        for solver in ("exact", "tsit5"):
+            res = cp.simulate(cp.load_model(model), data=data, solver=solver)
+            rtol = 1e-10 if solver == "exact" else 1e-6
+            np.testing.assert_allclose(res["central"].values[0], expected, rtol=rtol)
 
 
 def test_exact_path_handles_fast_rates_over_long_gaps() -> None:
