@@ -145,11 +145,12 @@ class FitData:
         effect_covariates = tuple(effect_covariates)
         for c, name in data.model_columns(spec, effect_covariates).items():
             if name in spec.parameters:
+                spelled = "" if c == name else f" ({name})"
                 raise DataError(
-                    f"{data.source}: column {c} names parameter {name} of model "
-                    f"'{spec.name}'; cp.fit estimates parameters and does not read them from "
-                    f"data (drop or rename the column; to hold {name} at the model file's "
-                    f"value use Population(fixed=['{name}']))"
+                    f"{data.source}: column {c} names a parameter of model "
+                    f"'{spec.name}'{spelled}; cp.fit estimates parameters and does not read "
+                    f"them from data (drop or rename the column; to hold {name} at the model "
+                    f"file's value use Population(fixed=['{name}']))"
                 )
         subjects = data.subjects(spec, effect_covariates)
         cov_names = list(subjects[0].covariates)
