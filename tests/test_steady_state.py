@@ -284,6 +284,7 @@ def test_issue_example_trough_of_overlapping_modelled_infusion(dosing_model, dat
     np.testing.assert_allclose(res["central"].values[i][at], reference, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_too_many_implied_doses_for_the_slots_is_status_7(dosing_model) -> None:
     """A modelled lag of 61 h with II 12 h leaves 5 implied doses after the record, more
     than the SS_MODEL_SLOTS = 4 slots: the subject fails with status 7, never silently."""
@@ -294,7 +295,7 @@ def test_too_many_implied_doses_for_the_slots_is_status_7(dosing_model) -> None:
     assert int(res["status"][0]) == 7
     assert np.all(np.isnan(res["central"].values[0]))
     with pytest.raises(cp.SimulationError, match="implied earlier doses"):
-        cp.simulate(dosing_model, reg, t, params={"tlag": 61.0})
+        cp.simulate(dosing_model, reg, t, params={"tlag": 61.0}, solver="exact")
     # with the slots raised through the functional core it is solved
     sim = cp.Simulator(dosing_model, t, outputs=("conc",))
     y = sim({"tlag": 61.0}, reg.to_arrays(spec=dosing_model, ss_overlap=5))["conc"]
@@ -302,6 +303,7 @@ def test_too_many_implied_doses_for_the_slots_is_status_7(dosing_model) -> None:
     np.testing.assert_allclose(y, expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_gradient_through_modelled_overlapping_infusion(dosing_model) -> None:
     """d conc / d D1 (modelled duration 30 h, II 12 h, SS=1) at 12 h and 25 h after the
     record against a central difference (h = 1e-4 h; the exact path is accurate to float64

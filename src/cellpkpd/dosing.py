@@ -278,6 +278,9 @@ class DoseArrays(eqx.Module):
     has_ss: bool = eqx.field(static=True, default=False)
     has_reset: bool = eqx.field(static=True, default=False)
     ss_overlap: int = eqx.field(static=True, default=0)
+    # event positions that hold a periodic steady-state dose in some regimen (None: any);
+    # only these get the ss_overlap slots of the engine
+    ss_positions: tuple[int, ...] | None = eqx.field(static=True, default=None)
     # state names of a single regimen padded without a model (resolved by the Simulator)
     cmt_names: tuple[str | None, ...] | None = eqx.field(static=True, default=None)
 
@@ -377,6 +380,7 @@ def _to_arrays(
     fields["bioavailability"] = np.ones((len(regimens), n))
     ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
     overlap = 0
+    ss_positions: set[int] = set()
     kept_names: list[str | None] = [None] * n
     for b, reg in enumerate(regimens):
         for i, ev in enumerate(reg.events):
@@ -410,6 +414,7 @@ def _to_arrays(
                 fields["duration"][b, i] = ev.duration
             if ev.ss and ev.ii > 0:
                 overlap = max(overlap, _ss_slots(ev, spec, names))
+                ss_positions.add(i)
     if ss_overlap is None:
         ss_overlap = overlap
     has = lambda pred: any(pred(e) for r in regimens for e in r.events)
@@ -420,6 +425,7 @@ def _to_arrays(
         has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
         has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),
         ss_overlap=int(ss_overlap),
+        ss_positions=tuple(sorted(ss_positions)),
         cmt_names=tuple(kept_names) if any(kept_names) else None,
     )
     return out

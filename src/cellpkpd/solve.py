@@ -274,14 +274,14 @@ def _expand(
     times, order, valid, reset, bolus, ss, dose = [], [], [], [], [], [], []
     idx = jnp.arange(E, dtype=jnp.int32)
 
-    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE):
+    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE, at=idx):
         times.append(t)
-        order.append(idx * 4 + sub_order)
+        order.append(at * 4 + sub_order)
         valid.append(v)
         reset.append(r)
         bolus.append(jnp.zeros((t.shape[0], n)) if b is None else b)
         ss.append(s)
-        dose.append(idx if t.shape[0] == E else jnp.zeros(t.shape[0], jnp.int32))
+        dose.append(at)
 
     dose_ss = jnp.where(is_dose, d.ss, 0)
     if d.has_reset or d.has_ss:
@@ -295,22 +295,27 @@ def _expand(
         # implied earlier doses k = 1, 2, ... of a steady-state dose (inputs at start - k ii)
         # that act after the record time: infusions still running then, and doses whose lag
         # puts them after it (lag >= ii); the periodic steady state holds everything else
-        n_bol, n_inf = _ss_pending(d.ii, lag, duration)
-        periodic = is_dose & (dose_ss > 0) & (d.ii > 0)
-        for k in range(1, d.ss_overlap + 1):
-            s_k = start - k * d.ii
-            ok_bol = periodic & ~is_inf & (k <= n_bol)
-            ok_inf = periodic & is_inf & (k <= n_inf)
-            s_in = jnp.maximum(s_k, d.time)
-            add(jnp.where(ok_bol | ok_inf, s_in, d.time), 3, ok_bol | ok_inf, zeros_E,
-                jnp.where(ok_bol, bolus_amt, 0.0)[:, None] * onehot)  # fmt: skip
+        # (slots only at the positions that hold such a dose in some subject)
+        at = idx if d.ss_positions is None else jnp.asarray(d.ss_positions, jnp.int32)
+        no = jnp.zeros(at.shape[0], bool)
+        t_r, ii_r, start_r, dur_r = d.time[at], d.ii[at], start[at], duration[at]
+        n_bol, n_inf = _ss_pending(ii_r, lag[at], dur_r)
+        periodic = is_dose[at] & (dose_ss[at] > 0) & (ii_r > 0)
+        for k in range(1, d.ss_overlap + 1 if at.shape[0] else 1):
+            s_k = start_r - k * ii_r
+            ok_bol = periodic & ~is_inf[at] & (k <= n_bol)
+            ok_inf = periodic & is_inf[at] & (k <= n_inf)
+            s_in = jnp.maximum(s_k, t_r)
+            add(jnp.where(ok_bol | ok_inf, s_in, t_r), 3, ok_bol | ok_inf, no,
+                jnp.where(ok_bol, bolus_amt[at], 0.0)[:, None] * onehot[at], no.astype(jnp.int32),
+                at)  # fmt: skip
             if d.has_infusion:
-                end = jnp.where(ok_inf, s_k + duration, d.time)
-                add(end, 3, ok_inf)
-                inf_start.append(jnp.where(ok_inf, s_in, d.time))
+                end = jnp.where(ok_inf, s_k + dur_r, t_r)
+                add(end, 3, ok_inf, no, None, no.astype(jnp.int32), at)
+                inf_start.append(jnp.where(ok_inf, s_in, t_r))
                 inf_end.append(end)
-                inf_rate.append(jnp.where(ok_inf, rate, 0.0))
-                inf_cmt.append(cmt)
+                inf_rate.append(jnp.where(ok_inf, rate[at], 0.0))
+                inf_cmt.append(cmt[at])
 
     def boundary(t: Any) -> None:
         """Points with no action: the integration only stops and restarts there."""
