@@ -175,10 +175,13 @@ V = { value = 10.0 }
 R1 = { value = 20.0 }
 D1 = { value = 3.0 }
 tlag = { value = 0.0 }
+kin = { value = 0.0 }
 [states]
 central = { initial = 0.0 }
 [flows]
 "central ->" = "CL / V"
+[odes]
+central = "kin"
 [observations]
 conc = { expr = "central / V", unit = "mg/L" }
 [dosing]
@@ -227,6 +230,13 @@ DATA = {
         lambda t: after(t, 10.0, 0.0 * t, 8.0 / K * np.exp(-K * (t - 10.0))),
     ),
 }  # fmt: skip
+KIN = 3.0  # mg/h, the model's own zero-order input in one more subject:
+# RATE = 0: the steady state of the model's own inputs, kin / k = 15 mg, which holds on
+DATA["constant_rate_0_endogenous"] = (
+    {**REC, "AMT": 0.0, "II": 0.0, "RATE": 0.0},
+    20.0, 3.0, 0.0,
+    lambda t: after(t, 10.0, KIN / K * (1.0 - np.exp(-K * t)), KIN / K + 0.0 * t),
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +271,7 @@ def test_nonmem_steady_state_records(dosing_model, data_batches, solver: str, na
             k: np.array([v[j] for v in DATA.values()])
             for j, k in ((1, "R1"), (2, "D1"), (3, "tlag"))
         }
+        params["kin"] = np.array([KIN * (n == "constant_rate_0_endogenous") for n in DATA])
         data_batches[solver] = quietly(dosing_model, data=_data(), params=params, solver=solver)
     res = data_batches[solver]
     i = list(DATA).index(name)
