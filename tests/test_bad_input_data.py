@@ -179,9 +179,10 @@ def test_evid_default_and_missing_items_on_observations_still_read(tmp_path: Pat
     assert data.frame["EVID"].tolist() == [1, 0, 0]  # EVID absent: 1 where AMT > 0
     (s,) = data.subjects()
     assert [d.time for d in s.regimen.doses] == [0.0, 12.0, 24.0]
-    # SS = 1 constant infusion keeps its own message
-    bad = write(tmp_path, "ID,TIME,AMT,EVID,RATE,SS,DV\n1,0,0,1,10,1,.")
-    check(cp.DataError, r"SS = 1 with RATE > 0, AMT = 0, II = 0", cp.read_nonmem, bad)
+    # SS = 1 with AMT = 0 and II = 0: the steady state of a constant infusion at RATE
+    ok = write(tmp_path, "ID,TIME,AMT,EVID,RATE,SS,DV\n1,0,0,1,10,1,.")
+    (dose,) = cp.read_nonmem(ok).subjects()[0].regimen.doses
+    assert (dose.amount, dose.rate, dose.ss, dose.ii) == (0.0, 10.0, 1, 0.0)
 
 
 def test_shipped_and_shared_data_still_read() -> None:

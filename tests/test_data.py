@@ -245,8 +245,9 @@ BAD = [
       id="EVID 5"),
     P(table(rec(ADDL=3)), r"row 1: ADDL = 3 needs II > 0", id="ADDL without II"),
     P(table(rec(SS=1)), r"row 1: SS = 1 needs II > 0", id="SS without II"),
-    P(table(rec(SS=1, AMT=0, RATE=10)), r"row 1: SS = 1 with RATE > 0, AMT = 0, II = 0 .*not "
-      "supported", id="SS constant infusion"),
+    P(table(rec(SS=1, AMT=0, RATE=-2)), r"row 1: RATE = -2 \(modelled duration\) on a "
+      r"constant-infusion steady-state record .*expected RATE > 0, -1 or 0",
+      id="SS constant infusion RATE -2"),
     P(table(rec(RATE=-3)), r"row 1: RATE = -3 is not valid; expected >= 0", id="RATE -3"),
     P(table(rec(SS=3, II=24)), r"row 1: SS = 3 is not valid; expected 0, 1 or 2", id="SS 3"),
     P(table(rec(ADDL=1.5, II=24)), r"row 1: ADDL = 1.5 is not valid", id="ADDL fractional"),

@@ -248,8 +248,10 @@ def read_nonmem(
     Records of a subject must be
     contiguous and in non-decreasing TIME. As in NM-TRAN, AMT, RATE, II, ADDL and SS must be
     0 or missing on records that are not doses (EVID 0, 2, 3), and RATE > 0 needs AMT > 0
-    (unless SS > 0); a subject has at most ``cellpkpd.dosing.MAX_DOSES`` (100,000) doses
-    and resets, ADDL copies included. A file must be comma-separated UTF-8 text.
+    (unless SS > 0); SS > 0 with AMT = 0 and II = 0 is the steady state of a constant
+    infusion at RATE (> 0, -1 or 0), which stops at the record; a subject has at most
+    ``cellpkpd.dosing.MAX_DOSES`` (100,000) doses and resets, ADDL copies included. A file
+    must be comma-separated UTF-8 text.
 
     Raises
     ------
@@ -342,10 +344,14 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
     msg = "needs II > 0 (the interval between additional doses), but II is 0"
     chk.where(dose & (addl > 0) & (ii <= 0), "ADDL", addl, msg)
     ss = chk.ints(np.nan_to_num(col("SS"), nan=0.0), "SS", (0, 1, 2), "0, 1 or 2")
-    bad_ss = dose & (ss > 0) & (ii <= 0)
-    msg = "with RATE > 0, AMT = 0, II = 0 (constant infusion at steady state) is not supported yet"
-    chk.where(bad_ss & (rate > 0) & (amt == 0), "SS", ss, msg)
-    chk.where(bad_ss, "SS", ss, "needs II > 0 (the dosing interval at steady state), but II is 0")
+    # SS > 0 with II = 0 and AMT = 0: steady state of a constant infusion at RATE (> 0, -1
+    # from the model, or 0: the model's own inputs), which stops at the record (NONMEM's help,
+    # SS DOSE EVENT RECORD); RATE = -2 has no meaning there (ADDL needs II > 0, above)
+    const_ss = dose & (ss > 0) & (ii <= 0)
+    msg = "needs II > 0 (the dosing interval at steady state), but II is 0 (with AMT = 0"
+    chk.where(const_ss & (amt > 0), "SS", ss, msg + ": the steady state of a constant infusion)")
+    msg = "(modelled duration) on a constant-infusion steady-state record (SS > 0, AMT = 0, "
+    chk.where(const_ss & (rate == -2), "RATE", rate, msg + "II = 0); expected RATE > 0, -1 or 0")
     # as NM-TRAN: dose data items only on dose records (EVID 1 or 4)
     items = {"AMT": amt, "RATE": rate, "II": ii, "ADDL": addl, "SS": ss}
     misplaced = np.column_stack([~dose & (v != 0) for v in items.values()])

@@ -75,9 +75,12 @@ class Dose:
     ss : {0, 1, 2}
         Steady state: 1 = the system is at steady state for doses of this size every
         `ii` (prior doses are ignored), 2 = that steady state is added to the current state
-        (linear models only).
+        (linear models only). With ``amount=0`` and ``ii=0``, the steady state of a constant
+        infusion at `rate` (or, with no rate, of the model's own inputs), which stops at
+        `time` (NONMEM's SS dose with AMT = 0, RATE >= 0 or -1, II = 0).
     ii : float
-        Dosing interval for steady state [time], > 0 when ``ss`` is 1 or 2.
+        Dosing interval for steady state [time]: > 0 when ``ss`` is 1 or 2, except for the
+        constant-infusion steady state (``amount=0``, ``ii=0``).
     reset : bool
         Reset the system to its initial state before dosing (NONMEM EVID 4).
     """
@@ -123,7 +126,16 @@ class Dose:
             raise DosingError(f"Dose: ss = {self.ss!r} must be 0, 1 or 2")
         set_(self, "ii", _num(self.ii, "ii"))
         if self.ss and self.ii <= 0:
-            raise DosingError(f"Dose: ss = {self.ss} needs a dosing interval ii > 0, got {self.ii}")
+            if self.amount > 0:
+                raise DosingError(
+                    f"Dose: ss = {self.ss} needs a dosing interval ii > 0, got {self.ii} "
+                    "(or amount = 0 with a rate: the steady state of a constant infusion)"
+                )
+            if self.duration == "model" or (self.rate is None and self.duration != 0.0):
+                raise DosingError(
+                    f"Dose: ss = {self.ss} with ii = 0 is the steady state of a constant "
+                    'infusion: give its rate (rate=... or rate="model"), not a duration'
+                )
 
     @property
     def is_infusion(self) -> bool:
@@ -235,8 +247,11 @@ class Regimen:
         spec : ModelSpec or sequence of state names, optional
             Needed to resolve compartment names (a numeric ``cmt`` is NONMEM's 1-based number).
         ss_overlap : int, optional
-            Slots for steady-state infusions still running at the dose time (duration
-            longer than the interval); default: computed from the doses.
+            Slots per steady-state dose for its implied earlier doses that act after the
+            dose time: infusions still running (lag + duration > ii) and lagged doses not
+            yet given (lag >= ii); default: computed from the doses, `SS_MODEL_SLOTS`
+            (4) where the model's [dosing] block decides it. A solve that needs more
+            reports status 7.
         """
         return _to_arrays([self], max_doses, spec, ss_overlap, batched=False)
 
@@ -263,6 +278,9 @@ class DoseArrays(eqx.Module):
     has_ss: bool = eqx.field(static=True, default=False)
     has_reset: bool = eqx.field(static=True, default=False)
     ss_overlap: int = eqx.field(static=True, default=0)
+    # event positions that hold a periodic steady-state dose in some regimen (None: any);
+    # only these get the ss_overlap slots of the engine
+    ss_positions: tuple[int, ...] | None = eqx.field(static=True, default=None)
     # state names of a single regimen padded without a model (resolved by the Simulator)
     cmt_names: tuple[str | None, ...] | None = eqx.field(static=True, default=None)
 
@@ -305,6 +323,43 @@ def _resolve_cmt(cmt: str | int, names: Sequence[str] | None, i: int) -> int:
     return int(cmt) - 1
 
 
+#: Slots per steady-state dose for the implied earlier doses that act after its time
+#: (infusions still running, doses still lagged) when the infusion's length or the lag
+#: comes from the model: enough for lag + duration < (SS_MODEL_SLOTS + 1) * ii. A solve
+#: that needs more reports status 7 (pass ``ss_overlap=`` to `Regimen.to_arrays`).
+SS_MODEL_SLOTS = 4
+
+
+def _ss_slots(ev: Dose, spec: Any, names: Sequence[str] | None) -> int:
+    """Implied earlier doses of steady-state dose `ev` that act after its record time:
+    infusions still running (lag + duration > ii) and doses not yet given (lag >= ii),
+    ceil((lag + duration) / ii) - 1; `SS_MODEL_SLOTS` when the model's [dosing] lag,
+    bioavailability (of a dose given by rate), rate or duration decide it."""
+    rule = None
+    if hasattr(spec, "dosing") and names is not None:
+        state = ev.cmt if isinstance(ev.cmt, str) else names[ev.cmt - 1]
+        rule = spec.dosing.get(state)
+
+    def constant(expr: Any, default: float) -> float | None:
+        if rule is None or expr is None:
+            return default
+        return float(expr({})) if expr.is_constant else None
+
+    lag = constant(getattr(rule, "lag", None), 0.0)
+    f_model = constant(getattr(rule, "bioavailability", None), 1.0)
+    if ev.rate == "model" or ev.duration == "model":
+        return SS_MODEL_SLOTS
+    if ev.rate is not None:
+        if f_model is None:
+            return SS_MODEL_SLOTS
+        duration = ev.amount * ev.bioavailability * f_model / ev.rate
+    else:
+        duration = float(ev.duration)
+    if lag is None:
+        return max(SS_MODEL_SLOTS, math.ceil((ev.lag + duration) / ev.ii) - 1)
+    return max(0, math.ceil((ev.lag + lag + duration) / ev.ii) - 1)
+
+
 def _to_arrays(
     regimens: Sequence[Regimen],
     max_doses: int | None,
@@ -325,6 +380,7 @@ def _to_arrays(
     fields["bioavailability"] = np.ones((len(regimens), n))
     ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
     overlap = 0
+    ss_positions: set[int] = set()
     kept_names: list[str | None] = [None] * n
     for b, reg in enumerate(regimens):
         for i, ev in enumerate(reg.events):
@@ -353,14 +409,12 @@ def _to_arrays(
             elif ev.rate is not None:
                 ints["mode"][b, i] = GIVEN_RATE
                 fields["rate"][b, i] = ev.rate
-                if ev.ss:
-                    dur = ev.amount * ev.bioavailability / ev.rate
-                    overlap = max(overlap, math.ceil(dur / ev.ii) if ev.ii > 0 else 0)
             elif ev.duration > 0:
                 ints["mode"][b, i] = GIVEN_DURATION
                 fields["duration"][b, i] = ev.duration
-                if ev.ss:
-                    overlap = max(overlap, math.ceil(ev.duration / ev.ii))
+            if ev.ss and ev.ii > 0:
+                overlap = max(overlap, _ss_slots(ev, spec, names))
+                ss_positions.add(i)
     if ss_overlap is None:
         ss_overlap = overlap
     has = lambda pred: any(pred(e) for r in regimens for e in r.events)
@@ -371,6 +425,7 @@ def _to_arrays(
         has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
         has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),
         ss_overlap=int(ss_overlap),
+        ss_positions=tuple(sorted(ss_positions)),
         cmt_names=tuple(kept_names) if any(kept_names) else None,
     )
     return out

@@ -64,7 +64,9 @@ STATUS = {
     3: "steady state not reached (raise ss_max_intervals, or the model accumulates)",
     4: "more output times between two events than the output window (raise window)",
     5: "ODE solver failed (e.g. the implicit solver did not converge)",
-    6: "steady-state dose with a lag >= its interval ii (not supported)",
+    7: "a steady-state dose has more implied earlier doses acting after its time (infusions "
+    "still running, lagged doses not yet given) than the slots for them (raise ss_overlap "
+    "in Regimen.to_arrays; see cellpkpd.dosing.SS_MODEL_SLOTS)",
 }
 
 
@@ -259,6 +261,7 @@ class _Events(eqx.Module):
     cmt: Any
     dose_ss: Any  # (E,) 0/1/2 per dose record
     lag: Any  # (E,) total lag [time] per dose record
+    slots: int = eqx.field(static=True, default=0)  # DoseArrays.ss_overlap
 
     def rate_at(self, T: Any, n: int) -> Any:
         """Input rate vector just after each time in T (shape (Q,) -> (Q, n))."""
@@ -329,14 +332,14 @@ def _expand(
     times, order, valid, reset, bolus, ss, dose = [], [], [], [], [], [], []
     idx = jnp.arange(E, dtype=jnp.int32)
 
-    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE):
+    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE, at=idx):
         times.append(t)
-        order.append(idx * 4 + sub_order)
+        order.append(at * 4 + sub_order)
         valid.append(v)
         reset.append(r)
         bolus.append(jnp.zeros((t.shape[0], n)) if b is None else b)
         ss.append(s)
-        dose.append(idx if t.shape[0] == E else jnp.zeros(t.shape[0], jnp.int32))
+        dose.append(at)
 
     dose_ss = jnp.where(is_dose, d.ss, 0)
     if d.has_reset or d.has_ss:
@@ -346,16 +349,31 @@ def _expand(
     inf_start, inf_end, inf_rate, inf_cmt = [start], [start + duration], [rate], [cmt]
     if d.has_infusion:
         add(start + duration, 2, is_inf)
-    if d.has_ss and d.has_infusion:
-        # implied earlier infusions of a steady-state dose still running at the record time
-        for k in range(1, d.ss_overlap + 1):
-            end = start + duration - k * d.ii
-            ok = is_inf & (dose_ss > 0) & (end > d.time)
-            add(jnp.where(ok, end, d.time), 3, ok)
-            inf_start.append(d.time)
-            inf_end.append(jnp.where(ok, end, d.time))
-            inf_rate.append(jnp.where(ok, rate, 0.0))
-            inf_cmt.append(cmt)
+    if d.has_ss:
+        # implied earlier doses k = 1, 2, ... of a steady-state dose (inputs at start - k ii)
+        # that act after the record time: infusions still running then, and doses whose lag
+        # puts them after it (lag >= ii); the periodic steady state holds everything else
+        # (slots only at the positions that hold such a dose in some subject)
+        at = idx if d.ss_positions is None else jnp.asarray(d.ss_positions, jnp.int32)
+        no = jnp.zeros(at.shape[0], bool)
+        t_r, ii_r, start_r, dur_r = d.time[at], d.ii[at], start[at], duration[at]
+        n_bol, n_inf = _ss_pending(ii_r, lag[at], dur_r)
+        periodic = is_dose[at] & (dose_ss[at] > 0) & (ii_r > 0)
+        for k in range(1, d.ss_overlap + 1 if at.shape[0] else 1):
+            s_k = start_r - k * ii_r
+            ok_bol = periodic & ~is_inf[at] & (k <= n_bol)
+            ok_inf = periodic & is_inf[at] & (k <= n_inf)
+            s_in = jnp.maximum(s_k, t_r)
+            add(jnp.where(ok_bol | ok_inf, s_in, t_r), 3, ok_bol | ok_inf, no,
+                jnp.where(ok_bol, bolus_amt[at], 0.0)[:, None] * onehot[at], no.astype(jnp.int32),
+                at)  # fmt: skip
+            if d.has_infusion:
+                end = jnp.where(ok_inf, s_k + dur_r, t_r)
+                add(end, 3, ok_inf, no, None, no.astype(jnp.int32), at)
+                inf_start.append(jnp.where(ok_inf, s_in, t_r))
+                inf_end.append(end)
+                inf_rate.append(jnp.where(ok_inf, rate[at], 0.0))
+                inf_cmt.append(cmt[at])
 
     def boundary(t: Any) -> None:
         """Points with no action: the integration only stops and restarts there."""
@@ -401,6 +419,7 @@ def _expand(
         cmt=cmt,
         dose_ss=dose_ss,
         lag=lag,
+        slots=d.ss_overlap,
     )
 
 
@@ -426,13 +445,38 @@ def _period_inputs(ev: _Events) -> tuple[Any, Any, Any]:
     return m, d1, ev.rate
 
 
+def _ss_pending(ii: Any, lag: Any, duration: Any) -> tuple[Any, Any]:
+    """Implied earlier doses k = 1, 2, ... of a steady-state record (inputs at
+    ``time + lag - k ii``) that act after the record time: lagged doses not yet given,
+    k < lag / ii, and infusions not yet ended, k < (lag + duration) / ii. NONMEM applies
+    the lag to every implied dose and computes the steady state for the cycle point
+    ``ii - lag`` (help: SS DOSE EVENT RECORD); with lag >= ii some implied doses fall after
+    the record."""
+    ii = jnp.where(ii > 0, ii, 1.0)
+    n_bol = jnp.maximum(jnp.ceil(lag / ii) - 1.0, 0.0)
+    n_inf = jnp.maximum(jnp.ceil((lag + duration) / ii) - 1.0, 0.0)
+    return n_bol, n_inf
+
+
+def _constant_ss(ev: _Events) -> Any:
+    """Steady-state records with II = 0 (and AMT = 0): the steady state of a constant
+    infusion at the record's rate, which stops at the record time (NONMEM's help, SS DOSE
+    EVENT RECORD: "Steady-state with constant infusion. The infusion terminates at the
+    event time of the SS dose record"; mrgsolve likewise)."""
+    return (ev.dose_ss > 0) & ~(ev.ii > 0)
+
+
 # ------------------------------------------------------------------------ exact path
 def _ss_phase(ev: _Events) -> tuple[Any, Any]:
-    """Time from the last implied steady-state input to the record time (ii - lag), and a
-    status code per dose record (6 where lag >= ii, which is not supported)."""
+    """Time from the last implied steady-state input at or before the record time to the
+    record time (``k0 ii - lag`` with the first implied input k0 not after it; 0 for a
+    constant infusion), and a status code per dose record (7 where the implied doses acting
+    after the record need more than the static slots)."""
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
-    bad = (ev.dose_ss > 0) & (ev.lag >= ii)
-    return jnp.clip(ii - ev.lag, 0.0, ii), jnp.where(bad, 6, 0)
+    n_bol, n_inf = _ss_pending(ev.ii, ev.lag, ev.duration)
+    periodic = (ev.dose_ss > 0) & (ev.ii > 0)
+    theta = jnp.where(periodic, jnp.clip((n_bol + 1.0) * ii - ev.lag, 0.0, ii), 0.0)
+    return theta, jnp.where(periodic & (n_inf > ev.slots), 7, 0)
 
 
 def _exact_trough(
@@ -442,16 +486,21 @@ def _exact_trough(
     linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
     forward by ii - lag to the record time (the dose itself enters lag later). ``A`` (E, n, n)
     and ``b`` (E, n) are the system at each record's time, as NONMEM takes the steady state
-    with the parameters of the SS record."""
+    with the parameters of the SS record. A constant-infusion record (II = 0) gets the
+    equilibrium of the constant input, ``A x + b + R e = 0``."""
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n, dtype=A.dtype)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, code = _ss_phase(ev)
+    const = _constant_ss(ev)
     # SS=2 adds only the dose's own steady state: no constant input b
     bv = jnp.where((ev.dose_ss == 1)[:, None], b, 0.0)
 
-    def one(A, ii_, d1_, m_, R_, bol, e_, bv, th):
+    def one(A, ii_, d1_, m_, R_, bol, e_, bv, th, is_const):
+        eye = jnp.eye(n, dtype=A.dtype)
+        # (another matrix where unused, so that no singular solve enters a gradient)
+        x_const = jnp.linalg.solve(jnp.where(is_const, A, -eye), -(bv + R_ * e_))
         Phi_ii, _ = _expm_pair(A, ii_, squarings)
         _, Gam_d1 = _expm_pair(A, d1_, squarings)
         Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings)
@@ -461,9 +510,9 @@ def _exact_trough(
         t1 = jnp.minimum(d1_, th)
         Phi1, Gam1 = _expm_pair(A, t1, squarings)
         Phi2, Gam2 = _expm_pair(A, th - t1, squarings)
-        return Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off
+        return jnp.where(is_const, x_const, Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off)
 
-    xs = jax.vmap(one)(A, ii, d1, m, R, bolus, e, bv, theta)
+    xs = jax.vmap(one)(A, ii, d1, m, R, bolus, e, bv, theta, const)
     finite = jnp.all(jnp.isfinite(xs), axis=1)
     code = jnp.where((ev.dose_ss > 0) & ~finite, 3, code)
     return xs, jnp.max(code)
@@ -761,17 +810,26 @@ def _solve_ode(
     return buf, status
 
 
+#: ODE path: most doubling intervals (1, 2, ..., 2**63 time units) for the steady state of a
+#: constant infusion; one that still changes then is reported as not reached (status 3).
+CONST_SS_INTERVALS = 64
+
+
 def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     """Steady-state amounts at each dose record's time (E, n) and a status: the dosing
     interval is repeated, with the parameters and covariates in force at the record's time,
     until the pre-input state stops changing (rtol/atol of the solver), then carried forward
     by ii - lag. SS=2 (linear models only) leaves out the constant input so that only the
-    dose's own steady state is added. Gradients flow through the iterations (checkpointed
-    loop)."""
+    dose's own steady state is added. A constant-infusion record (II = 0) runs the
+    constant input over intervals of doubling length (1, 2, 4, ... time units, at most
+    `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
+    Gradients flow through the iterations (checkpointed loop)."""
     n = cm.n_states
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
+    const = _constant_ss(ev)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    d1 = jnp.where(const, jnp.inf, d1)  # the whole interval at the constant rate
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, phase_code = _ss_phase(ev)
 
@@ -791,7 +849,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         )
         return sol.ys[-1], _result_code(sol)
 
-    def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th):
+    def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
         # parameters, covariates (of the SS dose's own record), breakpoint flags at it
         q = _params_at(p, tv, rt, rec, point=True)
         x_init = cm.initial(q)
@@ -806,19 +864,26 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
             x, c2 = solve(q, x, t1, t_end, u_off_rate)
             return x, jnp.maximum(c1, c2)
 
-        def cond(c):
-            x, x_prev, k, code = c
+        n_const = min(CONST_SS_INTERVALS, opts.ss_max_intervals)
+        max_k = jnp.where(c, n_const, opts.ss_max_intervals)
+
+        def length(k):
+            """The k-th interval: ii, or 2**k time units for a constant infusion."""
+            return jnp.where(c, jnp.exp2(jnp.minimum(k, CONST_SS_INTERVALS)), ii_)
+
+        def cond(carry):
+            x, x_prev, k, code = carry
             tol = opts.atol + opts.rtol * jnp.abs(x)
             moving = jnp.any(jnp.abs(x - x_prev) > tol)
-            return (ss > 0) & moving & (k < opts.ss_max_intervals) & (code == 0)
+            return (ss > 0) & moving & (k < max_k) & (code == 0)
 
-        def body(c):
-            x, _, k, _code = c
-            x_new, c_new = run(x, ii_)
+        def body(carry):
+            x, _, k, _code = carry
+            x_new, c_new = run(x, length(k))
             return x_new, x, k + 1, c_new
 
         x0 = jnp.where(ss == 2, zero, x_init)
-        x1, c1 = run(x0, ii_)
+        x1, c1 = run(x0, length(0))
         # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
         x, x_prev, _, code = eqxi.while_loop(
             cond, body, (x1, x0, 1, c1), max_steps=opts.ss_max_intervals, kind="checkpointed"
@@ -830,7 +895,9 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         return y, jnp.where(ss > 0, code, 0)
 
     rec = _dose_records(tv, ev.record_time.shape[0])
-    xs, codes = jax.vmap(one)(ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta)
+    xs, codes = jax.vmap(one)(
+        ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const
+    )
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
