@@ -29,7 +29,7 @@ from .dosing import DoseArrays, stack_dose_arrays
 from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
 from .population import Population, categorical_levels, effect_factor, level_name
-from .simulate import Simulator
+from .simulate import Simulator, check_data_bounds
 from .solve import TimeVarying
 
 __all__ = [
@@ -146,6 +146,7 @@ class FitData:
                     f"Population(fixed=['{c}']))"
                 )
         subjects = data.subjects(spec)
+        check_data_bounds(spec, data.source, subjects)  # covariate columns within bounds
         obs_names = list(spec.observations)
         if not obs_names:
             raise SpecError(f"fit: model '{spec.name}' has no [observations] to fit")

@@ -500,15 +500,15 @@ def _batch_inputs(
                 )
             if not np.all(np.isfinite(a)):
                 raise SpecError(f"simulate: {arg}['{k}'] contains NaN or inf: {v!r:.60}")
-            if arg == "params":
-                lo, hi = spec.parameters[k].bounds
-                outside = (a < lo) | (a > hi)
-                if np.any(outside):
-                    bad = a.reshape(-1)[np.flatnonzero(outside)[0]]
-                    raise SpecError(
-                        f"simulate: params['{k}'] = {bad} lies outside its bounds [{lo}, {hi}] "
-                        f"in {spec.source}"
-                    )
+            lo, hi = known[k].bounds
+            outside = np.flatnonzero((a.reshape(-1) < lo) | (a.reshape(-1) > hi))
+            if outside.size:
+                i = int(outside[0])
+                at = f" (subject {i})" if a.ndim == 1 else ""
+                raise SpecError(
+                    f"simulate: {arg}['{k}'] = {a.reshape(-1)[i]}{at} lies outside its bounds "
+                    f"[{lo}, {hi}] in {spec.source}"
+                )
             if a.ndim == 1:
                 if n > 1 and a.size != n and a.size != 1:
                     raise SpecError(
@@ -749,6 +749,33 @@ def to_xarray(
     )
 
 
+def check_data_bounds(spec: ModelSpec, source: str, subjects: Sequence[Any]) -> None:
+    """Data columns (`SubjectData.covariates`) named like a parameter or covariate of
+    `spec` must lie within its bounds at every record (`cp.simulate(data=)`, fits).
+
+    Raises
+    ------
+    DataError
+        Naming the data row, the subject's ID, the column and value, and the bounds.
+    """
+    for c in subjects[0].covariates if subjects else ():
+        item = spec.parameters.get(c) or spec.covariates.get(c)
+        if item is None:
+            continue
+        kind = "parameter" if c in spec.parameters else "covariate"
+        lo, hi = item.bounds
+        for s in subjects:
+            x = s.covariates[c]
+            outside = np.flatnonzero((x < lo) | (x > hi))
+            if outside.size:
+                i = int(outside[0])
+                raise DataError(
+                    f"{source} row {s.rows[i]} (ID {s.id}): {c} = {x[i]:g} lies outside the "
+                    f"bounds [{lo:g}, {hi:g}] of {kind} {c} in {spec.source}; expected a "
+                    "value within them"
+                )
+
+
 def _simulate_data(
     spec: ModelSpec,
     data: Dataset,
@@ -777,19 +804,7 @@ def _simulate_data(
             f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
             f"{data.source}; drop one"
         )
-    for c in used:  # parameter columns are checked against the bounds as params= are
-        if c not in spec.parameters:
-            continue
-        lo, hi = spec.parameters[c].bounds
-        for s in subjects:
-            outside = np.flatnonzero((s.covariates[c] < lo) | (s.covariates[c] > hi))
-            if outside.size:
-                i = int(outside[0])
-                raise DataError(
-                    f"{data.source} row {s.rows[i]}: {c} = {s.covariates[c][i]:g} lies outside "
-                    f"the bounds [{lo:g}, {hi:g}] of parameter {c} in {spec.source}; expected a "
-                    "value within them"
-                )
+    check_data_bounds(spec, data.source, subjects)
     values, n_p = _batch_inputs(spec, params, None, n)
     if n_p != n:
         raise SpecError(f"simulate: params give {n_p} values but the data set has {n} subjects")
