@@ -686,7 +686,91 @@ def simulate(
     sim = _simulator(spec, times_arr, **kw)
     out, status = sim.batch(p, doses)
     ids = np.arange(n)
-    return to_xarray(sim, out, status, ids, times_arr, on_failure)
+    res = to_xarray(sim, out, status, ids, times_arr, on_failure)
+    coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
+    return res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
+
+
+def dose_times(
+    regimen: Regimen, times: Any, events_before: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time after dose, time since the first dose and dose number at output times.
+
+    Parameters
+    ----------
+    regimen : Regimen
+        One subject's events.
+    times : array, shape (n_times,)
+        Output times [model time unit].
+    events_before : int array, shape (n_times,), optional
+        How many of the regimen's events (in its order) act before each output, as
+        `SubjectData.events_before` (records at equal times in file order). Default: every
+        event at or before the output time, so that a dose at exactly an output time counts
+        as given (that output reports the amount after the dose).
+
+    Returns
+    -------
+    tad, tsfd : float arrays, shape (n_times,)
+        Time since the record time of the most recent dose, and since the first dose
+        [model time unit]; NaN before the first dose.
+    dose_number : int array, shape (n_times,)
+        Doses given so far (0 before the first).
+
+    Notes
+    -----
+    Every dose event counts (each ADDL copy, an EVID 4 reset-and-dose; a steady-state
+    dose once); resets (EVID 3) are not doses and restart nothing. Times count from the
+    dose *record* time, not from the end of its lag or from when an infusion ends, as
+    mrgsolve's ``tad`` (its issue #206 / PR #992: the lagged dose is not the dose for
+    ``tad``). mrgsolve's ``mrgsim(tad = TRUE)`` gives negative values before the first
+    dose (output time minus first dose time); here they are NaN.
+    """
+    t = np.asarray(times, dtype=float)
+    ev_time = np.array([e.time for e in regimen.events], dtype=float)
+    is_dose = np.array([isinstance(e, Dose) for e in regimen.events], dtype=bool)
+    if events_before is None:
+        events_before = np.searchsorted(ev_time, t, side="right")
+    # doses among the first k events; the regimen is in time order, so the latest of them
+    # is the dose_number-th dose
+    count = np.concatenate([[0], np.cumsum(is_dose)]).astype(np.int64)
+    dose_number = count[np.asarray(events_before, dtype=np.int64)]
+    when = ev_time[is_dose]
+    given = dose_number > 0
+    tad = np.full(t.shape, np.nan)
+    tsfd = np.full(t.shape, np.nan)
+    if given.any():
+        tad[given] = t[given] - when[dose_number[given] - 1]
+        tsfd[given] = t[given] - when[0]
+    return tad, tsfd, dose_number
+
+
+def _dose_coords(
+    regimens: Sequence[Regimen],
+    times: np.ndarray,
+    n: int,
+    time_unit: str,
+    events_before: Sequence[Any] | None = None,
+    valid: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``tad``, ``tsfd`` and ``dose_number`` coordinates, dims (subject, time or record):
+    one regimen per subject, or one shared (its row broadcast, a read-only view). `times`
+    (n_times,) or per subject (n, n_records) with `events_before` and `valid` (records
+    that are not padding; padding gets NaN and dose_number -1)."""
+    per = [
+        dose_times(
+            r,
+            times if np.ndim(times) == 1 else times[i],
+            None if events_before is None else events_before[i],
+        )
+        for i, r in enumerate(regimens)
+    ]
+    tad, tsfd, number = (np.stack([x[j] for x in per]) for j in range(3))
+    if valid is not None:
+        tad[~valid], tsfd[~valid], number[~valid] = np.nan, np.nan, -1
+    if tad.shape[0] != n:
+        tad, tsfd, number = (np.broadcast_to(a, (n, a.shape[1])) for a in (tad, tsfd, number))
+    unit = {"unit": time_unit}
+    return {"tad": (tad, unit), "tsfd": (tsfd, unit), "dose_number": (number, {})}
 
 
 def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:
@@ -878,6 +962,9 @@ def _simulate_data(
         "dv": (dims, padded(lambda s: s.dv, np.nan)),
         "status": ("subject", status),
     }
+    # time after dose at each record, the records at equal times in file order
+    dose = _dose_coords(regimens, times, n, spec.time_unit, order, valid)
+    coords.update({k: (dims, *v) for k, v in dose.items()})
     return xr.Dataset(
         data_vars,
         coords=coords,
