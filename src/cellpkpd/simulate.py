@@ -629,7 +629,11 @@ def simulate(
     -------
     xarray.Dataset
         One variable per output, dims ``("subject", "time")``, attribute ``unit``;
-        coordinates ``subject``, ``time`` and ``status`` (0 = solved).
+        coordinates ``subject``, ``time``, ``status`` (0 = solved) and, dims
+        ``("subject", "time")``, ``tad`` (time after the most recent dose [time]), ``tsfd``
+        (time since the first dose [time]) and ``dose_number`` (see `dose_times`). With
+        `data`, dims ``("subject", "record")`` and the coordinates ``time``, ``row``,
+        ``evid`` and ``dv`` of each record too.
     """
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if on_failure not in ("raise", "nan"):
