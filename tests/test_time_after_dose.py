@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cellpkpd as cp
-from cellpkpd.simulate import dose_times
+from cellpkpd.simulate import time_after_dose
 
 nan = np.nan
 
@@ -57,7 +57,7 @@ def test_per_subject_regimens_before_the_first_dose_lag_and_resets(iv: cp.ModelS
 
 def test_steady_state_dose_counts_once() -> None:
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", ss=1, ii=12.0), cp.Dose(12.0, 100.0, 1)])
-    tad, tsfd, number = dose_times(reg, [0.0, 6.0, 12.0, 18.0])
+    tad, tsfd, number = time_after_dose(reg, [0.0, 6.0, 12.0, 18.0])
     np.testing.assert_array_equal(tad, [0.0, 6.0, 0.0, 6.0])
     np.testing.assert_array_equal(tsfd, [0.0, 6.0, 12.0, 18.0])
     np.testing.assert_array_equal(number, [1, 1, 2, 2])

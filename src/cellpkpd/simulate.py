@@ -631,7 +631,7 @@ def simulate(
         One variable per output, dims ``("subject", "time")``, attribute ``unit``;
         coordinates ``subject``, ``time``, ``status`` (0 = solved) and, dims
         ``("subject", "time")``, ``tad`` (time after the most recent dose [time]), ``tsfd``
-        (time since the first dose [time]) and ``dose_number`` (see `dose_times`). With
+        (time since the first dose [time]) and ``dose_number`` (see `time_after_dose`). With
         `data`, dims ``("subject", "record")`` and the coordinates ``time``, ``row``,
         ``evid`` and ``dv`` of each record too.
     """
@@ -695,7 +695,7 @@ def simulate(
     return res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
 
 
-def dose_times(
+def time_after_dose(
     regimen: Regimen, times: Any, events_before: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time after dose, time since the first dose and dose number at output times.
@@ -725,9 +725,10 @@ def dose_times(
     Every dose event counts (each ADDL copy, an EVID 4 reset-and-dose; a steady-state
     dose once); resets (EVID 3) are not doses and restart nothing. Times count from the
     dose *record* time, not from the end of its lag or from when an infusion ends, as
-    mrgsolve's ``tad`` (its issue #206 / PR #992: the lagged dose is not the dose for
+    mrgsolve's ``tad`` (mrgsolve PR #992: the record, not the lagged dose, is the dose for
     ``tad``). mrgsolve's ``mrgsim(tad = TRUE)`` gives negative values before the first
-    dose (output time minus first dose time); here they are NaN.
+    dose (output time minus first dose time) and ``self.tad()`` -1; here they are NaN.
+    NONMEM's PREDPP computes no TAD (users derive it in $PK).
     """
     t = np.asarray(times, dtype=float)
     ev_time = np.array([e.time for e in regimen.events], dtype=float)
@@ -761,7 +762,7 @@ def _dose_coords(
     (n_times,) or per subject (n, n_records) with `events_before` and `valid` (records
     that are not padding; padding gets NaN and dose_number -1)."""
     per = [
-        dose_times(
+        time_after_dose(
             r,
             times if np.ndim(times) == 1 else times[i],
             None if events_before is None else events_before[i],
