@@ -57,11 +57,12 @@ def model_page(name: str) -> str:
             "",
             "## Covariates",
             "",
-            "| name | default | unit | description |",
-            "|---|---|---|---|",
+            "| name | default | unit | bounds | description |",
+            "|---|---|---|---|---|",
         ]
         out += [
-            f"| {c.name} | {c.value:g} | {c.unit} | {_cell(c.description)} |"
+            f"| {c.name} | {c.value:g} | {c.unit} | [{c.bounds[0]:g}, {c.bounds[1]:g}] | "
+            f"{_cell(c.description)} |"
             for c in spec.covariates.values()
         ]
     table = cp.parameter_table(spec)

@@ -13,6 +13,7 @@ import pytest
 from conftest import check
 
 import cellpkpd as cp
+from cellpkpd.infer import FitData
 
 # A valid model file; every malformed file below changes one thing in it.
 BASE = """\
@@ -202,6 +203,22 @@ MODEL_FILES = {
     "value outside bounds": (
         edit("CL = { value = 2.0", "CL = { value = 20.0"),
         r"parameters\.CL\.value: 20\.0 lies outside bounds \[0\.0, 10\.0\]",
+    ),
+    "covariate bounds not a list": (
+        edit('unit = "kg" }', 'unit = "kg", bounds = 0 }'),
+        r"covariates\.WT\.bounds: expected \[lower, upper\] numbers, got 0",
+    ),
+    "covariate bounds with a string": (
+        edit('unit = "kg" }', 'unit = "kg", bounds = [0.0, "heavy"] }'),
+        r"covariates\.WT\.bounds: expected \[lower, upper\] numbers, got \[0\.0, 'heavy'\]",
+    ),
+    "covariate bounds reversed": (
+        edit('unit = "kg" }', 'unit = "kg", bounds = [300.0, 0.0] }'),
+        r"covariates\.WT\.bounds: lower 300\.0 must be <= upper 0\.0",
+    ),
+    "covariate default outside bounds": (
+        edit('unit = "kg" }', 'unit = "kg", bounds = [80.0, inf] }'),
+        r"covariates\.WT\.value: 70\.0 lies outside bounds \[80\.0, inf\]",
     ),
     "unknown block": (
         edit("[covariates]", "[covariate]"),
@@ -954,3 +971,72 @@ def test_fit_power_effect_of_a_covariate_that_is_zero(iv: cp.ModelSpec) -> None:
     check(cp.DataError, r"power effect of 'WT' on CL needs WT > 0, but the data hold WT = 0",
           cp.fit, iv, cp.read_nonmem(frame), pop, method="map", steps=5,
           progress=False)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- covariate bounds
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> cp.ModelSpec:
+    """BASE with body weight bounded to [1, 300] kg."""
+    path = tmp_path_factory.mktemp("bounded") / "bounded.toml"
+    path.write_text(edit('unit = "kg" }', 'unit = "kg", bounds = [1.0, 300.0] }'), "utf-8")
+    return cp.load_model(path)
+
+
+def test_covariate_bounds_are_read_and_default_to_unbounded(
+    bounded: cp.ModelSpec, base_path: Path
+) -> None:
+    assert bounded.covariates["WT"].bounds == (1.0, 300.0)
+    assert cp.load_model(base_path).covariates["WT"].bounds == (-math.inf, math.inf)
+    assert "| [1, 300] |" in cp.describe(bounded)
+
+
+@pytest.mark.parametrize("wt", [[70.0, 0.5, 80.0], 400.0], ids=["array", "scalar"])
+def test_simulate_covariate_outside_its_bounds(bounded: cp.ModelSpec, wt: Any) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    where = " \\(subject 1\\)" if np.ndim(wt) else ""
+    value = "0.5" if np.ndim(wt) else "400.0"
+    check(cp.SpecError, rf"^simulate: covariates\['WT'\] = {value}{where} lies outside its "
+          r"bounds \[1\.0, 300\.0\] in ", cp.simulate, bounded, reg, [0.0, 1.0],
+          covariates={"WT": wt})  # fmt: skip
+    assert cp.simulate(bounded, reg, [0.0, 1.0], covariates={"WT": [1.0, 300.0]}).sizes == {
+        "subject": 2, "time": 2}  # fmt: skip  # the bounds are closed
+
+
+def _weights_frame(wt: list[float]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"ID": [1, 1, 1, 2, 2, 2], "TIME": [0.0, 1.0, 2.0] * 2,
+                         "AMT": [100.0, 0, 0] * 2, "DV": [None, 5.0, 3.0] * 2,
+                         "WT": wt})  # fmt: skip
+
+
+def test_data_covariate_outside_its_bounds(bounded: cp.ModelSpec) -> None:
+    data = cp.read_nonmem(_weights_frame([70.0, 70.0, 70.0, 60.0, -1.0, 60.0]))
+    # the 5th record (ID 2, its second): a weight of -1 (a missing-value code) is not used
+    msg = r"^<DataFrame> row 5 \(ID 2\): WT = -1 lies outside the bounds \[1, 300\] of covariate WT"
+    check(cp.DataError, msg, cp.simulate, bounded, data=data)
+    check(cp.DataError, msg, cp.fit, bounded, data, method="map", steps=5, progress=False)
+    ok = cp.read_nonmem(_weights_frame([70.0, 70.0, 70.0, 60.0, 300.0, 60.0]))
+    assert FitData.build(bounded, ok).covariates["WT"].tolist() == [70.0, 60.0]  # closed bounds
+
+
+def test_virtual_population_covariate_outside_its_bounds(bounded: cp.ModelSpec) -> None:
+    # normal(70, 200) draws some weights below 1 kg among 50 subjects (seed 0)
+    check(cp.SpecError, r"^VirtualPopulation: covariates\['WT'\] gives \d+ of 50 values outside "
+          r"its bounds \[1, 300\] in .* \(first: subject \d+, -?[\d.]+\)",
+          cp.VirtualPopulation, bounded, 50, covariates={"WT": "normal(70, 200)"},
+          seed=0)  # fmt: skip
+    check(cp.SpecError, r"^VirtualPopulation.from_arrays: covariates\['WT'\] gives 1 of 2 values "
+          r"outside its bounds \[1, 300\] in .* \(first: subject 1, 0\)",
+          cp.VirtualPopulation.from_arrays, bounded, covariates={"WT": [70.0, 0.0]})  # fmt: skip
+    pop = cp.VirtualPopulation(bounded, 50, covariates={"WT": "uniform(1, 300)"}, seed=0)
+    assert pop.covariates["WT"].min() >= 1.0
+
+
+def test_sweep_and_with_values_check_covariate_bounds(bounded: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    check(cp.SpecError, r"sweep: samples\['WT'\]\[1\] = 0\.0 lies outside its bounds",
+          cp.sweep, bounded, reg, [0.0, 1.0], {"WT": [70.0, 0.0]},
+          metrics={"cmax": cp.metrics.cmax("conc")})  # fmt: skip
+    check(cp.SpecError, r"with_values: WT: 0\.0 lies outside bounds \[1\.0, 300\.0\]",
+          bounded.with_values, WT=0.0)  # fmt: skip

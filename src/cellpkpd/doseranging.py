@@ -88,6 +88,21 @@ def _draw(value: Any, n: int, key: Any, where: str) -> np.ndarray:
     return out
 
 
+def _check_covariate_bounds(spec: ModelSpec, name: str, x: np.ndarray, where: str) -> None:
+    """Values (n,) of a model covariate must lie within its ``[covariates]`` bounds."""
+    cov = spec.covariates.get(name)
+    if cov is None:  # a covariate only a covariate effect uses: no bounds
+        return
+    lo, hi = cov.bounds
+    outside = np.flatnonzero((x < lo) | (x > hi))
+    if outside.size:
+        i = int(outside[0])
+        raise SpecError(
+            f"{where}: covariates['{name}'] gives {outside.size} of {x.size} values outside "
+            f"its bounds [{lo:g}, {hi:g}] in {spec.source} (first: subject {i}, {x[i]:.6g})"
+        )
+
+
 # ---------------------------------------------------------------------- population
 class VirtualPopulation:
     """Parameters and covariates of ``n`` virtual subjects.
@@ -175,15 +190,7 @@ class VirtualPopulation:
         keys = jax.random.split(k_cov, max(len(covariates), 1))
         for (name, value), k in zip(covariates.items(), keys, strict=False):
             x = _draw(value, n, k, f"{where}: covariates['{name}']")
-            bounds = getattr(spec.covariates.get(name), "bounds", None)
-            if bounds is not None:
-                lo, hi = bounds
-                outside = (x < lo) | (x > hi)
-                if outside.any():
-                    raise SpecError(
-                        f"{where}: covariates['{name}'] gives {int(outside.sum())} values "
-                        f"outside the model's bounds [{lo:g}, {hi:g}]"
-                    )
+            _check_covariate_bounds(spec, name, x, where)
             cov_values[name] = x
 
         # typical values, covariate effects, between-subject variability
@@ -276,6 +283,8 @@ class VirtualPopulation:
             x = np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
             if not np.isfinite(x).all():
                 raise SpecError(f"VirtualPopulation.from_arrays: '{name}' has non-finite values")
+            if name in spec.covariates:
+                _check_covariate_bounds(spec, name, x, "VirtualPopulation.from_arrays")
             target[name] = x
         return out
 
@@ -330,6 +339,7 @@ class VirtualPopulation:
         keys = jax.random.split(k_cov, max(len(covariates or {}), 1))
         for (name, value), k in zip((covariates or {}).items(), keys, strict=False):
             out.covariates[name] = _draw(value, n, k, f"{where}: covariates['{name}']")
+            _check_covariate_bounds(spec, name, out.covariates[name], where)
         total = post.sizes["chain"] * post.sizes["draw"]
         pick = rng.integers(0, total, size=n)
         n_iiv = sum(f"omega_{k}" in post for k in spec.parameters)

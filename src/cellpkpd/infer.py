@@ -29,7 +29,7 @@ from .dosing import DoseArrays, stack_dose_arrays
 from .errors import DataError, SpecError
 from .model import ModelSpec, load_model, parse_prior
 from .population import Population, categorical_levels, effect_factor, level_name
-from .simulate import Simulator
+from .simulate import Simulator, check_data_bounds
 from .solve import TimeVarying
 
 __all__ = [
@@ -153,6 +153,7 @@ class FitData:
                     f"file's value use Population(fixed=['{name}']))"
                 )
         subjects = data.subjects(spec, effect_covariates)
+        check_data_bounds(spec, data.source, subjects)  # covariate columns within bounds
         cov_names = list(subjects[0].covariates)
         obs_names = list(spec.observations)
         if not obs_names:

@@ -126,12 +126,15 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Covariate:
-    """A host or product attribute with its default value [unit]."""
+    """A host or product attribute with its default value [unit] and the closed range
+    ``bounds`` [unit] its values must lie in (checked on the values of `cp.simulate`, data
+    sets, fits and `cp.VirtualPopulation` draws; default unbounded)."""
 
     name: str
     value: float
     unit: str = ""
     description: str = ""
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,11 @@ class ModelSpec:
                     raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
                 params[k] = _replace(params[k], value=value)
             elif k in covs:
-                covs[k] = _replace(covs[k], value=_number(v, k, ctx))
+                value = _number(v, k, ctx)
+                lo, hi = covs[k].bounds
+                if not lo <= value <= hi:
+                    raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
+                covs[k] = _replace(covs[k], value=value)
             else:
                 raise SpecError(
                     f"{self.source}: with_values: unknown name '{k}'; known: "
@@ -381,6 +388,26 @@ def _name(name: str, key: str, ctx: _Ctx) -> str:
             key, f"'{name}' is reserved ('{DOSED_PREFIX}<state>' is the total dosed into a state)"
         )
     return name
+
+
+def _bounds(
+    d: Mapping[str, Any], value: float, key: str, ctx: _Ctx, strict: bool
+) -> tuple[float, float]:
+    """``d["bounds"]`` (default unbounded) as (lower, upper): two numbers (``inf`` allowed),
+    lower < upper (`strict`, parameters) or lower <= upper (covariates), `value` inside."""
+    bounds = d.get("bounds", [-math.inf, math.inf])
+    if (
+        not isinstance(bounds, (list, tuple))
+        or len(bounds) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    ):
+        raise ctx.err(f"{key}.bounds", f"expected [lower, upper] numbers, got {bounds!r}")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not (lo < hi if strict else lo <= hi):
+        raise ctx.err(f"{key}.bounds", f"lower {lo} must be {'<' if strict else '<='} upper {hi}")
+    if not lo <= value <= hi:
+        raise ctx.err(f"{key}.value", f"{value} lies outside bounds [{lo}, {hi}]")
+    return lo, hi
 
 
 def _entry(value: Any, key: str, ctx: _Ctx, main: str, allowed: set[str]) -> dict[str, Any]:
@@ -506,18 +533,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         if "value" not in d:
             raise ctx.err(key, "missing 'value'")
         value = _number(d["value"], f"{key}.value", ctx)
-        bounds = d.get("bounds", [-math.inf, math.inf])
-        if (
-            not isinstance(bounds, list)
-            or len(bounds) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
-        ):
-            raise ctx.err(f"{key}.bounds", f"expected [lower, upper] numbers, got {bounds!r}")
-        lo, hi = float(bounds[0]), float(bounds[1])
-        if not lo < hi:
-            raise ctx.err(f"{key}.bounds", f"lower {lo} must be < upper {hi}")
-        if not lo <= value <= hi:
-            raise ctx.err(f"{key}.value", f"{value} lies outside bounds [{lo}, {hi}]")
+        lo, hi = _bounds(d, value, key, ctx, strict=True)
         prior = d.get("prior")
         if prior is not None:
             parse_prior(prior, f"{source}: {key}.prior")
@@ -567,14 +583,16 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         _name(cname, key, ctx)
         if cname in params:
             raise ctx.err(key, f"'{cname}' is already a parameter")
-        d = _entry(raw, key, ctx, "value", {"value", "unit", "description"})
+        d = _entry(raw, key, ctx, "value", {"value", "unit", "description", "bounds"})
         if "value" not in d:
             raise ctx.err(key, "missing 'value' (the default)")
+        value = _number(d["value"], f"{key}.value", ctx)
         covs[cname] = Covariate(
             cname,
-            _number(d["value"], f"{key}.value", ctx),
+            value,
             _str(d.get("unit"), f"{key}.unit", ctx),
             _str(d.get("description"), f"{key}.description", ctx),
+            _bounds(d, value, key, ctx, strict=False),
         )
 
     # [states]
@@ -953,9 +971,15 @@ def describe(spec: ModelSpec | str) -> str:
         out += ["", "## Covariates", ""]
         out.append(
             _md_table(
-                ["name", "default", "unit", "description"],
+                ["name", "default", "unit", "bounds", "description"],
                 [
-                    [c.name, _fmt_num(c.value), c.unit, c.description]
+                    [
+                        c.name,
+                        _fmt_num(c.value),
+                        c.unit,
+                        f"[{_fmt_num(c.bounds[0])}, {_fmt_num(c.bounds[1])}]",
+                        c.description,
+                    ]
                     for c in spec.covariates.values()
                 ],
             )

@@ -504,15 +504,15 @@ def _batch_inputs(
                 )
             if not np.all(np.isfinite(a)):
                 raise SpecError(f"simulate: {arg}['{k}'] contains NaN or inf: {v!r:.60}")
-            if arg == "params":
-                lo, hi = spec.parameters[k].bounds
-                outside = (a < lo) | (a > hi)
-                if np.any(outside):
-                    bad = a.reshape(-1)[np.flatnonzero(outside)[0]]
-                    raise SpecError(
-                        f"simulate: params['{k}'] = {bad} lies outside its bounds [{lo}, {hi}] "
-                        f"in {spec.source}"
-                    )
+            lo, hi = known[k].bounds
+            outside = np.flatnonzero((a.reshape(-1) < lo) | (a.reshape(-1) > hi))
+            if outside.size:
+                i = int(outside[0])
+                at = f" (subject {i})" if a.ndim == 1 else ""
+                raise SpecError(
+                    f"simulate: {arg}['{k}'] = {a.reshape(-1)[i]}{at} lies outside its bounds "
+                    f"[{lo}, {hi}] in {spec.source}"
+                )
             if a.ndim == 1:
                 if n > 1 and a.size != n and a.size != 1:
                     raise SpecError(
@@ -636,7 +636,11 @@ def simulate(
     -------
     xarray.Dataset
         One variable per output, dims ``("subject", "time")``, attribute ``unit``;
-        coordinates ``subject``, ``time`` and ``status`` (0 = solved).
+        coordinates ``subject``, ``time``, ``status`` (0 = solved) and, dims
+        ``("subject", "time")``, ``tad`` (time after the most recent dose [time]), ``tsfd``
+        (time since the first dose [time]) and ``dose_number`` (see `time_after_dose`). With
+        `data`, dims ``("subject", "record")`` and the coordinates ``time``, ``row``,
+        ``evid`` and ``dv`` of each record too.
     """
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if on_failure not in ("raise", "nan"):
@@ -693,7 +697,92 @@ def simulate(
     sim = _simulator(spec, times_arr, **kw)
     out, status = sim.batch(p, doses)
     ids = np.arange(n)
-    return to_xarray(sim, out, status, ids, times_arr, on_failure)
+    res = to_xarray(sim, out, status, ids, times_arr, on_failure)
+    coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
+    return res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
+
+
+def time_after_dose(
+    regimen: Regimen, times: Any, events_before: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time after dose, time since the first dose and dose number at output times.
+
+    Parameters
+    ----------
+    regimen : Regimen
+        One subject's events.
+    times : array, shape (n_times,)
+        Output times [model time unit].
+    events_before : int array, shape (n_times,), optional
+        How many of the regimen's events (in its order) act before each output, as
+        `SubjectData.events_before` (records at equal times in file order). Default: every
+        event at or before the output time, so that a dose at exactly an output time counts
+        as given (that output reports the amount after the dose).
+
+    Returns
+    -------
+    tad, tsfd : float arrays, shape (n_times,)
+        Time since the record time of the most recent dose, and since the first dose
+        [model time unit]; NaN before the first dose.
+    dose_number : int array, shape (n_times,)
+        Doses given so far (0 before the first).
+
+    Notes
+    -----
+    Every dose event counts (each ADDL copy, an EVID 4 reset-and-dose; a steady-state
+    dose once); resets (EVID 3) are not doses and restart nothing. Times count from the
+    dose *record* time, not from the end of its lag or from when an infusion ends, as
+    mrgsolve's ``tad`` (mrgsolve PR #992: the record, not the lagged dose, is the dose for
+    ``tad``). mrgsolve's ``mrgsim(tad = TRUE)`` gives negative values before the first
+    dose (output time minus first dose time) and ``self.tad()`` -1; here they are NaN.
+    NONMEM's PREDPP computes no TAD (users derive it in $PK).
+    """
+    t = np.asarray(times, dtype=float)
+    ev_time = np.array([e.time for e in regimen.events], dtype=float)
+    is_dose = np.array([isinstance(e, Dose) for e in regimen.events], dtype=bool)
+    if events_before is None:
+        events_before = np.searchsorted(ev_time, t, side="right")
+    # doses among the first k events; the regimen is in time order, so the latest of them
+    # is the dose_number-th dose
+    count = np.concatenate([[0], np.cumsum(is_dose)]).astype(np.int64)
+    dose_number = count[np.asarray(events_before, dtype=np.int64)]
+    when = ev_time[is_dose]
+    given = dose_number > 0
+    tad = np.full(t.shape, np.nan)
+    tsfd = np.full(t.shape, np.nan)
+    if given.any():
+        tad[given] = t[given] - when[dose_number[given] - 1]
+        tsfd[given] = t[given] - when[0]
+    return tad, tsfd, dose_number
+
+
+def _dose_coords(
+    regimens: Sequence[Regimen],
+    times: np.ndarray,
+    n: int,
+    time_unit: str,
+    events_before: Sequence[Any] | None = None,
+    valid: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``tad``, ``tsfd`` and ``dose_number`` coordinates, dims (subject, time or record):
+    one regimen per subject, or one shared (its row broadcast, a read-only view). `times`
+    (n_times,) or per subject (n, n_records) with `events_before` and `valid` (records
+    that are not padding; padding gets NaN and dose_number -1)."""
+    per = [
+        time_after_dose(
+            r,
+            times if np.ndim(times) == 1 else times[i],
+            None if events_before is None else events_before[i],
+        )
+        for i, r in enumerate(regimens)
+    ]
+    tad, tsfd, number = (np.stack([x[j] for x in per]) for j in range(3))
+    if valid is not None:
+        tad[~valid], tsfd[~valid], number[~valid] = np.nan, np.nan, -1
+    if tad.shape[0] != n:
+        tad, tsfd, number = (np.broadcast_to(a, (n, a.shape[1])) for a in (tad, tsfd, number))
+    unit = {"unit": time_unit}
+    return {"tad": (tad, unit), "tsfd": (tsfd, unit), "dose_number": (number, {})}
 
 
 def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:
@@ -756,6 +845,33 @@ def to_xarray(
     )
 
 
+def check_data_bounds(spec: ModelSpec, source: str, subjects: Sequence[Any]) -> None:
+    """Data columns (`SubjectData.covariates`) named like a parameter or covariate of
+    `spec` must lie within its bounds at every record (`cp.simulate(data=)`, fits).
+
+    Raises
+    ------
+    DataError
+        Naming the data row, the subject's ID, the column and value, and the bounds.
+    """
+    for c in subjects[0].covariates if subjects else ():
+        item = spec.parameters.get(c) or spec.covariates.get(c)
+        if item is None:
+            continue
+        kind = "parameter" if c in spec.parameters else "covariate"
+        lo, hi = item.bounds
+        for s in subjects:
+            x = s.covariates[c]
+            outside = np.flatnonzero((x < lo) | (x > hi))
+            if outside.size:
+                i = int(outside[0])
+                raise DataError(
+                    f"{source} row {s.rows[i]} (ID {s.id}): {c} = {x[i]:g} lies outside the "
+                    f"bounds [{lo:g}, {hi:g}] of {kind} {c} in {spec.source}; expected a "
+                    "value within them"
+                )
+
+
 def _simulate_data(
     spec: ModelSpec,
     data: Dataset,
@@ -795,19 +911,7 @@ def _simulate_data(
             f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
             f"{data.source}; drop one"
         )
-    for c in used:  # parameter columns are checked against the bounds as params= are
-        if c not in spec.parameters:
-            continue
-        lo, hi = spec.parameters[c].bounds
-        for s in subjects:
-            outside = np.flatnonzero((s.covariates[c] < lo) | (s.covariates[c] > hi))
-            if outside.size:
-                i = int(outside[0])
-                raise DataError(
-                    f"{data.source} row {s.rows[i]}: {c} = {s.covariates[c][i]:g} lies outside "
-                    f"the bounds [{lo:g}, {hi:g}] of parameter {c} in {spec.source}; expected a "
-                    "value within them"
-                )
+    check_data_bounds(spec, data.source, subjects)
     values, n_p = _batch_inputs(spec, params, None, n)
     if n_p != n:
         raise SpecError(f"simulate: params give {n_p} values but the data set has {n} subjects")
@@ -876,6 +980,9 @@ def _simulate_data(
         "dv": (dims, padded(lambda s: s.dv, np.nan)),
         "status": ("subject", status),
     }
+    # time after dose at each record, the records at equal times in file order
+    dose = _dose_coords(regimens, times, n, spec.time_unit, order, valid)
+    coords.update({k: (dims, *v) for k, v in dose.items()})
     return xr.Dataset(
         data_vars,
         coords=coords,

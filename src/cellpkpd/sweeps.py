@@ -190,8 +190,9 @@ def _samples(
             if not np.all(np.isfinite(a)):
                 i = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
                 raise SpecError(f"sweep: {arg}['{k}'][{i}] = {a.reshape(-1)[i]} is not finite")
-            if k in spec.parameters:
-                lo, hi = spec.parameters[k].bounds
+            item = spec.parameters.get(k) or spec.covariates.get(k)
+            if item is not None:  # a parameter's or a covariate's bounds
+                lo, hi = item.bounds
                 bad = np.flatnonzero((a.reshape(-1) < lo) | (a.reshape(-1) > hi))
                 if bad.size:
                     raise SpecError(
