@@ -4,6 +4,20 @@ A `Metric` reduces the output times and outputs of one subject to one number. Th
 `Metric.reduce` runs inside the compiled program of `cellpkpd.sweeps` (so a sweep never keeps
 whole trajectories) and on a `cp.simulate` result (``metric(result)``).
 
+Each metric's own points
+------------------------
+A metric reads only its own points: the output times the user asked for plus its own times
+(its window bounds, a `value_at` time), never the times another metric of the same sweep
+added, so its value does not depend on the other metrics requested and is the same on a
+`cp.simulate` result with those output times and inside `cp.sweep`. The default window of
+a metric is the span of its own points. Crossing and integral metrics (`time_above`,
+`time_to`, `auc`, `cell_days`) also read the output on both sides of every jump (a bolus
+dose, a reset, a steady-state dose) inside that span: `cp.sweep` puts each such time on the
+grid twice, once before and once after the events at that time (`Simulator.solve`'s
+``events_before``), so no crossing or trapezoid is interpolated across a discontinuity.
+Doses whose time is shifted by a lag that depends on the parameters (a ``[dosing]`` lag
+that is not a number) cannot be placed on a shared grid: `cp.sweep` warns about them.
+
 Exactness
 ---------
 Integrals (`auc`, `cell_days`) ask the engine for the running integral of their output as
@@ -12,17 +26,22 @@ applies) and for their window bounds as output times: inside `cp.sweep` they are
 solver precision. On a plain `cp.simulate` result (no integral state) they fall back to the
 linear-up/log-down trapezoid on the result's grid, which is exact for mono-exponential
 decline but otherwise limited by the grid. Peaks (`cmax`, `tmax`), `max_pct_change` and
-crossings (`time_above`, `time_to`) are read on the output grid: a crossing between two grid
-points is placed by log-linear interpolation when the output declines (exact for a
-mono-exponential), linear interpolation otherwise. `value_at` puts its time on the grid
-inside `cp.sweep` (exact); on a result it interpolates linearly between grid points.
+crossings (`time_above`, `time_to`) are read on the metric's own points: a crossing between
+two points is placed by log-linear interpolation when the output declines (exact for a
+mono-exponential), linear interpolation otherwise. Inside `cp.sweep` a metric's own times
+are solved exactly; on a result, values at own times between grid points are interpolated
+(linear-up/log-down). A result does not know the doses: ``metric(result, regimen=reg)``
+refuses (one-line `SpecError`) a crossing or integral metric whose span holds a jump, and a
+`value_at` time between two grid points with a jump between them, instead of interpolating
+across the discontinuity; without `regimen` the result's grid is assumed to hold no jump
+between its points.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +205,95 @@ def _integral(times: Any, y: Mapping[str, Any], output: str, start: Any, end: An
     return trapezoid_auc(times, y[output], start, end)
 
 
+# ---------------------------------------------------------------- jumps and own points
+def jump_times(doses: Any, model_lag: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Times at which the states may jump, per dose-array entry (host-side numpy).
+
+    Parameters
+    ----------
+    doses : DoseArrays
+        Shape (..., max_doses).
+    model_lag : array (n_states,), optional
+        The ``[dosing]`` lag of each state [time] (NaN where it is not a number); default 0.
+
+    Returns
+    -------
+    at_record, at_bolus : arrays (..., max_doses)
+        The record time of a reset (EVID 3/4) or steady-state dose (both replace the state),
+        and the entry time ``time + lag`` of a bolus; NaN where the entry has none.
+    """
+    from .dosing import BOLUS, DOSE, RESET, RESET_DOSE
+
+    kind = np.asarray(doses.kind)
+    t = np.asarray(doses.time, dtype=float)
+    is_dose = (kind == DOSE) | (kind == RESET_DOSE)
+    replaces = (kind == RESET) | (kind == RESET_DOSE) | (is_dose & (np.asarray(doses.ss) > 0))
+    bolus = is_dose & (np.asarray(doses.mode) == BOLUS)
+    lag = np.asarray(doses.lag, dtype=float)
+    if model_lag is not None:
+        cmt = np.clip(np.asarray(doses.cmt), 0, len(model_lag) - 1)
+        lag = lag + np.asarray(model_lag, dtype=float)[cmt]
+    return np.where(replaces, t, np.nan), np.where(bolus, t + lag, np.nan)
+
+
+def own_points(
+    metric: Metric, times: Any, y: Mapping[str, Any], own: Any, pre: Any = None, post: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """The grid points of one metric on a shared sweep grid (pure JAX).
+
+    `own` (int numpy array) indexes the metric's own points: the user's output times and
+    its own times. `pre` and `post` index, for each jump time inside the metric's span, the
+    grid points just before and just after the events at that time; a crossing or integral
+    metric (``metric.jumps``) also reads such a pair where its output differs on the two
+    sides (this subject's output jumps there). The points kept are gathered in order and
+    padded with the last own point (zero-width intervals at the end).
+    """
+    own = np.asarray(own, dtype=np.int32)
+    if not metric.jumps or pre is None or len(pre) == 0:
+        return times[own], {k: v[own] for k, v in y.items()}
+    pre = np.asarray(pre, dtype=np.int32)
+    post = np.asarray(post, dtype=np.int32)
+    static = np.zeros(times.shape[0], dtype=bool)
+    static[own] = True
+    v = y[metric.output]
+    jump = v[pre] != v[post]
+    keep = jnp.asarray(static)
+    keep = keep.at[pre].set(jump | static[pre]).at[post].set(jump | static[post])
+    size = int(np.union1d(np.union1d(own, pre), post).size)
+    idx = jnp.nonzero(keep, size=size, fill_value=int(own[-1]))[0]
+    return times[idx], {k: x[idx] for k, x in y.items()}
+
+
+def _span(metric: Metric, times: np.ndarray) -> tuple[float, float]:
+    """The metric's window on its own points (default: their first and last time)."""
+    a = getattr(metric, "start", None)
+    b = getattr(metric, "end", None)
+    return (float(times[0]) if a is None else a), (float(times[-1]) if b is None else b)
+
+
+def _insert(times: np.ndarray, y: Mapping[str, Any], new: Sequence[float]) -> tuple[Any, dict]:
+    """A result's grid with the times `new` added, values there interpolated under the
+    linear-up/log-down model (running integrals linearly)."""
+    extra = np.setdiff1d(np.asarray(new, dtype=float), times)
+    if extra.size == 0:
+        return jnp.asarray(times), dict(y)
+    grid = np.union1d(times, extra)
+    k = np.clip(np.searchsorted(times, extra), 1, times.size - 1)
+    t1, t2 = jnp.asarray(times[k - 1]), jnp.asarray(times[k])
+    pos = np.searchsorted(grid, extra)
+    old = np.searchsorted(grid, times)
+    out = {}
+    for name, v in y.items():
+        y1, y2 = v[..., k - 1], v[..., k]
+        if name.startswith("__int_"):
+            val = y1 + _safe_div(jnp.asarray(extra) - t1, t2 - t1) * (y2 - y1)
+        else:
+            val = _interp_in(t1, t2, y1, y2, jnp.asarray(extra))
+        full = jnp.zeros((*v.shape[:-1], grid.size), dtype=v.dtype)
+        out[name] = full.at[..., old].set(v).at[..., pos].set(val)
+    return jnp.asarray(grid), out
+
+
 # ---------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class Metric:
@@ -200,6 +308,8 @@ class Metric:
     output: str
 
     kind = "metric"
+    #: whether the metric reads its output on both sides of a jump (crossings, integrals)
+    jumps = False
 
     @property
     def default_name(self) -> str:
@@ -233,11 +343,27 @@ class Metric:
     def _bind_result(self, result: xr.Dataset) -> Metric:
         return self
 
-    def __call__(self, result: xr.Dataset) -> xr.DataArray:
+    def __call__(self, result: xr.Dataset, regimen: Any = None) -> xr.DataArray:
         """The metric of every subject of a `cp.simulate` result: DataArray ("subject",).
 
-        Integrals use the result's running-integral variable if it has one, otherwise the
-        linear-up/log-down trapezoid on the result's grid (grid-limited)."""
+        The metric reads the result's grid plus its own times (window bounds, a `value_at`
+        time), values there interpolated (linear-up/log-down). Integrals use the result's
+        running-integral variable if it has one, otherwise the linear-up/log-down trapezoid
+        on that grid (grid-limited).
+
+        Parameters
+        ----------
+        result : xarray.Dataset
+            From `cp.simulate` with shared output times.
+        regimen : cp.Regimen or DoseArrays, optional
+            The doses of the result. With it, a crossing or integral metric whose span holds
+            a jump (a bolus dose, a reset or a steady-state dose after the first output
+            time), or a `value_at` time between two grid points with a jump between them,
+            is refused with a `SpecError` (a result holds the output only after the
+            events at a time, so the value just before a jump is unknown): use
+            `cp.metrics.evaluate` or `cp.sweep`, which put each jump on the grid from both
+            sides. Without it the grid is assumed to hold no jump between its points.
+        """
         import xarray as xr
 
         if not isinstance(result, xr.Dataset):
@@ -258,18 +384,21 @@ class Metric:
                 f"metric {self.default_name}: needs a result with one shared time grid "
                 "(cp.simulate with times=, not data=)"
             )
-        outside = [v for v in self.needs().times if not times[0] <= v <= times[-1]]
+        own = self.needs().times
+        outside = [v for v in own if not times[0] <= v <= times[-1]]
         if outside:
             raise SpecError(
                 f"metric {self.default_name}: time {outside[0]:g} is outside the result's time "
                 f"grid [{times[0]:g}, {times[-1]:g}]; simulate to cover it (cp.sweep and "
                 "cp.dose_ranging add the metrics' times to their grid themselves)"
             )
+        if regimen is not None:
+            self._check_jumps(times, regimen)
         extra = [integral_name(n) for n in self.needs().integrals]
         names += [n for n in extra if n in result.data_vars]
         y = {n: jnp.asarray(result[n].values, dtype=float) for n in names}
+        t, y = _insert(times, y, own)
         bound = self._bind_result(result)
-        t = jnp.asarray(times)
         values = jax.vmap(lambda yy: bound.reduce(t, yy))(y)
         time_unit = str(result.attrs.get("time_unit", result["time"].attrs.get("unit", "")))
         unit = self.unit_from(str(result[self.output].attrs.get("unit", "")), time_unit)
@@ -281,6 +410,44 @@ class Metric:
             name=self.default_name,
             attrs={"unit": unit, "metric": repr(self)},
         )
+
+    def _check_jumps(self, times: np.ndarray, regimen: Any) -> None:
+        """Refuse reading a result across a jump of `regimen` (see `__call__`)."""
+        from .dosing import DoseArrays, Regimen
+
+        if isinstance(regimen, Regimen):
+            regimen = regimen.to_arrays()
+        if not isinstance(regimen, DoseArrays):
+            raise SpecError(
+                f"metric {self.default_name}: regimen must be a cp.Regimen or DoseArrays, got "
+                f"{type(regimen).__name__}"
+            )
+        jumps = np.unique(np.concatenate([np.ravel(a) for a in jump_times(regimen)]))
+        jumps = jumps[np.isfinite(jumps)]
+        if isinstance(self, ValueAt):
+            k = int(np.searchsorted(times, self.time))
+            if k < times.size and times[k] == self.time:
+                return  # on the grid: read as it is (after the events at that time)
+            inside = jumps[(jumps > times[k - 1]) & (jumps <= times[k])]
+            if inside.size:
+                raise SpecError(
+                    f"metric {self.default_name}: the output jumps at t = {inside[0]:g} "
+                    f"between the result's output times {times[k - 1]:g} and {times[k]:g}; "
+                    f"simulate with time {self.time:g} on the grid or use cp.metrics.evaluate"
+                )
+            return
+        if not self.jumps:
+            return
+        a, b = _span(self, times)
+        a = max(a, float(times[0]))
+        inside = jumps[(jumps > a) & (jumps <= b)]
+        if inside.size:
+            raise SpecError(
+                f"metric {self.default_name}: the output jumps at t = {inside[0]:g} inside "
+                f"[{a:g}, {b:g}] and a result holds only the value after the jump; use "
+                "cp.metrics.evaluate or cp.sweep (they put each jump on the grid from both "
+                "sides)"
+            )
 
 
 def _check_window(name: str, start: Any, end: Any) -> None:
@@ -302,6 +469,7 @@ class AUC(Metric):
     start: float | None = None
     end: float | None = None
     kind = "auc"
+    jumps = True
 
     def needs(self) -> Needs:
         return Needs((self.output,), _window_times(self.start, self.end), (self.output,))
@@ -377,6 +545,7 @@ class TimeAbove(Metric):
     start: float | None = None
     end: float | None = None
     kind = "time_above"
+    jumps = True
 
     def needs(self) -> Needs:
         return Needs((self.output,), _window_times(self.start, self.end))
@@ -433,6 +602,7 @@ class CellDays(Metric):
     end: float | None = None
     days_per_time: float | None = None
     kind = "cell_days"
+    jumps = True
 
     def needs(self) -> Needs:
         return Needs((self.output,), _window_times(self.start, self.end), (self.output,))
@@ -488,24 +658,37 @@ class MaxPctChange(Metric):
 
 @dataclass(frozen=True)
 class TimeTo(Metric):
-    """First time [time] at which `output` reaches `threshold` (falls to <= it for
-    "below", rises to >= it for "above"); the first output time if it starts there, and
-    +inf if it never does on the grid. Crossings are interpolated between grid points."""
+    """First time [time] at which `output` reaches `threshold`, on its own points.
+
+    "above": the first time it is >= `threshold` (the first output time if it starts
+    there). "below": the first time it falls to <= `threshold` from above it, i.e. after
+    it has been > `threshold` (a profile that starts at 0 before the dose has not fallen
+    below anything); the first output time if it is never above `threshold` (it is below
+    throughout). +inf if the output never gets there on the grid (it stays above, or never
+    reaches the threshold "above"). Crossings are interpolated between points (log-linear
+    when declining); a jump (a bolus) crosses at its time.
+    """
 
     threshold: float = 0.0
     direction: str = "below"
     kind = "time_to"
+    jumps = True
 
     def reduce(self, times: Any, y: Mapping[str, Any]) -> Any:
         v = y[self.output]
         thr = jnp.asarray(self.threshold, dtype=times.dtype)
-        reached = v <= thr if self.direction == "below" else v >= thr
         y1, y2 = v[:-1], v[1:]
-        cross = reached[1:] & ~reached[:-1]
         tc = _crossing(times[:-1], times[1:], y1, y2, thr)
-        first = jnp.argmax(cross)
-        t_cross = jnp.where(jnp.any(cross), tc[first], jnp.inf)
-        return jnp.where(reached[0], times[0], t_cross)
+        if self.direction == "below":
+            cross = (y1 > thr) & (y2 <= thr)  # a fall from above: after having been above
+            otherwise = jnp.where(jnp.any(v > thr), jnp.inf, times[0])
+        else:
+            cross = (y1 < thr) & (y2 >= thr)
+            otherwise = jnp.inf
+        t_cross = jnp.where(jnp.any(cross), tc[jnp.argmax(cross)], otherwise)
+        if self.direction == "below":
+            return t_cross
+        return jnp.where(v[0] >= thr, times[0], t_cross)
 
     def unit_from(self, unit: str, time_unit: str) -> str:
         return time_unit
@@ -589,8 +772,9 @@ def max_pct_change(output: str, direction: str = "decrease") -> MaxPctChange:
 
 
 def time_to(output: str, threshold: float, direction: str = "below") -> TimeTo:
-    """First time [time] `output` reaches `threshold` from above ("below") or from below
-    ("above"); +inf if it never does within the output grid."""
+    """First time [time] `output` falls to `threshold` from above it ("below": after having
+    been above it; the first output time if it never is) or reaches it ("above"); +inf if
+    it never does within the output grid. See `TimeTo`."""
     if direction not in ("below", "above"):
         raise SpecError(f"time_to: direction = {direction!r}; expected 'below' or 'above'")
     return TimeTo(_out("time_to", output), _num("time_to", "threshold", threshold), direction)

@@ -4,9 +4,14 @@ Each chunk goes through `Simulator.batch` with the metrics as an on-device reduc
 chunk's trajectories never leave the compiled program and peak memory depends on the chunk
 size, not on the number of sets. `Simulator.batch` shards each chunk over the JAX devices
 (`cellpkpd.parallel.batched_map`). With ``path=``, each finished chunk is written to disk
-(atomically) beside a manifest holding a hash of the sweep's inputs, so a re-run resumes
-where an interrupted one stopped; with a `dask.distributed.Client`, chunks run on the
-cluster's workers.
+(atomically) beside a manifest holding a hash of the sweep's inputs and the SHA-256 of each
+finished chunk file, so a re-run resumes where an interrupted one stopped and refuses a chunk
+file that was changed; with a `dask.distributed.Client`, chunks run on the cluster's workers.
+
+The output grid is the union of the user's output times, the metrics' own times (window
+bounds, `value_at` times) and, twice (before and after the events at that time), each time
+at which a dose or reset makes the states jump; each metric reads only its own points of it
+(`cellpkpd.metrics.own_points`), so its value does not depend on the other metrics.
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ import xarray as xr
 from .dosing import DoseArrays, Regimen, stack_dose_arrays
 from .errors import DosingError, SpecError
 from .expr import parse_expr, state_degree
-from .metrics import Metric, integral_name, named, output_unit
+from .metrics import Metric, integral_name, jump_times, named, output_unit, own_points
 from .model import ModelSpec, State, load_model
 from .simulate import Simulator, _check_regimen, _check_times, resolve_solver
 
 __all__ = ["augment_spec", "sweep"]
 
 MANIFEST = "manifest.json"
-_FORMAT = 1
+_FORMAT = 2  # 2: per-metric points, dose jumps on the grid, chunk checksums
+#: most distinct jump times put on a sweep's grid (each adds two output times)
+MAX_JUMP_TIMES = 1024
 
 
 # ---------------------------------------------------------------- running integrals
@@ -88,6 +95,9 @@ class _Plan:
     atol: float
     metrics: tuple[tuple[str, Metric], ...]
     key: str
+    # per metric: indices of its own grid points, and of the points before / after each jump
+    # inside its span (see cellpkpd.metrics.own_points)
+    points: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
 
 _CACHE: dict[str, tuple[Simulator, Any]] = {}
@@ -106,9 +116,13 @@ def _engine(plan: _Plan) -> tuple[Simulator, Any]:
             atol=plan.atol,
         )
         metrics = plan.metrics
+        points = plan.points or tuple((np.arange(len(plan.grid)), None, None) for _ in metrics)
 
         def reduce(times: Any, y: Mapping[str, Any]) -> dict[str, Any]:
-            return {name: m.reduce(times, y) for name, m in metrics}
+            out = {}
+            for (name, m), (own, pre, post) in zip(metrics, points, strict=True):
+                out[name] = m.reduce(*own_points(m, times, y, own, pre, post))
+            return out
 
         if len(_CACHE) > 8:
             _CACHE.clear()
@@ -116,8 +130,16 @@ def _engine(plan: _Plan) -> tuple[Simulator, Any]:
     return hit
 
 
-def _run_chunk(plan: _Plan, params: Mapping[str, np.ndarray], doses: DoseArrays, size: int):
-    """Metrics and status of one chunk; inputs padded to `size` rows (one compiled shape)."""
+def _run_chunk(
+    plan: _Plan,
+    params: Mapping[str, np.ndarray],
+    doses: DoseArrays,
+    size: int,
+    order: np.ndarray | None = None,
+):
+    """Metrics and status of one chunk; inputs padded to `size` rows (one compiled shape).
+
+    `order`: the grid points' ``events_before`` (shared (n_grid,) or per row)."""
     sim, reduce = _engine(plan)
     n = len(next(iter(params.values())))
 
@@ -128,17 +150,21 @@ def _run_chunk(plan: _Plan, params: Mapping[str, np.ndarray], doses: DoseArrays,
     p = {k: jnp.asarray(pad(v)) for k, v in params.items()}
     if doses.time.ndim == 2:
         doses = jax.tree.map(lambda x: jnp.asarray(pad(x)), doses)
-    out, status = sim.batch(p, doses, reduce=reduce)
+    if order is not None and np.ndim(order) == 2:
+        order = pad(order)
+    out, status = sim.batch(p, doses, reduce=reduce, events_before=order)
     values = {k: np.asarray(v, dtype=float)[:n] for k, v in out.items()}
     return values, np.asarray(status, dtype=np.int32)[:n]
 
 
-def _run_chunk_remote(plan_bytes: bytes, params: Any, doses: Any, size: int) -> Any:
+def _run_chunk_remote(
+    plan_bytes: bytes, params: Any, doses: Any, size: int, order: Any = None
+) -> Any:
     """Dask task: unpickle the plan (cached per worker process by its key) and run."""
     import cloudpickle
 
     plan = cloudpickle.loads(plan_bytes)
-    return _run_chunk(plan, params, doses, size)
+    return _run_chunk(plan, params, doses, size, order)
 
 
 # ---------------------------------------------------------------- inputs
@@ -249,6 +275,91 @@ def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, in
     )
 
 
+def _model_lags(spec: ModelSpec) -> np.ndarray:
+    """The ``[dosing]`` lag of each state [time]: 0 if none, NaN if it is not a number (it
+    depends on the parameters)."""
+    names = list(spec.states)
+    out = np.zeros(len(names))
+    for state, rule in spec.dosing.items():
+        if state in names:
+            try:
+                out[names.index(state)] = float(rule.lag.source)
+            except (TypeError, ValueError, AttributeError):
+                out[names.index(state)] = np.nan
+    return out
+
+
+def _jump_grid(
+    doses: DoseArrays, static: np.ndarray, lags: np.ndarray
+) -> tuple[np.ndarray, dict[float, int], np.ndarray, np.ndarray, np.ndarray]:
+    """The sweep's grid: the static times plus each jump time inside (static[0], static[-1]]
+    twice (a point before the events at that time, then one after, which is also the static
+    time's point if there is one).
+
+    Returns the grid, the index of each static time's point, the jump times and the indices
+    of their points before and after."""
+    from .dosing import BOLUS, DOSE, RESET_DOSE
+
+    kind = np.asarray(doses.kind)
+    bolus = ((kind == DOSE) | (kind == RESET_DOSE)) & (np.asarray(doses.mode) == BOLUS)
+    unknown = bolus & np.isnan(lags[np.clip(np.asarray(doses.cmt), 0, len(lags) - 1)])
+    if unknown.any():
+        warnings.warn(
+            "sweep: a bolus goes into a state whose [dosing] lag depends on the parameters; "
+            "its jump time is not on the grid, so crossings and trapezoids next to it are "
+            "interpolated across the jump",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    rec, bol = jump_times(doses, lags)
+    jumps = np.unique(np.concatenate([rec.ravel(), bol.ravel()]))
+    jumps = jumps[np.isfinite(jumps) & (jumps > static[0]) & (jumps <= static[-1])]
+    if jumps.size > MAX_JUMP_TIMES:
+        warnings.warn(
+            f"sweep: {jumps.size} distinct dose/reset times (more than {MAX_JUMP_TIMES}); they "
+            "are not put on the grid, so crossings and trapezoids are interpolated across "
+            "jumps between output times",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        jumps = jumps[:0]
+    is_jump = set(jumps.tolist())
+    grid: list[float] = []
+    index: dict[float, int] = {}
+    pre: list[int] = []
+    post: list[int] = []
+    for t in np.union1d(static, jumps).tolist():
+        if t in is_jump:
+            pre.append(len(grid))
+            grid.append(t)
+            post.append(len(grid))
+        index[t] = len(grid)
+        grid.append(t)
+    return (
+        np.asarray(grid, dtype=float),
+        index,
+        jumps,
+        np.asarray(pre, dtype=np.int32),
+        np.asarray(post, dtype=np.int32),
+    )
+
+
+def _order(
+    doses: DoseArrays, lags: np.ndarray, jumps: np.ndarray, pre: np.ndarray, n_grid: int
+) -> np.ndarray | None:
+    """``events_before`` of the grid points: each point before a jump comes before the
+    first dose-array entry with an event at that time, every other point after all."""
+    if jumps.size == 0:
+        return None
+    rec, bol = jump_times(doses, lags)
+    n = doses.max_doses
+    hit = (rec[..., :, None] == jumps) | (bol[..., :, None] == jumps)  # (..., n, n_jumps)
+    first = np.where(hit.any(-2), hit.argmax(-2), n)
+    order = np.full((*rec.shape[:-1], n_grid), n, dtype=np.int32)
+    order[..., pre] = first
+    return order
+
+
 def _fingerprint(spec: ModelSpec) -> dict[str, Any]:
     src = lambda e: None if e is None else e.source
     return {
@@ -297,7 +408,9 @@ def _chunk_file(folder: Path, i: int) -> Path:
     return folder / f"chunk_{i:06d}.npz"
 
 
-def _open_folder(folder: Path, manifest: dict[str, Any]) -> None:
+def _open_folder(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create or check the sweep's folder; returns its manifest (with ``chunks``: file name
+    -> SHA-256 of each finished chunk)."""
     if folder.exists() and not folder.is_dir():
         raise SpecError(f"sweep: path '{folder}' is a file, expected a folder for the chunks")
     folder.mkdir(parents=True, exist_ok=True)
@@ -313,11 +426,28 @@ def _open_folder(folder: Path, manifest: dict[str, Any]) -> None:
                 f"{old.get('n_samples')} sets, metrics {', '.join(old.get('metrics', []))}); "
                 "use another path or delete it"
             )
-        return
+        if not isinstance(old.get("chunks", {}), dict):
+            raise SpecError(f"sweep: path '{folder}' has an unreadable {MANIFEST}")
+        old.setdefault("chunks", {})
+        return old
     if any(p.name.startswith("chunk_") for p in folder.iterdir()):
         raise SpecError(f"sweep: path '{folder}' holds chunk files but no {MANIFEST}; not a sweep")
+    manifest = {**manifest, "chunks": {}}
+    _write_manifest(folder, manifest)
+    return manifest
+
+
+def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     text = json.dumps(manifest, indent=1).encode()
-    _atomic_write(mf, lambda f: f.write(text))
+    _atomic_write(folder / MANIFEST, lambda f: f.write(text))
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _load_chunk(file: Path, names: Sequence[str], n: int) -> tuple[dict, np.ndarray] | None:
@@ -365,8 +495,10 @@ def sweep(
         One regimen for every set, one per set, or dose arrays with a leading set axis
         ``(n, max_doses)`` (or ``(max_doses,)``, shared).
     times : array, shape (n_times,)
-        Output times [model time unit] the metrics are read on; window bounds and
-        `value_at` times of the metrics are added to them.
+        Output times [model time unit] the metrics are read on. Each metric reads these
+        plus its own window bounds and `value_at` time (never another metric's), and
+        crossing and integral metrics also read both sides of each jump (bolus, reset,
+        steady-state dose) inside that span.
     samples : dict name -> array (n,) or pandas.DataFrame
         Parameter and covariate values, one per set; unnamed ones take the model's values.
     metrics : dict name -> Metric, or a list of Metric (named by their default names)
@@ -376,9 +508,10 @@ def sweep(
         Sets per chunk (> 0): each chunk is one compiled, sharded evaluation (the last one is
         padded to the same shape), and peak memory grows with it, not with n.
     path : str or path, optional
-        Folder for the finished chunks and a manifest; a re-run with the same inputs loads
-        finished chunks instead of recomputing them; a folder holding another sweep is
-        refused.
+        Folder for the finished chunks and a manifest (with the SHA-256 of each chunk file);
+        a re-run with the same inputs loads finished chunks instead of recomputing them; a
+        folder holding another sweep, or a chunk file whose checksum differs from the
+        manifest's, is refused (`SpecError` naming the file).
     client : dask.distributed.Client, optional
         Run the chunks on the cluster's workers (results gathered in order, written to
         `path` as they finish).
@@ -405,7 +538,11 @@ def sweep(
     state added to the model (`augment_spec`) and are exact to solver precision; with
     steady-state doses or resets in the regimen (an integral has no steady state, a reset
     would zero it) they fall back to the linear-up/log-down trapezoid on the output grid.
-    Window bounds and `value_at` times are added to the output grid. Sets are evaluated by
+    Window bounds, `value_at` times and, twice (before and after the events at that time),
+    each jump time are added to the output grid; each metric reads only its own points of
+    it (`cellpkpd.metrics.own_points`), so a metric has the same value whichever other
+    metrics are requested, and the value it has on a `cp.simulate` result with the same
+    output times (where the result can answer it). Sets are evaluated by
     the same compiled program whichever chunk or device holds them, so results do not depend
     on `chunk_size`, the number of devices or the Dask cluster.
     """
@@ -425,7 +562,16 @@ def sweep(
             if t < 0:
                 raise SpecError(f"sweep: metric '{name}' needs time {t}, before the start 0")
     extra = [t for m in bound.values() for t in m.needs().times]
-    grid = np.unique(np.concatenate([times_arr, np.asarray(extra, dtype=float)]))
+    static = np.unique(np.concatenate([times_arr, np.asarray(extra, dtype=float)]))
+    lags = _model_lags(spec)
+    grid, index, jumps, pre, post = _jump_grid(doses, static, lags)
+    points = []
+    for m in bound.values():
+        own_t = np.union1d(times_arr, np.asarray(m.needs().times, dtype=float))
+        inside = (jumps > own_t[0]) & (jumps <= own_t[-1])
+        own = np.asarray([index[t] for t in own_t.tolist()], dtype=np.int32)
+        points.append((own, pre[inside], post[inside]))
+    shared_order = _order(doses, lags, jumps, pre, grid.size) if doses.time.ndim == 1 else None
     resolve_solver(spec, solver)  # a clear error for a bad solver before augmenting
     wanted = [o for m in bound.values() for o in m.needs().integrals]
     if doses.has_ss or doses.has_reset:
@@ -462,9 +608,20 @@ def sweep(
     # the compiled engine depends on the model, grid, outputs and metrics, not on the values
     # swept: later sweeps of the same design (other samples, doses) reuse its compilation
     engine_parts = {k: parts[k] for k in ("format", "model", "metrics", "solver", "rtol", "atol")}
-    engine_key = _hash(engine_parts, {"grid": grid, "outputs": np.asarray(outputs)})
+    engine_arrays = {"grid": grid, "outputs": np.asarray(outputs)}
+    for j, (own, a, b) in enumerate(points):
+        engine_arrays.update({f"own{j}": own, f"pre{j}": a, f"post{j}": b})
+    engine_key = _hash(engine_parts, engine_arrays)
     plan = _Plan(
-        aug, grid, outputs, solver_used, float(rtol), float(atol), metric_items, engine_key
+        aug,
+        grid,
+        outputs,
+        solver_used,
+        float(rtol),
+        float(atol),
+        metric_items,
+        engine_key,
+        tuple(points),
     )
 
     folder = None if path is None else Path(path)
@@ -478,9 +635,9 @@ def sweep(
             "metrics": list(bound),
             "format": _FORMAT,
         }
-        _open_folder(folder, manifest)
+        manifest = _open_folder(folder, manifest)
 
-    def chunk_inputs(i: int) -> tuple[dict[str, np.ndarray], DoseArrays]:
+    def chunk_inputs(i: int) -> tuple[dict[str, np.ndarray], DoseArrays, np.ndarray | None]:
         lo, hi = i * size, min(n, (i + 1) * size)
         p = {k: v[lo:hi] for k, v in arrays.items()}
         for k, v in shared.items():
@@ -489,10 +646,11 @@ def sweep(
             first = next(iter(spec.defaults()), None)
             if first is not None:
                 p[first] = np.full(hi - lo, spec.defaults()[first])
-        d = doses
+        d, order = doses, shared_order
         if doses.time.ndim == 2:
             d = jax.tree.map(lambda x: np.asarray(x)[lo:hi], doses)
-        return p, d
+            order = _order(d, lags, jumps, pre, grid.size)
+        return p, d, order
 
     names = list(bound)
     results: dict[int, tuple[dict, np.ndarray]] = {}
@@ -500,9 +658,17 @@ def sweep(
     todo = []
     for i in range(n_chunks):
         hit = None
-        if folder is not None and _chunk_file(folder, i).exists():
+        file = None if folder is None else _chunk_file(folder, i)
+        # a chunk file without a recorded checksum (killed between writing it and the
+        # manifest) is recomputed; one whose checksum differs is refused
+        if file is not None and file.exists() and file.name in manifest["chunks"]:
+            if _sha256(file) != manifest["chunks"][file.name]:
+                raise SpecError(
+                    f"sweep: chunk file '{file}' does not match its SHA-256 in {MANIFEST} "
+                    "(changed after it was written); delete it to recompute it"
+                )
             rows = min(n, (i + 1) * size) - i * size
-            hit = _load_chunk(_chunk_file(folder, i), names, rows)
+            hit = _load_chunk(file, names, rows)
         if hit is None:
             todo.append(i)
         else:
@@ -524,7 +690,10 @@ def sweep(
         nonlocal computed
         values, status = res
         if folder is not None:
-            _save_chunk(_chunk_file(folder, i), values, status)
+            file = _chunk_file(folder, i)
+            _save_chunk(file, values, status)
+            manifest["chunks"][file.name] = _sha256(file)
+            _write_manifest(folder, manifest)
         results[i] = (values, status)
         computed += 1
         if bar is not None:
@@ -533,8 +702,8 @@ def sweep(
     try:
         if client is None:
             for i in todo:
-                p, d = chunk_inputs(i)
-                finish(i, _run_chunk(plan, p, d, size))
+                p, d, order = chunk_inputs(i)
+                finish(i, _run_chunk(plan, p, d, size, order))
         elif todo:
             import cloudpickle
             from dask.distributed import as_completed
@@ -542,8 +711,8 @@ def sweep(
             blob = client.scatter(cloudpickle.dumps(plan), broadcast=True)
             futures = {}
             for i in todo:
-                p, d = chunk_inputs(i)
-                fut = client.submit(_run_chunk_remote, blob, p, d, size, pure=False)
+                p, d, order = chunk_inputs(i)
+                fut = client.submit(_run_chunk_remote, blob, p, d, size, order, pure=False)
                 futures[fut] = i
             for fut, res in as_completed(list(futures), with_results=True):
                 finish(futures[fut], res)
