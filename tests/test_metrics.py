@@ -187,3 +187,161 @@ def test_steady_state_regimen_falls_back_to_the_log_down_trapezoid():
     reg = cp.Regimen([cp.Dose(time=0.0, amount=DOSE, cmt="central", ss=1, ii=12.0)])
     out = _sweep(reg, {"auc": cp.metrics.auc("conc", 0.0, 12.0)}, times=np.linspace(0, 12, 13))
     np.testing.assert_allclose(out["auc"].values, DOSE / CL, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- own points (issue 14, item 12)
+def test_a_metric_reads_only_its_own_points_in_a_sweep_and_on_a_result():
+    # outputs 1..24 h; value_at(conc, 0) used to put t = 0 on every metric's grid (AUC 40.53
+    # -> 49.59, cmax 8.19 -> 10.0, time_to 1.0 -> 0.53). Each metric now reads the user's
+    # times plus its own: the same alone, next to value_at(0) and on a cp.simulate result.
+    times = np.arange(1.0, 25.0)
+    cl, v = np.array([2.0]), np.array([10.0])
+    k = cl / v
+    m = {
+        "auc": cp.metrics.auc("conc"),
+        "cmax": cp.metrics.cmax("conc"),
+        "to": cp.metrics.time_to("conc", 9.0, direction="below"),
+        "above": cp.metrics.time_above("conc", 3.0),
+        "peak": cp.metrics.cmax("conc", start=1.3, end=1.7),
+    }
+    alone = cp.sweep(one_cmt, bolus, times, {"CL": cl, "V": v}, m, progress=False)
+    with_c0 = {**m, "c0": cp.metrics.value_at("conc", 0.0)}
+    both = cp.sweep(one_cmt, bolus, times, {"CL": cl, "V": v}, with_c0, progress=False)
+    res = cp.simulate(one_cmt, bolus, times, params={"CL": cl, "V": v})
+    c0 = DOSE / v
+    want = {
+        "auc": DOSE / cl * (np.exp(-k * 1.0) - np.exp(-k * 24.0)),  # 40.525 mg/L*h
+        "cmax": c0 * np.exp(-k * 1.0),  # 8.187 mg/L at the first output time
+        "to": np.array([1.0]),  # never above 9 mg/L on 1..24 h: below from the start
+        "above": np.log(c0 / 3.0) / k - 1.0,
+        "peak": c0 * np.exp(-k * 1.3),  # the window's own bound (interpolated on the result)
+    }
+    for name, metric in m.items():
+        # the same compiled values per set whatever the neighbours: round-off at most
+        np.testing.assert_allclose(both[name].values, alone[name].values, rtol=1e-12, err_msg=name)
+        # on the result: the same points; the log-down trapezoid and log-linear crossings and
+        # bound values are exact for this mono-exponential decline (round-off, 1e-10)
+        np.testing.assert_allclose(metric(res).values, alone[name].values, rtol=1e-10)
+        np.testing.assert_allclose(alone[name].values, want[name], rtol=1e-10, err_msg=name)
+    np.testing.assert_allclose(both["c0"].values, c0, rtol=1e-12)
+
+
+def test_half_life_in_a_sweep_equals_half_life_on_the_result():
+    # two-compartment: the log-linear regression depends on which points it sees (a t = 0
+    # point added by value_at made it 8.28 h in the sweep vs 9.75 h on the result)
+    two = cp.load_model("two_cmt_iv")
+    reg = cp.Regimen([cp.Dose(time=0.0, amount=DOSE, cmt="central")])
+    times = np.arange(1.0, 25.0)
+    m = {"hl": cp.metrics.half_life("conc"), "c0": cp.metrics.value_at("conc", 0.0)}
+    out = cp.sweep(two, reg, times, {"CL": np.array([2.0])}, m, progress=False)
+    res = cp.simulate(two, reg, times, params={"CL": 2.0})
+    # both solve exactly (matrix exponential) at the same times: round-off only
+    np.testing.assert_allclose(out["hl"].values, m["hl"](res).values, rtol=1e-10)
+    conc = res["conc"].values[0]
+    slope = np.polyfit(times, np.log(conc), 1)[0]  # numpy's least squares on the same points
+    np.testing.assert_allclose(out["hl"].values, -np.log(2.0) / slope, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- jumps (issue 14, item 15)
+def _two_boluses_truth(thr, cl=2.0, v=10.0, t_end=24.0):
+    """Time above `thr` of boluses of DOSE at 0 and 12 h (closed form, one compartment)."""
+    k = cl / v
+    c0, c12 = DOSE / v, DOSE / v * (1.0 + np.exp(-12.0 * k))
+    return min(np.log(c0 / thr) / k, 12.0) + min(np.log(c12 / thr) / k, t_end - 12.0)
+
+
+def test_time_above_and_time_to_do_not_interpolate_across_a_bolus():
+    reg = cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, 12.0)])
+    thr = 3.0  # mg/L: C falls below it before 12 h and jumps above it at 12 h
+    m = {
+        "above": cp.metrics.time_above("conc", thr),
+        "rise": cp.metrics.time_to("conc", 9.0, direction="above"),  # only the 2nd dose
+        "auc": cp.metrics.auc("conc", end=24.0),
+    }
+    # the dose time is on the grid (2 h) or not (5 h): both see the jump from both sides
+    for step in (2.0, 5.0):
+        times = np.arange(0.0, 24.0 + 1e-9, step)
+        out = cp.sweep(one_cmt, reg, times, {"CL": [2.0], "V": [10.0]}, m, progress=False)
+        # 12.474 h (linear interpolation across the jump gave 14.13 h on the 2 h grid);
+        # log-linear pieces are exact for this mono-exponential: round-off, 1e-9
+        np.testing.assert_allclose(out["above"].values, _two_boluses_truth(thr), rtol=1e-9)
+        # C0 = 10 >= 9 at t = 0 already: the first output time
+        assert out["rise"].values[0] == 0.0
+        k = 0.2
+        auc = 50.0 * (1 - np.exp(-24 * k)) + 50.0 * (1 - np.exp(-12 * k))  # dose / CL pieces
+        np.testing.assert_allclose(out["auc"].values, auc, rtol=1e-9)
+    later = {"rise": cp.metrics.time_to("conc", 10.5, direction="above")}
+    out = cp.sweep(one_cmt, reg, np.arange(0.0, 25.0, 5.0), {"CL": [2.0]}, later, progress=False)
+    assert out["rise"].values[0] == 12.0  # reached by the jump at 12 h (10.91 mg/L), not before
+
+
+def test_reset_jump_and_trapezoid_fallback_are_exact():
+    # a reset at 6 h (EVID 3) zeroes the state; the integral state is not used with resets,
+    # so the AUC is the log-down trapezoid, which must not bridge the drop to 0
+    reg = cp.Regimen(
+        [cp.Dose(time=0.0, amount=DOSE, cmt="central"), cp.Reset(time=6.0),
+         cp.Dose(time=12.0, amount=DOSE, cmt="central")]
+    )  # fmt: skip
+    times = np.arange(0.0, 25.0, 4.0)  # 6 h is not an output time
+    m = {"auc": cp.metrics.auc("conc"), "to": cp.metrics.time_to("conc", 2.0, "below")}
+    out = cp.sweep(one_cmt, reg, times, {"CL": [2.0]}, m, progress=False)
+    k = 0.2
+    np.testing.assert_allclose(
+        out["auc"].values, 50.0 * (1 - np.exp(-6 * k)) + 50.0 * (1 - np.exp(-12 * k)), rtol=1e-9
+    )
+    # C(6-) = 3.01 > 2 falls to 0 at the reset: 6 h (not interpolated over 4..8 h)
+    np.testing.assert_allclose(out["to"].values, 6.0, rtol=1e-12)
+
+
+def test_a_result_refuses_to_interpolate_across_a_dose_when_it_knows_the_regimen():
+    reg = cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, 12.0)])
+    times = np.arange(0.0, 25.0, 2.0)
+    res = cp.simulate(one_cmt, reg, times)
+    c = lambda t: 10.0 * np.exp(-0.2 * t) + 10.0 * np.exp(-0.2 * (t - 12.0)) * (t >= 12.0)
+    # between grid points without a dose: log-linear, exact here (round-off, 1e-12)
+    np.testing.assert_allclose(
+        cp.metrics.value_at("conc", 13.0)(res, regimen=reg).values, c(13.0), rtol=1e-12
+    )
+    # on the grid at the dose time: the value after the dose
+    np.testing.assert_allclose(
+        cp.metrics.value_at("conc", 12.0)(res, regimen=reg).values, c(12.0), rtol=1e-12
+    )
+    cases = [
+        (cp.metrics.value_at("conc", 11.5), "jumps at t = 12 between the result's output times 10"),
+        (cp.metrics.time_above("conc", 3.0), "jumps at t = 12 inside"),
+        (cp.metrics.time_to("conc", 3.0, "below"), "jumps at t = 12 inside"),
+    ]
+    for metric, match in cases:
+        with pytest.raises(cp.SpecError, match=match) as info:
+            metric(res, regimen=reg)
+        assert "\n" not in str(info.value)
+    # a window that ends before the second dose holds no jump
+    early = cp.metrics.time_above("conc", 3.0, end=10.0)(res, regimen=reg)
+    np.testing.assert_allclose(early.values, np.log(10.0 / 3.0) / 0.2, rtol=1e-10)
+
+
+def test_time_to_below_counts_a_fall_from_above_not_a_start_at_zero():
+    from scipy.optimize import brentq
+
+    oral = cp.load_model("one_cmt_oral")
+    reg = cp.Regimen([cp.Dose(time=0.0, amount=DOSE, cmt="depot")])
+    times = np.linspace(0.0, 48.0, 193)  # 0.25 h
+    res = cp.simulate(oral, reg, times)
+    conc = res["conc"].values[0]
+    assert conc[0] == 0.0 and conc.max() > 1.0  # starts at 0, rises above 1 mg/L
+    got = float(cp.metrics.time_to("conc", 1.0, "below")(res).values[0])  # was 0.0
+    # the same log-linear interpolation in numpy on the first fall (round-off, 1e-12)
+    j = int(np.flatnonzero((conc[:-1] > 1.0) & (conc[1:] <= 1.0))[0])
+    frac = np.log(conc[j] / 1.0) / np.log(conc[j] / conc[j + 1])
+    np.testing.assert_allclose(got, times[j] + frac * 0.25, rtol=1e-12)
+    # closed form C = D ka / (V (ka - k)) (e^-kt - e^-ka t): the grid's log-linear crossing
+    # is within 1e-3 h of the true one on a 0.25 h grid near 14 h (e^-ka t ~ 1e-9 there)
+    ka, k, v = 1.5, 2.8 / 32.0, 32.0
+    true_c = lambda t: DOSE * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t)) - 1.0
+    assert abs(got - brentq(true_c, 5.0, 48.0)) < 1e-3
+    out = cp.sweep(oral, reg, times, {"CL": [2.8]}, {"to": cp.metrics.time_to("conc", 1.0)},
+                   progress=False)  # fmt: skip
+    np.testing.assert_allclose(out["to"].values, got, rtol=1e-10)
+    # never above the threshold: below from the first output time; never falling: +inf
+    assert cp.metrics.time_to("conc", 50.0, "below")(res).values[0] == 0.0
+    assert cp.metrics.time_to("conc", 1e-9, "below")(res).values[0] == np.inf

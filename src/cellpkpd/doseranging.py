@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -526,6 +527,26 @@ def _check_target(target: Mapping[str, Any] | None, metrics: Mapping[str, Any]) 
     return out
 
 
+def _percentile(x: np.ndarray, q: float) -> float:
+    """`numpy.percentile` (linear method) of values that may be +-inf: they sort to the
+    ends, and a percentile that lands on or interpolates towards an infinite value is that
+    infinity (numpy gives NaN there, from inf - inf or 0 * inf). NaN if any value is NaN
+    or there are none."""
+    x = np.sort(np.asarray(x, dtype=float))
+    if x.size == 0 or np.isnan(x).any():
+        return float("nan")
+    h = (x.size - 1) * q / 100.0
+    lo = int(np.floor(h))
+    hi = min(lo + 1, x.size - 1)
+    frac = h - lo
+    a, b = x[lo], x[hi]
+    if frac == 0.0 or a == b:
+        return float(a)
+    if np.isinf(a) or np.isinf(b):
+        return float(b if np.isinf(b) else a)
+    return float(a + frac * (b - a))
+
+
 def _attained(x: np.ndarray, op: str, value: float) -> np.ndarray:
     return {">=": x >= value, ">": x > value, "<=": x <= value, "<": x < value}[op]
 
@@ -583,7 +604,9 @@ def dose_ranging(
     target : dict str -> (operator, value), optional
         Target per metric, e.g. ``{"pct_change_min": ("<=", -50.0)}``; operator one of
         ``>= > <= <``. Adds columns ``target`` (text) and ``pta``: the probability of target
-        attainment, the fraction of the arm's successfully solved subjects that meet it.
+        attainment, the fraction of the arm's successfully solved subjects that meet it
+        (all of them: a subject whose metric is +-inf is compared as such, e.g. a
+        `time_to` never reached, +inf, does not attain ``("<=", 24)``).
     regimen : Regimen, optional
         Used by arms that name no regimen.
     chunk_size, path, client, progress, solver, rtol, atol
@@ -598,8 +621,22 @@ def dose_ranging(
         One row per arm x metric: ``arm``, ``dose`` (if a factor), ``regimen``, one column
         per attribute, ``metric``, ``unit``, ``median``, ``p05``, ``p95`` (5th and 95th
         percentiles over the successfully solved subjects), ``n`` (subjects solved),
-        ``n_failed``, and with a target ``target`` and ``pta`` (NaN for metrics without a
-        target). ``table.attrs`` holds ``model``, ``dose_unit`` and ``time_unit``.
+        ``n_failed`` (subjects whose solve failed, status != 0), and with a target
+        ``target`` and ``pta`` (NaN for metrics without a target). ``table.attrs`` holds
+        ``model``, ``dose_unit`` and ``time_unit``.
+
+    Notes
+    -----
+    A solved subject always counts, whatever its metric's value: an infinite value (a
+    `time_to` never reached on the grid, a `half_life` of an output that does not decline)
+    sorts to the end, and a percentile that lands on or interpolates towards it is reported
+    as ``inf`` (numpy's linear method otherwise; numpy itself returns NaN there); in PTA it
+    is compared with the target like any number. A NaN value (undefined, e.g. a
+    `max_pct_change` from a zero baseline) makes the arm's percentiles and PTA of that
+    metric NaN, with a `RuntimeWarning` naming the arm and the count; it is never dropped.
+    Only failed solves (``status`` != 0 in the samples) are left out, and counted in
+    ``n_failed``. As in PKNCA's summaries, a value that is not a number is reported, not
+    imputed.
     """
     from .metrics import named
     from .sweeps import sweep
@@ -664,17 +701,26 @@ def dose_ranging(
         base_row["regimen"] = arm["regimen"][0]
         for name in attr_names:
             base_row[name] = arm["attributes"].get(name, np.nan)
+        ok = status[i] == 0
         for m, metric in metrics.items():
             y = np.asarray(out[m].values, dtype=float).reshape(n_arm, n_sub)[i]
-            ok = (status[i] == 0) & np.isfinite(y)
             yv = y[ok]
+            undefined = int(np.isnan(yv).sum())
+            if undefined:
+                warnings.warn(
+                    f"dose_ranging: metric '{m}' is NaN (undefined) for {undefined} of "
+                    f"{yv.size} solved subjects of arm {i}; its percentiles and PTA there "
+                    "are NaN",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             row = {
                 **base_row,
                 "metric": m,
                 "unit": metric_unit(metric, spec),
-                "median": float(np.median(yv)) if yv.size else np.nan,
-                "p05": float(np.percentile(yv, 5)) if yv.size else np.nan,
-                "p95": float(np.percentile(yv, 95)) if yv.size else np.nan,
+                "median": _percentile(yv, 50.0),
+                "p05": _percentile(yv, 5.0),
+                "p95": _percentile(yv, 95.0),
                 "n": int(ok.sum()),
                 "n_failed": int((~ok).sum()),
             }
@@ -682,7 +728,11 @@ def dose_ranging(
                 if m in goals:
                     op, value = goals[m]
                     row["target"] = f"{op} {value:g}"
-                    row["pta"] = float(_attained(yv, op, value).mean()) if yv.size else np.nan
+                    row["pta"] = (
+                        float(_attained(yv, op, value).mean())
+                        if yv.size and not undefined
+                        else np.nan
+                    )
                 else:
                     row["target"] = ""
                     row["pta"] = np.nan
