@@ -373,3 +373,66 @@ def test_population_of_another_model_is_refused(one_cmt, host):
             one_cmt, {"dose": [1.0]}, pop, TIMES, {"auc": cp.metrics.auc("conc")},
             regimen=_regimens()["single"],
         )  # fmt: skip
+
+
+def _np_percentile_with_inf(x, q):
+    """numpy.percentile on values with +inf (numpy alone gives NaN next to inf): +inf as a
+    huge finite value, and a result that interpolates towards it read as +inf."""
+    p = np.percentile(np.where(np.isinf(x), 1e300, x), q)
+    return np.inf if p >= 1e290 else p
+
+
+@pytest.mark.slow
+def test_subjects_whose_metric_is_inf_count_in_pta_and_percentiles(one_cmt):
+    # time_to(conc, 1) "below" within 48 h: a subject with CL < 0.48 L/h (C0 = 10 mg/L) never
+    # gets there, +inf; it is solved and must count as not attaining "<= 24 h" (they used
+    # to be dropped, biasing the PTA up and the percentiles down)
+    n = 400
+    pop = cp.VirtualPopulation(one_cmt, n, random_effects={"CL": 1.0}, seed=5)
+    unit = cp.Regimen([cp.Dose(time=0.0, amount=1.0, cmt="central")])
+    late = cp.Regimen([cp.Dose(time=1.0, amount=1.0, cmt="central")])  # baseline conc 0
+    metrics = {
+        "to": cp.metrics.time_to("conc", 1.0, "below"),
+        "hl": cp.metrics.half_life("conc"),
+        "drop": cp.metrics.max_pct_change("conc"),  # 0/0 from a zero baseline: NaN
+    }
+    with pytest.warns(RuntimeWarning, match="metric 'drop' is NaN .* for 400 of 400 solved"):
+        table, samples = cp.dose_ranging(
+            one_cmt,
+            {"dose": [100.0], "regimen": {"at 0": unit, "at 1": late}},
+            pop,
+            np.linspace(0.0, 48.0, 49),
+            metrics,
+            target={"to": ("<=", 24.0), "drop": (">=", 50.0)},
+            return_samples=True,
+        )
+    y = samples["to"].values[:n]
+    k = pop.params["CL"] / pop.params["V"]
+    never = np.log(100.0 / pop.params["V"]) / k > 48.0  # closed-form crossing after 48 h
+    assert never.sum() == 27 and np.array_equal(np.isinf(y), never)
+    row = table[(table.metric == "to") & (table.regimen == "at 0")].iloc[0]
+    assert row["n"] == n and row["n_failed"] == 0
+    # the same subjects in numpy: PTA over all 400, percentiles with the infs at the top
+    assert row["pta"] == np.mean(y <= 24.0)
+    for col, q in (("median", 50), ("p05", 5), ("p95", 95)):
+        assert row[col] == pytest.approx(_np_percentile_with_inf(y, q), rel=1e-12)
+    assert row["p95"] == np.inf  # 27 of 400 (6.75%) never get below 1 mg/L
+    # a NaN metric is reported as NaN (with the warning above), never dropped
+    drop = table[(table.metric == "drop") & (table.regimen == "at 1")].iloc[0]
+    assert np.isnan(drop["median"]) and np.isnan(drop["pta"]) and drop["n"] == n
+
+
+def test_percentile_with_infinities_matches_numpy_where_numpy_is_defined():
+    from cellpkpd.doseranging import _percentile
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=37)
+    for q in (0, 5, 37.5, 50, 95, 100):
+        assert _percentile(x, q) == pytest.approx(np.percentile(x, q), rel=1e-14, abs=1e-15)
+    x[[3, 9]] = np.inf
+    x[5] = -np.inf
+    for q in (0, 5, 50, 95, 100):
+        want = _np_percentile_with_inf(np.where(np.isneginf(x), -1e300, x), q)
+        want = -np.inf if want <= -1e290 else want
+        assert _percentile(x, q) == pytest.approx(want, rel=1e-12)
+    assert np.isnan(_percentile(np.array([1.0, np.nan]), 50))

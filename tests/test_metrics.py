@@ -190,6 +190,7 @@ def test_steady_state_regimen_falls_back_to_the_log_down_trapezoid():
 
 
 # ---------------------------------------------------------------- own points (issue 14, item 12)
+@pytest.mark.slow
 def test_a_metric_reads_only_its_own_points_in_a_sweep_and_on_a_result():
     # outputs 1..24 h; value_at(conc, 0) used to put t = 0 on every metric's grid (AUC 40.53
     # -> 49.59, cmax 8.19 -> 10.0, time_to 1.0 -> 0.53). Each metric now reads the user's
@@ -226,6 +227,7 @@ def test_a_metric_reads_only_its_own_points_in_a_sweep_and_on_a_result():
     np.testing.assert_allclose(both["c0"].values, c0, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_half_life_in_a_sweep_equals_half_life_on_the_result():
     # two-compartment: the log-linear regression depends on which points it sees (a t = 0
     # point added by value_at made it 8.28 h in the sweep vs 9.75 h on the result)
@@ -250,14 +252,19 @@ def _two_boluses_truth(thr, cl=2.0, v=10.0, t_end=24.0):
     return min(np.log(c0 / thr) / k, 12.0) + min(np.log(c12 / thr) / k, t_end - 12.0)
 
 
+@pytest.mark.slow
 def test_time_above_and_time_to_do_not_interpolate_across_a_bolus():
     reg = cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, 12.0)])
     thr = 3.0  # mg/L: C falls below it before 12 h and jumps above it at 12 h
     m = {
         "above": cp.metrics.time_above("conc", thr),
-        "rise": cp.metrics.time_to("conc", 9.0, direction="above"),  # only the 2nd dose
         "auc": cp.metrics.auc("conc", end=24.0),
+        # C0 = 10 >= 9 at t = 0 already; 10.5 only by the jump at 12 h (to 10.91 mg/L)
+        "rise9": cp.metrics.time_to("conc", 9.0, direction="above"),
+        "rise": cp.metrics.time_to("conc", 10.5, direction="above"),
     }
+    k = 0.2
+    auc = 50.0 * (1 - np.exp(-24 * k)) + 50.0 * (1 - np.exp(-12 * k))  # dose / CL pieces
     # the dose time is on the grid (2 h) or not (5 h): both see the jump from both sides
     for step in (2.0, 5.0):
         times = np.arange(0.0, 24.0 + 1e-9, step)
@@ -265,14 +272,9 @@ def test_time_above_and_time_to_do_not_interpolate_across_a_bolus():
         # 12.474 h (linear interpolation across the jump gave 14.13 h on the 2 h grid);
         # log-linear pieces are exact for this mono-exponential: round-off, 1e-9
         np.testing.assert_allclose(out["above"].values, _two_boluses_truth(thr), rtol=1e-9)
-        # C0 = 10 >= 9 at t = 0 already: the first output time
-        assert out["rise"].values[0] == 0.0
-        k = 0.2
-        auc = 50.0 * (1 - np.exp(-24 * k)) + 50.0 * (1 - np.exp(-12 * k))  # dose / CL pieces
         np.testing.assert_allclose(out["auc"].values, auc, rtol=1e-9)
-    later = {"rise": cp.metrics.time_to("conc", 10.5, direction="above")}
-    out = cp.sweep(one_cmt, reg, np.arange(0.0, 25.0, 5.0), {"CL": [2.0]}, later, progress=False)
-    assert out["rise"].values[0] == 12.0  # reached by the jump at 12 h (10.91 mg/L), not before
+        assert out["rise9"].values[0] == 0.0
+        assert out["rise"].values[0] == 12.0  # at the jump, not interpolated before it
 
 
 def test_reset_jump_and_trapezoid_fallback_are_exact():
@@ -293,6 +295,7 @@ def test_reset_jump_and_trapezoid_fallback_are_exact():
     np.testing.assert_allclose(out["to"].values, 6.0, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_result_refuses_to_interpolate_across_a_dose_when_it_knows_the_regimen():
     reg = cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, 12.0)])
     times = np.arange(0.0, 25.0, 2.0)
@@ -320,6 +323,7 @@ def test_a_result_refuses_to_interpolate_across_a_dose_when_it_knows_the_regimen
     np.testing.assert_allclose(early.values, np.log(10.0 / 3.0) / 0.2, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_time_to_below_counts_a_fall_from_above_not_a_start_at_zero():
     from scipy.optimize import brentq
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -273,3 +274,54 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
         with pytest.raises(cp.CellPKPDError, match=match) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_an_edited_chunk_is_refused_by_its_checksum_and_a_deleted_one_recomputed(tmp_path):
+    s = _samples(6)
+    folder = tmp_path / "s"
+    first = cp.sweep(one_cmt, bolus, TIMES, s, METRICS, chunk_size=3, path=folder, progress=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest["chunks"]) == ["chunk_000000.npz", "chunk_000001.npz"]
+    for name, digest in manifest["chunks"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    # edit a value in a finished chunk: a resumed sweep must not trust it
+    chunk = folder / "chunk_000001.npz"
+    with np.load(chunk) as z:
+        data = {k: np.array(z[k]) for k in z.files}
+    data["auc"][0] *= 2.0
+    np.savez(chunk, **data)
+    with pytest.raises(cp.SpecError, match=r"chunk file .*chunk_000001\.npz.* SHA-256") as info:
+        cp.sweep(one_cmt, bolus, TIMES, s, METRICS, chunk_size=3, path=folder, progress=False)
+    assert "\n" not in str(info.value)
+    chunk.unlink()  # deleted: recomputed, the other one loaded after its checksum matched
+    again = cp.sweep(one_cmt, bolus, TIMES, s, METRICS, chunk_size=3, path=folder, progress=False)
+    assert again.attrs["chunks_loaded"] == 1 and again.attrs["chunks_computed"] == 1
+    np.testing.assert_array_equal(again["auc"].values, first["auc"].values)
+
+
+@pytest.mark.slow
+def test_each_set_sees_only_its_own_dose_jumps():
+    # per-set regimens with second doses at 12 h and 7 h: each set's time above reads both
+    # sides of its own jump only, so it equals the closed form and its value swept alone
+    times = np.arange(0.0, 25.0, 5.0)  # neither dose time is an output time
+    thr = 3.0
+    regs = [
+        cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, second)])
+        for second in (12.0, 7.0)
+    ]
+    m = {"above": cp.metrics.time_above("conc", thr), "hl": cp.metrics.half_life("conc")}
+    s = {"CL": np.array([2.0, 2.0]), "V": np.array([10.0, 10.0])}
+    both = cp.sweep(one_cmt, regs, times, s, m, progress=False)
+    k, c = 0.2, DOSE / 10.0
+    for i, second in enumerate((12.0, 7.0)):
+        c_after = c * (1.0 + np.exp(-k * second))
+        before = min(np.log(c / thr) / k, second)
+        want = before + min(np.log(c_after / thr) / k, 24.0 - second)
+        # log-linear pieces of a mono-exponential: exact to round-off, 1e-9
+        np.testing.assert_allclose(both["above"].values[i], want, rtol=1e-9)
+        alone = cp.sweep(one_cmt, regs[i], times, {"CL": [2.0], "V": [10.0]}, m, progress=False)
+        np.testing.assert_allclose(both["above"].values[i], alone["above"].values[0], rtol=1e-12)
+        # the half-life reads the user's times only (not the points added at either jump)
+        res = cp.simulate(one_cmt, regs[i], times)
+        np.testing.assert_allclose(both["hl"].values[i], m["hl"](res).values[0], rtol=1e-10)
