@@ -273,24 +273,30 @@ def _span(metric: Metric, times: np.ndarray) -> tuple[float, float]:
 
 def _insert(times: np.ndarray, y: Mapping[str, Any], new: Sequence[float]) -> tuple[Any, dict]:
     """A result's grid with the times `new` added, values there interpolated under the
-    linear-up/log-down model (running integrals linearly)."""
+    linear-up/log-down model (running integrals linearly); host-side numpy."""
     extra = np.setdiff1d(np.asarray(new, dtype=float), times)
     if extra.size == 0:
-        return jnp.asarray(times), dict(y)
+        return jnp.asarray(times), {k: jnp.asarray(v) for k, v in y.items()}
     grid = np.union1d(times, extra)
     k = np.clip(np.searchsorted(times, extra), 1, times.size - 1)
-    t1, t2 = jnp.asarray(times[k - 1]), jnp.asarray(times[k])
+    t1, t2 = times[k - 1], times[k]
+    frac = np.where(t2 > t1, (extra - t1) / np.where(t2 > t1, t2 - t1, 1.0), 0.0)
     pos = np.searchsorted(grid, extra)
     old = np.searchsorted(grid, times)
     out = {}
     for name, v in y.items():
+        v = np.asarray(v, dtype=float)
         y1, y2 = v[..., k - 1], v[..., k]
-        if name.startswith("__int_"):
-            val = y1 + _safe_div(jnp.asarray(extra) - t1, t2 - t1) * (y2 - y1)
-        else:
-            val = _interp_in(t1, t2, y1, y2, jnp.asarray(extra))
-        full = jnp.zeros((*v.shape[:-1], grid.size), dtype=v.dtype)
-        out[name] = full.at[..., old].set(v).at[..., pos].set(val)
+        val = y1 + frac * (y2 - y1)
+        if not name.startswith("__int_"):
+            log_ok = (y1 > 0) & (y2 > 0) & (y1 > y2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_val = y1 * np.exp(frac * np.log(np.where(log_ok, y2 / y1, 1.0)))
+            val = np.where(log_ok, log_val, val)
+        full = np.empty((*v.shape[:-1], grid.size))
+        full[..., old] = v
+        full[..., pos] = val
+        out[name] = jnp.asarray(full)
     return jnp.asarray(grid), out
 
 
@@ -396,7 +402,7 @@ class Metric:
             self._check_jumps(times, regimen)
         extra = [integral_name(n) for n in self.needs().integrals]
         names += [n for n in extra if n in result.data_vars]
-        y = {n: jnp.asarray(result[n].values, dtype=float) for n in names}
+        y = {n: np.asarray(result[n].values, dtype=float) for n in names}
         t, y = _insert(times, y, own)
         bound = self._bind_result(result)
         values = jax.vmap(lambda yy: bound.reduce(t, yy))(y)
@@ -519,8 +525,9 @@ class Tmax(Metric):
 
 @dataclass(frozen=True)
 class ValueAt(Metric):
-    """Value of `output` at `time` [unit] (on the grid inside `cp.sweep`; interpolated
-    linearly between grid points on a result)."""
+    """Value of `output` at `time` [unit]: solved there inside `cp.sweep` (after the events
+    at that time); on a result, read on the grid or interpolated linear-up/log-down between
+    grid points (refused across a dose when the result's regimen is given)."""
 
     time: float = 0.0
     kind = "value"

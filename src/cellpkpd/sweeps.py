@@ -353,11 +353,16 @@ def _order(
         return None
     rec, bol = jump_times(doses, lags)
     n = doses.max_doses
-    hit = (rec[..., :, None] == jumps) | (bol[..., :, None] == jumps)  # (..., n, n_jumps)
-    first = np.where(hit.any(-2), hit.argmax(-2), n)
-    order = np.full((*rec.shape[:-1], n_grid), n, dtype=np.int32)
-    order[..., pre] = first
-    return order
+    both = np.where(np.isnan(rec), -1.0, rec), np.where(np.isnan(bol), -1.0, bol)
+    rows, inverse = np.unique(np.concatenate(both, axis=-1).reshape(-1, 2 * n), axis=0,
+                              return_inverse=True)  # fmt: skip
+    rec, bol = rows[:, :n], rows[:, n:]  # distinct dose rows (e.g. one per arm)
+    hit = (rec[:, :, None] == jumps) | (bol[:, :, None] == jumps)  # (rows, n, n_jumps)
+    first = np.where(hit.any(1), hit.argmax(1), n)
+    table = np.full((rows.shape[0], n_grid), n, dtype=np.int32)
+    table[:, pre] = first
+    order = table[np.ravel(inverse)]
+    return order[0] if np.ndim(doses.time) == 1 else order
 
 
 def _fingerprint(spec: ModelSpec) -> dict[str, Any]:
