@@ -467,8 +467,20 @@ def _load_chunk(file: Path, names: Sequence[str], n: int) -> tuple[dict, np.ndar
     return values, status
 
 
-def _save_chunk(file: Path, values: Mapping[str, np.ndarray], status: np.ndarray) -> None:
-    _atomic_write(file, lambda f: np.savez(f, status=status, **values))
+def _save_chunk(
+    folder: Path, manifest: dict[str, Any], i: int, values: Mapping[str, np.ndarray], status: Any
+) -> None:
+    """Write chunk `i`: its SHA-256 goes into the manifest first, then the file (both
+    atomically), so a chunk file on disk always has its checksum recorded."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, status=status, **values)
+    data = buf.getvalue()
+    file = _chunk_file(folder, i)
+    manifest["chunks"][file.name] = hashlib.sha256(data).hexdigest()
+    _write_manifest(folder, manifest)
+    _atomic_write(file, lambda f: f.write(data))
 
 
 # ---------------------------------------------------------------- sweep
@@ -664,8 +676,8 @@ def sweep(
     for i in range(n_chunks):
         hit = None
         file = None if folder is None else _chunk_file(folder, i)
-        # a chunk file without a recorded checksum (killed between writing it and the
-        # manifest) is recomputed; one whose checksum differs is refused
+        # a chunk file whose checksum differs from the manifest's is refused (the checksum
+        # is recorded before the file is written; a file without one is recomputed)
         if file is not None and file.exists() and file.name in manifest["chunks"]:
             if _sha256(file) != manifest["chunks"][file.name]:
                 raise SpecError(
@@ -695,10 +707,7 @@ def sweep(
         nonlocal computed
         values, status = res
         if folder is not None:
-            file = _chunk_file(folder, i)
-            _save_chunk(file, values, status)
-            manifest["chunks"][file.name] = _sha256(file)
-            _write_manifest(folder, manifest)
+            _save_chunk(folder, manifest, i, values, status)
         results[i] = (values, status)
         computed += 1
         if bar is not None:
