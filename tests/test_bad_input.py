@@ -71,7 +71,7 @@ def iv() -> cp.ModelSpec:
 def nonlinear() -> cp.ModelSpec:
     return cp.ModelSpec.from_dict(
         {
-            "model": {"name": "mm"},
+            "model": {"name": "mm", "time_unit": "h", "amount_unit": "mg"},
             "parameters": {"V": 10.0, "Vmax": 1.0, "Km": 1.0},
             "states": {"central": 0.0},
             "odes": {"central": "-Vmax * central / V / (Km + central / V)"},
@@ -355,7 +355,7 @@ def test_with_values_unknown_name(iv: cp.ModelSpec) -> None:
 
 def test_nan_flow_rate_is_reported_as_not_finite() -> None:
     data = {
-        "model": {"name": "m"},
+        "model": {"name": "m", "time_unit": "h", "amount_unit": "mg"},
         "parameters": {"V": 1.0},
         "states": {"central": 0.0},
         "flows": {"central ->": math.nan},
@@ -365,7 +365,7 @@ def test_nan_flow_rate_is_reported_as_not_finite() -> None:
 
 def test_observation_named_like_a_derived_quantity() -> None:
     data = {
-        "model": {"name": "m"},
+        "model": {"name": "m", "time_unit": "h", "amount_unit": "mg"},
         "parameters": {"V": 1.0},
         "states": {"central": 0.0},
         "derived": {"conc": "central / V"},
@@ -376,7 +376,7 @@ def test_observation_named_like_a_derived_quantity() -> None:
 
 def test_prior_dividing_by_zero() -> None:
     data = {
-        "model": {"name": "m"},
+        "model": {"name": "m", "time_unit": "h", "amount_unit": "mg"},
         "parameters": {"V": {"value": 1.0, "prior": "normal(1 / 0, 1)"}},
         "states": {"central": 0.0},
     }
@@ -865,7 +865,8 @@ def test_simulate_output_that_is_not_finite_warns(tmp_path: Path, bolus: cp.Regi
     # the states are fine, an observation is NaN: kept (a 0/0 ratio before the first dose is
     # common) but never silent
     path = tmp_path / "nan.toml"
-    path.write_text(edit('C = "central / V"', 'C = "central / V * log(kin - 2)"'), encoding="utf-8")
+    text = edit('C = "central / V"', 'C = "central / V * log(kin / kout - 12)"')
+    path.write_text(text, encoding="utf-8")
     with pytest.warns(RuntimeWarning, match=r"output 'conc' is NaN or inf at 3 of 3 points .*"
                       r"subject 0 at time 0"):  # fmt: skip
         res = cp.simulate(cp.load_model(path), bolus, [0.0, 1.0, 2.0])
@@ -878,7 +879,7 @@ def test_simulate_output_that_is_not_finite_warns(tmp_path: Path, bolus: cp.Regi
         ('bioavailability = "-0.5"', {}),
         ('lag = "-1"', {}),
         ('duration = "0"', {"duration": "model"}),
-        ('rate = "CL - 5"', {"rate": "model"}),
+        ('rate = "2 * CL - 9"', {"rate": "model"}),  # no unit check: a number scales CL
     ],
 )
 @pytest.mark.parametrize("solver", ["exact", "tsit5"])

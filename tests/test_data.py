@@ -30,7 +30,7 @@ def infusion_model() -> ModelSpec:
     """One compartment with a model rate (RATE = -1) and duration (RATE = -2) for central."""
     return ModelSpec.from_dict(
         {
-            "model": {"name": "one_cmt_inf"},
+            "model": {"name": "one_cmt_inf", "time_unit": "h", "amount_unit": "mg"},
             "parameters": {"CL": 1.0, "V": 10.0, "R1": 5.0, "D1": 2.0},
             "covariates": {"WT": 70.0},
             "states": {"central": 0.0},

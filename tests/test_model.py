@@ -83,7 +83,7 @@ def _python_example() -> dict:
 def _linear_base(**blocks: dict) -> dict:
     """A small one-compartment model; `blocks` replace or add blocks."""
     data = {
-        "model": {"name": "base"},
+        "model": {"name": "base", "time_unit": "h", "amount_unit": "mg"},
         "parameters": {"CL": 2.0, "V": 10.0, "kin": 1.0, "kout": 0.1},
         "states": {"central": 0.0, "marker": "kin / kout"},
         "flows": {"central ->": "CL / V"},
@@ -357,7 +357,7 @@ def test_nonlinear_ode_is_nonlinear() -> None:
     "blocks",
     [
         {"flows": {"central ->": "CL / V * exp(-0.1 * t)"}},
-        {"odes": {"marker": "kin * exp(-t) - kout * marker"}},
+        {"odes": {"marker": "kin * exp(-0.1 * t) - kout * marker"}},
         {"odes": {"marker": "kin * where(t < 24, 1, 0) - kout * marker"}},
         {"derived": {"k": "CL / V * (1 + t)"}, "flows": {"central ->": "k"}},
     ],

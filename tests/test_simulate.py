@@ -186,6 +186,8 @@ def test_time_varying_covariate_follows_the_data_sets_convention(tmp_path) -> No
         """
 [model]
 name = "wt"
+time_unit = "h"
+amount_unit = "mg"
 [parameters]
 CLw = { value = 0.05, unit = "L/h/kg" }
 V = { value = 10.0, unit = "L" }
@@ -240,6 +242,8 @@ def test_exact_path_handles_fast_rates_over_long_gaps() -> None:
 MASS_BALANCE = """
 [model]
 name = "mass_balance"
+time_unit = "h"
+amount_unit = "mg"
 [parameters]
 ka = { value = 1.0, unit = "1/h" }
 k = { value = 0.2, unit = "1/h" }
@@ -339,7 +343,12 @@ def test_auto_solver_choice(mm_idr: cp.ModelSpec) -> None:
 
 
 BREAKPOINT_MODEL = {
-    "model": {"name": "expand_contract", "time_unit": "day", "breakpoints": {"peak": "Tmax"}},
+    "model": {
+        "name": "expand_contract",
+        "time_unit": "day",
+        "amount_unit": "cells",
+        "breakpoints": {"peak": "Tmax"},
+    },
     "parameters": {"rho": 0.8, "Tmax": 9.7, "alpha": 0.3, "kmem": 0.02, "beta": 0.005},
     "states": {"effector": {"initial": 0.0}, "memory": {"initial": 0.0}},
     "odes": {

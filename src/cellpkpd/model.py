@@ -22,6 +22,7 @@ from typing import Any
 from .data import decode_text
 from .errors import SpecError
 from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
+from .units import check_units
 
 __all__ = [
     "PRIORS",
@@ -201,6 +202,9 @@ class ModelSpec:
     ----------
     states, parameters, covariates, observations, derived, odes, dosing : mappings
         Name -> object, in file order (`derived` in evaluation order).
+    derived_units : mapping
+        Derived name -> its declared unit (``[derived] x = { expr = ..., unit = ... }``);
+        only those that declare one.
     flows : tuple of Flow
     is_linear : bool
         All flows constant in the states and time, all odes affine in the states:
@@ -225,6 +229,7 @@ class ModelSpec:
     species: str | None = None
     physiology: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     breakpoints: Mapping[str, Expr] = field(default_factory=lambda: MappingProxyType({}))
+    derived_units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     # ------------------------------------------------------------------ construction
@@ -616,12 +621,17 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
     # [derived]
     raw_derived = _table(data, "derived", ctx)
     derived_exprs: dict[str, Expr] = {}
+    derived_units: dict[str, str] = {}
     for dname, raw in raw_derived.items():
         key = f"derived.{dname}"
         _name(dname, key, ctx)
         if dname in params or dname in covs or dname in states:
             raise ctx.err(key, f"'{dname}' is already a parameter, covariate or state")
-        derived_exprs[dname] = expr(raw, key)
+        d = _entry(raw, key, ctx, "expr", {"expr", "unit"})
+        if "expr" not in d:
+            raise ctx.err(key, "missing 'expr'")
+        derived_exprs[dname] = expr(d["expr"], key)
+        derived_units[dname] = _str(d.get("unit"), f"{key}.unit", ctx)
     derived = _toposort(derived_exprs, ctx)
 
     # [model] breakpoints: name -> time (expression of parameters and covariates); in
@@ -742,17 +752,28 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             rule.get("duration"),
         )
 
-    time_unit = _str(m.get("time_unit"), "model.time_unit", ctx, "h")
+    for ukey in ("time_unit", "amount_unit"):
+        if ukey not in m:
+            raise ctx.err(
+                f"model.{ukey}",
+                "missing; every model declares its "
+                + (
+                    'time unit (e.g. time_unit = "h")'
+                    if ukey == "time_unit"
+                    else 'amount unit (e.g. amount_unit = "mg" or "cells")'
+                ),
+            )
+    time_unit = _str(m.get("time_unit"), "model.time_unit", ctx)
     if time_unit.strip().lower() not in DAYS_PER_TIME_UNIT:
         raise ctx.err(
             "model.time_unit",
             f"unknown time unit {time_unit!r}; expected one of: " + ", ".join(DAYS_PER_TIME_UNIT),
         )
-    return ModelSpec(
+    spec = ModelSpec(
         name=name,
         description=_str(m.get("description"), "model.description", ctx),
         time_unit=time_unit,
-        amount_unit=_str(m.get("amount_unit"), "model.amount_unit", ctx, "1"),
+        amount_unit=_str(m.get("amount_unit"), "model.amount_unit", ctx),
         references=tuple(refs),
         parameters=_ro(params),
         covariates=_ro(covs),
@@ -768,7 +789,10 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         species=species if physio or species is not None else None,
         physiology=_ro(dict(physio)),
         breakpoints=_ro(breakpoints),
+        derived_units=_ro({k: u for k, u in derived_units.items() if u}),
     )
+    check_units(spec, spec.derived_units)
+    return spec
 
 
 def _toposort(exprs: dict[str, Expr], ctx: _Ctx) -> dict[str, Expr]:
@@ -918,7 +942,10 @@ def describe(spec: ModelSpec | str) -> str:
     if spec.derived:
         out += ["", "## Derived", ""]
         out.append(
-            _md_table(["name", "expression"], [[k, e.source] for k, e in spec.derived.items()])
+            _md_table(
+                ["name", "expression", "unit"],
+                [[k, e.source, spec.derived_units.get(k, "")] for k, e in spec.derived.items()],
+            )
         )
     if spec.observations:
         out += ["", "## Observations", ""]
