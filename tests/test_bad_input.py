@@ -1041,3 +1041,73 @@ def test_sweep_and_with_values_check_covariate_bounds(bounded: cp.ModelSpec) -> 
           metrics={"cmax": cp.metrics.cmax("conc")})  # fmt: skip
     check(cp.SpecError, r"with_values: WT: 0\.0 lies outside bounds \[1\.0, 300\.0\]",
           bounded.with_values, WT=0.0)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- units
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"central ->" = "CL / V"',
+            '"central ->" = "CL"',
+            r"base\.toml: flows\.'central ->': rate has unit L/h, expected 1/h$",
+        ),
+        (
+            'kin = { value = 1.0, unit = "1/h" }',
+            'kin = { value = 24.0, unit = "1/d" }',
+            r"base\.toml: states\.marker\.initial: the initial value has unit h/d, expected 1 "
+            r"\(the same dimension, but 1 h/d = 0\.0416667 1; units are not converted\)$",
+        ),
+        (
+            'unit = "mg/L", error',
+            'unit = "ng/mL", error',
+            r"base\.toml: observations\.conc\.expr: the expression has unit mg/L, expected "
+            r"ng/mL \(the same dimension, but 1 mg/L = 1000 ng/mL; units are not converted\)$",
+        ),
+        (
+            'V = { value = 10.0, unit = "L" }',
+            'V = { value = 10.0, unit = "litre_s" }',
+            r"base\.toml: parameters\.V\.unit: unknown unit 'litre_s' \('litre_s' is not "
+            r"defined in the unit registry\); expected a unit such as",
+        ),
+        ('time_unit = "h"\n', "", r"base\.toml: model\.time_unit: missing; every model"),
+        ('amount_unit = "mg"\n', "", r"base\.toml: model\.amount_unit: missing; every model"),
+    ],
+    ids=["flow-unit", "rate-in-days", "obs-scale", "unknown-unit", "no-time", "no-amount"],
+)
+def test_model_unit_errors(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = tmp_path / "base.toml"
+    path.write_text(edit(old, new), encoding="utf-8")
+    check(cp.SpecError, message, cp.load_model, path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"amount": "1e6 bananas"}, r"Dose: amount = '1e6 bananas' is not a number with a unit"),
+        ({"amount": 1.0, "duration": "2 mg"}, r"Dose: duration = '2 mg' is not a time"),
+        ({"amount": 1.0, "per": "m2"}, r"Dose: per = 'm2'; expected 'kg'"),
+        ({"amount": 1.0, "per": "kg", "rate": 2.0}, r"Dose: per='kg' with a rate"),
+        ({"time": "1 d", "amount": 1.0}, r"Dose: time = '1 d'; give the record time as a number"),
+    ],
+)
+def test_dose_unit_strings(kwargs: dict, message: str) -> None:
+    kwargs = {"time": 0.0, **kwargs}
+    check(cp.DosingError, message, cp.Dose, cmt="central", **kwargs)
+
+
+def test_dose_units_that_do_not_convert(iv: cp.ModelSpec) -> None:
+    check(cp.DosingError, r"^simulate: a dose per kg of body weight, but one_cmt_iv has no "
+          r"body weight \(a body_weight or WT covariate", cp.simulate, iv,
+          cp.Regimen([cp.Dose(0.0, "5 mg/kg", "central")]), [0.0, 1.0])  # fmt: skip
+    per_kg = cp.Regimen([cp.Dose(0.0, 5.0, "central", per="kg")])
+    check(cp.DosingError, r"^simulate: a dose per kg of body weight, but one_cmt_iv has no",
+          cp.simulate, iv, per_kg, [0.0, 1.0])  # fmt: skip
+    check(cp.DosingError, r"^Dose into 'central': amount in cells does not convert to the "
+          r"model's amount unit mg \(nor mg per kg of body weight\)$", cp.simulate, iv,
+          cp.Regimen([cp.Dose(0.0, "1e6 cells", "central")]), [0.0, 1.0])  # fmt: skip
+    check(cp.DosingError, r"^Dose into 'central': amount 5 mg/kg needs the subject's body "
+          r"weight \[kg\]", cp.Dose(0.0, "5 mg/kg", "central").resolve, iv)  # fmt: skip
+    twice = cp.Dose(0.0, "5 mg/kg", "central", per="kg")
+    check(cp.DosingError, r"^Dose into 'central': amount 5 mg/kg is already per kg; per='kg' "
+          r"would multiply", twice.resolve, iv, 70.0)  # fmt: skip

@@ -7,6 +7,7 @@ import re
 import tomllib
 from typing import Any
 
+import numpy as np
 import pytest
 
 import cellpkpd as cp
@@ -281,3 +282,109 @@ def test_unknown_unit_string_names_the_key() -> None:
     data = _small()
     data["model"]["amount_unit"] = "widgets"
     _raises(data, "m.toml: model.amount_unit: unknown unit 'widgets' (")
+
+
+# ---------------------------------------------------------------------- doses with units
+_CELLS = {
+    "model": {"name": "cells", "time_unit": "h", "amount_unit": "cells"},
+    "parameters": {"k": {"value": 0.1, "unit": "1/h"}},
+    "covariates": {"body_weight": {"value": 25.0, "unit": "g"}},
+    "states": {"blood": {"unit": "cells"}},
+    "flows": {"blood ->": "k"},
+}
+
+
+@pytest.fixture(scope="module")
+def cells() -> cp.ModelSpec:
+    return cp.ModelSpec.from_dict(_CELLS, source="cells.toml")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "amount", "duration"),
+    [
+        ({"amount": "2e6 cells"}, 2e6, 0.0),
+        ({"amount": "2 Mcells", "duration": "1 d"}, 2e6, 24.0),
+        ({"amount": 2e6, "duration": "30 min"}, 2e6, 0.5),
+        ({"amount": "2e6", "duration": "90"}, 2e6, 90.0),  # numbers: model units
+    ],
+)
+def test_dose_with_units_is_converted_to_the_model_units(
+    cells: cp.ModelSpec, kwargs: dict, amount: float, duration: float
+) -> None:
+    dose = cp.Dose(0.0, cmt="blood", **kwargs).resolve(cells)
+    # exact conversions (powers of ten, 24 h per day, 60 min per hour)
+    assert dose.amount == pytest.approx(amount, rel=1e-15)
+    assert dose.duration == pytest.approx(duration, rel=1e-15)
+    assert dose.units == () and dose.per is None
+
+
+def test_dose_rate_lag_and_ii_with_units(cells: cp.ModelSpec) -> None:
+    dose = cp.Dose(0.0, "1e6 cells", "blood", rate="1e5 cells/min", lag="15 min").resolve(cells)
+    assert (dose.rate, dose.lag) == pytest.approx((6e6, 0.25), rel=1e-15)
+    dose = cp.Dose(0.0, 1e6, "blood", ss=1, ii="1 d").resolve(cells)
+    assert dose.ii == 24.0
+
+
+def test_to_arrays_converts_units_with_the_model(cells: cp.ModelSpec) -> None:
+    reg = cp.Regimen([cp.Dose(0.0, "2e6 cells", "blood", duration="1 d")])
+    arrays = reg.to_arrays(spec=cells)
+    assert float(arrays.duration[0]) == 24.0 and float(arrays.amount[0]) == 2e6
+    with pytest.raises(cp.DosingError, match=r"need the model \(spec=\) to convert them"):
+        reg.to_arrays()
+
+
+def test_per_kg_dose_takes_each_subjects_body_weight(cells: cp.ModelSpec) -> None:
+    # 2e6 cells/kg x 20, 25, 30 g = 4e4, 5e4, 6e4 cells; bolus then exp(-0.1 t)
+    for dose in (
+        cp.Dose(0.0, "2e6 cells/kg", "blood"),
+        cp.Dose(0.0, "2e6/kg", "blood"),
+        cp.Dose(0.0, 2e6, "blood", per="kg"),
+        cp.Dose(0.0, "2 Mcells", "blood", per="kg"),
+    ):
+        res = cp.simulate(
+            cells, cp.Regimen([dose]), [0.0, 1.0], covariates={"body_weight": [20, 25, 30]}
+        )
+        given = np.array([4e4, 5e4, 6e4])
+        np.testing.assert_allclose(res["amount_given"].values, given, rtol=1e-14)
+        assert res["amount_given"].attrs["unit"] == "cells"
+        # closed form of the bolus, exact solver: 1e-12
+        np.testing.assert_allclose(
+            res["blood"].values, given[:, None] * np.exp(-0.1 * np.array([0.0, 1.0])), rtol=1e-12
+        )
+
+
+def test_msc_pbk_per_kg_dose_uses_the_physiology_body_weight() -> None:
+    spec = cp.load_model("msc_pbk")  # mouse
+    bw = spec.parameters["body_weight"].value
+    dose = cp.Dose(0.0, "2e6 cells/kg", "venous")
+    assert dose.per_body_weight(spec)
+    assert dose.resolve(spec, bw).amount == pytest.approx(2e6 * bw, rel=1e-15)
+
+
+def test_dose_amount_in_another_amount_unit_converts() -> None:
+    spec = cp.load_model("one_cmt_iv")  # mg
+    assert cp.Dose(0.0, "500 ug", "central").resolve(spec).amount == pytest.approx(0.5, 1e-15)
+    assert cp.Dose(0.0, "5 mg/kg", "central").resolve(spec, 70.0).amount == pytest.approx(350.0)
+
+
+def test_cli_simulate_takes_doses_and_durations_with_units(capsys, tmp_path) -> None:
+    from cellpkpd.cli import main
+
+    model = tmp_path / "cells.toml"
+    model.write_text(
+        '[model]\nname = "cells"\ntime_unit = "h"\namount_unit = "cells"\n'
+        '[parameters]\nk = { value = 0.1, unit = "1/h" }\n'
+        '[covariates]\nbody_weight = { value = 25.0, unit = "g" }\n'
+        '[states]\nblood = { initial = 0.0, unit = "cells" }\n[flows]\n"blood ->" = "k"\n'
+    )
+    code = main(["simulate", str(model), "--dose", "2e6 cells/kg", "--duration", "1 d",
+                 "--end", "24", "--step", "24", "--output", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2e+06 cells/kg into blood (24-h infusion)" in out
+    import pandas as pd
+
+    tab = pd.read_csv(next(tmp_path.glob("*.csv")))
+    # 5e4 cells over 24 h at k = 0.1/h: R/k (1 - exp(-2.4)), R = 5e4/24; closed form 1e-9
+    expected = 5e4 / 24 / 0.1 * (1 - np.exp(-2.4))
+    assert tab["blood"].iloc[-1] == pytest.approx(expected, rel=1e-9)

@@ -116,11 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="library model name or path to a .toml file")
     p.add_argument(
         "--dose",
-        type=float,
+        type=_quantity("amount", "'2e6 cells', '2e6 cells/kg', '2e6/kg' or '5 mg/kg'"),
         default=0.0,
         metavar="AMOUNT",
-        help="amount of each dose [model amount unit, e.g. mg or cells], >= 0 (default 0: "
-        "no dose, for models that start from their initial state such as cart_ck)",
+        help="amount of each dose, >= 0: a number [model amount unit, e.g. mg or cells] or "
+        "a number with a unit ('2e6 cells', '5 mg'); per kg of body weight as '2e6 cells/kg' "
+        "or '2e6/kg' (the model's body_weight or WT) (default 0: no dose, for models that "
+        "start from their initial state such as cart_ck)",
     )
     p.add_argument(
         "--cmt",
@@ -130,20 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=_quantity("time", "'1 d' or '30 min'"),
         default=0.0,
         metavar="H",
-        help="infusion duration [model time unit]; 0 = bolus (default)",
+        help="infusion duration [model time unit, or with a unit: '1 d', '30 min']; 0 = "
+        "bolus (default)",
     )
     p.add_argument(
         "--interval",
-        type=float,
+        type=_quantity("time", "'24 h' or '1 week'"),
         metavar="H",
-        help="dosing interval [model time unit]; give with --count",
+        help="dosing interval [model time unit, or with a unit: '1 d']; give with --count",
     )
     p.add_argument("--count", type=int, metavar="N", help="number of doses; give with --interval")
     p.add_argument(
-        "--lag", type=float, default=0.0, metavar="H", help="lag time [model time unit] (0)"
+        "--lag",
+        type=_quantity("time", "'30 min'"),
+        default=0.0,
+        metavar="H",
+        help="lag time [model time unit, or with a unit: '30 min'] (0)",
     )
     p.add_argument(
         "--end",
@@ -325,6 +332,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     covariates = _assignments(args.covariate, "--covariate")
     cmt = _default_cmt(spec) if args.cmt is None else _cmt(args.cmt)
     dose = cp.Dose(time=0.0, amount=args.dose, cmt=cmt, duration=args.duration, lag=args.lag)
+    interval = args.interval
+    if isinstance(interval, str):  # with a unit: in the model's time unit
+        from cellpkpd.units import convert, split_quantity
+
+        value, unit = split_quantity(interval)
+        interval = convert(value, unit, spec.time_unit.strip().lower(), "--interval")
+        args.interval = interval  # the default --end is count x interval [model time unit]
     if (args.interval is None) != (args.count is None):
         raise ArgumentError("--interval and --count go together: give both, or neither")
     if args.count is not None and args.count > MAX_DOSES:
@@ -332,7 +346,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"--count {args.count}: too many doses; expected at most {MAX_DOSES} per subject"
         )
     if args.count is not None:
-        regimen = cp.Regimen.repeat(dose, interval=args.interval, count=args.count)
+        regimen = cp.Regimen.repeat(dose, interval=interval, count=args.count)
     else:
         regimen = cp.Regimen([dose])
     times = _output_times(args)
@@ -351,7 +365,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             on_failure="nan",
         )
-    what = _describe_regimen(spec, dose, args.interval, args.count)
+    what = _describe_regimen(spec, dose, interval, args.count)
     csv_path, png_path = _write_results(
         res,
         spec,
@@ -377,6 +391,39 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _quantity(kind: str, examples: str) -> Callable[[str], float | str]:
+    """An argparse type: a number (model units), or a number with a unit kept as text for
+    cp.Dose / the model to convert."""
+
+    def parse(text: str) -> float | str:
+        from cellpkpd.units import split_quantity
+
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+        else:
+            return value
+        try:
+            _, unit = split_quantity(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"invalid {kind} {text!r} ({exc}); expected a number, or a number with a unit "
+                f"such as {examples}"
+            ) from None
+        if kind == "time" and unit is not None:
+            from cellpkpd.units import parse_unit, registry
+
+            if parse_unit(unit, kind).dimensionality != registry().Unit("h").dimensionality:
+                raise argparse.ArgumentTypeError(
+                    f"invalid {kind} {text!r}: not a time; expected e.g. {examples}"
+                )
+        return text
+
+    parse.__name__ = kind
+    return parse
 
 
 def _cmt(text: str) -> str | int:
@@ -476,9 +523,12 @@ def _describe_regimen(
 ) -> str:
     tu = spec.time_unit
     target = dose.cmt if isinstance(dose.cmt, str) else list(spec.states)[dose.cmt - 1]
+    per_kg = dose.per_body_weight(spec)
+    dose = dose.resolve(spec, 1.0)  # in the model's units (per kg: for 1 kg)
     how = f"{dose.duration:g}-{tu} infusion" if dose.duration else "bolus"
     n = count or 1
-    text = f"{dose.amount:g} {spec.amount_unit} into {target} ({how})"
+    per = "/kg" if per_kg else ""
+    text = f"{dose.amount:g} {spec.amount_unit}{per} into {target} ({how})"
     if n > 1:
         text = f"{n} doses of {text} every {interval:g} {tu}"
     if dose.lag:

@@ -83,6 +83,19 @@ class Dose:
         constant-infusion steady state (``amount=0``, ``ii=0``).
     reset : bool
         Reset the system to its initial state before dosing (NONMEM EVID 4).
+    per : {"kg"} or None
+        ``"kg"``: `amount` is per kg of body weight; each subject's amount is `amount` times
+        its body weight (the model's ``body_weight`` or ``WT`` covariate or parameter, e.g.
+        from its ``[physiology]`` table, converted to kg with its declared unit), resolved
+        by `cp.simulate`, which records the amounts given.
+
+    A unit may come with `amount`, `duration`, `lag`, `rate` and `ii` as a string:
+    ``amount="2e6 cells"``, ``amount="2e6 cells/kg"`` (per kg, as ``per="kg"``),
+    ``amount="5 mg/kg"``, ``duration="1 d"``, ``rate="10 mg/h"``. They are converted to the
+    model's amount and time units when the regimen meets its model (`Regimen.to_arrays`
+    with ``spec=``, `cp.simulate`); a unit that does not convert is a `DosingError`. Plain
+    numbers are in the model's units. `time` is always a number in the model's time unit
+    (it orders the regimen).
     """
 
     time: float
@@ -95,9 +108,36 @@ class Dose:
     ss: int = 0
     ii: float = 0.0
     reset: bool = False
+    per: str | None = None
+    #: field -> unit of a value given with a unit (converted by `resolve`)
+    units: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if isinstance(self.time, str):
+            raise DosingError(
+                f"Dose: time = {self.time!r}; give the record time as a number in the model's "
+                "time unit (units are accepted for amount, duration, lag, rate and ii)"
+            )
+        units = dict(self.units)
+        for fld in ("amount", "duration", "lag", "rate", "ii"):
+            value = getattr(self, fld)
+            if isinstance(value, str) and value != "model":
+                number, unit = _with_unit(value, fld)
+                if unit is not None and fld in ("duration", "lag", "ii") and not _is_time(unit):
+                    raise DosingError(
+                        f"Dose: {fld} = {value!r} is not a time (expected e.g. '1 d', '30 min')"
+                    )
+                set_(self, fld, number)
+                if unit is not None:
+                    units[fld] = unit
+        set_(self, "units", tuple(sorted(units.items())))
+        if self.per not in (None, "kg"):
+            raise DosingError(f"Dose: per = {self.per!r}; expected 'kg' (per kg body weight)")
+        if self.per is not None and self.rate is not None:
+            raise DosingError(
+                "Dose: per='kg' with a rate; give a duration (the rate would differ by subject)"
+            )
         set_(self, "time", _num(self.time, "time"))
         set_(self, "amount", _num(self.amount, "amount"))
         if isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
@@ -140,6 +180,87 @@ class Dose:
     @property
     def is_infusion(self) -> bool:
         return self.rate is not None or self.duration == "model" or self.duration > 0
+
+    @property
+    def needs_resolving(self) -> bool:
+        """True if the dose has units or a per-kg amount to resolve against a model."""
+        return bool(self.units) or self.per is not None
+
+    def per_body_weight(self, spec: ModelSpec) -> bool:
+        """True if the amount is per kg of body weight (``per="kg"`` or a unit such as
+        ``cells/kg``) for the amount unit of `spec`."""
+        return _amount(self, spec, None, f"Dose into {self.cmt!r}", need_weight=False)[1]
+
+    def resolve(self, spec: ModelSpec, body_weight: float | None = None) -> Dose:
+        """This dose in the model's units: amounts in ``spec.amount_unit``, times in
+        ``spec.time_unit``; a per-kg amount times `body_weight` [kg].
+
+        Raises
+        ------
+        DosingError
+            If a unit does not convert to the model's, or a per-kg amount has no body weight.
+        """
+        if not self.needs_resolving:
+            return self
+        from .units import convert
+
+        where = f"Dose into {self.cmt!r}"
+        units = dict(self.units)
+        T, A = spec.time_unit.strip().lower(), spec.amount_unit
+        new: dict[str, Any] = {"per": None, "units": ()}
+        new["amount"] = _amount(self, spec, body_weight, where)[0]
+        for fld in ("duration", "lag", "ii"):
+            if fld in units:
+                new[fld] = convert(getattr(self, fld), units[fld], T, f"{where}: {fld}")
+        if "rate" in units:
+            new["rate"] = convert(self.rate, units["rate"], f"({A})/{T}", f"{where}: rate")
+        return dataclasses.replace(self, **new)
+
+
+def _is_time(unit: str) -> bool:
+    from .units import parse_unit, registry
+
+    return parse_unit(unit, "Dose").dimensionality == registry().Unit("h").dimensionality
+
+
+def _with_unit(text: str, name: str) -> tuple[float, str | None]:
+    """``"2e6 cells/kg"`` -> (2e6, "cells/kg"); ``"100"`` -> (100.0, None)."""
+    from .units import split_quantity
+
+    try:
+        return split_quantity(text)
+    except ValueError as exc:
+        raise DosingError(
+            f"Dose: {name} = {text!r} is not a number with a unit such as '2e6 cells', "
+            f"'5 mg/kg' or '1 d' ({exc})"
+        ) from None
+
+
+def _amount(
+    dose: Dose, spec: ModelSpec, body_weight: float | None, where: str, need_weight: bool = True
+) -> tuple[float, bool]:
+    """(amount in the model's amount unit, whether it was per kg of body weight)."""
+    from .units import format_unit, parse_unit, per_kg_factor
+
+    unit = dict(dose.units).get("amount")
+    factor, per_kg = (1.0, False) if unit is None else per_kg_factor(unit, spec, where)
+    if per_kg and dose.per is not None:
+        raise DosingError(
+            f"{where}: amount {dose.amount:g} {format_unit(parse_unit(unit, where))} is "
+            "already per kg; per='kg' would multiply by the body weight twice"
+        )
+    per_kg = per_kg or dose.per == "kg"
+    amount = dose.amount * factor
+    if not per_kg or body_weight is None:
+        if per_kg and need_weight:
+            shown = format_unit(parse_unit(unit, where)) if unit else f"{spec.amount_unit}/kg"
+            raise DosingError(
+                f"{where}: amount {dose.amount:g} {shown} needs the subject's body weight "
+                "[kg] (cp.simulate takes it from the model's body_weight or WT covariate or "
+                "parameter, e.g. from [physiology])"
+            )
+        return amount, per_kg
+    return amount * float(body_weight), per_kg
 
 
 @dataclass(frozen=True)
@@ -253,7 +374,26 @@ class Regimen:
             (4) where the model's [dosing] block decides it. A solve that needs more
             reports status 7.
         """
-        return _to_arrays([self], max_doses, spec, ss_overlap, batched=False)
+        return _to_arrays([_resolved(self, spec)], max_doses, spec, ss_overlap, batched=False)
+
+    def resolve(self, spec: ModelSpec, body_weight: float | None = None) -> Regimen:
+        """The regimen in the model's units (see `Dose.resolve`)."""
+        if not any(isinstance(e, Dose) and e.needs_resolving for e in self.events):
+            return self
+        return Regimen(
+            e.resolve(spec, body_weight) if isinstance(e, Dose) else e for e in self.events
+        )
+
+
+def _resolved(reg: Regimen, spec: Any) -> Regimen:
+    if not any(isinstance(e, Dose) and e.needs_resolving for e in reg.events):
+        return reg
+    if not hasattr(spec, "time_unit"):
+        raise DosingError(
+            "Regimen.to_arrays: doses with units or per='kg' need the model (spec=) to "
+            "convert them"
+        )
+    return reg.resolve(spec)
 
 
 class DoseArrays(eqx.Module):
@@ -440,4 +580,5 @@ def stack_dose_arrays(
     subject axis (shape ``(n_subjects, max_doses)``), ready for ``jax.vmap``."""
     if not regimens:
         raise DosingError("stack_dose_arrays: no regimens given")
-    return _to_arrays(list(regimens), max_doses, spec, None, batched=True)
+    regimens = [_resolved(r, spec) for r in regimens]
+    return _to_arrays(regimens, max_doses, spec, None, batched=True)

@@ -690,6 +690,9 @@ def simulate(
     outputs = _outputs_tuple(outputs)
     kw = dict(outputs=outputs, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     p = _full_params(spec, values, n)
+    given = None
+    if any(d.needs_resolving for r in regimens for d in r.doses):
+        regimens, given = _resolve_doses(spec, regimens, p, n)
     if len(regimens) == 1:
         doses = regimens[0].to_arrays(None, spec)
     else:
@@ -699,7 +702,11 @@ def simulate(
     ids = np.arange(n)
     res = to_xarray(sim, out, status, ids, times_arr, on_failure)
     coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
-    return res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
+    res = res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
+    if given is not None:
+        attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
+        res = res.assign_coords(amount_given=("subject", given, attrs))
+    return res
 
 
 def time_after_dose(
@@ -783,6 +790,51 @@ def _dose_coords(
         tad, tsfd, number = (np.broadcast_to(a, (n, a.shape[1])) for a in (tad, tsfd, number))
     unit = {"unit": time_unit}
     return {"tad": (tad, unit), "tsfd": (tsfd, unit), "dose_number": (number, {})}
+
+
+def _resolve_doses(
+    spec: ModelSpec, regimens: list[Regimen], p: Mapping[str, Any], n: int
+) -> tuple[list[Regimen], np.ndarray]:
+    """Doses with units or per kg in the model's units (one regimen per subject when an
+    amount is per kg of body weight), and each subject's total amount dosed."""
+    if any(d.per_body_weight(spec) for r in regimens for d in r.doses):
+        bw = _body_weight_kg(spec, p, n)
+        per_subject = regimens * n if len(regimens) == 1 else regimens
+        out = [r.resolve(spec, float(bw[i])) for i, r in enumerate(per_subject)]
+    else:
+        out = [r.resolve(spec) for r in regimens]
+    total = np.array([sum(d.amount for d in r.doses) for r in out], dtype=float)
+    return out, np.broadcast_to(total, (n,)).copy()
+
+
+def _body_weight_kg(spec: ModelSpec, p: Mapping[str, Any], n: int) -> np.ndarray:
+    """Each subject's body weight [kg]: the model's ``body_weight`` or ``WT`` (covariate or
+    parameter, e.g. from ``[physiology]``), converted from its declared unit."""
+    from .units import convert
+
+    for name in ("body_weight", "WT"):
+        item = spec.covariates.get(name) or spec.parameters.get(name)
+        if item is None:
+            continue
+        if not item.unit:
+            raise DosingError(
+                f"simulate: a dose per kg needs the body weight in kg, but {spec.source} "
+                f"declares no unit for {name}"
+            )
+        factor = convert(1.0, item.unit, "kg", f"simulate: {name}")
+        bw = np.broadcast_to(np.asarray(p[name], dtype=float), (n,)) * factor
+        bad = np.flatnonzero(~(np.isfinite(bw) & (bw > 0)))
+        if bad.size:
+            raise DosingError(
+                f"simulate: a dose per kg, but subject {int(bad[0])} has {name} = "
+                f"{float(bw[bad[0]]):g} kg; expected > 0"
+            )
+        return bw
+    raise DosingError(
+        f"simulate: a dose per kg of body weight, but {spec.name} has no body weight (a "
+        "body_weight or WT covariate or parameter, e.g. [physiology] body_weight); give the "
+        "amount per subject instead"
+    )
 
 
 def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:

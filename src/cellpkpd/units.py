@@ -50,7 +50,16 @@ if TYPE_CHECKING:
 
     from .model import ModelSpec
 
-__all__ = ["check_units", "format_unit", "parse_unit", "registry", "time_factor"]
+__all__ = [
+    "check_units",
+    "convert",
+    "format_unit",
+    "parse_unit",
+    "per_kg_factor",
+    "registry",
+    "split_quantity",
+    "time_factor",
+]
 
 _DIMENSIONLESS = {"1", "-", "dimensionless"}
 
@@ -143,6 +152,86 @@ def _time(text: str, where: str) -> Any:
 def _factor(a: Any, b: Any) -> float:
     """Value in `b` of one `a` (same dimension)."""
     return float(registry().Quantity(1.0, a).to(b).magnitude)
+
+
+# ---------------------------------------------------------------------- quantities
+def split_quantity(text: str) -> tuple[float, str | None]:
+    """A number with an optional unit: ``"2e6 cells/kg"`` -> ``(2e6, "cell / kilogram")``,
+    ``"100"`` -> ``(100.0, None)``.
+
+    Raises
+    ------
+    ValueError
+        If the text is not a number followed by a unit pint knows.
+    """
+    try:
+        q = registry().parse_expression(text.strip())
+    except Exception as exc:  # pint raises many kinds
+        raise ValueError(str(exc).strip() or type(exc).__name__) from None
+    if not hasattr(q, "units"):
+        return float(q), None
+    if not q.units._units:
+        return float(q.magnitude), None
+    return float(q.magnitude), str(q.units)
+
+
+def _dosing_unit(text: str, where: str) -> Any:
+    from .errors import DosingError
+
+    try:
+        return _parse(text)
+    except Exception as exc:
+        raise DosingError(f"{where}: unknown unit {text!r} ({exc})") from None
+
+
+def convert(value: float, unit: str, target: str, where: str) -> float:
+    """`value` [unit] in `target` units.
+
+    Raises
+    ------
+    DosingError
+        If the units have different dimensions (the message names both).
+    """
+    from .errors import DosingError
+
+    u, w = _dosing_unit(unit, where), _dosing_unit(target, where)
+    if u.dimensionality != w.dimensionality:
+        raise DosingError(
+            f"{where}: {value:g} {format_unit(u)} does not convert to {format_unit(w)} (the "
+            "model's unit)"
+        )
+    return float(value) * _factor(u, w)
+
+
+def per_kg_factor(unit: str, spec: ModelSpec, where: str) -> tuple[float, bool]:
+    """How an amount given in `unit` becomes the model's amount unit.
+
+    Returns (factor, per_kg): the amount times `factor` is in ``spec.amount_unit`` (per kg
+    of body weight when `per_kg`). ``cells``, ``mg`` and ``ug`` convert directly;
+    ``cells/kg`` or ``mg/kg`` are per kg; ``1/kg`` (as in ``"2e6/kg"``) is per kg in the
+    model's amount unit.
+
+    Raises
+    ------
+    DosingError
+        If `unit` is none of these for the model's amount unit.
+    """
+    from .errors import DosingError
+
+    ureg = registry()
+    u = _dosing_unit(unit, where)
+    A = _dosing_unit(spec.amount_unit, f"{spec.source}: model.amount_unit")
+    if u.dimensionality == A.dimensionality:
+        return _factor(u, A), False
+    per = u * ureg.kilogram
+    if per.dimensionality == A.dimensionality:
+        return _factor(per, A), True
+    if per.dimensionless:
+        return _factor(per, ureg.dimensionless), True
+    raise DosingError(
+        f"{where}: amount in {format_unit(u)} does not convert to the model's amount unit "
+        f"{format_unit(A)} (nor {format_unit(A)} per kg of body weight)"
+    )
 
 
 # ---------------------------------------------------------------------- inference
