@@ -374,7 +374,8 @@ def test_model_unknown_species_or_quantity():
 def test_load_model_file_with_species(tmp_path):
     path = tmp_path / "lung.toml"
     path.write_text(
-        '[model]\nname = "lung"\n\n[physiology]\nQC = "cardiac_output"\nV_lung = "volume_lung"\n\n'
+        '[model]\nname = "lung"\ntime_unit = "h"\namount_unit = "cells"\n\n'
+        '[physiology]\nQC = "cardiac_output"\nV_lung = "volume_lung"\n\n'
         '[states]\nlung = { initial = 0.0 }\n\n[flows]\n"lung ->" = "QC / V_lung"\n',
         encoding="utf-8",
     )
