@@ -359,6 +359,11 @@ def test_msc_pbk_per_kg_dose_uses_the_physiology_body_weight() -> None:
     dose = cp.Dose(0.0, "2e6 cells/kg", "venous")
     assert dose.per_body_weight(spec)
     assert dose.resolve(spec, bw).amount == pytest.approx(2e6 * bw, rel=1e-15)
+    # what cp.simulate takes for each subject: the [physiology] body weight, or a given one
+    from cellpkpd.simulate import _body_weight_kg, _full_params
+
+    p = _full_params(spec, {"body_weight": [bw, 0.03]}, 2)
+    np.testing.assert_array_equal(_body_weight_kg(spec, p, 2), [bw, 0.03])
 
 
 def test_dose_amount_in_another_amount_unit_converts() -> None:
