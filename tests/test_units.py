@@ -63,6 +63,8 @@ def _small(**blocks: Any) -> dict[str, Any]:
         ("1/day", "1/d"),
         ("1", "1"),
         ("%", "%"),
+        ("GE/ug", "GE/ug"),
+        ("IU/mL", "IU/mL"),
     ],
 )
 def test_unit_strings_of_cell_therapy_models_parse(text: str, shown: str) -> None:

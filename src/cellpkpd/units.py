@@ -2,10 +2,11 @@
 dimension checks of a model.
 
 The registry is pint's default one plus the counting units of cell therapy: ``cell``
-(plural ``cells``), ``copy`` (plural ``copies``, e.g. transgene or Alu copies) and ``AU``
-(an arbitrary unit of a mediator or response; its own dimension, so it is never mixed with
-cells or mg). ``"1"`` (or ``"-"``, ``"dimensionless"``) is dimensionless, ``"%"`` is 0.01;
-an empty unit means "not declared".
+(plural ``cells``), ``copy`` (plural ``copies``, e.g. transgene or Alu copies), ``GE``
+(genome equivalents), ``IU`` (international units) and ``AU`` (an arbitrary unit of a
+mediator or response); each is its own dimension, so it is never mixed with cells or mg.
+``"1"`` (or ``"-"``, ``"dimensionless"``) is dimensionless, ``"%"`` is 0.01; an empty unit
+means "not declared".
 
 `check_units` walks every expression of a model (flows, ``[odes]``, derived quantities,
 observations, initial values, ``[dosing]`` fields, breakpoints) and infers its unit from
@@ -67,13 +68,16 @@ _DIMENSIONLESS = {"1", "-", "dimensionless"}
 @functools.cache
 def registry() -> pint.UnitRegistry:
     """The application unit registry: pint's defaults plus ``cell``/``cells``,
-    ``copy``/``copies``, ``AU`` (arbitrary unit) and ``wk`` (week)."""
+    ``copy``/``copies``, ``AU`` (arbitrary unit), ``GE`` (genome equivalents), ``IU``
+    (international units) and ``wk`` (week), each counting unit its own dimension."""
     import pint
 
     ureg = pint.UnitRegistry(on_redefinition="ignore", cache_folder=None)
     ureg.define("cell = [cell] = _ = cells")
     ureg.define("copy = [copies] = _ = copies")
     ureg.define("arbitrary_unit = [arbitrary_unit] = AU")
+    ureg.define("genome_equivalent = [genome] = GE = _ = genome_equivalents")
+    ureg.define("international_unit = [international_unit] = IU")
     ureg.define("@alias week = wk")
     return ureg
 
