@@ -395,3 +395,8 @@ def test_cli_simulate_takes_doses_and_durations_with_units(capsys, tmp_path) -> 
     # 5e4 cells over 24 h at k = 0.1/h: R/k (1 - exp(-2.4)), R = 5e4/24; closed form 1e-9
     expected = 5e4 / 24 / 0.1 * (1 - np.exp(-2.4))
     assert tab["blood"].iloc[-1] == pytest.approx(expected, rel=1e-9)
+
+
+def test_describe_shows_the_declared_unit_of_a_derived_quantity() -> None:
+    text = cp.describe("msc_pbk")
+    assert re.search(r"\| mg_per_L +\| 1e6 +\| mg/L +\|", text)
