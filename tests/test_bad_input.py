@@ -1088,7 +1088,7 @@ def test_model_unit_errors(tmp_path: Path, old: str, new: str, message: str) -> 
         ({"amount": 1.0, "duration": "2 mg"}, r"Dose: duration = '2 mg' is not a time"),
         ({"amount": 1.0, "per": "m2"}, r"Dose: per = 'm2'; expected 'kg'"),
         ({"amount": 1.0, "per": "kg", "rate": 2.0}, r"Dose: per='kg' with a rate"),
-        ({"time": "1 d", "amount": 1.0}, r"Dose: time = '1 d'; give the record time as a number"),
+        ({"time": "1 d", "amount": 1.0}, r"Dose: time = '1 d' is not a number; give the record"),
     ],
 )
 def test_dose_unit_strings(kwargs: dict, message: str) -> None:

@@ -116,8 +116,8 @@ class Dose:
         set_ = object.__setattr__
         if isinstance(self.time, str):
             raise DosingError(
-                f"Dose: time = {self.time!r}; give the record time as a number in the model's "
-                "time unit (units are accepted for amount, duration, lag, rate and ii)"
+                f"Dose: time = {self.time!r} is not a number; give the record time in the "
+                "model's time unit (units are accepted for amount, duration, lag, rate and ii)"
             )
         units = dict(self.units)
         for fld in ("amount", "duration", "lag", "rate", "ii"):
