@@ -168,7 +168,8 @@ def test_additional_doses_take_the_initiating_records_bioavailability(tmp_path: 
     dose and to all its additional doses), not those in force at their times."""
     path = tmp_path / "iv_f.toml"
     path.write_text(
-        '[model]\nname = "iv_f"\n[parameters]\nk = { value = 0.1, unit = "1/h" }\n'
+        '[model]\nname = "iv_f"\ntime_unit = "h"\namount_unit = "mg"\n'
+        '[parameters]\nk = { value = 0.1, unit = "1/h" }\n'
         '[covariates]\nFB = { value = 1.0, unit = "1" }\n[states]\ncentral = { initial = 0.0 }\n'
         '[flows]\n"central ->" = "k"\n[dosing]\ncentral = { bioavailability = "FB" }\n'
     )
@@ -188,7 +189,8 @@ def test_observation_expression_uses_its_own_records_value(tmp_path: Path) -> No
     through their own record's value (NONMEM's $ERROR sees the record it is called with)."""
     path = tmp_path / "scale.toml"
     path.write_text(
-        '[model]\nname = "scale"\n[covariates]\nS = { value = 1.0, unit = "1" }\n'
+        '[model]\nname = "scale"\ntime_unit = "h"\namount_unit = "mg"\n'
+        '[covariates]\nS = { value = 1.0, unit = "1" }\n'
         "[states]\ncentral = { initial = 0.0 }\n"
         '[observations]\ny = { expr = "central * S", unit = "1", error = "additive" }\n'
     )
@@ -227,7 +229,8 @@ def test_fit_rejects_a_lower_case_parameter_column(spec: cp.ModelSpec) -> None:
 def test_column_matching_two_model_names_in_case_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "two.toml"
     path.write_text(
-        '[model]\nname = "two"\n[parameters]\nk = { value = 0.1, unit = "1/h" }\n'
+        '[model]\nname = "two"\ntime_unit = "h"\namount_unit = "mg"\n'
+        '[parameters]\nk = { value = 0.1, unit = "1/h" }\n'
         '[covariates]\nFb = { value = 1.0, unit = "1" }\nFB = { value = 1.0, unit = "1" }\n'
         '[states]\ncentral = { initial = 0.0 }\n[flows]\n"central ->" = "k * Fb * FB"\n'
     )
