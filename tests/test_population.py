@@ -55,15 +55,21 @@ def test_categorical_covariate_effect_is_recovered() -> None:
     assert beta == pytest.approx(effect, abs=0.15)
     cl_i = post["CL_i"].values.reshape(-1, 16)[0]
     assert np.median(cl_i[10:]) / np.median(cl_i[:10]) == pytest.approx(np.exp(effect), rel=0.2)
-    # predict needs the level of each virtual subject
+    # predict needs the level of each virtual subject (and, from a MAP fit, explicit omegas:
+    # its omega_* are not estimates)
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    iiv = {"CL": 0.1}
     with pytest.raises(cp.SpecError, match="covariates\\['SEX'\\]"):
-        cp.predict(idata, "one_cmt_iv", reg, [1.0, 2.0], n=4)
+        cp.predict(idata, "one_cmt_iv", reg, [1.0, 2.0], n=4, omega=iiv)
     # a level the fit never saw is an error, not silently the reference level
     unseen = r"level\(s\) 2 that the fit did not see; its levels are 0 \(reference\), 1"
     with pytest.raises(cp.SpecError, match=unseen):
-        cp.predict(idata, "one_cmt_iv", reg, [1.0, 2.0], n=4, covariates={"SEX": [0, 1, 2, 1]})
-    res = cp.predict(idata, "one_cmt_iv", reg, [1.0], n=4, covariates={"SEX": [0, 1, 0, 1]})
+        cp.predict(
+            idata, "one_cmt_iv", reg, [1.0, 2.0], n=4, covariates={"SEX": [0, 1, 2, 1]}, omega=iiv
+        )
+    res = cp.predict(
+        idata, "one_cmt_iv", reg, [1.0], n=4, covariates={"SEX": [0, 1, 0, 1]}, omega=iiv
+    )
     assert np.all(np.isfinite(res["conc"].values))
 
 

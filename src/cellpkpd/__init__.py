@@ -40,6 +40,7 @@ from .errors import (
     CellPKPDError,
     DataError,
     DosingError,
+    FitError,
     SimulationError,
     SpecError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "Dose",
     "DoseArrays",
     "DosingError",
+    "FitError",
     "ModelSpec",
     "Population",
     "Regimen",

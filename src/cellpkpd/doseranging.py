@@ -298,12 +298,15 @@ class VirtualPopulation:
         n: int = 1000,
         seed: Any = 0,
         covariates: Mapping[str, Any] | None = None,
+        omega: Mapping[str, float] | None = None,
     ) -> VirtualPopulation:
         """Virtual subjects from a fit's posterior (uncertainty and variability).
 
         Each subject takes one random posterior draw of the typical values, omegas and
         covariate coefficients and a new ``eta ~ Normal(0, 1)`` per random effect:
-        ``p_i = theta * effects(cov_i) * exp(omega * eta_i)`` (as `cp.predict`).
+        ``p_i = theta * effects(cov_i) * exp(omega * eta_i)`` (as `cp.predict`). The
+        ``omega_*`` of a MAP fit are not estimates, so a MAP fit with random effects needs
+        `omega` (a `SpecError` otherwise).
 
         Parameters
         ----------
@@ -319,8 +322,13 @@ class VirtualPopulation:
         covariates : dict, optional
             Covariates of the new subjects, as in `VirtualPopulation` (numbers, arrays,
             distributions or prior strings); default: the model's values.
+        omega : dict str -> float, optional
+            Between-subject SDs of the log-parameters instead of the fit's ``omega_<p>``
+            draws (keys: the fit's random effects); required, with every random effect,
+            for a MAP fit (``method="map"`` in the posterior's attrs), whose etas are then
+            independent.
         """
-        from .infer import posterior_subjects
+        from .infer import explicit_omegas, posterior_subjects
 
         where = "VirtualPopulation.from_posterior"
         spec = _spec(spec)
@@ -332,6 +340,7 @@ class VirtualPopulation:
             pop = population.describe() if hasattr(population, "describe") else dict(population)
         else:
             pop = json.loads(post.attrs.get("population", "{}"))
+        omega = explicit_omegas(post, spec, omega, where)
         key = _key(seed, where)
         k_draw, k_eta, k_cov = jax.random.split(key, 3)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(k_draw)).ravel())
@@ -347,7 +356,9 @@ class VirtualPopulation:
         z = np.asarray(jax.random.normal(k_eta, (n, n_iiv)), dtype=float)
         # the same construction as cp.predict (covariate references and categorical
         # levels of the fit, correlated etas when the fit estimated a correlation)
-        out.params = posterior_subjects(post, spec, out.covariates, pick, z, where, pop)
+        out.params = posterior_subjects(
+            post, spec, out.covariates, pick, z, where, pop, omega=omega
+        )
         out.random_effects = dict(pop.get("random_effects", {}))
         return out
 

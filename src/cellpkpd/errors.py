@@ -25,3 +25,8 @@ class DataError(CellPKPDError, ValueError):
 
 class SimulationError(CellPKPDError, RuntimeError):
     """A subject's solve failed (step limit, non-finite state, no steady state)."""
+
+
+class FitError(CellPKPDError, RuntimeError):
+    """A fit failed while it ran (no valid initial values, a non-finite loss, an error
+    inside the sampler or the ODE solver); names the method, what failed and what to try."""

@@ -26,7 +26,7 @@ from jax.scipy.special import log_ndtr
 
 from .data import Dataset, record_inputs
 from .dosing import DoseArrays, stack_dose_arrays
-from .errors import DataError, SpecError
+from .errors import CellPKPDError, DataError, FitError, SpecError
 from .model import ModelSpec, load_model, parse_prior
 from .population import Population, categorical_levels, effect_factor, level_name
 from .simulate import Simulator, check_data_bounds
@@ -34,6 +34,7 @@ from .solve import TimeVarying
 
 __all__ = [
     "FitData",
+    "explicit_omegas",
     "fit",
     "make_model",
     "posterior_subjects",
@@ -442,7 +443,9 @@ def make_model(
     def prior_of(name: str, default: Any) -> Any:
         return overrides.get(name, default)
 
-    solve = _likelihood_solver(spec, sim, fd, population, times, (references, categorical))
+    # jitted: numpyro runs the model eagerly while it initialises (and Predictive does),
+    # where an un-jitted solve dispatches every operation of the ODE solver one by one
+    solve = jax.jit(_likelihood_solver(spec, sim, fd, population, times, (references, categorical)))
     # priors are parsed here, outside the traced model function
     defaults = {}
     for name in estimated:
@@ -556,7 +559,11 @@ def make_model(
                 mu, y, lim = pred, dv, lloq
                 sd = jnp.maximum(_residual_sd(m, pred, sig), 1e-12)
             ll_obs = dist.Normal(mu, sd).log_prob(y)
-            ll_cens = log_ndtr((lim - mu) / sd)
+            if m == "lognormal":
+                # the density of DV itself, not of log DV (Jacobian 1 / DV), so that
+                # log_likelihood, LOO and WAIC compare with the other error models
+                ll_obs = ll_obs - y
+            ll_cens = log_ndtr((lim - mu) / sd)  # P(DV < LLOQ) = P(log DV < log LLOQ)
             ll = jnp.where(censored, ll_cens, ll_obs)
             loglik = jnp.where(sel, ll, loglik)
         use = observed & (~censored if censoring == "m1" else True)
@@ -697,33 +704,95 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
-    model, _ = make_model(spec, fd, population, priors, censoring, solver, centered=centered)
+    model, sim = make_model(spec, fd, population, priors, censoring, solver, centered=centered)
+    try:
+        samples, stats = _sample(
+            model,
+            method,
+            seed,
+            chains,
+            warmup,
+            draws,
+            steps,
+            progress,
+            dense_mass,
+            # diffrax's reverse pass fails under jax.pmap (see _run_nuts): ODE models vectorise
+            parallel=sim.solver == "exact",
+        )
+        samples["pred"] = _population_predictions(spec, fd, population, samples, solver)
+    except CellPKPDError:
+        raise
+    except Exception as e:  # JAX, numpyro, diffrax: one line naming what failed
+        raise FitError(_fit_failure(method, sim.solver, e)) from None
+    return _to_inference_data(spec, fd, population, samples, stats, method)
+
+
+def _sample(
+    model: Any,
+    method: str,
+    seed: int,
+    chains: int,
+    warmup: int,
+    draws: int,
+    steps: int,
+    progress: bool,
+    dense_mass: bool,
+    parallel: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Posterior samples (chain, draw, ...) and sample statistics of `fit`'s model by NUTS,
+    SVI or MAP; a non-finite final SVI / MAP loss is a `FitError`."""
     key = jax.random.PRNGKey(seed)
     if method == "nuts":
-        samples, stats = _run_nuts(model, key, chains, warmup, draws, progress, dense_mass)
-    else:
-        from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_median
-        from numpyro.infer.autoguide import AutoDelta, AutoNormal
+        samples, stats = _run_nuts(
+            model, key, chains, warmup, draws, progress, dense_mass, parallel
+        )
+        return dict(samples), stats
+    from numpyro.infer import SVI, Predictive, Trace_ELBO, init_to_median
+    from numpyro.infer.autoguide import AutoDelta, AutoNormal
 
-        init = init_to_median(num_samples=15)
-        guide = (
-            AutoDelta(model, init_loc_fn=init)
-            if method == "map"
-            else AutoNormal(model, init_loc_fn=init)
+    init = init_to_median(num_samples=15)
+    guide = (
+        AutoDelta(model, init_loc_fn=init)
+        if method == "map"
+        else AutoNormal(model, init_loc_fn=init)
+    )
+    svi = SVI(model, guide, numpyro.optim.Adam(0.01), Trace_ELBO())
+    res = svi.run(key, steps, progress_bar=progress)
+    losses = np.asarray(res.losses)
+    if not np.isfinite(losses[-1]):
+        bad = int(np.flatnonzero(~np.isfinite(losses))[0])
+        raise FitError(
+            f"fit(method='{method}'): the loss is {losses[-1]} after {steps} steps (not finite "
+            f"from step {bad}: a failed solve or a NaN prediction); check the model's typical "
+            "values and priors, and simulate the data set with cp.simulate(spec, data=data)"
         )
-        svi = SVI(model, guide, numpyro.optim.Adam(0.01), Trace_ELBO())
-        res = svi.run(key, steps, progress_bar=progress)
-        n_draws = 1 if method == "map" else draws
-        post = Predictive(guide, params=res.params, num_samples=n_draws)(
-            jax.random.PRNGKey(seed + 1)
+    n_draws = 1 if method == "map" else draws
+    post = Predictive(guide, params=res.params, num_samples=n_draws)(jax.random.PRNGKey(seed + 1))
+    full = Predictive(model, posterior_samples=post)(jax.random.PRNGKey(seed + 2))
+    full.pop("data", None)  # the likelihood factor site, not a variable
+    samples = {k: v[None] for k, v in {**post, **full}.items()}
+    return samples, {"loss": losses[None, -1:]}
+
+
+def _fit_failure(method: str, solver: str, error: Exception) -> str:
+    """One line for an error raised inside a fit's sampler or optimiser."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    if "valid initial parameters" in first:
+        return (
+            f"fit(method='{method}'): the log density is not finite at any initial value "
+            "tried (every start gave a failed solve or a NaN prediction); check the model's "
+            "typical values and priors, simulate the data set with cp.simulate(spec, "
+            "data=data) to find the failing subjects"
+            + (", or try solver='kvaerno5' for a stiff model" if solver != "exact" else "")
         )
-        full = Predictive(model, posterior_samples=post)(jax.random.PRNGKey(seed + 2))
-        full.pop("data", None)  # the likelihood factor site, not a variable
-        samples = {k: v[None] for k, v in {**post, **full}.items()}
-        stats = {"loss": np.asarray(res.losses)[None, -1:]}
-    samples = dict(samples)
-    samples["pred"] = _population_predictions(spec, fd, population, samples, solver)
-    return _to_inference_data(spec, fd, population, samples, stats, method)
+    if len(first) > 200:
+        first = first[:200] + "..."
+    return (
+        f"fit(method='{method}', solver '{solver}') failed inside the sampler: "
+        f"{type(error).__name__}: {first}; try method='map' to check the model, "
+        "solver='kvaerno5' for a stiff model, or chains=1"
+    )
 
 
 def _draw_params(
@@ -834,13 +903,22 @@ def _run_nuts(
     draws: int,
     progress: bool,
     dense_mass: bool,
+    parallel: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """NUTS chains, `jax.local_device_count()` at a time in parallel (one chain per device,
     i.e. per CPU core as cellpkpd configures XLA), groups one after the other; the compiled
-    sampler is reused between groups of the same size."""
+    sampler is reused between groups of the same size.
+
+    ``parallel=False`` (a likelihood solved by diffrax) runs every chain on one device,
+    vectorised (``jax.vmap`` over chains), never under ``jax.pmap``: JAX implements pmap
+    with ``shard_map``, whose values carry the device mesh in their abstract types, and
+    the reverse pass of diffrax's checkpointed step loop (equinox's
+    ``checkpointed_while_loop``) compares the loop body's arguments, mesh included, with the
+    ones it recorded without it, and raises "Closure-converted function called with
+    different dynamic arguments" while numpyro looks for initial values."""
     from numpyro.infer import MCMC, NUTS, init_to_median
 
-    n_dev = max(1, jax.local_device_count())
+    n_dev = max(1, jax.local_device_count()) if parallel else chains
     samplers: dict[int, Any] = {}
     parts: list[tuple[dict[str, Any], dict[str, Any]]] = []
     done = 0
@@ -859,7 +937,9 @@ def _run_nuts(
                 num_warmup=warmup,
                 num_samples=draws,
                 num_chains=size,
-                chain_method="parallel" if size > 1 else "sequential",
+                chain_method=(
+                    "sequential" if size == 1 else "parallel" if parallel else "vectorized"
+                ),
                 progress_bar=progress,
             )
         mcmc.run(jax.random.fold_in(key, done), extra_fields=("diverging", "num_steps"))
@@ -984,12 +1064,17 @@ def predict(
     seed: int = 0,
     covariates: Mapping[str, Any] | None = None,
     outputs: Any = None,
+    omega: Mapping[str, float] | None = None,
 ) -> Any:
     """Simulate a (new) regimen for `n` virtual subjects drawn from a fit's posterior.
 
     Each virtual subject takes one posterior draw of the typical values, omegas and
     covariate coefficients (uncertainty) and a new eta ~ Normal(0, 1) per random effect
     (between-subject variability): ``p_i = theta * cov_effects * exp(omega * eta)``.
+
+    The ``omega_*`` of a MAP fit (``method="map"``, recorded in the posterior's attrs) are
+    not estimates of between-subject variability (they grow with their prior scale), so
+    for a MAP fit with random effects `omega` is required: a `SpecError` otherwise.
 
     Parameters
     ----------
@@ -1008,6 +1093,11 @@ def predict(
         Covariate values for the virtual subjects (scalar or array (n,)); default: the
         model's.
     outputs : sequence of str, optional
+    omega : dict str -> float, optional
+        Between-subject SDs of the log-parameters to simulate with instead of the fit's
+        ``omega_<p>`` draws (keys: the fit's random effects; 0 for none). Required, with
+        every random effect, for a MAP fit; then the etas are independent (a MAP fit's
+        ``L_iiv`` is not an estimate either).
 
     Returns
     -------
@@ -1031,13 +1121,80 @@ def predict(
         k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (covariates or {}).items()
     }
     iiv = [k for k in spec.parameters if f"omega_{k}" in post]
+    omega = explicit_omegas(post, spec, omega, "predict")
     z = rng.standard_normal((n, len(iiv)))
-    params = posterior_subjects(post, spec, covs, pick, z, "predict")
+    params = posterior_subjects(post, spec, covs, pick, z, "predict", omega=omega)
     params = {k: v for k, v in params.items() if k in post}  # the rest: the model's values
     model_covs = {k: v for k, v in covs.items() if k in spec.covariates}
     return simulate(
         spec, regimen, times, params=params, covariates=model_covs or None, outputs=outputs
     )
+
+
+def explicit_omegas(
+    post: Any, spec: ModelSpec, omega: Mapping[str, float] | None, where: str
+) -> dict[str, float] | None:
+    """Check the `omega` a caller of `predict` / `VirtualPopulation.from_posterior` gave.
+
+    A MAP fit (``post.attrs["method"] == "map"``) with random effects needs one: its
+    ``omega_*`` are a joint mode, not estimates of between-subject variability (in a
+    non-centred model they grow with their prior scale: 0.615 for a true 0.3 seen here),
+    and simulating with them would inflate the variability silently.
+
+    Parameters
+    ----------
+    post : xarray.Dataset
+        The posterior group of `cp.fit`'s result.
+    spec : ModelSpec
+    omega : dict str -> float or None
+        Between-subject SD of each log-parameter; keys must be the fit's random effects
+        (every one of them for a MAP fit), values finite and >= 0.
+    where : str
+        Caller's name for error messages.
+
+    Returns
+    -------
+    dict or None
+        `omega` as floats, or None when the posterior's own omegas are to be used.
+    """
+    iiv = [k for k in spec.parameters if f"omega_{k}" in post]
+    method = post.attrs.get("method")
+    if omega is None:
+        if method == "map" and iiv:
+            shown = ", ".join(
+                f"omega_{k} = {float(np.asarray(post[f'omega_{k}'].values).ravel()[0]):.3g}"
+                for k in iiv
+            )
+            raise SpecError(
+                f"{where}: the fit is a MAP fit (method='map'), whose {shown} are not "
+                "estimates of between-subject variability; pass omega={"
+                + ", ".join(f"'{k}': ..." for k in iiv)
+                + "} (SD of each log-parameter) or fit with method='nuts' or 'svi'"
+            )
+        return None
+    if not isinstance(omega, Mapping):
+        raise SpecError(f"{where}: omega must be a dict parameter -> SD, got {omega!r}")
+    unknown = [k for k in omega if k not in iiv]
+    if unknown:
+        raise SpecError(
+            f"{where}: omega['{unknown[0]}'] is not a random effect of the fit; its random "
+            f"effects: {', '.join(iiv) or 'none'}"
+        )
+    missing = [k for k in iiv if k not in omega]
+    if method == "map" and missing:
+        raise SpecError(
+            f"{where}: a MAP fit's omegas are not estimates; omega must give every random "
+            f"effect (missing: {', '.join(missing)})"
+        )
+    out: dict[str, float] = {}
+    for k, v in omega.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            raise SpecError(f"{where}: omega['{k}'] = {v!r} is not a number") from None
+        if not (math.isfinite(out[k]) and out[k] >= 0):
+            raise SpecError(f"{where}: omega['{k}'] = {v!r} must be finite and >= 0")
+    return out
 
 
 def posterior_subjects(
@@ -1048,6 +1205,7 @@ def posterior_subjects(
     z: np.ndarray,
     where: str,
     population: Mapping[str, Any] | None = None,
+    omega: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Parameters of new subjects from a fit's posterior: ``p_i = theta * effects(cov_i) *
     exp(omega * eta_i)`` (shared by `predict` and `VirtualPopulation.from_posterior`).
@@ -1071,6 +1229,9 @@ def posterior_subjects(
         Caller's name for error messages.
     population : dict, optional
         `Population.describe()` of the fit (default: the one recorded in `post`).
+    omega : dict str -> float, optional
+        SDs that replace the draws of ``omega_<p>`` (from `explicit_omegas`); with them the
+        etas of a MAP fit are independent.
 
     Returns
     -------
@@ -1087,7 +1248,8 @@ def posterior_subjects(
         return np.asarray(post[var].values, dtype=float).reshape(total)[pick]
 
     iiv = [k for k in spec.parameters if f"omega_{k}" in post]
-    if "L_iiv" in post:
+    map_override = omega is not None and post.attrs.get("method") == "map"
+    if "L_iiv" in post and not map_override:
         L = np.asarray(post["L_iiv"].values).reshape(total, len(iiv), len(iiv))[pick]
         z = np.einsum("rij,rj->ri", L, z)
     params: dict[str, np.ndarray] = {}
@@ -1132,7 +1294,8 @@ def posterior_subjects(
                 )
             value = value * effect_factor(form, x, beta, ref)
         if name in iiv:
-            value = value * np.exp(draw(f"omega_{name}") * z[:, iiv.index(name)])
+            sd = omega[name] if omega is not None and name in omega else draw(f"omega_{name}")
+            value = value * np.exp(sd * z[:, iiv.index(name)])
         params[name] = value
     return params
 
