@@ -533,6 +533,10 @@ def make_model(
         stacked = jnp.stack([out[o] for o in fd.outputs], axis=-1)
         pred = jnp.take_along_axis(stacked, out_idx[..., None], axis=-1)[..., 0]
         numpyro.deterministic("ipred", pred)
+        # a non-finite prediction (a failed solve, a NaN rate) rejects the draw below; the
+        # densities are built on a finite stand-in so that no distribution sees a NaN
+        failed = (status != 0)[:, None] | ~jnp.isfinite(pred)
+        pred = jnp.where(failed, 1.0, pred)
         loglik = jnp.zeros_like(dv)
         for k, o in enumerate(fd.outputs):
             m = error_models[o]
@@ -569,7 +573,7 @@ def make_model(
         use = observed & (~censored if censoring == "m1" else True)
         loglik = jnp.where(use, loglik, 0.0)
         # a failed solve makes the density -inf: NUTS rejects that proposal
-        loglik = jnp.where((status != 0)[:, None] & use, -jnp.inf, loglik)
+        loglik = jnp.where(failed & use, -jnp.inf, loglik)
         numpyro.deterministic("log_likelihood", loglik)
         numpyro.factor("data", jnp.sum(loglik))
 
@@ -789,9 +793,9 @@ def _fit_failure(method: str, solver: str, error: Exception) -> str:
     if len(first) > 200:
         first = first[:200] + "..."
     return (
-        f"fit(method='{method}', solver '{solver}') failed inside the sampler: "
-        f"{type(error).__name__}: {first}; try method='map' to check the model, "
-        "solver='kvaerno5' for a stiff model, or chains=1"
+        f"fit(method='{method}'): failed inside the sampler (solver '{solver}'): "
+        f"{type(error).__name__}: {first}; check the model with method='map' and "
+        "cp.simulate(spec, data=data), or try solver='kvaerno5' for a stiff model"
     )
 
 
