@@ -614,8 +614,10 @@ def fit(
         finds the joint mode of typical values, individual values and residual SDs, fast;
         a joint mode does not estimate omegas (a warning says so), use NUTS for them.
     chains, warmup, draws : int
-        NUTS settings (chains run in parallel when there are as many devices, else
-        vectorised). For SVI, `draws` samples are drawn from the fitted guide.
+        NUTS settings. Chains of a model on the exact (linear) path run one per device in
+        parallel, in groups of the device count; chains of a model solved by diffrax run
+        vectorised on one device (``jax.pmap`` breaks diffrax's reverse pass, see
+        `_run_nuts`). For SVI, `draws` samples are drawn from the fitted guide.
     seed : int
     priors : dict, optional
         Name -> numpyro distribution or prior string, overriding the model file's priors
@@ -651,10 +653,20 @@ def fit(
         per draw with dims (chain, draw, subject, record): ``ipred`` (individual
         prediction, the model at each subject's own parameters), ``pred`` (population
         prediction: the draw's typical values and covariate effects with eta = 0) and
-        ``obs`` (= ``ipred``, kept for ArviZ plots that look for the observed name). The
+        ``obs`` (= ``ipred``, kept for ArviZ plots that look for the observed name).
+        ``log_likelihood`` is log p(DV) for every error model (log-normal: the density of
+        DV, ``norm.logpdf(log DV, log IPRED, sigma) - log DV``; censored records: log
+        P(DV < LLOQ)), so LOO / WAIC compare error models. The
         posterior's attrs hold the model name and source, the method, the Population
         (JSON) and the outputs. Replicated studies with new etas and residual error:
         `simulate_study`.
+
+    Raises
+    ------
+    FitError
+        One line, when the fit fails while it runs: no finite log density at any initial
+        value, a non-finite final SVI / MAP loss, or an error inside numpyro, JAX or the
+        ODE solver.
     """
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if method not in METHODS:
