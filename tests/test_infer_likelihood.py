@@ -142,7 +142,7 @@ central = { initial = 0.0, unit = "mg" }
 
 [flows]
 "depot -> central" = "ka"
-"central ->" = "sqrt(-CL) / V"
+"central ->" = "sqrt(-CL / V) * sqrt(CL / V)"
 
 [observations]
 conc = { expr = "central / V", unit = "mg/L", error = "proportional" }
