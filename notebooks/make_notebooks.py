@@ -268,8 +268,9 @@ NOTEBOOKS["04_host_dependent_effect"] = [
 `msc_pkpd_host` links MSC persistence to an immunomodulatory effect: host cytotoxic cells
 kill the infused MSCs, recipient phagocytes engulf the apoptotic cells and respond with
 regulatory mediators (efferocytosis), and licensed viable MSCs secrete their own. An
-inflammatory biomarker falls through an indirect response. Here every host gets the same
-dose; only inflammation and cytotoxic activity differ.
+inflammatory biomarker falls through an indirect response, which inhibits only its
+disease-driven excess. The default host is a 25-g mouse. Here every host gets the same dose;
+only inflammation and cytotoxic activity differ.
 """),
     code("""
 import numpy as np
@@ -287,7 +288,7 @@ hosts = {
     "high inflammation, high cytotoxicity": (2.0, 2.0),
 }
 infl, cyto = (np.array(v) for v in zip(*hosts.values()))
-dose = cp.Regimen([cp.Dose(0.0, 1e8, cmt="blood")])  # 1e8 cells IV
+dose = cp.Regimen([cp.Dose(0.0, 1e6, cmt="blood")])  # 1e6 cells IV in a 25-g mouse (4e7/kg)
 times = np.linspace(0.0, 24.0 * 14, 337)  # two weeks [h]
 res = cp.simulate(spec, dose, times, covariates={"inflammation": infl, "cytotoxic_activity": cyto})
 cp.plots.timecourse(res, ["viable_msc", "mediator_eff", "mediator_sec", "pct_change"], spec=spec,
@@ -303,10 +304,12 @@ for name, i in zip(hosts, range(len(hosts))):
 """),
     md("""
 In this model a cytotoxic host clears the viable cells several times faster, yet the
-biomarker is suppressed almost as much: the apoptotic MSCs it makes are engulfed by
-recipient phagocytes, and that efferocytosis response (`mediator_eff`) replaces the
-secretion of the cells that were lost (`mediator_sec`), as Galleu et al. 2017 found in GvHD
-mice. Persistence alone is a poor guide to the effect.
+biomarker is suppressed more: the MSCs it kills become apoptotic, recipient phagocytes
+engulf them and respond with `mediator_eff`, which carries most of the effect, while the
+longer-lived cells of a host with little cytotoxicity secrete comparatively little
+(`mediator_sec`), as Galleu et al. 2017 found in GvHD mice. Inflammation licenses the
+secretion (IFN-gamma) and sets how much disease-driven excess there is to suppress.
+Persistence alone is a poor guide to the effect.
 """),
 ]
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import cellpkpd as cp
 
-CELLS = ("blood", "viable", "apoptotic", "efferocytosed", "cleared")
+CELLS = ("blood", "viable", "stunned", "apoptotic", "efferocytosed", "cleared")
 TIMES = np.arange(0.0, 336.5, 0.5)  # two weeks every 30 min [h]
 DOSE = 1e7  # cells, a 30-min infusion at t = 0 unless a scenario says otherwise
 
@@ -49,6 +49,19 @@ SCENARIOS: dict[str, tuple[cp.Regimen, dict, dict]] = {
     **{f"dose_{d:.0e}": (infusion(d), {}, {}) for d in (1e5, 1e6, 1e8, 1e9, 1e10)},
     "no_cells": (cp.Regimen([]), {}, {"inflammation": 2.5, "cytotoxic_activity": 2.0}),
     "zero_dose": (infusion(0.0), {}, {"inflammation": 0.3}),
+    # a second dose a week after the first: allogeneic (primes memory) vs autologous
+    **{
+        f"second_dose_{kind}": (
+            cp.Regimen([cp.Dose(0.0, DOSE, "blood", duration=0.5), cp.Dose(168.0, DOSE, "blood")]),
+            {},
+            {"allogeneic": allo},
+        )
+        for kind, allo in (("allogeneic", 1.0), ("autologous", 0.0))
+    },
+    "nod_scid_allogeneic": (infusion(), {}, {"immune_competence": 0.0, "allogeneic": 1.0}),
+    # the same cells/kg in a mouse and a 70-kg host, allometry off: the same effect
+    "per_kg_mouse": (infusion(), {"b_allo": 0.0}, {}),
+    "per_kg_human": (infusion(DOSE * 70.0 / 0.025), {"b_allo": 0.0}, {"body_weight": 70.0}),
     "three_doses": (
         cp.Regimen(
             [
@@ -74,7 +87,7 @@ def runs(spec: cp.ModelSpec) -> dict[str, dict[str, np.ndarray]]:
     covs = {
         k: np.array([SCENARIOS[n][2].get(k, defaults[k]) for n in names]) for k in spec.covariates
     }
-    outputs = (*spec.states, *spec.observations, "licensing", "total_cells", "baseline")
+    outputs = (*spec.states, *spec.observations, "licensing", "total_cells", "baseline", "exposure")
     res = cp.simulate(
         spec,
         [SCENARIOS[n][0] for n in names],
@@ -126,6 +139,9 @@ def test_loads_validates_and_is_listed(spec: cp.ModelSpec) -> None:
         "viability",
         "potency",
         "thawed",
+        "immune_competence",
+        "allogeneic",
+        "body_weight",
     } <= set(spec.covariates)
     assert {"viable_msc", "mediator_eff", "mediator_sec", "biomarker", "pct_change"} <= set(
         spec.observations
@@ -146,9 +162,12 @@ def test_every_parameter_has_value_unit_bounds_prior_description_and_source(
         assert math.isfinite(p.value) and lo <= p.value <= hi and lo < hi, name
         assert p.unit and p.description and p.prior, name
         family, _ = cp.model.parse_prior(p.prior, name)
-        assert family in ("lognormal", "beta"), name
+        # b_allo (an exponent, negative) is the one normal prior
+        assert family in (("normal",) if name == "b_allo" else ("lognormal", "beta")), name
         # a measured value names its paper (author and year from [model] references);
-        # an unmeasured one says "assumed:" and why
+        # an unmeasured one says "assumed:" and why; a calibrated one names the script
+        if p.source.startswith("calibrated to"):
+            assert "models/calibration/msc_pkpd_host.py" in p.source, name
         if p.source.startswith("assumed:"):
             assert len(p.source) > 30, name
         else:
@@ -223,6 +242,12 @@ PARAM_NAMES = (
     "k_ms",
     "infl50",
     "n_lic",
+    "k_acclim",
+    "p_stun",
+    "k_prime",
+    "A50",
+    "k_mature",
+    "k_rej",
 )
 
 
@@ -239,6 +264,9 @@ PARAM_NAMES = (
             "viability": st.floats(0.0, 1.0),
             "potency": st.floats(0.0, 3.0),
             "thawed": st.sampled_from([0.0, 1.0]),
+            "immune_competence": st.floats(0.0, 1.0),
+            "allogeneic": st.sampled_from([0.0, 1.0]),
+            "body_weight": st.sampled_from([0.025, 0.25, 70.0]),
         }
     ),
     # XLA on CPU flushes subnormal numbers to zero: a dose at 1e-313 h is a dose at 0
@@ -350,7 +378,11 @@ def test_lower_viability_and_thawing_lower_viable_exposure(runs: dict, spec: cp.
     assert auc(runs["thawed"]["viable_msc"]) == pytest.approx(
         (1 - loss) * auc(ref["viable_msc"]), rel=5e-3
     )
-    assert runs["thawed"]["cleared"][4] > 0.9 * loss * DOSE  # lysed within 2 h
+    # lysed within 2 h: f_thaw_loss of the cells, less those that are necrotic anyway
+    # (cleared in both products); 0.9: a little less of the other deaths in the thawed run
+    necrotic = (1 - via) * (1 - spec.parameters["f_apo"].value)
+    lysed = runs["thawed"]["cleared"][4] - ref["cleared"][4]
+    assert lysed > 0.9 * loss * (1 - necrotic) * DOSE
     assert max_suppression(runs["thawed"]) < max_suppression(ref)
 
 
@@ -359,7 +391,9 @@ def test_effect_saturates_with_dose(runs: dict, spec: cp.ModelSpec) -> None:
     sup = np.array(
         [max_suppression(runs["typical" if d == DOSE else f"dose_{d:.0e}"]) for d in doses]
     )
-    ceiling = 100 * spec.parameters["Imax"].value
+    # the mediators inhibit at most Imax of the disease-driven excess (s_infl at inflammation 1)
+    s_infl = spec.parameters["s_infl"].value
+    ceiling = 100 * spec.parameters["Imax"].value * s_infl / (1 + s_infl)
     assert np.all(np.diff(sup) > 0) and np.all(sup < ceiling)
     gains = np.diff(sup)  # % suppression gained per 10-fold dose
     assert gains[-1] < 0.25 * gains.max() and gains[-1] < gains[-2] < gains[-3]
@@ -367,6 +401,49 @@ def test_effect_saturates_with_dose(runs: dict, spec: cp.ModelSpec) -> None:
     # the cells and mediators themselves are linear in dose: the saturation is the effect's
     r8, r9 = runs["dose_1e+08"], runs["dose_1e+09"]
     assert auc(r9["med_eff"]) == pytest.approx(10 * auc(r8["med_eff"]), rel=1e-6)
+
+
+def test_allogeneic_second_dose_is_cleared_faster_after_priming_autologous_is_not(
+    runs: dict, spec: cp.ModelSpec
+) -> None:
+    P = {k: p.value for k, p in spec.parameters.items()}
+    allo, auto = runs["second_dose_allogeneic"], runs["second_dose_autologous"]
+    first = half_life(auto["viable_msc"])
+    # the first dose: priming needs days to become memory, so the allogeneic first dose
+    # decays almost as the autologous one (within 5%)
+    assert half_life(allo["viable_msc"]) == pytest.approx(first, rel=0.05)
+    # a week later memory has formed; the autologous host has none
+    for state in ("primed", "expanding", "memory"):
+        assert np.all(auto[state] == 0.0), state
+    i = np.searchsorted(TIMES, 168.0)
+    mem = allo["memory"][i]
+    assert 0.5 < mem < 1.0 and np.all(np.diff(allo["memory"]) >= -1e-12)
+    # second dose: viable half-life over 12-36 h after it (first dose's cells are < 1e-3 left)
+    second_auto = half_life(auto["viable_msc"], 168.0 + 12.0, 168.0 + 36.0)
+    second_allo = half_life(allo["viable_msc"], 168.0 + 12.0, 168.0 + 36.0)
+    # autologous: the same as the first dose (1e-3: the first dose's remnant adds a little)
+    assert second_auto == pytest.approx(first, rel=1e-3)
+    # allogeneic: faster, at the rate the memory present then adds (memory keeps rising over
+    # the window: 5% tolerance)
+    k = P["k_kill"] + P["k_death"] + P["k_rej"] * mem
+    assert second_allo < 0.8 * second_auto
+    assert second_allo == pytest.approx(math.log(2) / k, rel=0.05)
+
+
+def test_immunodeficient_host_neither_kills_nor_primes(runs: dict, spec: cp.ModelSpec) -> None:
+    P = {k: p.value for k, p in spec.parameters.items()}
+    run = runs["nod_scid_allogeneic"]
+    assert np.all(run["exposure"] == 0.0) and np.all(run["memory"] == 0.0)
+    # only intrinsic death is left (analytical half-life, ODE rtol 1e-8)
+    assert half_life(run["viable_msc"]) == pytest.approx(math.log(2) / P["k_death"], rel=1e-5)
+
+
+def test_effect_follows_the_dose_per_kg(runs: dict) -> None:
+    mouse, human = runs["per_kg_mouse"], runs["per_kg_human"]
+    # without allometry every rate is the same and the mediators act per kg: the same
+    # cells/kg give the same biomarker course (each subject's own ODE steps: 1e-6)
+    np.testing.assert_allclose(human["pct_change"], mouse["pct_change"], rtol=1e-6, atol=1e-6)
+    assert human["med_eff"].max() == pytest.approx(2800.0 * mouse["med_eff"].max(), rel=1e-6)
 
 
 # ------------------------------------------------------------------ gradients

@@ -92,9 +92,7 @@ def calibrate() -> dict[str, float]:
     p = dict(SPEC.defaults())
     p["k_death"] = brentq(lambda k: dna_ratio({**p, "k_death": k}) - 0.5, 1e-3, 0.2, xtol=1e-10)
     p["k_kill"] = brentq(lambda k: viable_24({**p, "k_kill": k}) - 0.10, 0.0, 1.0, xtol=1e-10)
-    p["k_acclim"] = brentq(
-        lambda k: stunned_24({**p, "k_acclim": k}) - 0.05, 1e-3, 2.0, xtol=1e-10
-    )
+    p["k_acclim"] = brentq(lambda k: stunned_24({**p, "k_acclim": k}) - 0.05, 1e-3, 2.0, xtol=1e-10)
 
     def residuals(logs: np.ndarray) -> np.ndarray:
         q = {**p, "y_sec": math.exp(logs[0]), "IC50_eff": math.exp(logs[1])}
@@ -125,11 +123,15 @@ def main() -> None:
     print(f"  thawed cells still stunned at 24 h: {stunned_24(q):.3f} (0.05)")
     typ = peak_suppression(q, MOUSE, 1e6)
     none = peak_suppression(q, {**MOUSE, "cytotoxic_activity": 0.0}, 1e6)
-    print(f"  peak suppression, mouse 1e6 cells: typical {typ:.2f} %, no cytotoxicity "
-          f"{none:.2f} % (ratio {none / typ:.3f}, target {GALLEU_RATIO})")
+    print(
+        f"  peak suppression, mouse 1e6 cells: typical {typ:.2f} %, no cytotoxicity "
+        f"{none:.2f} % (ratio {none / typ:.3f}, target {GALLEU_RATIO})"
+    )
     hum = peak_suppression(q, HUMAN, 1e8)
-    print(f"  typical mouse: {typ / max_possible(q):.3f} of the maximal {max_possible(q):.1f} % "
-          f"(target {HALF_MAX})")
+    print(
+        f"  typical mouse: {typ / max_possible(q):.3f} of the maximal {max_possible(q):.1f} % "
+        f"(target {HALF_MAX})"
+    )
     print(f"  (not a target) peak suppression, typical 70-kg human, 1e8 cells: {hum:.2f} %")
 
 
