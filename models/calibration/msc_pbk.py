@@ -26,7 +26,6 @@ the facts concern the infused cells, and neither abstract gives the product's vi
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,12 +49,13 @@ def passage(d: float, d50: float, n: float) -> float:
 
 def main() -> dict[str, float]:
     spec = cp.load_model("msc_pbk", species="mouse")
-    outputs = tuple(f"dna_{o}" for o in ("lung", *OTHER)) + (
-        "viable_total", "radiolabel_lung", "radiolabel_liver"
-    )
+    dna = tuple(f"dna_{o}" for o in ("lung", *OTHER))
+    outputs = (*dna, "viable_total", "radiolabel_lung", "radiolabel_liver")
     sim = cp.Simulator(spec, TIMES, outputs=outputs, max_doses=4)
-    dose = [cp.Dose(0.0, N_LEE, c, duration=1 / 60) for c in
-            ("venous", "dead_blood", "lab_venous", "lab_dead_blood")]
+    dose = [
+        cp.Dose(0.0, N_LEE, c, duration=1 / 60)
+        for c in ("venous", "dead_blood", "lab_venous", "lab_dead_blood")
+    ]
     doses = sim.doses(cp.Regimen(dose))
     run = jax.jit(lambda p: sim(p, doses))
 
