@@ -34,9 +34,12 @@ N = 1.0e6  # cells infused
 # output grid: 30 s (during the 1-min infusion), 5 min, 15 min, 30 min, then hourly to 3 days
 TIMES = np.concatenate([[0.0, 0.5 / 60, 5 / 60, 0.25, 0.5], np.arange(1.0, 73.0)])
 I5MIN, I1H, I24H, I72H = 2, 5, 28, 76
-VIABLE = ("venous", "arterial", "lung", "liver", "spleen", "kidney", "heart", "bone_marrow")
-VIABLE += ("target", "rest")
-DEAD = tuple(f"dead_{o}" for o in ("blood", *VIABLE[2:]))
+ROUTES = ("artery_kidney", "artery_heart", "artery_target", "portal")  # transient route states
+ORGANS = ("lung", "liver", "spleen", "kidney", "heart", "bone_marrow", "target", "rest", "muscle")
+VIABLE = ("venous", "arterial", *ROUTES, *ORGANS)
+DEAD = tuple(f"dead_{o}" for o in ("blood", *ORGANS))
+LABEL = (*(f"lab_{s}" for s in (*VIABLE, *DEAD)), "lab_free", "lab_phago_liver")
+LABEL += ("lab_phago_spleen", "lab_urine")
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,17 @@ def specs() -> dict[str, cp.ModelSpec]:
     return {s: cp.load_model("msc_pbk", species=s) for s in SPECIES}
 
 
-def iv(cmt: str = "venous", duration: float = 1 / 60) -> cp.Regimen:
-    """N cells infused over `duration` [h] (1 min: the "bolus" of the biodistribution
-    studies) from time 0."""
-    return cp.Regimen([cp.Dose(0.0, N, cmt, duration=duration)])
+def iv(
+    cmt: str = "venous", duration: float = 1 / 60, amount: float = N, dead: float = 0.0,
+    label: float = 0.0,
+) -> cp.Regimen:
+    """`amount` cells into `cmt` (IV: venous) infused over `duration` [h] (1 min: the "bolus"
+    of the biodistribution studies) from time 0; `dead` cells into dead_blood (the product's
+    non-viable part) and `label` into lab_<cmt> and lab_dead_blood (a labelled product). Always
+    four dose records (some of zero cells), so that every regimen of a species shares one
+    compiled program (compilation dominates the run time of this file)."""
+    doses = [(cmt, amount), ("dead_blood", dead), (f"lab_{cmt}", label), ("lab_dead_blood", label)]
+    return cp.Regimen([cp.Dose(0.0, a, c, duration=duration) for c, a in doses])
 
 
 def sim(spec: cp.ModelSpec, reg: cp.Regimen | None = None, **covariates: float):
@@ -73,7 +83,7 @@ def test_loads_for_each_species(specs, species: str) -> None:
     spec = specs[species]
     assert spec.species == species and spec.is_linear  # solved exactly (matrix exponential)
     assert spec.time_unit == "h" and spec.amount_unit == "cells"
-    assert set(spec.states) == {*VIABLE, *DEAD, "cleared"}
+    assert set(spec.states) == {*VIABLE, *DEAD, "cleared", *LABEL}
     for name, quantity in spec.physiology.items():
         assert spec.parameters[name].value == lookup(species, quantity)[0]
     res = sim(spec)
@@ -107,8 +117,19 @@ def test_every_parameter_is_documented(specs) -> None:
         assert c.unit and c.description, c.name
     for o in spec.observations.values():
         assert o.unit and o.description and o.error in ("proportional", "lognormal", "none")
-        if o.name.startswith("alu_"):
+        per_mg = o.name.startswith("dna_") and o.name.endswith("_per_mg")
+        if o.name.startswith("alu_") or per_mg:
             assert "LLOQ_alu" in o.description, o.name
+        elif o.name.startswith("dna_"):
+            assert "LLOQ_dna" in o.description, o.name
+        for family, lloq in (("live_", "LLOQ_live"), ("radiolabel_", "LLOQ_radiolabel")):
+            if o.name.startswith(family):
+                assert lloq in o.description, o.name
+    # every LLOQ parameter is documented with the unit of the observations it censors
+    assert spec.parameters["LLOQ_live"].unit == spec.observations["live_lung"].unit
+    assert spec.parameters["LLOQ_dna"].unit == spec.observations["dna_lung"].unit
+    assert spec.parameters["LLOQ_alu"].unit == spec.observations["dna_lung_per_mg"].unit
+    assert spec.parameters["LLOQ_radiolabel"].unit == spec.observations["radiolabel_lung"].unit
     assert all("doi:" in ref or "(DOI not verified)" in ref for ref in spec.references)
     assert any("srep22293" in ref for ref in spec.references)  # Wang et al. 2016
 
@@ -170,14 +191,17 @@ def test_mass_balance_with_the_non_viable_part_dosed() -> None:
     only = _PROP_RUN(p, three_infusions([0, 0, 0], [N, 0, 0], [0.25] * 3, cmts))
     expected = infused([0, 0], [N, N], [0.25, 0.25], [v, 1 - v])
     np.testing.assert_allclose(both["cells_accounted"], expected, rtol=1e-9, atol=1e-9)
-    # the non-viable cells carry human DNA (to the liver) but never count as viable
+    # the non-viable cells carry human DNA (to lung, liver and spleen phagocytes, which degrade
+    # it within hours: k_dna_phago) but never count as viable
     np.testing.assert_allclose(both["viable_total"], only["viable_total"], rtol=1e-12)
-    assert np.all(np.asarray(both["alu_liver"])[1:] > np.asarray(only["alu_liver"])[1:])
+    with_dead, without = np.asarray(both["alu_liver"]), np.asarray(only["alu_liver"])
+    assert np.all(with_dead[1:5] > 2 * without[1:5])  # 0.05-3 h
+    assert np.all(with_dead >= without * (1 - 1e-9))
 
 
 _RATES = [n for n, p in _MOUSE.parameters.items() if p.unit == "1/h"]
 _FRACTIONS = [n for n in _MOUSE.parameters if n.startswith("E_")]
-_CMTS = ("venous", "arterial", "dead_blood")
+_CMTS = ("venous", "arterial", "dead_blood", *ROUTES, "muscle")
 
 
 @settings(max_examples=15, deadline=None)
@@ -194,7 +218,7 @@ _CMTS = ("venous", "arterial", "dead_blood")
             st.floats(0.0, 48.0, allow_subnormal=False),  # start [h] (XLA flushes subnormals)
             st.floats(0.0, 1e8),  # cells
             st.floats(0.01, 12.0),  # infusion duration [h]
-            st.integers(0, 2),  # venous, arterial, or the non-viable part into dead_blood
+            st.integers(0, len(_CMTS) - 1),  # a route's state, or the non-viable part (dead_blood)
         ),
         min_size=3,
         max_size=3,
@@ -242,10 +266,10 @@ def test_fractions_of_dose_divide_by_the_cells_dosed(specs) -> None:
     model), each the organ's cells / N; the non-viable part dosed into dead_blood does not
     count twice."""
     spec = specs["mouse"]
-    small, large = sim(spec), sim(spec, cp.Regimen([cp.Dose(0.0, 3e7, "venous", duration=1 / 60)]))
+    small, large = sim(spec), sim(spec, iv(amount=3e7))
     np.testing.assert_allclose(large["frac_lung"].values, small["frac_lung"].values, rtol=1e-9)
     np.testing.assert_allclose(small["frac_lung"].values, small["lung"].values / N, rtol=1e-12)
-    both = cp.Regimen([cp.Dose(0.0, N, c, duration=1 / 60) for c in ("venous", "dead_blood")])
+    both = iv(dead=N)
     np.testing.assert_allclose(sim(spec, both)["frac_liver"].values, small["frac_liver"].values)
 
 
@@ -257,9 +281,7 @@ def test_mouse_lung_numbers_match_the_cited_studies(specs) -> None:
     assert lung[I72H] < 0.05
     # Lee et al. 2009: the lung's human-DNA (Alu) signal falls with a half-life of ~24 h
     assert 16.0 < terminal_half_life(res, "alu_lung", t1=5 / 60, t2=24.0) < 36.0
-    # Eggenhofer et al. 2012: MSC material (Cr-51) moves to the liver over the first day
-    liver_label = res["liver"].values[0] + res["dead_liver"].values[0]
-    assert liver_label[I24H] > 10 * liver_label[I5MIN]
+    # (where the label goes: tests/test_literature_msc.py, with the label dosed)
 
 
 def test_persistence_half_life_grows_with_body_size(specs) -> None:
@@ -288,6 +310,68 @@ def test_intra_arterial_dose_bypasses_the_lung_first_pass(specs) -> None:
     for organ in ("liver", "spleen", "kidney", "heart", "bone_marrow", "target"):
         frac = f"frac_{organ}"
         assert arterial[frac].values[0, I5MIN] > 5 * venous[frac].values[0, I5MIN], organ
+
+
+def labelled(cmt: str) -> cp.Regimen:
+    """N labelled cells by the route whose state is `cmt`, over 1 min: the viable part into
+    `cmt`, the non-viable part into dead_blood, and the label of both (lab_*)."""
+    return iv(cmt, dead=N, label=N)
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_mass_balance_of_cells_and_label_for_every_route(specs, species: str) -> None:
+    # every route, the product's dead part and the label dosed: cells and label are both
+    # conserved to 1e-9 of the dose (the exact matrix-exponential path: round-off only)
+    spec = specs[species]
+    infused = N * np.clip(TIMES * 60.0, 0.0, 1.0)
+    for cmt in ("venous", "arterial", *ROUTES, "muscle"):
+        res = sim(spec, labelled(cmt), viability=0.8)
+        total = sum(res[s].values[0] for s in (*VIABLE, *DEAD, "cleared"))
+        np.testing.assert_allclose(total, infused, rtol=1e-9, atol=1e-9 * N, err_msg=cmt)
+        label = sum(res[s].values[0] for s in LABEL)
+        np.testing.assert_allclose(label, infused, rtol=1e-9, atol=1e-9 * N, err_msg=cmt)
+        np.testing.assert_allclose(res["label_accounted"].values[0], label, rtol=1e-12)
+        # the fractions divide by the N dosed by that route (not by N twice)
+        np.testing.assert_allclose(
+            res["frac_lung"].values[0], res["lung"].values[0] / N, rtol=1e-12, err_msg=cmt
+        )
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_organ_artery_and_portal_routes_put_more_cells_in_that_organ(specs, species) -> None:
+    """Injection into an organ's artery (or the portal vein for the liver) passes that organ
+    first: more cells there than after IV, where the lung takes almost all of them first."""
+    spec = specs[species]
+    venous = sim(spec, iv("venous"))
+    for cmt, organ in (("artery_kidney", "kidney"), ("artery_heart", "heart"),
+                       ("artery_target", "target"), ("portal", "liver")):
+        res = sim(spec, iv(cmt))
+        ratio = res[f"live_{organ}"].values[0, I1H] / venous[f"live_{organ}"].values[0, I1H]
+        assert ratio > 5.0, (cmt, ratio)
+        # the organ arrests E of the cells on the first pass: just after the 1-min injection
+        # it holds ~E of the viable dose (a little more from cells coming round again)
+        if organ == "target":  # E_target: E_rest + (E_target_max - E_rest) * hill(1, infl50, n)
+            v = {n: spec.parameters[n].value for n in ("E_rest", "E_target_max", "infl50")}
+            hill = 1.0 / (1.0 + v["infl50"] ** spec.parameters["n_infl"].value)
+            e = v["E_rest"] + (v["E_target_max"] - v["E_rest"]) * hill
+        else:
+            e = spec.parameters[f"E_{organ}"].value
+        frac = res[f"frac_{organ}"].values[0, I5MIN] / 0.9  # viability 0.9 (default)
+        assert e * 0.8 < frac < e * 1.5 + 0.05, (cmt, frac, e)
+
+
+def test_intramuscular_depot_keeps_cells_local(specs) -> None:
+    spec = specs["mouse"]
+    im, venous = sim(spec, iv("muscle")), sim(spec, iv("venous"))
+    live = im["live_muscle"].values[0]
+    # local death (k_death_depot) with little release: after 24 h most viable cells are still
+    # in the depot, decaying at the depot's death + release rate
+    k = spec.parameters["k_death_depot"].value + spec.parameters["k_release_depot"].value
+    np.testing.assert_allclose(live[I24H] / live[I5MIN], math.exp(-k * (24 - 5 / 60)), rtol=1e-3)
+    assert im["viable_total"].values[0, I24H] < 1.01 * live[I24H] + 0.01 * N
+    # little systemic spread: the lung sees a small fraction of what it sees after IV
+    assert auc(im, "dna_lung") < 0.2 * auc(venous, "dna_lung")
+    assert im["dna_muscle_per_mg"].values[0, I1H] > spec.parameters["LLOQ_alu"].value
 
 
 @pytest.mark.parametrize("species", ["mouse", "human"])
@@ -348,8 +432,10 @@ def test_gradient_with_respect_to_every_parameter_is_finite(specs) -> None:
     for name, g in grad.items():
         assert np.isfinite(float(g)), name
     # spot-check one against central differences (exact path: round-off only)
+    # (f ~ 80 through the 55-state matrix exponential carries ~1e-12 relative round-off; over
+    # h = 1e-4 that is ~1e-5 of this gradient: measured 1.5e-5, hence rel=5e-5)
     h = 1e-4
     up, down = ({**p0, "d50_lung": p0["d50_lung"] + s} for s in (h, -h))
     fd = (float(f(up)) - float(f(down))) / (2 * h)
-    assert float(grad["d50_lung"]) == pytest.approx(fd, rel=1e-5)
+    assert float(grad["d50_lung"]) == pytest.approx(fd, rel=5e-5)
     assert float(grad["k_death_lung"]) < 0  # faster death, less human DNA in the lung

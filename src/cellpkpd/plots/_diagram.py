@@ -118,15 +118,18 @@ def _clear_bend(
 ) -> float:
     """The smallest bend (arc3 ``rad``) for which the arrow from `start` to `end`, and its
     label at the curve's midpoint, touch none of the `boxes` but its own two (`ends`);
-    the least-crossing bend when none is clear. With `least` > 0 the bend is at least that
-    and to the right of the direction of travel, so that the two arrows of a pair of
-    opposite flows (and a flow back to an earlier column) never lie on each other."""
+    the least-crossing bend whose label lies on no box when none is clear. With `least` > 0
+    the bend is at least that and to the right of the direction of travel, so that the two
+    arrows of a pair of opposite flows (and a flow back to an earlier column) never lie on
+    each other."""
     others = [b for s, b in boxes.items() if s not in ends]
     pad = 0.12  # clearance round a box [layout units], room for the label's height
 
     def hits(rad: float) -> int:
         pts = _bezier(start, end, rad)
-        n = 0
+        # a label on a box (its own two included) is worse than any number of crossings
+        mx, my = pts[len(pts) // 2]
+        n = 100 * sum(x0 <= mx <= x1 and y0 <= my <= y1 for x0, y0, x1, y1 in boxes.values())
         for x0, y0, x1, y1 in others:
             inside = (
                 (pts[:, 0] > x0 - pad)
@@ -138,9 +141,10 @@ def _clear_bend(
         return n
 
     if least > 0:
-        candidates = [least + d for d in (0.0, 0.08, 0.16, 0.25, 0.35)]
+        candidates = [least + d for d in (0.0, 0.08, 0.16, 0.25, 0.35, 0.5, 0.65)]
     else:
-        candidates = [0.0] + [s * r for r in (0.08, 0.15, 0.22, 0.3, 0.4) for s in (-1.0, 1.0)]
+        bends = (0.08, 0.15, 0.22, 0.3, 0.4, 0.5, 0.65)
+        candidates = [0.0] + [s * r for r in bends for s in (-1.0, 1.0)]
     scores = [hits(r) for r in candidates]
     return candidates[int(np.argmin(scores))]
 
