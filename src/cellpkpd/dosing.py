@@ -47,6 +47,22 @@ def _traced(value: Any) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+def traced_path(tree: Any, name: str) -> str | None:
+    """Where the first JAX-traced leaf of `tree` is (e.g. ``"params['CL']"``), else None;
+    the events of a `Regimen` leaf are looked into too."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Regimen))
+    for path, leaf in leaves[0]:
+        where = name + jax.tree_util.keystr(path)
+        if isinstance(leaf, Regimen):
+            for i, e in enumerate(leaf.events):
+                for f in dataclasses.fields(e):
+                    if _traced(getattr(e, f.name)):
+                        return f"{where} event {i} {f.name}"
+        elif _traced(leaf):
+            return where
+    return None
+
+
 def _check_traced(value: Any, ok: Any, message: str) -> Any:
     """`value` that raises `message` when the program runs with ``ok`` false."""
     return eqx.error_if(value, ~ok, message)

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .compile import CompiledModel
-from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays
+from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
 from .errors import DataError, DosingError, SimulationError, SpecError
 from .model import DOSED_PREFIX, ModelSpec, load_model
 from .parallel import batched_map
@@ -53,6 +53,13 @@ def resolve_solver(spec: ModelSpec, solver: str) -> str:
 
 
 def _check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
+    if traced_path(times, "times") is not None:
+        fix = (
+            "pass traced output times to the call instead: sim(params, doses, times)"
+            if where == "Simulator"
+            else "differentiate cp.Simulator(spec, outputs=...)(params, doses, times) instead"
+        )
+        raise SpecError(f"{where}: times are traced JAX values; they fix the output grid ({fix})")
     try:
         arr = np.asarray(times, dtype=float)
     except (TypeError, ValueError):
@@ -645,6 +652,15 @@ def simulate(
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if on_failure not in ("raise", "nan"):
         raise SpecError(f"simulate: on_failure = {on_failure!r}; expected 'raise' or 'nan'")
+    given = {"regimen": regimen, "times": times, "params": params, "covariates": covariates}
+    found = next((w for k, v in given.items() if (w := traced_path(v, k))), None)
+    if found is not None:
+        raise SpecError(
+            f"simulate: {found} is a traced JAX value; "
+            "cp.simulate returns concrete numbers (an xarray.Dataset) and cannot be "
+            "differentiated, jitted or vmapped: use cp.Simulator(spec, times, outputs=...)"
+            "(params, regimen.to_arrays(n, spec)), which can"
+        )
     if data is not None:
         if regimen is not None or times is not None or covariates is not None:
             raise SpecError(
