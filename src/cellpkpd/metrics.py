@@ -736,7 +736,9 @@ def _num(name: str, key: str, v: Any, traced_ok: bool = False) -> Any:
                 "jnp.interp at a traced time, instead)"
             )
         if v.shape != ():
-            raise SpecError(f"{name}: {key} is a traced array of shape {v.shape}; expected a scalar")
+            raise SpecError(
+                f"{name}: {key} is a traced array of shape {v.shape}; expected a scalar"
+            )
         v = jnp.asarray(v, dtype=float)
         return eqx.error_if(v, ~jnp.isfinite(v), f"{name}: {key} (traced) must be finite")
     if getattr(v, "shape", None) == () and hasattr(v, "item"):
@@ -816,7 +818,8 @@ def time_to(output: str, threshold: float, direction: str = "below") -> TimeTo:
     it never does within the output grid. See `TimeTo`."""
     if direction not in ("below", "above"):
         raise SpecError(f"time_to: direction = {direction!r}; expected 'below' or 'above'")
-    return TimeTo(_out("time_to", output), _num("time_to", "threshold", threshold, traced_ok=True), direction)
+    threshold = _num("time_to", "threshold", threshold, traced_ok=True)
+    return TimeTo(_out("time_to", output), threshold, direction)
 
 
 def named(metrics: Any, where: str = "metrics") -> dict[str, Metric]:
