@@ -112,9 +112,11 @@ class Simulator:
     Notes
     -----
     ``sim(params, doses)`` returns a dict output -> array ``(n_times,)`` and works under
-    `jax.jit`, `jax.vmap` and `jax.grad` (with respect to parameters, dose amounts, dose
-    times and infusion durations). Outputs of a failed solve are NaN; `Simulator.solve`
-    also returns the status code (see `cellpkpd.solve.STATUS`).
+    `jax.jit`, `jax.vmap` and `jax.grad` with respect to parameters and every number of a
+    dose (time, amount, duration, rate, lag, bioavailability, ii), also when the regimen is
+    built from traced values inside the transformation (see `cellpkpd.Dose`). Output times
+    given here are fixed; traced output times go to the call. Outputs of a failed solve are
+    NaN; `Simulator.solve` also returns the status code (see `cellpkpd.solve.STATUS`).
 
     Examples
     --------
