@@ -600,7 +600,10 @@ def _ss_slots(ev: Dose, spec: Any, names: Sequence[str] | None) -> int:
     def constant(expr: Any, default: float) -> float | None:
         if rule is None or expr is None:
             return default
-        return float(expr({})) if expr.is_constant else None
+        if not expr.is_constant:
+            return None
+        with jax.ensure_compile_time_eval():  # also when to_arrays runs inside jax.jit
+            return float(expr({}))
 
     lag = constant(getattr(rule, "lag", None), 0.0)
     f_model = constant(getattr(rule, "bioavailability", None), 1.0)
