@@ -1111,3 +1111,119 @@ def test_dose_units_that_do_not_convert(iv: cp.ModelSpec) -> None:
     twice = cp.Dose(0.0, "5 mg/kg", "central", per="kg")
     check(cp.DosingError, r"^Dose into 'central': amount 5 mg/kg is already per kg; per='kg' "
           r"would multiply", twice.resolve, iv, 70.0)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- traced values
+# Inside jax.grad / jit / vmap the numbers of a dose are tracers: their ranges are checked
+# with equinox.error_if when the program runs (the message is in the runtime error); what
+# selects compiled machinery (flags, slot counts, output grids) must be concrete.
+TRACED_DOSES = {
+    "negative amount": ("amount", -1.0, {}, r"Dose: amount \(traced\) must be finite and >= 0"),
+    "NaN time": ("time", math.nan, {}, r"Dose: time \(traced\) must be finite and >= 0"),
+    "negative duration": ("duration", -1.0, {}, r"Dose: duration \(traced\) must be finite"),
+    "negative lag": ("lag", -0.5, {}, r"Dose: lag \(traced\) must be finite and >= 0"),
+    "negative bioavailability": ("bioavailability", -0.1, {}, r"bioavailability \(traced\)"),
+    "rate zero": ("rate", 0.0, {}, r"Dose: rate \(traced\) must be > 0"),
+    "ss with ii zero": ("ii", 0.0, {"ss": 1}, r"Dose: ss = 1 needs a dosing interval ii > 0"),
+}
+
+
+@pytest.mark.parametrize("transform", ["jit", "grad"])
+@pytest.mark.parametrize("case", sorted(TRACED_DOSES))
+def test_bad_traced_dose_value_raises_when_run(case: str, transform: str) -> None:
+    import jax
+
+    field, value, extra, what = TRACED_DOSES[case]
+
+    def build(v):
+        kw = {"time": 0.0, "amount": 100.0, "cmt": "central", **extra, field: v}
+        return getattr(cp.Dose(**kw), field)
+
+    fn = jax.jit(build) if transform == "jit" else jax.grad(build)
+    with pytest.raises(Exception, match=what):
+        jax.block_until_ready(fn(value))
+
+
+@pytest.mark.parametrize(
+    "field, what", [("ss", "selects steady-state dosing"), ("reset", "selects a reset"),
+                    ("cmt", "names the dosed state")],
+)  # fmt: skip
+def test_traced_dose_flag_is_rejected(field: str, what: str) -> None:
+    import jax
+
+    def build(v):
+        kw = {"time": 0.0, "amount": 100.0, "cmt": "central", "ii": 12.0, field: v}
+        return cp.Dose(**kw).amount
+
+    check(cp.DosingError, rf"^Dose: {field} is a traced JAX value; it is a flag that {what}",
+          jax.jit(build), 1)  # fmt: skip
+
+
+def test_traced_dose_array_is_rejected() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    build = jax.jit(lambda a: cp.Dose(0.0, a, "central").amount)
+    check(cp.DosingError, r"^Dose: amount is a traced array of shape \(3,\)", build, jnp.ones(3))
+
+
+def test_regimen_repeat_traced_count_and_interval() -> None:
+    import jax
+
+    dose = cp.Dose(0.0, 100.0, "central")
+    check(cp.DosingError, r"^Regimen\.repeat: count is a traced JAX value; it sets the number",
+          jax.jit(lambda c: cp.Regimen.repeat(dose, 24.0, c).doses[0].amount), 3)  # fmt: skip
+    last_time = jax.jit(lambda i: cp.Regimen.repeat(dose, i, 3).doses[-1].time)
+    assert float(last_time(24.0)) == 48.0
+    with pytest.raises(Exception, match=r"Regimen\.repeat: interval \(traced\) must be > 0"):
+        jax.block_until_ready(last_time(0.0))
+
+
+def test_traced_steady_state_infusion_takes_the_default_slots() -> None:
+    import jax
+
+    from cellpkpd.dosing import SS_MODEL_SLOTS
+
+    def slots(dur, ss_overlap):
+        reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", duration=dur, ss=1, ii=12.0)])
+        return reg.to_arrays(2, ["central"], ss_overlap=ss_overlap).ss_overlap
+
+    # the slots fix the compiled shape: a traced duration cannot size them, so they are
+    # those of a model-decided length (a solve that needs more reports status 7)
+    assert jax.jit(lambda d: jax.numpy.zeros(slots(d, None)))(30.0).shape == (SS_MODEL_SLOTS,)
+    assert jax.jit(lambda d: jax.numpy.zeros(slots(d, 6)))(30.0).shape == (6,)
+    assert slots(30.0, None) == 2  # concrete: ceil(30 / 12) - 1
+
+
+def test_traced_values_at_the_concrete_edge_say_what_to_differentiate(
+    iv: cp.ModelSpec, bolus: cp.Regimen
+) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    def simulate_cl(cl):
+        return cp.simulate(iv, bolus, T, params={"CL": cl})["conc"].values.sum()
+
+    check(cp.SpecError, r"^simulate: params\['CL'\] is a traced JAX value; .* use cp\.Simulator",
+          jax.grad(simulate_cl), 2.0)  # fmt: skip
+
+    def simulate_amount(a):
+        reg = cp.Regimen([cp.Dose(0.0, a, "central")])
+        return cp.simulate(iv, reg, T)["conc"].values.sum()
+
+    check(cp.SpecError, r"^simulate: regimen event 0 amount is a traced JAX value",
+          jax.jit(simulate_amount), 1.0)  # fmt: skip
+    check(cp.SpecError, r"^Simulator: times are traced JAX values; .* sim\(params, doses, times\)",
+          jax.jit(lambda t: cp.Simulator(iv, jnp.stack([t]))), 1.0)  # fmt: skip
+    check(cp.SpecError, r"^VirtualPopulation: typical\['CL'\] is a traced JAX value; .* "
+          r"differentiate through cp\.Simulator",
+          jax.jit(lambda cl: cp.VirtualPopulation(iv, 4, typical={"CL": cl}).params["CL"]),
+          2.0)  # fmt: skip
+    check(cp.SpecError, r"^value_at: time is a traced JAX value; it fixes a time of the output",
+          jax.jit(lambda t: cp.metrics.value_at("conc", t).time), 1.0)  # fmt: skip
+    check(cp.SpecError, r"^auc: start is a traced JAX value; a window bound",
+          jax.jit(lambda t: cp.metrics.auc("conc", start=t).start), 1.0)  # fmt: skip
+    res = cp.simulate(iv, bolus, T)
+    metric_on_result = jax.jit(lambda x: cp.metrics.time_above("conc", x)(res).values)
+    check(cp.SpecError, r"^metric time_above_conc: threshold is a traced JAX value; .* "
+          r"metric\.reduce", metric_on_result, 1.0)  # fmt: skip

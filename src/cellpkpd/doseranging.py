@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays
+from .dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
 from .errors import DosingError, SpecError
 from .model import ModelSpec, load_model
 from .population import effect_factor
@@ -168,6 +168,22 @@ class VirtualPopulation:
         seed: Any = 0,
     ) -> None:
         where = "VirtualPopulation"
+        given = {
+            "n": n,
+            "random_effects": random_effects,
+            "correlation": correlation,
+            "covariates": covariates,
+            "covariate_effects": covariate_effects,
+            "typical": typical,
+        }
+        found = next((w for k, v in given.items() if (w := traced_path(v, k))), None)
+        if found is not None:
+            raise SpecError(
+                f"{where}: {found} is a traced JAX value; a virtual population is drawn once "
+                "as concrete numbers. Draw it with concrete values and differentiate through "
+                "cp.Simulator instead, e.g. jax.vmap(sim, (0, None))({**pop.params, 'CL': "
+                "pop.params['CL'] * factor}, doses) with a traced factor"
+            )
         self.spec = spec = _spec(spec)
         n = self._check_n(n, where)
         key = _key(seed, where)

@@ -5,6 +5,11 @@ lag time, a bioavailability, a steady-state flag (SS=1 / SS=2 with interval ``ii
 reset (EVID 4). A `Reset` (EVID 3) returns the system to its initial state. A `Regimen` is a
 time-ordered list of these events; `Regimen.to_arrays` pads it to a fixed event count for the
 compiled engine (`DoseArrays`, a pytree that works under jit/vmap/grad).
+
+The numbers of a dose (time, amount, duration, rate, lag, bioavailability, ii) and a
+`Regimen.repeat` interval may be JAX-traced scalars, so that ``jax.grad``, ``jax.jit`` and
+``jax.vmap`` of a function that builds a regimen and calls a `Simulator` see them: concrete
+values are checked at once, traced ones with `equinox.error_if` when the program runs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -36,9 +42,48 @@ PAD, DOSE, RESET, RESET_DOSE = 0, 1, 2, 3
 BOLUS, GIVEN_DURATION, GIVEN_RATE, MODEL_RATE, MODEL_DURATION = 0, 1, 2, 3, 4
 
 
-def _num(value: Any, name: str, *, lo: float | None = 0.0, where: str = "Dose") -> float:
+def _traced(value: Any) -> bool:
+    """True for a value being traced by a JAX transformation (grad, jit, vmap)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def traced_path(tree: Any, name: str) -> str | None:
+    """Where the first JAX-traced leaf of `tree` is (e.g. ``"params['CL']"``), else None;
+    the events of a `Regimen` leaf are looked into too."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Regimen))
+    for path, leaf in leaves[0]:
+        where = name + jax.tree_util.keystr(path)
+        if isinstance(leaf, Regimen):
+            for i, e in enumerate(leaf.events):
+                for f in dataclasses.fields(e):
+                    if _traced(getattr(e, f.name)):
+                        return f"{where} event {i} {f.name}"
+        elif _traced(leaf):
+            return where
+    return None
+
+
+def _check_traced(value: Any, ok: Any, message: str) -> Any:
+    """`value` that raises `message` when the program runs with ``ok`` false."""
+    return eqx.error_if(value, ~ok, message)
+
+
+def _num(value: Any, name: str, *, lo: float | None = 0.0, where: str = "Dose") -> Any:
+    """A validated number: a float, or a traced JAX scalar (float64) checked on evaluation."""
+    if _traced(value):
+        if value.shape != () or not (
+            jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
+        ):
+            raise DosingError(
+                f"{where}: {name} is a traced array of shape {value.shape} and dtype "
+                f"{value.dtype}; expected a real scalar (jax.vmap over a batch of {name}s)"
+            )
+        v = jnp.asarray(value, dtype=float)
+        ok = jnp.isfinite(v) if lo is None else jnp.isfinite(v) & (v >= lo)
+        bound = "finite" if lo is None else f"finite and >= {lo:g}"
+        return _check_traced(v, ok, f"{where}: {name} (traced) must be {bound}")
     if getattr(value, "shape", None) == () and not isinstance(value, str):
-        value = value.item()  # a 0-d numpy or JAX array
+        value = value.item()  # a concrete 0-d numpy or JAX array
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise DosingError(f"{where}: {name} = {value!r} is not a number")
     v = float(value)
@@ -47,6 +92,19 @@ def _num(value: Any, name: str, *, lo: float | None = 0.0, where: str = "Dose") 
     if lo is not None and v < lo:
         raise DosingError(f"{where}: {name} = {v!r} must be >= {lo:g}")
     return v
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, str) and value == "model"
+
+
+def _flag(value: Any, name: str, what: str) -> None:
+    if _traced(value):
+        raise DosingError(
+            f"Dose: {name} is a traced JAX value; it is a flag that {what} and must be a "
+            "concrete Python value (differentiate with respect to amount, time, duration, rate, "
+            "lag, bioavailability or ii instead)"
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +154,16 @@ class Dose:
     with ``spec=``, `cp.simulate`); a unit that does not convert is a `DosingError`. Plain
     numbers are in the model's units. `time` is always a number in the model's time unit
     (it orders the regimen).
+
+    Notes
+    -----
+    time, amount, duration, rate, lag, bioavailability and ii may be JAX-traced scalars
+    (inside ``jax.grad``, ``jax.jit`` or ``jax.vmap``): the dose keeps them, and derivatives
+    of `Simulator` outputs with respect to them are exact on both solver paths. Concrete
+    values are checked here; a traced value's range is checked with `equinox.error_if` when
+    the program runs. A traced duration makes the dose an infusion when it is > 0 and a bolus
+    when it is 0 (the choice is data; the engine compiles its infusion machinery). `cmt`,
+    `ss` and `reset` choose what is compiled and must be concrete.
     """
 
     time: float
@@ -140,38 +208,55 @@ class Dose:
             )
         set_(self, "time", _num(self.time, "time"))
         set_(self, "amount", _num(self.amount, "amount"))
+        _flag(self.cmt, "cmt", "names the dosed state")
         if isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
             raise DosingError(f"Dose: cmt = {self.cmt!r} must be a state name or number")
         if isinstance(self.cmt, (int, np.integer)):
             set_(self, "cmt", int(self.cmt))
             if self.cmt < 1:
                 raise DosingError(f"Dose: cmt = {self.cmt} must be >= 1 (NONMEM numbering)")
-        if self.duration != "model":
+        if not _is_model(self.duration):
             set_(self, "duration", _num(self.duration, "duration"))
-        if self.rate is not None and self.rate != "model":
-            if self.rate in (-1, -2):
+        if self.rate is not None and not _is_model(self.rate):
+            if not _traced(self.rate) and not isinstance(self.rate, str) and self.rate in (-1, -2):
                 key = "rate" if self.rate == -1 else "duration"
                 raise DosingError(
                     f"Dose: rate = {self.rate!r} is NONMEM's coding for a modelled {key}; "
                     f'here write {key}="model" (the model file\'s [dosing] {key})'
                 )
             set_(self, "rate", _num(self.rate, "rate"))
-            if self.rate == 0:
+            if _traced(self.rate):
+                set_(
+                    self,
+                    "rate",
+                    _check_traced(self.rate, self.rate > 0, "Dose: rate (traced) must be > 0"),
+                )
+            elif self.rate == 0:
                 raise DosingError("Dose: rate = 0 would never deliver the dose; use rate=None")
-        if self.rate is not None and self.duration not in (0.0,):
+        if self.rate is not None and (_traced(self.duration) or self.duration != 0.0):
             raise DosingError("Dose: give either rate or duration, not both")
         set_(self, "lag", _num(self.lag, "lag"))
         set_(self, "bioavailability", _num(self.bioavailability, "bioavailability"))
+        _flag(self.ss, "ss", "selects steady-state dosing")
+        _flag(self.reset, "reset", "selects a reset (EVID 4)")
         if self.ss not in (0, 1, 2):
             raise DosingError(f"Dose: ss = {self.ss!r} must be 0, 1 or 2")
         set_(self, "ii", _num(self.ii, "ii"))
-        if self.ss and self.ii <= 0:
-            if self.amount > 0:
+        if self.ss and _traced(self.ii):
+            msg = (
+                f"Dose: ss = {self.ss} needs a dosing interval ii > 0 (ii is traced; the "
+                "steady state of a constant infusion takes a concrete ii = 0)"
+            )
+            set_(self, "ii", _check_traced(self.ii, self.ii > 0, msg))
+        elif self.ss and self.ii <= 0:
+            if _traced(self.amount) or self.amount > 0:
                 raise DosingError(
                     f"Dose: ss = {self.ss} needs a dosing interval ii > 0, got {self.ii} "
                     "(or amount = 0 with a rate: the steady state of a constant infusion)"
                 )
-            if self.duration == "model" or (self.rate is None and self.duration != 0.0):
+            if _is_model(self.duration) or (
+                self.rate is None and (_traced(self.duration) or self.duration != 0.0)
+            ):
                 raise DosingError(
                     f"Dose: ss = {self.ss} with ii = 0 is the steady state of a constant "
                     'infusion: give its rate (rate=... or rate="model"), not a duration'
@@ -179,7 +264,14 @@ class Dose:
 
     @property
     def is_infusion(self) -> bool:
-        return self.rate is not None or self.duration == "model" or self.duration > 0
+        """True for an infusion; a traced duration counts as one (its mode is decided by
+        its value when the program runs)."""
+        return (
+            self.rate is not None
+            or _is_model(self.duration)
+            or _traced(self.duration)
+            or self.duration > 0
+        )
 
     @property
     def needs_resolving(self) -> bool:
@@ -287,6 +379,11 @@ class Regimen:
     """A dosing regimen: doses and resets in time order (stable for equal times); at most
     `MAX_DOSES` (100,000) events.
 
+    When any event time is a JAX-traced value (``jax.grad``/``jit``/``vmap`` with respect
+    to a dose time or a `repeat` interval), the events keep the order they are given in:
+    a traced time cannot be sorted in Python. Results are the same either way, because the
+    engine orders events by time itself, equal times in the order of the events.
+
     Examples
     --------
     >>> reg = Regimen([Dose(0.0, 1e6, "venous", duration=1.0)])
@@ -317,13 +414,25 @@ class Regimen:
                 raise DosingError(
                     f"Regimen: event {i} is a {type(e).__name__}; expected cp.Dose or cp.Reset"
                 )
-        order = sorted(range(len(evs)), key=lambda i: evs[i].time)
+        if any(_traced(e.time) for e in evs):
+            order = list(range(len(evs)))  # traced times: the given order (see the docstring)
+        else:
+            order = sorted(range(len(evs)), key=lambda i: evs[i].time)
         object.__setattr__(self, "events", tuple(evs[i] for i in order))
 
     @classmethod
     def repeat(cls, dose: Dose, interval: float, count: int) -> Regimen:
-        """`count` copies of `dose`, every `interval` [time], starting at ``dose.time``."""
+        """`count` copies of `dose`, every `interval` [time], starting at ``dose.time``.
+
+        `interval` (and the dose's numbers) may be JAX-traced; `count` sets the number of
+        event slots and must be a concrete integer."""
         interval = _num(interval, "interval", where="Regimen.repeat")
+        if _traced(count):
+            raise DosingError(
+                "Regimen.repeat: count is a traced JAX value; it sets the number of dose slots "
+                "and must be a concrete integer (differentiate with respect to interval or the "
+                "dose's amount instead)"
+            )
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise DosingError(f"Regimen.repeat: count = {count!r} must be an integer >= 1")
         if count > MAX_DOSES:
@@ -331,7 +440,10 @@ class Regimen:
                 f"Regimen.repeat: count = {count} doses; expected at most {MAX_DOSES} per "
                 "subject (use fewer, or steady state: ss=1 with ii)"
             )
-        if count > 1 and interval <= 0:
+        if count > 1 and _traced(interval):
+            msg = "Regimen.repeat: interval (traced) must be > 0"
+            interval = _check_traced(interval, interval > 0, msg)
+        elif count > 1 and interval <= 0:
             raise DosingError(f"Regimen.repeat: interval = {interval} must be > 0")
         return cls(
             dataclasses.replace(dose, time=dose.time + k * interval) for k in range(int(count))
@@ -371,8 +483,14 @@ class Regimen:
             Slots per steady-state dose for its implied earlier doses that act after the
             dose time: infusions still running (lag + duration > ii) and lagged doses not
             yet given (lag >= ii); default: computed from the doses, `SS_MODEL_SLOTS`
-            (4) where the model's [dosing] block decides it. A solve that needs more
-            reports status 7.
+            (4) where the model's [dosing] block or a traced (JAX) number decides it. A
+            solve that needs more reports status 7.
+
+        Notes
+        -----
+        Traced dose numbers (see `Dose`) go into the arrays as they are, so the result
+        carries their derivatives; the flags (``has_infusion`` etc.) come from what is
+        concrete: the kind of each event, its state, ``ss`` and ``reset``.
         """
         return _to_arrays([_resolved(self, spec)], max_doses, spec, ss_overlap, batched=False)
 
@@ -390,8 +508,7 @@ def _resolved(reg: Regimen, spec: Any) -> Regimen:
         return reg
     if not hasattr(spec, "time_unit"):
         raise DosingError(
-            "Regimen.to_arrays: doses with units or per='kg' need the model (spec=) to "
-            "convert them"
+            "Regimen.to_arrays: doses with units or per='kg' need the model (spec=) to convert them"
         )
     return reg.resolve(spec)
 
@@ -483,12 +600,21 @@ def _ss_slots(ev: Dose, spec: Any, names: Sequence[str] | None) -> int:
     def constant(expr: Any, default: float) -> float | None:
         if rule is None or expr is None:
             return default
-        return float(expr({})) if expr.is_constant else None
+        if not expr.is_constant:
+            return None
+        with jax.ensure_compile_time_eval():  # also when to_arrays runs inside jax.jit
+            return float(expr({}))
 
     lag = constant(getattr(rule, "lag", None), 0.0)
     f_model = constant(getattr(rule, "bioavailability", None), 1.0)
-    if ev.rate == "model" or ev.duration == "model":
+    if _is_model(ev.rate) or _is_model(ev.duration):
         return SS_MODEL_SLOTS
+    numbers = (ev.amount, ev.bioavailability, ev.rate, ev.duration, ev.lag, ev.ii)
+    if any(_traced(x) for x in numbers):
+        # traced: a bolus without lag needs none, else as when the model decides it
+        bolus = ev.rate is None and not _traced(ev.duration) and ev.duration == 0.0
+        no_lag = not _traced(ev.lag) and ev.lag == 0.0 and lag == 0.0
+        return 0 if bolus and no_lag else SS_MODEL_SLOTS
     if ev.rate is not None:
         if f_model is None:
             return SS_MODEL_SLOTS
@@ -519,12 +645,21 @@ def _to_arrays(
     }
     fields["bioavailability"] = np.ones((len(regimens), n))
     ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
+    # traced values, set into the arrays with jnp at the end: field -> [(b, i, value)]
+    traced: dict[str, list[tuple[int, int, Any]]] = {}
+
+    def put(key: str, b: int, i: int, value: Any) -> None:
+        if _traced(value):
+            traced.setdefault(key, []).append((b, i, value))
+        else:
+            (fields if key in fields else ints)[key][b, i] = value
+
     overlap = 0
     ss_positions: set[int] = set()
     kept_names: list[str | None] = [None] * n
     for b, reg in enumerate(regimens):
         for i, ev in enumerate(reg.events):
-            fields["time"][b, i] = ev.time
+            put("time", b, i, ev.time)
             if isinstance(ev, Reset):
                 ints["kind"][b, i] = RESET
                 continue
@@ -537,30 +672,45 @@ def _to_arrays(
                         f"'{ev.cmt}'; pass spec= to resolve state names"
                     )
                 kept_names[i] = ev.cmt
-            fields["amount"][b, i] = ev.amount
-            fields["lag"][b, i] = ev.lag
-            fields["bioavailability"][b, i] = ev.bioavailability
-            fields["ii"][b, i] = ev.ii
+            put("amount", b, i, ev.amount)
+            put("lag", b, i, ev.lag)
+            put("bioavailability", b, i, ev.bioavailability)
+            put("ii", b, i, ev.ii)
             ints["ss"][b, i] = ev.ss
-            if ev.rate == "model":
+            if _is_model(ev.rate):
                 ints["mode"][b, i] = MODEL_RATE
-            elif ev.duration == "model":
+            elif _is_model(ev.duration):
                 ints["mode"][b, i] = MODEL_DURATION
             elif ev.rate is not None:
                 ints["mode"][b, i] = GIVEN_RATE
-                fields["rate"][b, i] = ev.rate
+                put("rate", b, i, ev.rate)
+            elif _traced(ev.duration):
+                # a bolus at duration 0, an infusion otherwise: decided when the program runs
+                put("mode", b, i, jnp.where(ev.duration > 0, GIVEN_DURATION, BOLUS))
+                put("duration", b, i, ev.duration)
             elif ev.duration > 0:
                 ints["mode"][b, i] = GIVEN_DURATION
                 fields["duration"][b, i] = ev.duration
-            if ev.ss and ev.ii > 0:
+            if ev.ss and (_traced(ev.ii) or ev.ii > 0):
                 overlap = max(overlap, _ss_slots(ev, spec, names))
                 ss_positions.add(i)
     if ss_overlap is None:
         ss_overlap = overlap
+
+    def array(key: str, v: np.ndarray) -> Any:
+        a = jnp.asarray(v if batched else v[0])
+        entries = traced.get(key)
+        if entries:
+            bs = np.array([e[0] for e in entries])
+            js = np.array([e[1] for e in entries])
+            vals = jnp.stack([jnp.asarray(e[2], a.dtype) for e in entries])
+            a = a.at[(bs, js) if batched else js].set(vals)
+        return a
+
     has = lambda pred: any(pred(e) for r in regimens for e in r.events)
     out = DoseArrays(
-        **{k: jnp.asarray(v if batched else v[0]) for k, v in fields.items()},
-        **{k: jnp.asarray(v if batched else v[0]) for k, v in ints.items()},
+        **{k: array(k, v) for k, v in fields.items()},
+        **{k: array(k, v) for k, v in ints.items()},
         has_infusion=has(lambda e: isinstance(e, Dose) and e.is_infusion),
         has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
         has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -377,6 +378,17 @@ class Metric:
                 f"metric {self.default_name}: expected a cp.simulate result (xarray.Dataset), "
                 f"got {type(result).__name__}"
             )
+        traced = [
+            f.name
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), jax.core.Tracer)
+        ]
+        if traced:
+            raise SpecError(
+                f"metric {self.default_name}: {traced[0]} is a traced JAX value; on a "
+                "cp.simulate result the metric gives concrete numbers. Differentiate "
+                "metric.reduce(times, outputs) on a cp.Simulator's outputs instead"
+            )
         names = list(self.needs().outputs)
         missing = [n for n in names if n not in result.data_vars]
         if missing:
@@ -458,6 +470,11 @@ class Metric:
 
 def _check_window(name: str, start: Any, end: Any) -> None:
     for key, v in (("start", start), ("end", end)):
+        if isinstance(v, jax.core.Tracer):
+            raise SpecError(
+                f"{name}: {key} is a traced JAX value; a window bound is a time of the output "
+                "grid and must be a concrete number"
+            )
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
             raise SpecError(f"{name}: {key} = {v!r} must be a finite number or None")
     if start is not None and end is not None and not end > start:
@@ -708,7 +725,24 @@ def _out(name: str, output: Any) -> str:
     return output
 
 
-def _num(name: str, key: str, v: Any) -> float:
+def _num(name: str, key: str, v: Any, traced_ok: bool = False) -> Any:
+    """A finite number; with `traced_ok`, a JAX-traced scalar is kept (its derivative flows
+    through `Metric.reduce`) and checked for finiteness with `equinox.error_if`."""
+    if isinstance(v, jax.core.Tracer):
+        if not traced_ok:
+            raise SpecError(
+                f"{name}: {key} is a traced JAX value; it fixes a time of the output grid and "
+                "must be a concrete number (differentiate the Simulator's outputs, e.g. "
+                "jnp.interp at a traced time, instead)"
+            )
+        if v.shape != ():
+            raise SpecError(
+                f"{name}: {key} is a traced array of shape {v.shape}; expected a scalar"
+            )
+        v = jnp.asarray(v, dtype=float)
+        return eqx.error_if(v, ~jnp.isfinite(v), f"{name}: {key} (traced) must be finite")
+    if getattr(v, "shape", None) == () and hasattr(v, "item"):
+        v = v.item()  # a concrete 0-d numpy or JAX array
     if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
         raise SpecError(f"{name}: {key} = {v!r} must be a finite number")
     return float(v)
@@ -751,7 +785,7 @@ def time_above(
     _check_window("time_above", start, end)
     return TimeAbove(
         _out("time_above", output),
-        _num("time_above", "threshold", threshold),
+        _num("time_above", "threshold", threshold, traced_ok=True),
         _opt(start),
         _opt(end),
     )
@@ -784,7 +818,8 @@ def time_to(output: str, threshold: float, direction: str = "below") -> TimeTo:
     it never does within the output grid. See `TimeTo`."""
     if direction not in ("below", "above"):
         raise SpecError(f"time_to: direction = {direction!r}; expected 'below' or 'above'")
-    return TimeTo(_out("time_to", output), _num("time_to", "threshold", threshold), direction)
+    threshold = _num("time_to", "threshold", threshold, traced_ok=True)
+    return TimeTo(_out("time_to", output), threshold, direction)
 
 
 def named(metrics: Any, where: str = "metrics") -> dict[str, Metric]:

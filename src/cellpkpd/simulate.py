@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .compile import CompiledModel
-from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays
+from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
 from .errors import DataError, DosingError, SimulationError, SpecError
 from .model import DOSED_PREFIX, ModelSpec, load_model
 from .parallel import batched_map
@@ -53,6 +53,13 @@ def resolve_solver(spec: ModelSpec, solver: str) -> str:
 
 
 def _check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
+    if traced_path(times, "times") is not None:
+        fix = (
+            "pass traced output times to the call instead: sim(params, doses, times)"
+            if where == "Simulator"
+            else "differentiate cp.Simulator(spec, outputs=...)(params, doses, times) instead"
+        )
+        raise SpecError(f"{where}: times are traced JAX values; they fix the output grid ({fix})")
     try:
         arr = np.asarray(times, dtype=float)
     except (TypeError, ValueError):
@@ -105,9 +112,11 @@ class Simulator:
     Notes
     -----
     ``sim(params, doses)`` returns a dict output -> array ``(n_times,)`` and works under
-    `jax.jit`, `jax.vmap` and `jax.grad` (with respect to parameters, dose amounts, dose
-    times and infusion durations). Outputs of a failed solve are NaN; `Simulator.solve`
-    also returns the status code (see `cellpkpd.solve.STATUS`).
+    `jax.jit`, `jax.vmap` and `jax.grad` with respect to parameters and every number of a
+    dose (time, amount, duration, rate, lag, bioavailability, ii), also when the regimen is
+    built from traced values inside the transformation (see `cellpkpd.Dose`). Output times
+    given here are fixed; traced output times go to the call. Outputs of a failed solve are
+    NaN; `Simulator.solve` also returns the status code (see `cellpkpd.solve.STATUS`).
 
     Examples
     --------
@@ -645,6 +654,15 @@ def simulate(
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     if on_failure not in ("raise", "nan"):
         raise SpecError(f"simulate: on_failure = {on_failure!r}; expected 'raise' or 'nan'")
+    given = {"regimen": regimen, "times": times, "params": params, "covariates": covariates}
+    found = next((w for k, v in given.items() if (w := traced_path(v, k))), None)
+    if found is not None:
+        raise SpecError(
+            f"simulate: {found} is a traced JAX value; "
+            "cp.simulate returns concrete numbers (an xarray.Dataset) and cannot be "
+            "differentiated, jitted or vmapped: use cp.Simulator(spec, times, outputs=...)"
+            "(params, regimen.to_arrays(n, spec)), which can"
+        )
     if data is not None:
         if regimen is not None or times is not None or covariates is not None:
             raise SpecError(
