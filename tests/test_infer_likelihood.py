@@ -1,6 +1,7 @@
 """What a fit stores and hands on: the log-likelihood of every error model is log p(DV)
-(checked by hand with scipy), a MAP fit's omegas do not flow silently into `cp.predict` or
-`VirtualPopulation.from_posterior`, and a failure inside a fit is a one-line FitError.
+(checked by hand with scipy), a MAP fit's omegas do not flow silently into `cp.predict`,
+`VirtualPopulation.from_posterior` or the VPC replicates of `simulate_study`, and a failure
+inside a fit is a one-line FitError.
 Small MAP fits of the (exact-path) one-compartment oral model keep these fast."""
 
 from __future__ import annotations
@@ -122,6 +123,36 @@ def test_from_posterior_refuses_a_map_fits_omegas_without_explicit_omega(map_fit
     assert abs(omega_map - 0.25) > 4 * 0.25 / np.sqrt(2 * n)  # the test can tell them apart
     # V has no random effect: one typical value for every subject
     assert np.ptp(vp.params["V"]) == 0.0
+
+
+@pytest.mark.slow
+def test_simulate_study_and_vpc_refuse_a_map_fits_omegas_without_explicit_omega(map_fit) -> None:
+    """VPC replicates, like predict: simulate_study (and plots.vpc, which calls it) refuse a
+    MAP fit's omega_CL; with omega={'CL': 0} every replicate subject is the MAP fit's own
+    typical prediction, so its IPRED equals the fit's stored PRED (same solver path; only
+    round-off, rtol 1e-9), and with omega={'CL': 0.25} the replicates spread."""
+    from cellpkpd.infer import simulate_study
+
+    pop = cp.Population(random_effects={"CL": 0.3}, error={"conc": "proportional"})
+    data = _data(lloq=False)
+    with pytest.raises(cp.SpecError, match=r"simulate_study: the fit is a MAP fit.*omega="):
+        simulate_study(map_fit, "one_cmt_oral", data, pop, n=2)
+    with pytest.raises(cp.SpecError, match=r"simulate_study: omega\['V'\] is not a random"):
+        simulate_study(map_fit, "one_cmt_oral", data, pop, n=2, omega={"CL": 0.1, "V": 0.1})
+    with pytest.raises(cp.SpecError, match=r"simulate_study: the fit is a MAP fit"):
+        cp.plots.vpc(map_fit, data, spec="one_cmt_oral", population=pop, n=2)
+    fixed = simulate_study(map_fit, "one_cmt_oral", data, pop, n=3, seed=1, omega={"CL": 0.0})
+    pred = map_fit.posterior_predictive["pred"].values[0, 0]
+    ok = fixed["observed"].values
+    for r in range(3):
+        np.testing.assert_allclose(fixed["ipred"].values[r][ok], pred[ok], rtol=1e-9)
+    spread = simulate_study(map_fit, "one_cmt_oral", data, pop, n=3, seed=1, omega={"CL": 0.25})
+    last = spread["ipred"].values[:, :, -1]  # 24 h: depends on CL most
+    assert np.ptp(np.log(last)) > 0.05
+    import matplotlib.pyplot as plt
+
+    fig = cp.plots.vpc(map_fit, data, spec="one_cmt_oral", population=pop, n=5, omega={"CL": 0.2})
+    plt.close(fig)
 
 
 NAN_MODEL = """

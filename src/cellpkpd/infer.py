@@ -1150,7 +1150,7 @@ def predict(
 def explicit_omegas(
     post: Any, spec: ModelSpec, omega: Mapping[str, float] | None, where: str
 ) -> dict[str, float] | None:
-    """Check the `omega` a caller of `predict` / `VirtualPopulation.from_posterior` gave.
+    """Check the `omega` given to `predict`, `simulate_study` or `from_posterior`.
 
     A MAP fit (``post.attrs["method"] == "map"``) with random effects needs one: its
     ``omega_*`` are a joint mode, not estimates of between-subject variability (in a
@@ -1326,6 +1326,7 @@ def simulate_study(
     *,
     observations: Mapping[Any, str] | None = None,
     solver: str = "auto",
+    omega: Mapping[str, float] | None = None,
 ) -> Any:
     """Replicates of the observed study from a fit's posterior (for VPCs).
 
@@ -1334,6 +1335,10 @@ def simulate_study(
     the subject's own dosing and record times through `cp.Simulator` and adds residual error
     with the fitted error model; a simulated value below the record's LLOQ is flagged as
     censored.
+
+    The ``omega_*`` of a MAP fit are not estimates of between-subject variability (as in
+    `predict`), so for a MAP fit with random effects `omega` is required: a `SpecError`
+    otherwise.
 
     Parameters
     ----------
@@ -1349,6 +1354,12 @@ def simulate_study(
     seed : int
     observations : dict, optional
         As in `fit`.
+    solver : str
+        As in `fit`.
+    omega : dict str -> float, optional
+        Between-subject SDs of the log-parameters to simulate with instead of the fit's
+        ``omega_<p>`` draws (keys: the fit's random effects; 0 for none). Required, with
+        every random effect, for a MAP fit; then the etas are independent.
 
     Returns
     -------
@@ -1368,6 +1379,7 @@ def simulate_study(
     errors = {o: population.error_model(spec, o) for o in spec.observations}
     fd = FitData.build(spec, data, observations, errors, _effect_covariates(population))
     post = idata.posterior
+    omega = explicit_omegas(post, spec, omega, "simulate_study")
     total = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, total, size=n)
@@ -1388,7 +1400,14 @@ def simulate_study(
     z = rng.standard_normal((n * n_sub, len(iiv)))
     covs = {k: np.tile(np.asarray(v, dtype=float), n) for k, v in fd.covariates.items()}
     flat = posterior_subjects(
-        post, spec, covs, np.repeat(pick, n_sub), z, "simulate_study", population.describe()
+        post,
+        spec,
+        covs,
+        np.repeat(pick, n_sub),
+        z,
+        "simulate_study",
+        population.describe(),
+        omega=omega,
     )
     params = {k: flat[k].reshape(n, n_sub) for k in population.estimated(spec)}
     for k, v in fd.covariates.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -269,6 +269,7 @@ def _simulated(
     population: Population | None,
     n: int,
     seed: int,
+    omega: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Replicates (replicate, subject, record) of the observations."""
     if simulated is None:
@@ -281,7 +282,7 @@ def _simulated(
                 "data=, spec= and population= to simulate them with "
                 "cellpkpd.infer.simulate_study"
             )
-        simulated = study(idata, spec, data, population, n, seed)
+        simulated = study(idata, spec, data, population, n, seed, omega=omega)
     if hasattr(simulated, "data_vars"):  # an xarray.Dataset from simulate_study
         names = [v for v in ("dv", "obs", "DV") if v in simulated.data_vars]
         names = names or list(simulated.data_vars)
@@ -300,6 +301,7 @@ def vpc(
     population: Population | None = None,
     n: int = 200,
     seed: int = 0,
+    omega: Mapping[str, float] | None = None,
     bins: int | Sequence[float] | None = None,
     percentiles: tuple[float, float, float] = (5.0, 50.0, 95.0),
     interval: float = 90.0,
@@ -332,6 +334,10 @@ def vpc(
         Model and Population of the fit, to simulate the replicates.
     n, seed : int
         Number of replicates and random seed, when simulating.
+    omega : dict str -> float, optional
+        Between-subject SDs of the log-parameters for the replicates instead of the fit's
+        ``omega_<p>`` (passed to ``simulate_study``); required for a MAP fit with random
+        effects, whose omegas are not estimates.
     bins : int or sequence of float, optional
         Number of time bins (quantiles of the observation times) or bin edges [time].
         Default: one bin per distinct time when there are at most 12, else 10 bins cut at
@@ -371,7 +377,7 @@ def vpc(
     )
     lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
     sims = _simulated(
-        idata, data, simulated, model if model is not None else spec, population, n, seed
+        idata, data, simulated, model if model is not None else spec, population, n, seed, omega
     )
     if sims.ndim != 3 or sims.shape[1:] != obs.shape:
         raise DataError(
