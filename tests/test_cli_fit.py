@@ -57,6 +57,7 @@ def test_fit_writes_summary_netcdf_and_plot(data_csv: Path, tmp_path: Path) -> N
         (["--error", "conc=poisson"], "expected additive"),
         (["--chains", "0"], "--chains 0: must be >= 1"),
         (["--method", "mcmc"], "invalid choice"),
+        (["--covariates", "linear"], "--covariates: invalid choice: 'linear'"),
         (["--cov", "CL"], "--cov 'CL': expected PARAMETER=COVARIATE[:FORM]"),
         (["--cov", "CL=WT:cubic"], "cubic"),
         (["--obs", "3=conc"], "--obs 3=conc: CMT 3 is not a state of 'one_cmt_iv' (1..1)"),
@@ -70,6 +71,26 @@ def test_bad_input_exits_2_with_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("rule", ["nocb", "locf", None])
+def test_fit_reads_the_data_with_the_covariates_rule(
+    data_csv: Path, tmp_path: Path, monkeypatch, rule: str | None
+) -> None:
+    """--covariates reaches cp.read_nonmem (default nocb, as NONMEM); the fit itself is cut
+    short by a read_nonmem that records its arguments and stops."""
+    import cellpkpd.cli as cli
+
+    seen = {}
+
+    def fake(path, *args, **kwargs):
+        seen.update(kwargs, path=Path(path))
+        raise cli.cp.DataError("stop here")
+
+    monkeypatch.setattr(cli.cp, "read_nonmem", fake)
+    extra = [] if rule is None else ["--covariates", rule]
+    assert main(["fit", str(data_csv), "one_cmt_iv", *extra, "--out", str(tmp_path)]) == 2
+    assert seen == {"path": data_csv, "covariates": rule or "nocb"}
 
 
 def test_missing_data_file(tmp_path: Path, capsys) -> None:

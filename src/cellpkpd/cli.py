@@ -280,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=1000, help="draws (default 1000)")
     p.add_argument("--steps", type=int, default=3000, help="SVI / MAP steps (default 3000)")
     p.add_argument("--censoring", default="m3", choices=("m3", "m1"))
+    p.add_argument(
+        "--covariates",
+        default="nocb",
+        choices=("nocb", "locf"),
+        help="how a covariate that changes between records holds between them: nocb (default, "
+        "as NONMEM: a record's value holds back to the previous record) or locf (from the "
+        "record on, to the next)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out", default=".", metavar="DIR", help="output folder (default: current folder)"
@@ -640,7 +648,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise ArgumentError(f"{path}: no such data file")
     out = _check_folder(args.out)
     spec = cp.load_model(args.model)
-    data = cp.read_nonmem(path)
+    data = cp.read_nonmem(path, covariates=args.covariates)
     fixed = [x.strip() for x in args.fixed.split(",") if x.strip()]
     pop = cp.Population(
         random_effects=iiv,
