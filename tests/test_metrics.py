@@ -323,6 +323,38 @@ def test_a_result_refuses_to_interpolate_across_a_dose_when_it_knows_the_regimen
     np.testing.assert_allclose(early.values, np.log(10.0 / 3.0) / 0.2, rtol=1e-10)
 
 
+def test_a_simulate_result_records_its_jumps_so_metrics_refuse_them_without_regimen():
+    """cp.simulate records its regimens' jump times (union over subjects), so a metric on
+    its result refuses to read across a bolus without regimen=; infusions do not jump, and
+    a result without the record (made by hand) keeps reading between its points."""
+    bolus = cp.Regimen([cp.Dose(time=t, amount=DOSE, cmt="central") for t in (0.0, 12.0)])
+    infusion = cp.Regimen(
+        [cp.Dose(time=t, amount=DOSE, cmt="central", duration=1.0) for t in (0.0, 12.0)]
+    )
+    times = np.arange(0.0, 25.0, 4.0)  # 10 h and 12 h are not output times
+    res = cp.simulate(one_cmt, bolus, times)
+    assert res.attrs["jump_times"] == [0.0, 12.0]
+    with pytest.raises(cp.SpecError, match="jumps at t = 12 between the result's output times 8"):
+        cp.metrics.value_at("conc", 10.0)(res)
+    with pytest.raises(cp.SpecError, match="jumps at t = 12 inside"):
+        cp.metrics.auc("conc")(res)
+    # before the second dose: log-linear between 4 and 8 h, exact for one exponential
+    # (round-off, rtol 1e-12)
+    np.testing.assert_allclose(
+        cp.metrics.value_at("conc", 6.0)(res).values, 10.0 * np.exp(-0.2 * 6.0), rtol=1e-12
+    )
+    # per-subject regimens: the union of their jumps
+    two = cp.simulate(one_cmt, [bolus, infusion], times)
+    assert two.attrs["jump_times"] == [0.0, 12.0]
+    # infusion only: nothing jumps, value_at reads between the grid points as before
+    inf = cp.simulate(one_cmt, infusion, times)
+    assert inf.attrs["jump_times"] == []
+    assert np.isfinite(cp.metrics.value_at("conc", 10.0)(inf).values).all()
+    by_hand = res.copy()
+    del by_hand.attrs["jump_times"]
+    assert np.isfinite(cp.metrics.value_at("conc", 10.0)(by_hand).values).all()
+
+
 @pytest.mark.slow
 def test_time_to_below_counts_a_fall_from_above_not_a_start_at_zero():
     from scipy.optimize import brentq

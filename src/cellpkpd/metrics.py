@@ -30,11 +30,13 @@ crossings (`time_above`, `time_to`) are read on the metric's own points: a cross
 two points is placed by log-linear interpolation when the output declines (exact for a
 mono-exponential), linear interpolation otherwise. Inside `cp.sweep` a metric's own times
 are solved exactly; on a result, values at own times between grid points are interpolated
-(linear-up/log-down). A result does not know the doses: ``metric(result, regimen=reg)``
-refuses (one-line `SpecError`) a crossing or integral metric whose span holds a jump, and a
-`value_at` time between two grid points with a jump between them, instead of interpolating
-across the discontinuity; without `regimen` the result's grid is assumed to hold no jump
-between its points.
+(linear-up/log-down). A result holds the output only after the events at a time, so
+``metric(result)`` refuses (one-line `SpecError`) a crossing or integral metric whose span
+holds a jump, and a `value_at` time between two grid points with a jump between them,
+instead of interpolating across the discontinuity. The jump times come from
+``result.attrs["jump_times"]``, which `cp.simulate` records (union over its subjects'
+regimens), or from ``metric(result, regimen=reg)``; a result with neither (made by hand) is
+assumed to hold no jump between its points.
 """
 
 from __future__ import annotations
@@ -363,13 +365,15 @@ class Metric:
         result : xarray.Dataset
             From `cp.simulate` with shared output times.
         regimen : cp.Regimen or DoseArrays, optional
-            The doses of the result. With it, a crossing or integral metric whose span holds
-            a jump (a bolus dose, a reset or a steady-state dose after the first output
-            time), or a `value_at` time between two grid points with a jump between them,
-            is refused with a `SpecError` (a result holds the output only after the
+            The doses of the result; default: the jump times `cp.simulate` recorded in
+            ``result.attrs["jump_times"]`` [time]. A crossing or integral metric whose span
+            holds a jump (a bolus dose, a reset or a steady-state dose after the first
+            output time), or a `value_at` time between two grid points with a jump between
+            them, is refused with a `SpecError` (a result holds the output only after the
             events at a time, so the value just before a jump is unknown): use
             `cp.metrics.evaluate` or `cp.sweep`, which put each jump on the grid from both
-            sides. Without it the grid is assumed to hold no jump between its points.
+            sides. With neither `regimen` nor the record (a result made by hand) the grid is
+            assumed to hold no jump between its points.
         """
         import xarray as xr
 
@@ -411,7 +415,10 @@ class Metric:
                 "cp.dose_ranging add the metrics' times to their grid themselves)"
             )
         if regimen is not None:
-            self._check_jumps(times, regimen)
+            self._check_jumps(times, self._jumps_of(regimen))
+        elif "jump_times" in result.attrs:  # recorded by cp.simulate
+            jumps = np.asarray(result.attrs["jump_times"], dtype=float).ravel()
+            self._check_jumps(times, jumps[np.isfinite(jumps)])
         extra = [integral_name(n) for n in self.needs().integrals]
         names += [n for n in extra if n in result.data_vars]
         y = {n: np.asarray(result[n].values, dtype=float) for n in names}
@@ -429,8 +436,8 @@ class Metric:
             attrs={"unit": unit, "metric": repr(self)},
         )
 
-    def _check_jumps(self, times: np.ndarray, regimen: Any) -> None:
-        """Refuse reading a result across a jump of `regimen` (see `__call__`)."""
+    def _jumps_of(self, regimen: Any) -> np.ndarray:
+        """The jump times of `regimen` (a `cp.Regimen` or DoseArrays), sorted, finite."""
         from .dosing import DoseArrays, Regimen
 
         if isinstance(regimen, Regimen):
@@ -441,7 +448,10 @@ class Metric:
                 f"{type(regimen).__name__}"
             )
         jumps = np.unique(np.concatenate([np.ravel(a) for a in jump_times(regimen)]))
-        jumps = jumps[np.isfinite(jumps)]
+        return jumps[np.isfinite(jumps)]
+
+    def _check_jumps(self, times: np.ndarray, jumps: np.ndarray) -> None:
+        """Refuse reading a result across one of the `jumps` [time] (see `__call__`)."""
         if isinstance(self, ValueAt):
             k = int(np.searchsorted(times, self.time))
             if k < times.size and times[k] == self.time:

@@ -719,12 +719,26 @@ def simulate(
     out, status = sim.batch(p, doses)
     ids = np.arange(n)
     res = to_xarray(sim, out, status, ids, times_arr, on_failure)
+    res.attrs["jump_times"] = _jump_times_of(spec, doses)
     coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
     res = res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
     if given is not None:
         attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
         res = res.assign_coords(amount_given=("subject", given, attrs))
     return res
+
+
+def _jump_times_of(spec: ModelSpec, doses: DoseArrays) -> list[float]:
+    """Times [time] at which some subject's states jump (a bolus entering, with its lag and
+    the state's numeric ``[dosing]`` lag; a reset; a steady-state dose), sorted, union over
+    subjects: what `Metric.__call__` reads a result's jumps from. A bolus whose
+    ``[dosing]`` lag depends on the parameters is not listed (its time is not known here)."""
+    from .metrics import jump_times
+    from .sweeps import _model_lags
+
+    rec, bol = jump_times(doses, _model_lags(spec))
+    jumps = np.unique(np.concatenate([np.ravel(rec), np.ravel(bol)]))
+    return [float(t) for t in jumps[np.isfinite(jumps)]]
 
 
 def time_after_dose(
