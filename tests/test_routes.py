@@ -94,7 +94,7 @@ def test_route_ss_dose_linear_equals_cmt_ss_doses_and_nonlinear_refused():
     a = states(cp.simulate(spec, r1, times=TIMES))
     b = states(cp.simulate(spec, r2, times=TIMES))
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9)
-    with pytest.raises(DosingError, match="route 'iv'.*needs a linear model"):
+    with pytest.raises(DosingError, match=r"route 'iv'.*needs a linear model"):
         cp.simulate(model(nonlinear=True), r1, times=TIMES)
 
 
