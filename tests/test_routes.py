@@ -176,3 +176,34 @@ def test_dose_route_errors():
         cp.Dose(0.0, 1.0)
     with pytest.raises(DosingError, match="unknown route 'po'; routes: iv"):
         cp.simulate(model(), cp.Regimen([cp.Dose(0.0, 1.0, route="po")]), times=TIMES)
+
+
+def test_data_route_column_and_cmt_route_name_dose_the_route(tmp_path):
+    spec = model()
+    csv = tmp_path / "d.csv"
+    csv.write_text(
+        "ID,TIME,EVID,AMT,CMT,ROUTE,DV,via\n"
+        "1,0,1,1e6,.,iv,.,0.5\n1,1,0,.,a,.,1,0.5\n1,3,0,.,dead,.,1,0.5\n"
+        "2,0,1,1e6,iv,.,.,0.9\n2,1,0,.,a,.,1,0.9\n2,3,0,.,dead,.,1,0.9\n"
+    )
+    data = cp.read_nonmem(csv)
+    subjects = data.subjects(spec)
+    assert [s.regimen.doses[0].route for s in subjects] == ["iv", "iv"]
+    res = cp.simulate(spec, data=data)
+    for i, v in enumerate((0.5, 0.9)):
+        ref = cp.simulate(spec, cp.Regimen(cmt_doses(0.0, 1e6, 0.8 * v)), times=[1.0, 3.0],
+                          covariates={"via": v})  # fmt: skip
+        # the data set's route dose vs the two cmt doses (rtol 1e-10)
+        for s in ("a", "dead"):
+            got = np.asarray(res[s]).reshape(2, -1)[i, 1:]  # records at 1 and 3 h
+            np.testing.assert_allclose(got, np.asarray(ref[s]).ravel(), rtol=1e-10)
+
+
+def test_data_route_errors_name_row(tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("ID,TIME,EVID,AMT,CMT,ROUTE\n1,0,1,1e6,a,iv\n")
+    with pytest.raises(cp.DataError, match=r"row 1.*not both"):
+        cp.read_nonmem(csv)
+    csv.write_text("ID,TIME,EVID,AMT,ROUTE\n1,0,1,1e6,po\n")
+    with pytest.raises(cp.DataError, match="ROUTE = po is not a route of model 'rt'"):
+        cp.read_nonmem(csv).subjects(model())
