@@ -30,6 +30,7 @@ def model(routes=None, nonlinear=False) -> cp.ModelSpec:
         # a route's fraction takes the place of this F = 0.5
         "dosing": {"a": {"bioavailability": "0.5"}},
         "routes": routes or {"iv": {"a": "fv * via", "dead": "1 - fv * via"}},
+        "observations": {"share": {"expr": "(a + b) / max(dosed_dead, 1)", "error": "none"}},
     }
     if nonlinear:
         d["odes"] = {"b": "-0.01 * b * b"}
@@ -122,12 +123,20 @@ def test_dosed_counts_route_amount_for_each_state_and_msc_pbk_accounts_every_cel
     total = sum(np.asarray(res[s]) for s in spec.states)
     # viable + dead + cleared = every cell of the dose (mass balance, to rounding)
     np.testing.assert_allclose(total, 1e6, rtol=1e-9)
+    assert float(res["amount_given"][0]) == 1e6  # the result records the cells given
     frac = [o for o in spec.observations if o.startswith("frac_")]
     if frac:  # fractions of the dose divide by dosed_venous + dosed_arterial = N
         ref = cp.simulate(spec, cp.Regimen([cp.Dose(0.0, 1e6, "venous"),
                                             cp.Dose(0.0, 1e6, "dead_blood")]),
                           times=[1.0, 72.0])  # fmt: skip
         np.testing.assert_allclose(np.asarray(res[frac[0]]), np.asarray(ref[frac[0]]), rtol=1e-10)
+
+
+def test_dosed_state_counts_route_dose_amount():
+    res = cp.simulate(model(), cp.Regimen([cp.Dose(0.0, 1e6, route="iv"), cp.Dose(1.0, 5.0, "a")]),
+                      times=TIMES, outputs=("a", "b", "share"))  # fmt: skip
+    # dosed_dead = the route dose's AMT 1e6 (the cmt dose into 'a' is not counted); rtol 1e-12
+    np.testing.assert_allclose(res["share"], (res["a"] + res["b"]) / 1e6, rtol=1e-12)
 
 
 def test_describe_lists_routes():
@@ -190,6 +199,7 @@ def test_data_route_column_and_cmt_route_name_dose_the_route(tmp_path):
     subjects = data.subjects(spec)
     assert [s.regimen.doses[0].route for s in subjects] == ["iv", "iv"]
     res = cp.simulate(spec, data=data)
+    np.testing.assert_array_equal(res["amount_given"], [1e6, 1e6])
     for i, v in enumerate((0.5, 0.9)):
         ref = cp.simulate(spec, cp.Regimen(cmt_doses(0.0, 1e6, 0.8 * v)), times=[1.0, 3.0],
                           covariates={"via": v})  # fmt: skip

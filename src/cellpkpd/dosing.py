@@ -190,6 +190,12 @@ class Dose:
     units: tuple[tuple[str, str], ...] = ()
     route: str | None = None
 
+    def _where(self) -> str:
+        """The dose's target for messages."""
+        return (
+            f"Dose into {self.cmt!r}" if self.route is None else f"Dose into route {self.route!r}"
+        )
+
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if isinstance(self.time, str):
@@ -302,7 +308,7 @@ class Dose:
     def per_body_weight(self, spec: ModelSpec) -> bool:
         """True if the amount is per kg of body weight (``per="kg"`` or a unit such as
         ``cells/kg``) for the amount unit of `spec`."""
-        return _amount(self, spec, None, f"Dose into {self.cmt!r}" if self.route is None else f"Dose into route {self.route!r}", need_weight=False)[1]
+        return _amount(self, spec, None, self._where(), need_weight=False)[1]
 
     def resolve(self, spec: ModelSpec, body_weight: float | None = None) -> Dose:
         """This dose in the model's units: amounts in ``spec.amount_unit``, times in
@@ -317,7 +323,7 @@ class Dose:
             return self
         from .units import convert
 
-        where = f"Dose into {self.cmt!r}" if self.route is None else f"Dose into route {self.route!r}"
+        where = self._where()
         units = dict(self.units)
         T, A = spec.time_unit.strip().lower(), spec.amount_unit
         new: dict[str, Any] = {"per": None, "units": ()}

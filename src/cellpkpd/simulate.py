@@ -742,10 +742,18 @@ def simulate(
     res = to_xarray(sim, out, status, ids, times_arr, on_failure)
     coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
     res = res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
-    if given is not None:
-        attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
-        res = res.assign_coords(amount_given=("subject", given, attrs))
-    return res
+    if given is None:
+        given = _amount_given(regimens, n)
+    attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
+    return res.assign_coords(amount_given=("subject", given, attrs))
+
+
+def _amount_given(regimens: Sequence[Regimen], n: int) -> np.ndarray:
+    """Each subject's total amount dosed [model amount unit]: AMT summed over its doses (ADDL
+    copies included; an SS dose counts once), before any bioavailability or route fraction:
+    for a cell product, the cells given, whatever states a route splits them into."""
+    given = np.array([sum(d.amount for d in r.doses) for r in regimens], dtype=float)
+    return np.broadcast_to(given, (n,)).copy()
 
 
 def time_after_dose(
@@ -1074,6 +1082,8 @@ def _simulate_data(
     # time after dose at each record, the records at equal times in file order
     dose = _dose_coords(regimens, times, n, spec.time_unit, order, valid)
     coords.update({k: (dims, *v) for k, v in dose.items()})
+    attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
+    coords["amount_given"] = ("subject", _amount_given(regimens, n), attrs)
     return xr.Dataset(
         data_vars,
         coords=coords,
