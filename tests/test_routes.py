@@ -18,7 +18,7 @@ TIMES = np.array([0.5, 1.0, 3.0, 8.0])
 
 def model(routes=None, nonlinear=False) -> cp.ModelSpec:
     d = {
-        "model": {"name": "rt"},
+        "model": {"name": "rt", "time_unit": "h", "amount_unit": "cells"},
         "parameters": {
             "k": {"value": 0.3},
             "kd": {"value": 0.1},
