@@ -300,6 +300,22 @@ MODEL_FILES = {
         edit("kin = {", "CL = {"),
         r"not valid TOML: ",
     ),
+    "route named like a state": (
+        BASE + '\n[routes]\ncentral = { central = "1" }\n',
+        r"routes\.central: route name 'central' is already a state",
+    ),
+    "route into an unknown state": (
+        BASE + '\n[routes]\niv = { gut = "1" }\n',
+        r"routes\.iv\.gut: unknown state 'gut'",
+    ),
+    "route fraction using a state": (
+        BASE + '\n[routes]\niv = { central = "1 / (1 + marker)" }\n',
+        r"routes\.iv\.central: unknown name 'marker'",
+    ),
+    "route not a table": (
+        BASE + '\n[routes]\niv = "central"\n',
+        r"routes\.iv: expected a table state -> fraction",
+    ),
     "[model] not a table": (
         'model = "base"\n' + BASE[BASE.index("[parameters]") :],
         r"\[model\]: expected a table, got str",
@@ -408,6 +424,8 @@ DOSES = {
         {"rate": 10.0, "duration": 2.0},
         r"^Dose: give either rate or duration, not both",
     ),
+    "cmt and route": ({"route": "iv"}, r"^Dose: give cmt or route, not both"),
+    "route not text": ({"cmt": None, "route": 1}, r"^Dose: route = 1 must be a route name"),
     "negative lag": ({"lag": -0.5}, r"^Dose: lag = -0\.5 must be >= 0"),
     "negative bioavailability": (
         {"bioavailability": -0.1},

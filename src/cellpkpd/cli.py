@@ -128,7 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cmt",
         metavar="STATE",
         help="dosed state: a name, or a 1-based number as NONMEM's CMT (default: the first "
-        "state with a [dosing] rule in the model file, else the first state)",
+        "state with a [dosing] rule in the model file, else the first state; with a "
+        "[routes] block, the first route instead)",
+    )
+    p.add_argument(
+        "--route",
+        metavar="ROUTE",
+        help="dose into a route of the model's [routes] block (every state of the route at "
+        "once, e.g. --route iv); not with --cmt",
     )
     p.add_argument(
         "--duration",
@@ -338,8 +345,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     spec = cp.load_model(args.model)
     params = _assignments(args.param, "--param")
     covariates = _assignments(args.covariate, "--covariate")
-    cmt = _default_cmt(spec) if args.cmt is None else _cmt(args.cmt)
-    dose = cp.Dose(time=0.0, amount=args.dose, cmt=cmt, duration=args.duration, lag=args.lag)
+    if args.route is not None and args.cmt is not None:
+        raise ArgumentError("--route and --cmt: give one target, not both")
+    route, cmt = args.route, None if args.cmt is None else _cmt(args.cmt)
+    if route is not None and route not in spec.routes:
+        raise ArgumentError(
+            f"--route {route}: unknown route; routes of {spec.name}: "
+            + (", ".join(spec.routes) or "none (the model file has no [routes] block)")
+        )
+    if route is None and cmt is None:
+        # the model's first route doses every state a dose of the product enters
+        route = next(iter(spec.routes), None)
+        cmt = _default_cmt(spec) if route is None else None
+    dose = cp.Dose(
+        time=0.0, amount=args.dose, cmt=cmt, duration=args.duration, lag=args.lag, route=route
+    )
     interval = args.interval
     if isinstance(interval, str):  # with a unit: in the model's time unit
         from cellpkpd.units import convert, split_quantity
@@ -530,7 +550,10 @@ def _describe_regimen(
     spec: cp.ModelSpec, dose: cp.Dose, interval: float | None, count: int | None
 ) -> str:
     tu = spec.time_unit
-    target = dose.cmt if isinstance(dose.cmt, str) else list(spec.states)[dose.cmt - 1]
+    if dose.route is not None:
+        target = f"route {dose.route} ({', '.join(spec.routes[dose.route])})"
+    else:
+        target = dose.cmt if isinstance(dose.cmt, str) else list(spec.states)[dose.cmt - 1]
     per_kg = dose.per_body_weight(spec)
     dose = dose.resolve(spec, 1.0)  # in the model's units (per kg: for 1 kg)
     how = f"{dose.duration:g}-{tu} infusion" if dose.duration else "bolus"

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .model import ModelSpec
 
@@ -40,6 +41,18 @@ class CompiledModel:
         ]
         self._odes = [(idx[s], e) for s, e in spec.odes.items()]
         self.breakpoint_names = tuple(spec.breakpoints)
+        # [routes]: route r puts its fraction route_F[r, k] (see `dosing_vectors`) of a dose
+        # into state route_states[r, k]; rows padded with state 0 to the widest route (valid:
+        # route_valid[r, k])
+        routes = getattr(spec, "routes", {})
+        self.route_names = tuple(routes)
+        self.route_width = max((len(fr) for fr in routes.values()), default=1)
+        self.route_states = np.zeros((len(routes), self.route_width), np.int32)
+        self.route_valid = np.zeros((len(routes), self.route_width), bool)
+        for r, fr in enumerate(routes.values()):
+            for k, s in enumerate(fr):
+                self.route_states[r, k] = idx[s]
+                self.route_valid[r, k] = True
 
     def breakpoint_times(self, p: Mapping[str, Any]) -> Any:
         """Times [time] of the model's breakpoints, shape (n_breakpoints,)."""
@@ -105,7 +118,9 @@ class CompiledModel:
 
     def dosing_vectors(self, p: Mapping[str, Any]) -> dict[str, Any]:
         """Per-state lag [time], bioavailability [1], modelled rate [amount/time] and
-        duration [time] (NaN where the model gives none), each shape (n_states,)."""
+        duration [time] (NaN where the model gives none), each shape (n_states,); and
+        ``route_F`` [1], shape (n_routes, route_width): the fraction of a route dose
+        entering each state of each route (``[routes]``; 0 in padding)."""
         lag, f, rate, dur = [], [], [], []
         nan = jnp.asarray(jnp.nan)
         for s in self.state_names:
@@ -121,4 +136,20 @@ class CompiledModel:
             rate.append(nan if rule.rate is None else jnp.asarray(rule.rate(p), dtype=float))
             dur.append(nan if rule.duration is None else jnp.asarray(rule.duration(p), dtype=float))
         stack = lambda v: jnp.stack([jnp.broadcast_to(a, ()) for a in v])
-        return {"lag": stack(lag), "F": stack(f), "rate": stack(rate), "duration": stack(dur)}
+        route_f = [
+            [jnp.asarray(e(p), dtype=float) for e in fr.values()]
+            + [jnp.asarray(0.0)] * (self.route_width - len(fr))
+            for fr in getattr(self.spec, "routes", {}).values()
+        ]
+        route_F = (
+            jnp.stack([stack(row) for row in route_f])
+            if route_f
+            else jnp.zeros((0, self.route_width))
+        )
+        return {
+            "lag": stack(lag),
+            "F": stack(f),
+            "rate": stack(rate),
+            "duration": stack(dur),
+            "route_F": route_F,
+        }

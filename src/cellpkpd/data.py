@@ -381,12 +381,32 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
     chk.where((mdv == 0) & (evid != 0), "MDV", mdv, msg)
     chk.required((mdv == 0) & np.isnan(dv), "DV", "expected a value on an observation with MDV = 0")
 
+    # ROUTE: a route of the model's [routes] block (text) on a dose record, in place of CMT
+    route = np.full(n, None, dtype=object)
+    if "ROUTE" in by_upper:
+        for i, v in enumerate(table[by_upper["ROUTE"]].tolist()):
+            if _is_missing(v):
+                continue
+            v = v.strip() if isinstance(v, str) else v
+            if not (isinstance(v, str) and v.isidentifier()):
+                raise chk.err(i, "ROUTE", v, "is not valid; expected a route name of the model")
+            if not dose[i]:
+                raise chk.err(i, "ROUTE", v, "on a record that is not a dose (EVID 1 or 4); "
+                              "expected '.' (ROUTE belongs on a dose record)")  # fmt: skip
+            route[i] = v
+    has_route = np.array([r is not None for r in route])
     if "CMT" in by_upper:
         cmt = chk.cmt(table[by_upper["CMT"]])
         no_cmt = np.array([c is None for c in cmt])
-        chk.required(dose & no_cmt, "CMT", "expected a compartment on a dose record (EVID 1 or 4)")
+        both = np.flatnonzero(has_route & ~no_cmt)
+        if both.size:
+            i = int(both[0])
+            raise chk.err(i, "ROUTE", route[i], f"with CMT = {_fmt(cmt[i])}; a dose record "
+                          "gives CMT (one state) or ROUTE, not both")  # fmt: skip
+        msg = "expected a compartment (or a ROUTE) on a dose record (EVID 1 or 4)"
+        chk.required(dose & no_cmt & ~has_route, "CMT", msg)
     else:
-        cmt = np.where(dose, 1, None).astype(object)
+        cmt = np.where(dose & ~has_route, 1, None).astype(object)
     lloq = col("LLOQ")
     chk.where(lloq < 0, "LLOQ", lloq, "is negative; expected LLOQ >= 0")
     msg = "0 or 1 (1 = DV is the LLOQ and the value is below it)"
@@ -399,7 +419,9 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
     frame = pd.DataFrame(
         dict(zip(("ROW", *RESERVED_COLUMNS), (chk.rows, *columns, cens), strict=True))
     )
-    covariates = [c for c in table.columns if c.upper() not in (*RESERVED_COLUMNS, "ROW")]
+    if has_route.any():
+        frame["ROUTE"] = route
+    covariates = [c for c in table.columns if c.upper() not in (*RESERVED_COLUMNS, "ROW", "ROUTE")]
     # missing values: filled in the direction of the convention, then the other way
     fills = ("bfill", "ffill") if convention == "nocb" else ("ffill", "bfill")
     for c in covariates:
@@ -621,10 +643,22 @@ class Dataset:
         self, cols: dict[str, np.ndarray], sl: slice, spec: ModelSpec | None, names: dict[str, str]
     ) -> SubjectData:
         rows, evid, cmt = cols["ROW"][sl], cols["EVID"][sl], cols["CMT"][sl].copy()
+        route = cols["ROUTE"][sl].copy() if "ROUTE" in cols else np.full(len(rows), None)
+        for arr in (cmt, route):  # a text column keeps missing values as NaN
+            arr[[_is_missing(v) for v in arr]] = None
         if spec is not None:
             for i, c in enumerate(cmt):
-                if c is not None:
+                if isinstance(c, str) and c in spec.routes and evid[i] in (1, 4):
+                    route[i], cmt[i] = c, None  # CMT holding a route name
+                elif c is not None:
                     cmt[i] = self._resolve(c, rows[i], evid[i], spec)
+            for i, r in enumerate(route):
+                if r is not None and r not in spec.routes:
+                    raise DataError(
+                        f"{self.source} row {rows[i]}: ROUTE = {r} is not a route of model "
+                        f"'{spec.name}'; expected one of: "
+                        + (", ".join(spec.routes) or "none (the model has no [routes] block)")
+                    )
         time, amt, rate = cols["TIME"][sl], cols["AMT"][sl], cols["RATE"][sl]
         ii, addl, ss = cols["II"][sl], cols["ADDL"][sl], cols["SS"][sl]
         events: list[Dose | Reset] = []
@@ -641,14 +675,20 @@ class Dataset:
             elif rate[i] in (-1, -2):
                 key = "rate" if rate[i] == -1 else "duration"
                 kw[key] = "model"
-                rule = spec.dosing.get(cmt[i]) if spec is not None else None
-                if spec is not None and getattr(rule, key, None) is None:
-                    raise DataError(
-                        f"{self.source} row {rows[i]}: RATE = {_fmt(rate[i])} takes the {key} "
-                        f"from the model, but model '{spec.name}' has no [dosing] {cmt[i]}.{key}"
-                    )
+                targets = [cmt[i]] if route[i] is None or spec is None else spec.routes[route[i]]
+                for state in targets:
+                    rule = spec.dosing.get(state) if spec is not None else None
+                    if spec is not None and getattr(rule, key, None) is None:
+                        raise DataError(
+                            f"{self.source} row {rows[i]}: RATE = {_fmt(rate[i])} takes the "
+                            f"{key} from the model, but model '{spec.name}' has no [dosing] "
+                            f"{state}.{key}"
+                        )
             try:
-                d = Dose(t, float(amt[i]), cmt[i], **kw)
+                if route[i] is not None:
+                    d = Dose(t, float(amt[i]), route=route[i], **kw)
+                else:
+                    d = Dose(t, float(amt[i]), cmt[i], **kw)
             except DosingError as exc:
                 raise DataError(f"{self.source} row {rows[i]}: invalid dose: {exc}") from None
             events.append(d)

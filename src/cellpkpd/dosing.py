@@ -109,7 +109,7 @@ def _flag(value: Any, name: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class Dose:
-    """One dose into one state.
+    """One dose into one state (`cmt`) or into the states of a route (`route`).
 
     Parameters
     ----------
@@ -117,8 +117,9 @@ class Dose:
         Record time [model time unit], >= 0. The dose enters at ``time + lag``.
     amount : float
         Amount [model amount unit, e.g. cells or mg], >= 0; multiplied by bioavailability.
-    cmt : str or int
+    cmt : str or int, optional
         Target state: its name, or its 1-based number in ``[states]`` (NONMEM's CMT).
+        Give `cmt` or `route`, not both.
     duration : float or "model"
         Infusion duration [time]; 0 = bolus. ``"model"`` takes it from the model file's
         ``[dosing]`` block (NONMEM RATE = -2).
@@ -146,6 +147,14 @@ class Dose:
         its body weight (the model's ``body_weight`` or ``WT`` covariate or parameter, e.g.
         from its ``[physiology]`` table, converted to kg with its declared unit), resolved
         by `cp.simulate`, which records the amounts given.
+    route : str, optional
+        A route of the model's ``[routes]`` block instead of `cmt`: the dose puts
+        ``amount * bioavailability * fraction_s`` into every state s of the route, each
+        fraction evaluated with the dose record's parameters and covariates (it takes the
+        place of the state's ``[dosing]`` bioavailability; the state's ``[dosing]`` lag,
+        rate and duration, and this dose's lag, duration, rate, ss and reset apply to every
+        state of the route; an infusion at `rate` gives each state ``rate * fraction_s``, so
+        all end together).
 
     A unit may come with `amount`, `duration`, `lag`, `rate` and `ii` as a string:
     ``amount="2e6 cells"``, ``amount="2e6 cells/kg"`` (per kg, as ``per="kg"``),
@@ -168,7 +177,7 @@ class Dose:
 
     time: float
     amount: float
-    cmt: str | int
+    cmt: str | int | None = None
     duration: float | str = 0.0
     lag: float = 0.0
     bioavailability: float = 1.0
@@ -179,6 +188,13 @@ class Dose:
     per: str | None = None
     #: field -> unit of a value given with a unit (converted by `resolve`)
     units: tuple[tuple[str, str], ...] = ()
+    route: str | None = None
+
+    def _where(self) -> str:
+        """The dose's target for messages."""
+        return (
+            f"Dose into {self.cmt!r}" if self.route is None else f"Dose into route {self.route!r}"
+        )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -209,7 +225,18 @@ class Dose:
         set_(self, "time", _num(self.time, "time"))
         set_(self, "amount", _num(self.amount, "amount"))
         _flag(self.cmt, "cmt", "names the dosed state")
-        if isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
+        _flag(self.route, "route", "names the dosing route")
+        if self.route is not None:
+            if not isinstance(self.route, str) or not self.route:
+                raise DosingError(f"Dose: route = {self.route!r} must be a route name (text)")
+            if self.cmt is not None:
+                raise DosingError(
+                    f"Dose: give cmt or route, not both (cmt = {self.cmt!r}, route = "
+                    f"{self.route!r})"
+                )
+        elif self.cmt is None:
+            raise DosingError("Dose: no target; give cmt= (a state) or route= (a [routes] name)")
+        elif isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
             raise DosingError(f"Dose: cmt = {self.cmt!r} must be a state name or number")
         if isinstance(self.cmt, (int, np.integer)):
             set_(self, "cmt", int(self.cmt))
@@ -281,7 +308,7 @@ class Dose:
     def per_body_weight(self, spec: ModelSpec) -> bool:
         """True if the amount is per kg of body weight (``per="kg"`` or a unit such as
         ``cells/kg``) for the amount unit of `spec`."""
-        return _amount(self, spec, None, f"Dose into {self.cmt!r}", need_weight=False)[1]
+        return _amount(self, spec, None, self._where(), need_weight=False)[1]
 
     def resolve(self, spec: ModelSpec, body_weight: float | None = None) -> Dose:
         """This dose in the model's units: amounts in ``spec.amount_unit``, times in
@@ -296,7 +323,7 @@ class Dose:
             return self
         from .units import convert
 
-        where = f"Dose into {self.cmt!r}"
+        where = self._where()
         units = dict(self.units)
         T, A = spec.time_unit.strip().lower(), spec.amount_unit
         new: dict[str, Any] = {"per": None, "units": ()}
@@ -531,6 +558,8 @@ class DoseArrays(eqx.Module):
     kind: Any
     mode: Any
     ss: Any
+    # index into the model's [routes] (-1: a dose into the single state `cmt`)
+    route: Any = None
     has_infusion: bool = eqx.field(static=True, default=False)
     has_ss: bool = eqx.field(static=True, default=False)
     has_reset: bool = eqx.field(static=True, default=False)
@@ -540,15 +569,37 @@ class DoseArrays(eqx.Module):
     ss_positions: tuple[int, ...] | None = eqx.field(static=True, default=None)
     # state names of a single regimen padded without a model (resolved by the Simulator)
     cmt_names: tuple[str | None, ...] | None = eqx.field(static=True, default=None)
+    # some event doses into a route (the engine then expands each event per route state)
+    has_route: bool = eqx.field(static=True, default=False)
+    # route names of a single regimen padded without a model (resolved by the Simulator)
+    route_names: tuple[str | None, ...] | None = eqx.field(static=True, default=None)
 
     @property
     def max_doses(self) -> int:
         return int(self.time.shape[-1])
 
-    def resolve(self, states: Sequence[str], where: str = "Simulator") -> DoseArrays:
-        """Replace compartment names kept by ``to_arrays()`` without a model by indices."""
-        if self.cmt_names is None:
-            return self
+    def resolve(
+        self, states: Sequence[str], where: str = "Simulator", routes: Sequence[str] = ()
+    ) -> DoseArrays:
+        """Replace compartment and route names kept by ``to_arrays()`` without a model by
+        indices (`routes`: the model's route names)."""
+        out = self
+        if self.route_names is not None:
+            index = np.full(len(self.route_names), -1, dtype=np.int32)
+            for i, name in enumerate(self.route_names):
+                if name is None:
+                    continue
+                if name not in routes:
+                    raise DosingError(
+                        f"{where}: event {i} doses into unknown route '{name}'; routes: "
+                        + (", ".join(routes) or "none (the model has no [routes] block)")
+                    )
+                index[i] = list(routes).index(name)
+            route = jnp.where(index >= 0, index, self.route)
+            out = dataclasses.replace(self, route=route, route_names=None)
+        if out.cmt_names is None:
+            return out
+        self = out
         index = np.full(len(self.cmt_names), -1, dtype=np.int32)
         for i, name in enumerate(self.cmt_names):
             if name is None:
@@ -592,6 +643,14 @@ def _ss_slots(ev: Dose, spec: Any, names: Sequence[str] | None) -> int:
     infusions still running (lag + duration > ii) and doses not yet given (lag >= ii),
     ceil((lag + duration) / ii) - 1; `SS_MODEL_SLOTS` when the model's [dosing] lag,
     bioavailability (of a dose given by rate), rate or duration decide it."""
+    if ev.route is not None:
+        # every state of the route (its fraction takes the place of [dosing] F)
+        states = list(getattr(spec, "routes", {}).get(ev.route, {})) or [None]
+        return max(
+            SS_MODEL_SLOTS,
+            *(_ss_slots(dataclasses.replace(ev, route=None, cmt=s or 1), spec, names)
+              for s in states),
+        )  # fmt: skip
     rule = None
     if hasattr(spec, "dosing") and names is not None:
         state = ev.cmt if isinstance(ev.cmt, str) else names[ev.cmt - 1]
@@ -645,6 +704,9 @@ def _to_arrays(
     }
     fields["bioavailability"] = np.ones((len(regimens), n))
     ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
+    ints["route"] = np.full((len(regimens), n), -1, dtype=np.int32)
+    routes = list(spec.routes) if hasattr(spec, "routes") else None
+    kept_routes: list[str | None] = [None] * n
     # traced values, set into the arrays with jnp at the end: field -> [(b, i, value)]
     traced: dict[str, list[tuple[int, int, Any]]] = {}
 
@@ -664,7 +726,23 @@ def _to_arrays(
                 ints["kind"][b, i] = RESET
                 continue
             ints["kind"][b, i] = RESET_DOSE if ev.reset else DOSE
-            ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
+            if ev.route is not None:
+                if routes is not None and ev.route not in routes:
+                    raise DosingError(
+                        f"Regimen: event {i} doses into unknown route '{ev.route}'; routes: "
+                        + (", ".join(routes) or "none (the model has no [routes] block)")
+                    )
+                if routes is None and batched:
+                    raise DosingError(
+                        f"stack_dose_arrays: regimen {b} event {i} names route "
+                        f"'{ev.route}'; pass spec= (the model) to resolve route names"
+                    )
+                if routes is None:
+                    kept_routes[i] = ev.route
+                else:
+                    ints["route"][b, i] = routes.index(ev.route)
+            else:
+                ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
             if ints["cmt"][b, i] < 0:
                 if batched:
                     raise DosingError(
@@ -717,6 +795,8 @@ def _to_arrays(
         ss_overlap=int(ss_overlap),
         ss_positions=tuple(sorted(ss_positions)),
         cmt_names=tuple(kept_names) if any(kept_names) else None,
+        has_route=has(lambda e: isinstance(e, Dose) and e.route is not None),
+        route_names=tuple(kept_routes) if any(kept_routes) else None,
     )
     return out
 

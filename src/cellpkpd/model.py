@@ -52,6 +52,7 @@ BLOCKS = (
     "derived",
     "observations",
     "dosing",
+    "routes",
 )
 ERROR_MODELS = ("additive", "proportional", "combined", "lognormal", "none")
 # prior family -> number of arguments
@@ -231,6 +232,8 @@ class ModelSpec:
     breakpoints: Mapping[str, Expr] = field(default_factory=lambda: MappingProxyType({}))
     derived_units: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``[routes]``: route name -> (state -> fraction of a route dose's amount entering it)
+    routes: Mapping[str, Mapping[str, Expr]] = field(default_factory=lambda: MappingProxyType({}))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -752,6 +755,29 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             rule.get("duration"),
         )
 
+    # [routes]: how a dose of N (cells) of a product enters several states at once
+    routes: dict[str, Mapping[str, Expr]] = {}
+    for rname, raw in _table(data, "routes", ctx).items():
+        key = f"routes.{rname}"
+        _name(rname, key, ctx)
+        if rname in states or rname in params or rname in covs or rname in derived:
+            raise ctx.err(key, f"route name '{rname}' is already a state, parameter, "
+                          "covariate or derived name; give the route its own name")  # fmt: skip
+        if not isinstance(raw, Mapping) or not raw:
+            raise ctx.err(
+                key, 'expected a table state -> fraction, like { venous = "viability", '
+                'dead_blood = "1 - viability" }'
+            )  # fmt: skip
+        fractions = {}
+        for sname, fr in raw.items():
+            skey = f"{key}.{sname}"
+            if sname not in states:
+                raise ctx.err(skey, f"unknown state '{sname}'; states: {', '.join(states)}")
+            if isinstance(fr, bool) or not isinstance(fr, (str, int, float)):
+                raise ctx.err(skey, f"expected a fraction expression (text or number), got {fr!r}")
+            fractions[sname] = check_names(expr(str(fr), skey), skey, static)
+        routes[rname] = _ro(fractions)
+
     for ukey in ("time_unit", "amount_unit"):
         if ukey not in m:
             raise ctx.err(
@@ -790,6 +816,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         physiology=_ro(dict(physio)),
         breakpoints=_ro(breakpoints),
         derived_units=_ro({k: u for k, u in derived_units.items() if u}),
+        routes=_ro(routes),
     )
     check_units(spec, spec.derived_units)
     return spec
@@ -971,6 +998,10 @@ def describe(spec: ModelSpec | str) -> str:
             for r in spec.dosing.values()
         ]
         out.append(_md_table(["state", "lag", "bioavailability", "rate", "duration"], rows))
+    if spec.routes:
+        out += ["", "## Routes (a dose of N into a route puts N * fraction into each state)", ""]
+        rows = [[r, s, e.source] for r, fr in spec.routes.items() for s, e in fr.items()]
+        out.append(_md_table(["route", "state", "fraction"], rows))
     if spec.breakpoints:
         out += ["", "## Breakpoints (the name is 0 before the time, 1 from it on)", ""]
         out.append(

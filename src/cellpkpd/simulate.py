@@ -239,7 +239,7 @@ class Simulator:
                 f"{self.spec.name}: doses must be a cp.Regimen (or DoseArrays), got "
                 f"{type(doses).__name__}; simulate without doses with cp.Regimen([])"
             )
-        doses = doses.resolve(tuple(self.spec.states))
+        doses = doses.resolve(tuple(self.spec.states), routes=tuple(self.spec.routes))
         if self.max_doses is not None and doses.max_doses != self.max_doses:
             raise DosingError(
                 f"Simulator: dose arrays have {doses.max_doses} slots, expected "
@@ -255,10 +255,16 @@ class Simulator:
             times = jnp.asarray(times, dtype=float)
         p = self._params(params)
         if self._dosed:
-            # dosed_<state>: the subject's total amount dosed into each state
+            # dosed_<state>: the subject's total amount dosed into each state (AMT; a
+            # route dose counts for every state of its route)
             given = (doses.kind == DOSE) | (doses.kind == RESET_DOSE)
+            route = jnp.full_like(doses.cmt, -1) if doses.route is None else doses.route
+            in_route = np.zeros((len(self.spec.routes) + 1, len(self.spec.states)), bool)
+            for r, fr in enumerate(self.spec.routes.values()):
+                in_route[r, [list(self.spec.states).index(s) for s in fr]] = True
             for name, j in self._dosed:
-                p[name] = jnp.sum(jnp.where(given & (doses.cmt == j), doses.amount, 0.0), -1)
+                hit = jnp.where(route >= 0, jnp.asarray(in_route[:, j])[route], doses.cmt == j)
+                p[name] = jnp.sum(jnp.where(given & hit, doses.amount, 0.0), -1)
         return p, doses, times, static
 
     def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
@@ -554,22 +560,37 @@ def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
     for i, ev in enumerate(reg.events):
         if not isinstance(ev, Dose):
             continue
-        if isinstance(ev.cmt, str) and ev.cmt not in spec.states:
+        if ev.route is not None:
+            if ev.route not in spec.routes:
+                raise DosingError(
+                    f"{where}: dose {i} into unknown route '{ev.route}'; routes: "
+                    + (", ".join(spec.routes) or f"none ({spec.source} has no [routes] block)")
+                )
+            targets = list(spec.routes[ev.route])
+            if ev.ss and len(targets) > 1 and not spec.is_linear:
+                raise DosingError(
+                    f"{where}: dose {i} has ss = {ev.ss} into route '{ev.route}' of "
+                    f"{len(targets)} states, which needs a linear model (the steady state is "
+                    f"summed over the states); '{spec.name}' is nonlinear"
+                )
+        elif isinstance(ev.cmt, str) and ev.cmt not in spec.states:
             raise DosingError(
                 f"{where}: dose {i} into unknown state '{ev.cmt}'; states: {', '.join(spec.states)}"
             )
-        if not isinstance(ev.cmt, str) and not 1 <= ev.cmt <= len(spec.states):
+        elif not isinstance(ev.cmt, str) and not 1 <= ev.cmt <= len(spec.states):
             raise DosingError(
                 f"{where}: dose {i} has cmt = {ev.cmt}; the model has states 1..{len(spec.states)}"
             )
-        state = ev.cmt if isinstance(ev.cmt, str) else list(spec.states)[ev.cmt - 1]
-        rule = spec.dosing.get(state)
-        for attr, fld in (("rate", "rate"), ("duration", "duration")):
-            if getattr(ev, attr) == "model" and (rule is None or getattr(rule, fld) is None):
-                raise DosingError(
-                    f"{where}: dose {i} asks for the modelled {fld} of '{state}', but "
-                    f"{spec.source} has no [dosing].{state}.{fld}"
-                )
+        if ev.route is None:
+            targets = [ev.cmt if isinstance(ev.cmt, str) else list(spec.states)[ev.cmt - 1]]
+        for state in targets:
+            rule = spec.dosing.get(state)
+            for attr, fld in (("rate", "rate"), ("duration", "duration")):
+                if getattr(ev, attr) == "model" and (rule is None or getattr(rule, fld) is None):
+                    raise DosingError(
+                        f"{where}: dose {i} asks for the modelled {fld} of '{state}', but "
+                        f"{spec.source} has no [dosing].{state}.{fld}"
+                    )
         if ev.ss == 2 and not spec.is_linear:
             raise DosingError(
                 f"{where}: dose {i} has ss = 2 (add steady state to the current state), which "
@@ -722,10 +743,18 @@ def simulate(
     res.attrs["jump_times"] = _jump_times_of(spec, doses)
     coords = _dose_coords(regimens, times_arr, n, spec.time_unit)
     res = res.assign_coords({k: (("subject", "time"), *v) for k, v in coords.items()})
-    if given is not None:
-        attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
-        res = res.assign_coords(amount_given=("subject", given, attrs))
-    return res
+    if given is None:
+        given = _amount_given(regimens, n)
+    attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
+    return res.assign_coords(amount_given=("subject", given, attrs))
+
+
+def _amount_given(regimens: Sequence[Regimen], n: int) -> np.ndarray:
+    """Each subject's total amount dosed [model amount unit]: AMT summed over its doses (ADDL
+    copies included; an SS dose counts once), before any bioavailability or route fraction:
+    for a cell product, the cells given, whatever states a route splits them into."""
+    given = np.array([sum(d.amount for d in r.doses) for r in regimens], dtype=float)
+    return np.broadcast_to(given, (n,)).copy()
 
 
 def _jump_times_of(spec: ModelSpec, doses: DoseArrays) -> list[float]:
@@ -1067,6 +1096,8 @@ def _simulate_data(
     # time after dose at each record, the records at equal times in file order
     dose = _dose_coords(regimens, times, n, spec.time_unit, order, valid)
     coords.update({k: (dims, *v) for k, v in dose.items()})
+    attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
+    coords["amount_given"] = ("subject", _amount_given(regimens, n), attrs)
     return xr.Dataset(
         data_vars,
         coords=coords,

@@ -19,6 +19,7 @@ Failures are returned as a status code per subject (see `STATUS`), never as sile
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from .dosing import (
     GIVEN_RATE,
     MODEL_DURATION,
     MODEL_RATE,
+    PAD,
     RESET,
     RESET_DOSE,
     DoseArrays,
@@ -262,6 +264,7 @@ class _Events(eqx.Module):
     dose_ss: Any  # (E,) 0/1/2 per dose record
     lag: Any  # (E,) total lag [time] per dose record
     slots: int = eqx.field(static=True, default=0)  # DoseArrays.ss_overlap
+    per_entry: int = eqx.field(static=True, default=1)  # engine slots per dose entry (routes)
 
     def rate_at(self, T: Any, n: int) -> Any:
         """Input rate vector just after each time in T (shape (Q,) -> (Q, n))."""
@@ -280,6 +283,65 @@ class _Events(eqx.Module):
         return (active * self.inf_rate[None, :]) @ onehot
 
 
+def _route_factor(cm: CompiledModel, d: DoseArrays) -> int:
+    """Engine slots per dose-array entry: the widest route when some dose uses a route."""
+    return cm.route_width if d.has_route else 1
+
+
+def _expand_routes(
+    cm: CompiledModel, d: DoseArrays, dv: dict[str, Any]
+) -> tuple[DoseArrays, dict[str, Any]]:
+    """One engine event per state of each entry's route: entry i becomes entries
+    ``i * K + k`` (K = `CompiledModel.route_width`), each a dose into one state whose
+    bioavailability is the route's fraction for it (a cmt dose keeps its state and its
+    ``[dosing]`` F in slot 0). A given infusion rate is shared out by the fractions (every
+    state's infusion lasts as long). Only slot 0 keeps a reset (EVID 3/4); an SS=1 dose
+    gives its first state SS=1 and the others SS=2, so the steady state is the sum of the
+    states' (exact for linear models, as the steady state is linear in the doses).
+    Outputs' ``events_before`` are scaled by K (see `_timeline`)."""
+    K = cm.route_width
+    E = d.time.shape[0]
+    rep = lambda a: jnp.repeat(a, K, axis=0)
+    k = jnp.tile(jnp.arange(K, dtype=jnp.int32), E)
+    route = rep(d.route)
+    is_route = route >= 0
+    r = jnp.maximum(route, 0)
+    n_r = len(cm.route_names)
+    if n_r:
+        states = jnp.asarray(cm.route_states)[r, k]
+        valid = jnp.asarray(cm.route_valid)[r, k]
+        frac = rep(dv["route_F"])[jnp.arange(E * K), r, k]
+    else:
+        states, valid, frac = jnp.zeros(E * K, jnp.int32), jnp.zeros(E * K, bool), 0.0
+    first = k == 0
+    live = jnp.where(is_route, valid, first)
+    cmt = jnp.where(is_route, states, rep(d.cmt))
+    kind = rep(d.kind)
+    kind = jnp.where(first, kind, jnp.where(kind == RESET_DOSE, DOSE, kind))
+    kind = jnp.where(live, kind, PAD)
+    ss = rep(d.ss)
+    ss = jnp.where(~first & (ss == 1), 2, ss)
+    rate = rep(d.rate) * jnp.where(is_route, frac, 1.0)
+    pos = d.ss_positions
+    slots = None if pos is None else tuple(i * K + j for i in pos for j in range(K))
+    same = ("time", "amount", "duration", "lag", "bioavailability", "ii", "mode")
+    out = dataclasses.replace(
+        d,
+        **{f: rep(getattr(d, f)) for f in same},
+        cmt=cmt,
+        kind=kind,
+        ss=ss,
+        rate=rate,
+        route=route,
+        ss_positions=slots,
+    )  # fmt: skip
+    dv = {key: rep(v) for key, v in dv.items() if key != "route_F"}
+    # a route's fraction takes the place of the state's [dosing] bioavailability
+    F_row = jax.nn.one_hot(cmt, cm.n_states, dtype=dv["F"].dtype)
+    dv["F"] = jnp.where(is_route[:, None], F_row * jnp.asarray(frac)[..., None], dv["F"])
+    return out, dv
+
+
 def _expand(
     cm: CompiledModel,
     p: dict[str, Any],
@@ -289,12 +351,14 @@ def _expand(
     t_end: Any,
 ) -> _Events:
     n = cm.n_states
-    kind, mode, cmt = d.kind, d.mode, d.cmt
-    is_dose = (kind == DOSE) | (kind == RESET_DOSE)
-    is_reset = (kind == RESET) | (kind == RESET_DOSE)
     # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
     at_dose = lambda T, k: cm.dosing_vectors(_params_at(p, tv, T, k, point=True))
     dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]))
+    if d.has_route:
+        d, dv = _expand_routes(cm, d, dv)
+    kind, mode, cmt = d.kind, d.mode, d.cmt
+    is_dose = (kind == DOSE) | (kind == RESET_DOSE)
+    is_reset = (kind == RESET) | (kind == RESET_DOSE)
     take = lambda a: jnp.take_along_axis(a, cmt[:, None], axis=1)[:, 0]
     lag = d.lag + take(dv["lag"])
     amt = d.amount * d.bioavailability * take(dv["F"])
@@ -420,6 +484,7 @@ def _expand(
         dose_ss=dose_ss,
         lag=lag,
         slots=d.ss_overlap,
+        per_entry=_route_factor(cm, d),
     )
 
 
@@ -530,6 +595,8 @@ def _output_keys(n_out: int, events_before: Any | None) -> Any:
 def _merge(ev: _Events, times: Any, events_before: Any | None) -> Any:
     """Order of event points and output times merged by time, then tie-break key."""
     all_t = jnp.concatenate([ev.time, times])
+    if events_before is not None and ev.per_entry > 1:  # route doses: K slots per entry
+        events_before = ev.per_entry * jnp.asarray(events_before, jnp.int32)
     tie = jnp.concatenate([2 * ev.order, _output_keys(times.shape[0], events_before)])
     return jnp.lexsort((tie, all_t))
 
@@ -658,7 +725,8 @@ def _solve_exact(
         if d.has_ss:
             # the system of each SS dose's own record
             system = lambda T_, k: cm.linear_system(_params_at(p, tv, T_, k, point=True))
-            rec = _dose_records(tv, ev.record_time.shape[0])
+            rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
+            rec = jnp.repeat(rec, ev.per_entry)
             As, bs = jax.vmap(system)(ev.record_time, rec)
             trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
 
@@ -672,7 +740,7 @@ def _solve_exact(
         ss = jnp.where(act, ev.ss[j], 0)
         if tv is not None:
             # a reset's initial amounts with its own record's values
-            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j]]
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
             at = lambda T_, k: cm.initial(_params_at(p, tv, T_, k, point=True))
             x_reset = jax.vmap(at)(T, rec)
         else:
@@ -791,7 +859,7 @@ def _solve_ode(
         buf = record(buf, ys, idx, mask)
         j = order[i]
         if tv is not None:  # a reset's initial amounts with its own record's values
-            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j]]
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
             xi = cm.initial(_params_at(p, tv, tb, rec, point=True))
         else:
             xi = x_init
@@ -894,7 +962,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
         return y, jnp.where(ss > 0, code, 0)
 
-    rec = _dose_records(tv, ev.record_time.shape[0])
+    rec = jnp.repeat(_dose_records(tv, ev.record_time.shape[0] // ev.per_entry), ev.per_entry)
     xs, codes = jax.vmap(one)(
         ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const
     )

@@ -246,7 +246,7 @@ def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, in
         _check_regimen(spec, regimen, "sweep: regimen")
         return regimen.to_arrays(None, spec), n or 1
     if isinstance(regimen, DoseArrays):
-        d = regimen.resolve(tuple(spec.states), "sweep: regimen")
+        d = regimen.resolve(tuple(spec.states), "sweep: regimen", tuple(spec.routes))
         if d.time.ndim == 1:
             return d, n or 1
         if d.time.ndim != 2:
