@@ -230,7 +230,7 @@ parameters fixed at their file values), treating values below the LLOQ as censor
 """),
     code("""
 mouse = cp.load_model("msc_pbk")
-truth = {"k_death_lung": 0.08, "k_clear_dead": 0.04}  # 1/h; file values 0.058 and 0.06
+truth = {"k_death_lung": 0.08, "k_clear_dead": 0.04}  # 1/h (the file values are printed below)
 sample_times = np.array([1.0, 6.0, 24.0, 48.0, 72.0, 120.0])
 sim = cp.simulate(mouse, cp.Regimen([cp.Dose(0.0, 1e6, cmt="venous")]), sample_times, params=truth)
 lloq = 1e8  # copies/mg: this assay is less sensitive than the model file's LLOQ_alu (1e6)
