@@ -105,7 +105,8 @@ def test_exponential_effect_uses_model_default_as_reference(host):
         seed=2,
     )
     x = pop.covariates["inflammation"]  # reference: the model's default 1.0
-    np.testing.assert_allclose(pop.params["k_kill"], 0.09 * np.exp(0.5 * (x - 1.0)), rtol=1e-14)
+    typical = host.parameters["k_kill"].value  # the model file's typical value
+    np.testing.assert_allclose(pop.params["k_kill"], typical * np.exp(0.5 * (x - 1.0)), rtol=1e-14)
 
 
 def test_seeds_are_reproducible(one_cmt):
