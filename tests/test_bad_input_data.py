@@ -234,7 +234,7 @@ def test_simulate_data_parameter_column_outside_bounds(tmp_path: Path, iv: cp.Mo
     data = cp.read_nonmem(write(tmp_path, PARAM_COLUMN))
     check(
         cp.DataError,
-        r"data\.csv row 2: CL = -2 lies outside the bounds \[0, inf\] of parameter CL",
+        r"data\.csv row 2 \(ID 1\): CL = -2 lies outside the bounds \[0, inf\] of parameter CL",
         cp.simulate,
         iv,
         data=data,
