@@ -156,6 +156,8 @@ class Dose:
         state of the route; an infusion at `rate` gives each state ``rate * fraction_s``, so
         all end together).
 
+    Notes
+    -----
     A unit may come with `amount`, `duration`, `lag`, `rate` and `ii` as a string:
     ``amount="2e6 cells"``, ``amount="2e6 cells/kg"`` (per kg, as ``per="kg"``),
     ``amount="5 mg/kg"``, ``duration="1 d"``, ``rate="10 mg/h"``. They are converted to the
@@ -164,8 +166,6 @@ class Dose:
     numbers are in the model's units. `time` is always a number in the model's time unit
     (it orders the regimen).
 
-    Notes
-    -----
     time, amount, duration, rate, lag, bioavailability and ii may be JAX-traced scalars
     (inside ``jax.grad``, ``jax.jit`` or ``jax.vmap``): the dose keeps them, and derivatives
     of `Simulator` outputs with respect to them are exact on both solver paths. Concrete
