@@ -40,6 +40,9 @@ class CompiledModel:
             (idx[f.source], None if f.target is None else idx[f.target], f.rate) for f in spec.flows
         ]
         self._odes = [(idx[s], e) for s, e in spec.odes.items()]
+        #: dx/dt may have a term without a state factor (b != 0 in dx/dt = A x + b): only
+        #: [odes] terms can add one (a flow's flux is its rate times the source amount)
+        self.has_constant_input = bool(self._odes)
         self.breakpoint_names = tuple(spec.breakpoints)
         # [routes]: route r puts its fraction route_F[r, k] (see `dosing_vectors`) of a dose
         # into state route_states[r, k]; rows padded with state 0 to the widest route (valid:

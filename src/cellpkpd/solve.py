@@ -676,7 +676,14 @@ def _solve_exact(
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
     u_rate = ev.rate_at(prev_T, n)  # input on each segment (M, n)
     x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
-    pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
+    # Without zero-order input (no infusion, no steady state, no constant term in the model)
+    # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
+    # block matrix (8x fewer flops, 4x less memory per exponential)
+    input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
+    if input_free:
+        pair = lambda A_, h_: (expm_small(A_ * h_, opts.squarings), None)
+    else:
+        pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
 
     if tv is None and _BP_TIMES not in p:
         A, b = cm.linear_system(p)
@@ -704,7 +711,7 @@ def _solve_exact(
             Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
             Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
             Phi = jnp.concatenate([Phi_r, Phi_i])
-            Gam = jnp.concatenate([Gam_r, Gam_i])
+            Gam = None if input_free else jnp.concatenate([Gam_r, Gam_i])
             out_k = jnp.clip(src - P, 0, n_out - 1)
             tab = jnp.where(irr, m + rank, jnp.asarray(inv, jnp.int32)[out_k])
         else:
@@ -733,7 +740,9 @@ def _solve_exact(
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
     act = is_pt & ev.valid[j]
-    forcing = jnp.einsum("mij,mj->mi", Gam[tab], u) + jnp.where(act[:, None], ev.bolus[j], 0.0)
+    forcing = jnp.where(act[:, None], ev.bolus[j], 0.0)
+    if not input_free:
+        forcing = forcing + jnp.einsum("mij,mj->mi", Gam[tab], u)
     resets = d.has_reset or d.has_ss
     if resets:
         reset = act & ev.reset[j]
