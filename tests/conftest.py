@@ -9,12 +9,33 @@ the state after the dose).
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+# One persistent JAX compilation cache for the whole run, shared by the pytest-xdist workers
+# (which inherit the variable from the controller that imports this file first): a program
+# compiled by one test or worker is read back by the others, and the CLI tests use it through
+# the same variable. A folder of this run's own is removed when the run ends.
+if "CELLPKPD_COMPILATION_CACHE" not in os.environ:
+    os.environ["CELLPKPD_COMPILATION_CACHE"] = str(
+        Path(tempfile.gettempdir()) / f"cellpkpd-test-jax-cache-{os.getpid()}"
+    )
+    os.environ["CELLPKPD_TEST_OWN_CACHE"] = "1"
+import cellpkpd as _cp  # after the variable: the package reads it
+
+_cp.config.enable_compilation_cache()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CELLPKPD_TEST_OWN_CACHE") and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(os.environ["CELLPKPD_COMPILATION_CACHE"], ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

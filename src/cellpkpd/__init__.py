@@ -33,7 +33,7 @@ def _request_host_devices() -> None:
 _request_host_devices()
 
 # ruff: noqa: E402  (x64 and device requests must come before the submodules load)
-from . import datasets, physiology, plots
+from . import config, datasets, physiology, plots
 from .data import Dataset, read_nonmem
 from .dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
 from .errors import (
@@ -83,6 +83,7 @@ __all__ = [
     "Simulator",
     "SpecError",
     "VirtualPopulation",
+    "config",
     "datasets",
     "describe",
     "dose_ranging",

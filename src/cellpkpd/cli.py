@@ -766,11 +766,16 @@ def _write_results(
     if "status" in res.coords:  # 0 = solved; else a key of cellpkpd.solve.STATUS
         table["status"] = res["status"].to_series().reindex(table["subject"]).to_numpy()
     table.to_csv(csv_path, index=False)
-    names = list(spec.observations) or list(spec.states)
-    labels = _subject_labels(res, spec, varied or {})
-    fig = cp.plots.timecourse(
-        res, [n for n in names if n in res], spec=spec, log=log, title=title, labels=labels
-    )
+    if any(str(v).startswith("frac_") for v in res.data_vars):
+        # a biodistribution model: fraction of the dose per organ on a log axis (the
+        # median over subjects), the figure a biodistribution study reports
+        fig = cp.plots.biodistribution(res, spec, log=True, title=title)
+    else:
+        names = list(spec.observations) or list(spec.states)
+        labels = _subject_labels(res, spec, varied or {})
+        fig = cp.plots.timecourse(
+            res, [n for n in names if n in res], spec=spec, log=log, title=title, labels=labels
+        )
     fig.savefig(png_path, dpi=120)
     return csv_path, png_path
 
@@ -795,6 +800,17 @@ def _subject_labels(res: Any, spec: cp.ModelSpec, varied: dict[str, Any]) -> lis
 def _fail(message: object, code: int) -> int:
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return code
+
+
+def _use_compilation_cache() -> None:
+    """Every command keeps its compiled programs in the persistent cache
+    (``cp.config.default_cache_dir()``; ``CELLPKPD_COMPILATION_CACHE=0`` turns it off), so a
+    second run of the same model skips compilation. A folder that cannot be written leaves
+    the cache off, with a warning."""
+    try:
+        cp.config.enable_compilation_cache()
+    except cp.SpecError as exc:
+        warnings.warn(f"{exc}; compiling without the cache", stacklevel=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -824,6 +840,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _use_compilation_cache()
         return func(args)
     except cp.SimulationError as exc:
         return _fail(exc, 1)
