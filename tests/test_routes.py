@@ -145,10 +145,26 @@ def test_describe_lists_routes():
 
 
 @pytest.mark.slow
-def test_cli_route_and_default_route_dose_all_cells(capsys, tmp_path):
+def test_cli_route_and_default_route_dose_all_cells(capsys, tmp_path, monkeypatch):
+    figures = []
+    draw = cp.plots.biodistribution
+
+    def spy(*args, **kw):
+        figures.append(draw(*args, **kw))
+        return figures[-1]
+
+    monkeypatch.setattr(cp.plots, "biodistribution", spy)
     code = main(["simulate", "msc_pbk", "--dose", "1e6", "--end", "24", "--output", str(tmp_path)])
     out, _ = capsys.readouterr()
     assert code == 0 and "route iv (venous, dead_blood)" in out
+    # the plot of a biodistribution model is the biodistribution figure: % of dose per
+    # organ on a log axis, one line per frac_* organ
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "fraction of dose [%]"
+    assert len(ax.get_lines()) == sum(str(v).startswith("frac_") for v in cp.load_model(
+        "msc_pbk").observations)
+    assert (tmp_path / "msc_pbk_simulation.png").stat().st_size > 10_000
     table = pd.read_csv(tmp_path / "msc_pbk_simulation.csv")
     spec = cp.load_model("msc_pbk")
     total = table[list(spec.states)].sum(axis=1).to_numpy()
