@@ -341,10 +341,9 @@ def test_every_library_model_has_its_docs_page():
         assert all(f"| {p} |" in text for p in cp.load_model(name).parameters)
 
 
-def test_gof_two_organs_colours_and_log_iwres_per_organ():
-    """A biodistribution fit (two organs, log-normal error with its own sigma each): one
-    colour per organ, residuals are IWRES = (log obs - log IPRED) / sigma of the record's
-    organ (not raw obs - IPRED, which spans decades), censored records are red crosses."""
+def _two_organ_fit():
+    """A biodistribution fit result (two organs, log-normal error with its own sigma each,
+    one censored record), built by hand: (idata, obs, ipred, organ, cens, sigma per organ)."""
     import arviz as az
 
     rng = np.random.default_rng(0)
@@ -368,6 +367,14 @@ def test_gof_two_organs_colours_and_log_iwres_per_organ():
     od["censored"] = (("subject", "record"), cens)
     od["lloq"] = (("subject", "record"), lloq)
     od["output"] = (("subject", "record"), organ)
+    return idata, obs, ipred, organ, cens, sig
+
+
+def test_gof_two_organs_colours_and_log_iwres_per_organ():
+    """A biodistribution fit (two organs, log-normal error with its own sigma each): one
+    colour per organ, residuals are IWRES = (log obs - log IPRED) / sigma of the record's
+    organ (not raw obs - IPRED, which spans decades), censored records are red crosses."""
+    idata, obs, ipred, organ, cens, sig = _two_organ_fit()
     fig = cp.plots.gof(idata, log=True, unit="copies/mg", title="two organs")
     ax_obs, ax_t = fig.axes[0], fig.axes[1]
     labels = [c.get_label() for c in ax_obs.collections]
@@ -380,3 +387,19 @@ def test_gof_two_organs_colours_and_log_iwres_per_organ():
         sel = (organ == name) & ~cens
         got = ax_t.collections[k].get_offsets()[:, 1]
         np.testing.assert_allclose(np.sort(got), np.sort(expected[sel]), rtol=1e-12)
+
+
+def test_gof_outputs_draws_only_the_chosen_observation_types():
+    """gof(outputs=[...]) draws the records of those observation types only (observations
+    in other units, e.g. radiolabel fractions beside qPCR genome equivalents, go in a
+    figure of their own); an observation the fit did not use is a one-line error."""
+    idata, obs, _, organ, cens, _ = _two_organ_fit()
+    fig = cp.plots.gof(idata, log=True, outputs=["liver"])
+    ax_obs, ax_t = fig.axes[0], fig.axes[1]
+    # the censored record is a liver record: its cross stays
+    assert [c.get_label() for c in ax_obs.collections] == ["observed", "below LLOQ (at LLOQ)"]
+    drawn = np.sort(ax_obs.collections[0].get_offsets()[:, 1])
+    np.testing.assert_allclose(drawn, np.sort(obs[(organ == "liver") & ~cens]), rtol=1e-12)
+    assert ax_t.collections[0].get_offsets().shape[0] == drawn.size
+    with pytest.raises(cp.SpecError, match=r"gof: outputs = \['spleen'\]; expected some of"):
+        cp.plots.gof(idata, outputs=["spleen"])

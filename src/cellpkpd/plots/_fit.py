@@ -94,6 +94,7 @@ def gof(
     log: bool = False,
     unit: str | None = None,
     title: str | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> Figure:
     """Goodness-of-fit panels of a `cp.fit` result.
 
@@ -119,6 +120,10 @@ def gof(
         Unit of the observations (default: from the model).
     title : str, optional
         Figure title.
+    outputs : sequence of str, optional
+        Observation types to draw (default: every one the fit used). Choose observations
+        that share a unit (e.g. the qPCR assays of every organ, then the radiolabel ones in
+        a second figure): one axis cannot show genome equivalents and fractions at once.
 
     Returns
     -------
@@ -129,7 +134,7 @@ def gof(
     Raises
     ------
     SpecError
-        If `idata` is not a fit result.
+        If `idata` is not a fit result, or `outputs` names an observation it did not fit.
     """
     _check_idata(idata, "gof")
     model = _spec_of(idata, spec)
@@ -147,8 +152,20 @@ def gof(
     if "output" in od:  # only the observation types that the data hold, in their order
         in_data = list(dict.fromkeys(np.asarray(od["output"].values).astype(str).ravel()))
         outs = [o for o in in_data if o in outs] or outs
+    if outputs is not None:
+        unknown = [o for o in outputs if o not in outs]
+        if unknown or not outputs:
+            raise SpecError(
+                f"gof: outputs = {list(outputs)}; expected some of the fitted observations "
+                f"{outs}"
+            )
+        if "output" in od:  # the other observation types' records are left out
+            obs = np.where(np.isin(np.asarray(od["output"].values).astype(str), outputs), obs,
+                           np.nan)  # fmt: skip
+        outs = list(outputs)
     if unit is None:
-        unit = model.observations[outs[0]].unit if model is not None and len(outs) == 1 else ""
+        units = {model.observations[o].unit for o in outs} if model is not None else set()
+        unit = units.pop() if len(units) == 1 else ""
     time_unit = model.time_unit if model is not None else ""
     name = outs[0] if len(outs) == 1 else "observation"
     seen = np.isfinite(obs) & ~cens
