@@ -4,8 +4,10 @@ Run from the repository root after changing a model file or a plot:
 
     python docs/make_figures.py
 
-It writes docs/library/<model>.md (description, diagram, states, observations, parameter
-table, references) with docs/library/<model>.png (`cp.plots.diagram`), and
+It writes docs/library/<model>.md (description, diagram, states, flows, routes, observations,
+parameter table, the published facts it reproduces (from the docstrings of
+tests/test_literature_msc.py), its known limits (``notes`` of its ``[model]`` block),
+references) with docs/library/<model>.png (`cp.plots.diagram`), and
 docs/images/biodistribution.png (shown in the README). The outputs are committed, so the
 documentation builds without running models; tests/test_plots.py checks that every library
 model has its page.
@@ -13,6 +15,7 @@ model has its page.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,27 @@ def model_page(name: str) -> str:
         "|---|---|---|",
     ]
     out += [f"| {s.name} | {s.unit} | {_cell(s.description)} |" for s in spec.states.values()]
+    if spec.flows:
+        out += ["", "## Flows", "", f"First-order transfers; rate in 1/{spec.time_unit}.", ""]
+        out += ["| from | to | rate |", "|---|---|---|"]
+        out += [
+            f"| {f.source} | {f.target or '(lost)'} | `{_cell(f.rate.source)}` |"
+            for f in spec.flows
+        ]
+    if spec.odes:
+        out += ["", "## Extra ODE terms", "", f"| state | d(state)/dt [{spec.amount_unit}/"]
+        out[-1] += f"{spec.time_unit}] |"
+        out += ["|---|---|"]
+        out += [f"| {k} | `{_cell(e.source)}` |" for k, e in spec.odes.items()]
+    if spec.routes:
+        out += ["", "## Routes", "", "`cp.Dose(time, amount, route=name)` puts `amount` times"]
+        out[-1] += " each fraction into its state."
+        out += ["", "| route | state | fraction |", "|---|---|---|"]
+        out += [
+            f"| {r} | {state} | `{_cell(e.source)}` |"
+            for r, fractions in spec.routes.items()
+            for state, e in fractions.items()
+        ]
     out += ["", "## Observations", "", "| name | unit | error | description |", "|---|---|---|---|"]
     out += [
         f"| {o.name} | {o.unit} | {o.error} | {_cell(o.description)} |"
@@ -76,9 +100,39 @@ def model_page(name: str) -> str:
     if spec.physiology:
         out += ["", "Parameters filled from the species table (`cp.physiology`): "]
         out[-1] += ", ".join(f"`{k}`" for k in spec.physiology) + "."
+    facts = literature_facts().get(name, [])
+    if facts:
+        out += ["", "## Published facts it reproduces", ""]
+        out += [f"Each is a test in `{LITERATURE.relative_to(DOCS.parent)}` (tolerances there)."]
+        out += [""] + [f"- {_cell(text)} (`{test}`)" for test, text in facts]
+    notes = spec.extra.get("notes")
+    if notes:
+        out += ["", "## Known limits", ""]
+        out += [f"- {_cell(n)}" for n in ([notes] if isinstance(notes, str) else notes)]
     out += ["", "## References", ""]
     out += [f"- {_cell(r)}" for r in spec.references] or ["- none given"]
     return "\n".join(out) + "\n"
+
+
+LITERATURE = DOCS.parent / "tests" / "test_literature_msc.py"
+# the fixture a literature test takes names the model it checks
+FIXTURE_MODEL = {"pbk": "msc_pbk", "pd_runs": "msc_pkpd_host"}
+
+
+def literature_facts() -> dict[str, list[tuple[str, str]]]:
+    """Model name -> [(test name, first paragraph of its docstring)] for the tests of
+    published facts (one test per fact, its citation in the docstring)."""
+    facts: dict[str, list[tuple[str, str]]] = {}
+    tree = ast.parse(LITERATURE.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+            continue
+        model = next((FIXTURE_MODEL[a.arg] for a in node.args.args if a.arg in FIXTURE_MODEL), None)
+        doc = ast.get_docstring(node)
+        if model and doc:
+            first = " ".join(doc.split("\n\n")[0].split())
+            facts.setdefault(model, []).append((node.name, first))
+    return facts
 
 
 def readme_figure() -> None:

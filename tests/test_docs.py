@@ -29,3 +29,30 @@ def test_worked_example_of_the_model_guide(tmp_path: Path) -> None:
     np.testing.assert_allclose(total, np.broadcast_to(infused, total.shape), rtol=1e-9, atol=1e-6)
     # larger cells are trapped more
     assert res["lung"].values[1].max() > res["lung"].values[0].max()
+
+
+def test_msc_library_pages_list_their_facts_routes_flows_and_limits() -> None:
+    """docs/library/msc_*.md (written by docs/make_figures.py) name every published-fact test
+    of their model (tests/test_literature_msc.py), every route and flow, and the model file's
+    known limits: a fact test added or a limit written without regenerating the pages fails."""
+    import ast
+
+    library = DOCS.parent / "library"
+    literature = DOCS.parents[1] / "tests" / "test_literature_msc.py"
+    fixture_model = {"pbk": "msc_pbk", "pd_runs": "msc_pkpd_host"}
+    tests: dict[str, list[str]] = {}
+    for node in ast.parse(literature.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            for a in node.args.args:
+                if a.arg in fixture_model:
+                    tests.setdefault(fixture_model[a.arg], []).append(node.name)
+    assert set(tests) == {"msc_pbk", "msc_pkpd_host"}
+    for name, names in tests.items():
+        page = (library / f"{name}.md").read_text(encoding="utf-8")
+        spec = cp.load_model(name)
+        assert "## Published facts it reproduces" in page and "## Known limits" in page
+        assert all(f"(`{t}`)" in page for t in names), name
+        assert all(f"| {r} | " in page for r in spec.routes), name
+        assert all(f"| {f.source} | {f.target or '(lost)'} |" in page for f in spec.flows), name
+        for note in spec.extra["notes"]:
+            assert note.replace("|", "\\|") in page, note
