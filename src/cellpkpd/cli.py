@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(see 'cellpkpd models MODEL'). Writes DIR/<model>_simulation.csv (columns\n"
             "subject, time, then one per state and observation) and\n"
             "DIR/<model>_simulation.png (one panel per observation, or per state when\n"
-            "the model has none)."
+            "the model has none; for one subject of a biodistribution model, the percent\n"
+            "of the dose in each organ)."
         ),
         epilog=(
             "examples:\n"
@@ -766,10 +767,11 @@ def _write_results(
     if "status" in res.coords:  # 0 = solved; else a key of cellpkpd.solve.STATUS
         table["status"] = res["status"].to_series().reindex(table["subject"]).to_numpy()
     table.to_csv(csv_path, index=False)
-    if any(str(v).startswith("frac_") for v in res.data_vars):
-        # a biodistribution model: fraction of the dose per organ on a log axis (the
-        # median over subjects), the figure a biodistribution study reports
-        fig = cp.plots.biodistribution(res, spec, log=True, title=title)
+    if res.sizes["subject"] == 1 and any(str(v).startswith("frac_") for v in res.data_vars):
+        # one subject of a biodistribution model: the fraction of the dose per organ (log
+        # axis when it spans decades, or with --log), the figure a biodistribution study
+        # reports; several subjects (e.g. --param lists) keep one labelled line each
+        fig = cp.plots.biodistribution(res, spec, log=True if log else None, title=title)
     else:
         names = list(spec.observations) or list(spec.states)
         labels = _subject_labels(res, spec, varied or {})
@@ -809,7 +811,7 @@ def _use_compilation_cache() -> None:
     the cache off, with a warning."""
     try:
         cp.config.enable_compilation_cache()
-    except cp.SpecError as exc:
+    except cp.SpecError as exc:  # e.g. no writable home folder
         warnings.warn(f"{exc}; compiling without the cache", stacklevel=2)
 
 
