@@ -28,7 +28,7 @@ if "CELLPKPD_COMPILATION_CACHE" not in os.environ:
         Path(tempfile.gettempdir()) / f"cellpkpd-test-jax-cache-{os.getpid()}"
     )
     os.environ["CELLPKPD_TEST_OWN_CACHE"] = "1"
-import cellpkpd as _cp  # after the variable: the package reads it
+import cellpkpd as _cp
 
 _cp.config.enable_compilation_cache()
 

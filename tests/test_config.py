@@ -60,6 +60,18 @@ def test_environment_variable_names_the_default_folder(tmp_path, monkeypatch):
     assert cp.config.default_cache_dir() == tmp_path / "xdg" / "cellpkpd" / "jax"
 
 
+def test_no_home_folder_is_a_one_line_error(monkeypatch):
+    monkeypatch.delenv("CELLPKPD_COMPILATION_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    with pytest.raises(cp.SpecError, match="no home folder to keep it in; set XDG_CACHE_HOME"):
+        cp.config.default_cache_dir()
+
+
 def test_unwritable_folder_is_a_one_line_error(tmp_path, restore_cache):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -69,7 +81,9 @@ def test_unwritable_folder_is_a_one_line_error(tmp_path, restore_cache):
         cp.config.enable_compilation_cache(tmp_path, min_compile_seconds=-1)
 
 
-def test_cli_runs_fill_the_cache_folder_it_is_given(tmp_path, monkeypatch, capsys, restore_cache):
+def test_cli_turns_on_the_cache_in_the_folder_it_is_given(
+    tmp_path, monkeypatch, capsys, restore_cache
+):
     folder = tmp_path / "cli-cache"
     monkeypatch.setenv("CELLPKPD_COMPILATION_CACHE", str(folder))
     code = main(["simulate", "one_cmt_iv", "--dose", "100", "--end", "24", "--output",

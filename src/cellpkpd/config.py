@@ -12,7 +12,9 @@ from disk instead of compiling it again.
   ``CELLPKPD_COMPILATION_CACHE=/some/folder`` chooses the folder.
 
 The cache is JAX's own (``jax_compilation_cache_dir``): entries are keyed by the program, the
-JAX/XLA versions and the device, so a stale entry is never used for another program.
+JAX/XLA versions and the device, so a stale entry is never used for another program. It has
+no size limit (one entry per model, output grid and batch shape, typically 0.1-5 MB each):
+delete the folder to free the space; it is refilled as programs are compiled again.
 """
 
 from __future__ import annotations
@@ -37,11 +39,24 @@ def default_cache_dir() -> Path:
     pathlib.Path
         ``$CELLPKPD_COMPILATION_CACHE`` when it names a folder, else
         ``$XDG_CACHE_HOME/cellpkpd/jax`` (``~/.cache/cellpkpd/jax`` without XDG_CACHE_HOME).
+
+    Raises
+    ------
+    SpecError
+        No variable names a folder and there is no home folder.
     """
     env = os.environ.get(ENV, "").strip()
     if env and env.lower() not in (*_OFF, "1", "on", "true", "yes"):
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except RuntimeError:  # no HOME and no passwd entry (e.g. a container's bare uid)
+            raise SpecError(
+                "compilation cache: no home folder to keep it in; set XDG_CACHE_HOME or "
+                f"{ENV}=/some/folder (or {ENV}=0)"
+            ) from None
     return Path(base) / "cellpkpd" / "jax"
 
 
