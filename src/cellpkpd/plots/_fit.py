@@ -153,6 +153,7 @@ def gof(
         in_data = list(dict.fromkeys(np.asarray(od["output"].values).astype(str).ravel()))
         outs = [o for o in in_data if o in outs] or outs
     if outputs is not None:
+        outputs = [outputs] if isinstance(outputs, str) else list(outputs)
         unknown = [o for o in outputs if o not in outs]
         if unknown or not outputs:
             raise SpecError(
