@@ -102,8 +102,11 @@ def model_page(name: str) -> str:
         out[-1] += ", ".join(f"`{k}`" for k in spec.physiology) + "."
     facts = literature_facts().get(name, [])
     if facts:
-        out += ["", "## Published facts it reproduces", ""]
-        out += [f"Each is a test in `{LITERATURE.relative_to(DOCS.parent)}` (tolerances there)."]
+        out += ["", "## Facts it reproduces", ""]
+        out += [
+            f"Published facts (and a route comparison), each a test in "
+            f"`{LITERATURE.relative_to(DOCS.parent)}` with its tolerance and why."
+        ]
         out += [""] + [f"- {_cell(text)} (`{test}`)" for test, text in facts]
     notes = spec.extra.get("notes")
     if notes:

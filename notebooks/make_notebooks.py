@@ -92,7 +92,7 @@ cp.plots.timecourse(res, ["conc"], spec=spec, log=True)
 
 NOTEBOOKS["02_msc_biodistribution"] = [
     md("""
-# 02 · A mouse biodistribution study, fitted, and the first human dose
+# 02 · A mouse biodistribution study, fitted, and a patient's organs by route
 
 **The question.** A sponsor infuses human MSCs intravenously into mice and measures, at
 sacrifice, human DNA (Alu qPCR, in genome equivalents per organ) and the Cr-51 label of the
@@ -121,8 +121,9 @@ print("routes:", ", ".join(mouse.routes))
 
 Five sacrifice times (1, 6, 24, 48 and 72 h), three mice each, 500,000 cells IV. The data
 here are simulated from `msc_pbk` at known values of the two rates the study is meant to
-measure, with 30% (qPCR) and 15% (gamma counter) log-normal assay error; qPCR values below
-the model's LLOQ (`LLOQ_dna`, genome equivalents per organ) are reported as censored (M3).
+measure, with 30% (qPCR) and 15% (gamma counter) log-normal assay error; values below an
+assay's LLOQ (`LLOQ_dna` genome equivalents per organ, `LLOQ_radiolabel` of the injected
+activity) are reported as censored (M3).
 The dose rows name the route in `CMT`; each observation row names its assay.
 """),
     code("""
@@ -166,11 +167,11 @@ estimate = {k: float(fit.posterior[k].values.ravel()[0]) for k in truth}
 pd.DataFrame({"true": truth, "estimate": estimate,
               "model file": {k: mouse.parameters[k].value for k in truth}})
 """),
-    md("One goodness-of-fit figure per assay: qPCR in genome equivalents, the label as a fraction."),
+    md("One goodness-of-fit figure per assay type: qPCR in genome equivalents, the label as a fraction."),
     code("cp.plots.gof(fit, log=True, outputs=[a for a in assays if a.startswith('dna')])"),
     code("cp.plots.gof(fit, log=True, outputs=[a for a in assays if a.startswith('radiolabel')])"),
     md("""
-## The first human dose: IV or into the renal artery
+## A patient at 2 million cells/kg: IV or into the renal artery
 
 The fitted rates hold for the 25-g reference mouse; the model scales host-driven rates to a
 70-kg patient with body weight to the power `b_allo` (-1/4), and the physiology table gives

@@ -50,7 +50,7 @@ def test_msc_library_pages_list_their_facts_routes_flows_and_limits() -> None:
     for name, names in tests.items():
         page = (library / f"{name}.md").read_text(encoding="utf-8")
         spec = cp.load_model(name)
-        assert "## Published facts it reproduces" in page and "## Known limits" in page
+        assert "## Facts it reproduces" in page and "## Known limits" in page
         assert all(f"(`{t}`)" in page for t in names), name
         assert all(f"| {r} | " in page for r in spec.routes), name
         assert all(f"| {f.source} | {f.target or '(lost)'} |" in page for f in spec.flows), name
