@@ -35,17 +35,13 @@ def test_msc_library_pages_list_their_facts_routes_flows_and_limits() -> None:
     """docs/library/msc_*.md (written by docs/make_figures.py) name every published-fact test
     of their model (tests/test_literature_msc.py), every route and flow, and the model file's
     known limits: a fact test added or a limit written without regenerating the pages fails."""
-    import ast
+    import importlib.util
 
     library = DOCS.parent / "library"
-    literature = DOCS.parents[1] / "tests" / "test_literature_msc.py"
-    fixture_model = {"pbk": "msc_pbk", "pd_runs": "msc_pkpd_host"}
-    tests: dict[str, list[str]] = {}
-    for node in ast.parse(literature.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-            for a in node.args.args:
-                if a.arg in fixture_model:
-                    tests.setdefault(fixture_model[a.arg], []).append(node.name)
+    loader = importlib.util.spec_from_file_location("make_figures", DOCS.parent / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(make_figures)
+    tests = {m: [t for t, _ in facts] for m, facts in make_figures.literature_facts().items()}
     assert set(tests) == {"msc_pbk", "msc_pkpd_host"}
     for name, names in tests.items():
         page = (library / f"{name}.md").read_text(encoding="utf-8")

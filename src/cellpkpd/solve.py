@@ -674,12 +674,13 @@ def _solve_exact(
     t0 = opts.t0
     n_out = times.shape[0]
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
-    u_rate = ev.rate_at(prev_T, n)  # input on each segment (M, n)
     x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
     # block matrix (8x fewer flops, 4x less memory per exponential)
     input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
+    # input on each segment (M, n); zero without zero-order input
+    u_rate = 0.0 if input_free else ev.rate_at(prev_T, n)
     if input_free:
         pair = lambda A_, h_: (expm_small(A_ * h_, opts.squarings), None)
     else:

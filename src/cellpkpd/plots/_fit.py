@@ -149,8 +149,9 @@ def gof(
     lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
     pred, ipred = _predictions(idata)
     outs = _outputs(idata, model)
-    if "output" in od:  # only the observation types that the data hold, in their order
-        in_data = list(dict.fromkeys(np.asarray(od["output"].values).astype(str).ravel()))
+    record_output = np.asarray(od["output"].values).astype(str) if "output" in od else None
+    if record_output is not None:  # only the observation types that the data hold, in order
+        in_data = list(dict.fromkeys(record_output.ravel()))
         outs = [o for o in in_data if o in outs] or outs
     if outputs is not None:
         outputs = [outputs] if isinstance(outputs, str) else list(outputs)
@@ -160,9 +161,8 @@ def gof(
                 f"gof: outputs = {list(outputs)}; expected some of the fitted observations "
                 f"{outs}"
             )
-        if "output" in od:  # the other observation types' records are left out
-            obs = np.where(np.isin(np.asarray(od["output"].values).astype(str), outputs), obs,
-                           np.nan)  # fmt: skip
+        if record_output is not None:  # the other observation types' records are left out
+            obs = np.where(np.isin(record_output, outputs), obs, np.nan)
         outs = list(outputs)
     if unit is None:
         units = {model.observations[o].unit for o in outs} if model is not None else set()
@@ -175,8 +175,8 @@ def gof(
     # which output each record measures (several outputs: one colour each, IWRES each
     # with its own error model)
     rec_out = (
-        np.asarray(od["output"].values).astype(str)
-        if "output" in od and len(outs) > 1
+        record_output
+        if record_output is not None and len(outs) > 1
         else np.full(obs.shape, outs[0] if outs else "", dtype=object)
     )
     res: np.ndarray | None = np.full(obs.shape, np.nan)
