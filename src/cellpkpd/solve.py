@@ -862,26 +862,28 @@ def _solve_ode(
     def record(buf, ys, idx, mask):
         return buf.at[idx].set(jnp.where(mask[:, None], ys, buf[idx]))
 
+    # one diffrax solve in the program: the scan's last step (i = P) integrates from the
+    # last event point to the end and applies no point (tracing a second solve for the tail
+    # would double the compile time of every ODE program)
+    T_end = jnp.concatenate([T, jnp.reshape(t_end, (1,)).astype(T.dtype)])
+
     def step(carry, i):
         x, ta, buf, status = carry
-        tb = T[i]
+        tb = T_end[i]
         x, ys, idx, mask, code = segment(x, ta, tb, i)
         buf = record(buf, ys, idx, mask)
-        j = order[i]
+        j = order[jnp.minimum(i, P - 1)]
         if tv is not None:  # a reset's initial amounts with its own record's values
             rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
             xi = cm.initial(_params_at(p, tv, tb, rec, point=True))
         else:
             xi = x_init
-        x = _apply_point(ev, j, x, xi, trough)
+        x = _apply_point(ev, j, x, xi, trough, is_point=i < P)
         status = jnp.where(status == 0, code, status)
         return (x, tb, buf, status), None
 
     init = (x_init, jnp.asarray(t0, x_init.dtype), buf0, jnp.asarray(0))
-    (x, ta, buf, status), _ = jax.lax.scan(step, init, jnp.arange(T.shape[0]))
-    _, ys, idx, mask, code = segment(x, ta, t_end, P)
-    buf = record(buf, ys, idx, mask)
-    status = jnp.where(status == 0, code, status)
+    (_, _, buf, status), _ = jax.lax.scan(step, init, jnp.arange(P + 1))
     if trough is not None:
         status = jnp.where(status == 0, ss_code, status)
     status = jnp.where((status == 0) & ~jnp.all(jnp.isfinite(buf)), 2, status)
@@ -937,10 +939,17 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
 
         def run(x, t_end):
+            """One interval of length t_end: the dose, input on until t1, off after; the two
+            phases are steps of a scan, so that the program traces one solve."""
             t1 = jnp.minimum(d1_, t_end)
-            x, c1 = solve(q, x + bol * e_, 0.0, t1, u_on_rate)
-            x, c2 = solve(q, x, t1, t_end, u_off_rate)
-            return x, jnp.maximum(c1, c2)
+
+            def phase(x, k):
+                on = k == 0
+                ta, tb = jnp.where(on, 0.0, t1), jnp.where(on, t1, t_end)
+                return solve(q, x, ta, tb, jnp.where(on, u_on_rate, u_off_rate))
+
+            x, codes = jax.lax.scan(phase, x + bol * e_, jnp.arange(2))
+            return x, jnp.max(codes)
 
         n_const = min(CONST_SS_INTERVALS, opts.ss_max_intervals)
         max_k = jnp.where(c, n_const, opts.ss_max_intervals)
@@ -949,27 +958,36 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
             """The k-th interval: ii, or 2**k time units for a constant infusion."""
             return jnp.where(c, jnp.exp2(jnp.minimum(k, CONST_SS_INTERVALS)), ii_)
 
-        def cond(carry):
-            x, x_prev, k, code = carry
+        def moving(x, x_prev):
             tol = opts.atol + opts.rtol * jnp.abs(x)
-            moving = jnp.any(jnp.abs(x - x_prev) > tol)
-            return (ss > 0) & moving & (k < max_k) & (code == 0)
+            return jnp.any(jnp.abs(x - x_prev) > tol)
 
         def body(carry):
-            x, _, k, _code = carry
-            x_new, c_new = run(x, length(k))
-            return x_new, x, k + 1, c_new
+            """Before convergence: run the next interval. At convergence (no more change, the
+            interval limit, or a failed solve): run the final part, to th, into y, and stop.
+            One loop, so that `run` is traced once."""
+            x, x_prev, k, code, _, y = carry
+            conv = (k >= 1) & ((ss <= 0) | ~moving(x, x_prev) | (k >= max_k) | (code != 0))
+            x_new, c_new = run(x, jnp.where(conv, th, length(k)))
+            not_done = (ss > 0) & (code == 0) & moving(x, x_prev)
+            final = jnp.where(not_done, 3, jnp.maximum(code, c_new))
+            return (
+                jnp.where(conv, x, x_new),
+                jnp.where(conv, x_prev, x),
+                jnp.where(conv, k, k + 1),
+                jnp.where(conv, final, c_new).astype(jnp.int32),
+                conv,
+                jnp.where(conv, x_new, y),
+            )
 
         x0 = jnp.where(ss == 2, zero, x_init)
-        x1, c1 = run(x0, length(0))
+        zero_code = jnp.zeros((), jnp.int32)
+        init = (x0, x0, zero_code, zero_code, jnp.asarray(False), x0)
         # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
-        x, x_prev, _, code = eqxi.while_loop(
-            cond, body, (x1, x0, 1, c1), max_steps=opts.ss_max_intervals, kind="checkpointed"
-        )
-        tol = opts.atol + opts.rtol * jnp.abs(x)
-        not_done = (ss > 0) & (code == 0) & jnp.any(jnp.abs(x - x_prev) > tol)
-        y, c_end = run(x, th)
-        code = jnp.where(not_done, 3, jnp.maximum(code, c_end))
+        *_, code, _, y = eqxi.while_loop(
+            lambda carry: ~carry[4], body, init, max_steps=opts.ss_max_intervals + 2,
+            kind="checkpointed",
+        )  # fmt: skip
         return y, jnp.where(ss > 0, code, 0)
 
     rec = jnp.repeat(_dose_records(tv, ev.record_time.shape[0] // ev.per_entry), ev.per_entry)
