@@ -86,10 +86,11 @@ def test_pd_galleu2017_without_recipient_cytotoxicity_msc_have_little_effect(pd_
 
     Threshold 20% of the typical peak effect: a reduction of GvHD by a fifth of what MSCs do
     in a typical host would not be told apart from none in groups of ~10 mice; the model was
-    calibrated to 10%, so 20% leaves room for the rounding of the shipped values."""
+    calibrated to 15% (the efferocytosis of intrinsic apoptotic deaths alone gives ~10%), so
+    the bound leaves room for the rounding of the shipped values."""
     ratio = _peak_suppression(pd_runs["no_cytotoxicity"]) / _peak_suppression(pd_runs["typical"])
     assert ratio < 0.20
-    assert ratio == pytest.approx(0.10, abs=0.01)  # the calibration target, to rounding
+    assert ratio == pytest.approx(0.15, abs=0.01)  # the calibration target, to rounding
 
 
 @pytest.mark.slow  # shares one ~30-s compile of the PD model
@@ -131,13 +132,14 @@ def test_pd_krampera2006_without_ifn_gamma_msc_do_not_suppress(pd_runs) -> None:
 def test_pd_eggenhofer2012_viable_msc_in_lung_at_24_h_not_at_72_h(pd_runs) -> None:
     """Eggenhofer et al. 2012 (Front Immunol 3:297; abstract read): after i.v. infusion of
     5e5 syngeneic MSCs in C57BL/6 mice, viable MSCs were re-cultured from the lungs up to 24 h,
-    not at 72 h. Calibrated as 10% of the viable infused cells viable at 24 h in a typical
-    mouse (the value msc_pbk is to share); rtol 2% covers the 3-digit rounding of k_kill.
-    At 72 h fewer than 1% remain (5e3 of 5e5 cells: below what re-culture recovers; assumed)."""
+    not at 72 h. Calibrated, as msc_pbk (models/calibration/facts.py), to 0.5% of the viable
+    infused cells viable at 72 h in a typical mouse (under 1%, 5e3 of 5e5 cells: below what
+    re-culture recovers; the bound is assumed); rtol 2% covers the 3-digit rounding of k_kill.
+    At 24 h more than 5% are still viable (the cells were there)."""
     run = pd_runs["typical"]
     viable_infused = 0.9 * PD_DOSE  # default viability
-    assert _at(run["viable_msc"], 24.0) / viable_infused == pytest.approx(0.10, rel=0.02)
-    assert _at(run["viable_msc"], 72.0) / viable_infused < 0.01
+    assert _at(run["viable_msc"], 72.0) / viable_infused == pytest.approx(0.005, rel=0.02)
+    assert _at(run["viable_msc"], 24.0) / viable_infused > 0.05
 
 
 @pytest.mark.slow  # shares one ~30-s compile of the PD model
@@ -320,3 +322,74 @@ def test_renal_artery_injection_puts_more_cells_in_the_kidney_than_iv(pbk) -> No
     for name in ("live_kidney", "dna_kidney"):
         for i in (I1H, I24H):
             assert ia[name][i] > 5 * iv[name][i], (name, i)
+
+
+# ------------------------------------------------------------------ one cell-fate core
+# msc_pbk (where the cells are) and msc_pkpd_host (what they do) must tell the same story of
+# how long the infused cells live: both are calibrated to the same persistence targets
+# (models/calibration/facts.py) and share the thawed product's loss, the reference animal and
+# the allometric exponent of their host-driven rates.
+SPECIES = ("mouse", "rat", "human")
+CORE_T = np.array([1.0, 6.0, 24.0, 48.0, 72.0])  # h
+SHARED = ("f_thaw_loss", "BW_ref", "b_allo")
+
+
+@pytest.fixture(scope="module")
+def core_runs() -> dict[tuple[str, float], tuple[np.ndarray, np.ndarray]]:
+    """Viable fraction of 1e6 fully viable cells given IV (route iv), fresh and thawed, in each
+    species' typical host: (msc_pbk viable_total, msc_pkpd_host viable_msc) / 1e6."""
+    pd = cp.load_model("msc_pkpd_host")
+    reg = cp.Regimen([cp.Dose(0.0, 1e6, route="iv")])
+    thawed = np.array([0.0, 1.0])
+    out, weights = {}, {}
+    for sp in SPECIES:
+        pbk = cp.load_model("msc_pbk", species=sp)
+        weights[sp] = pbk.defaults()["body_weight"]
+        res = cp.simulate(pbk, [reg, reg], CORE_T, outputs=["viable_total"],
+                          covariates={"viability": np.ones(2), "thawed": thawed})  # fmt: skip
+        for i, th in enumerate(thawed):
+            out[sp, float(th)] = [res["viable_total"].values[i] / 1e6]
+    bw = np.repeat([weights[sp] for sp in SPECIES], 2)
+    res = cp.simulate(pd, [reg] * 6, CORE_T, outputs=["viable_msc"], covariates={
+        "viability": np.ones(6), "thawed": np.tile(thawed, 3), "body_weight": bw,
+    })  # fmt: skip
+    for i, (sp, th) in enumerate((sp, th) for sp in SPECIES for th in thawed):
+        out[sp, float(th)].append(res["viable_msc"].values[i] / 1e6)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def test_one_cell_fate_core_shared_parameters_are_equal() -> None:
+    """The parameters the two MSC models share have one value (a change to one file that is
+    not made in the other fails here)."""
+    pbk, pd = cp.load_model("msc_pbk"), cp.load_model("msc_pkpd_host")
+    for name in SHARED:
+        assert pbk.parameters[name].value == pd.parameters[name].value, name
+
+
+@pytest.mark.slow  # compiles msc_pbk for three species
+def test_one_cell_fate_core_viable_fraction_agrees_in_mouse_rat_human(core_runs) -> None:
+    """Issue 15 ("one cell-fate core, two views"): after the same IV dose, msc_pbk and
+    msc_pkpd_host give the same viable fraction of the infused cells from 1 h to 72 h, fresh
+    and thawed, in a typical mouse, rat and human. Both calibrations aim at Eggenhofer et
+    al. 2012's < 1% at 72 h (target 0.5%, mouse) and scale their rates alike; what differs is
+    their anatomy (msc_pbk: organ-specific death, blood transit; msc_pkpd_host: one lung
+    site), so rtol 2% (the models differ by < 0.6%)."""
+    for (sp, th), (pbk, pd) in core_runs.items():
+        np.testing.assert_allclose(pd, pbk, rtol=0.02, err_msg=f"{sp}, thawed={th}")
+    mouse = core_runs["mouse", 0.0][0]
+    assert mouse[-1] == pytest.approx(0.005, rel=0.05)  # the shared target (facts.py)
+
+
+@pytest.mark.slow  # compiles msc_pbk for three species
+def test_one_cell_fate_core_thawed_product_loses_f_thaw_loss_in_both_models(core_runs) -> None:
+    """A freshly thawed product loses the fraction f_thaw_loss of its cells on first contact
+    with blood (complement; Moll et al. 2014, abstract: freeze-thawed MSCs have impaired blood
+    regulatory properties), in both models and every species: thawed / fresh viable cells =
+    1 - f_thaw_loss at every time. rtol 1e-3: in msc_pbk the loss is a dose fraction (exact);
+    in msc_pkpd_host the lysis adds to the first-pass exit from blood, so the thawed cells
+    reach the lung (where they die) ~0.2 min earlier, 2e-4 fewer in the mouse."""
+    loss = cp.load_model("msc_pbk").parameters["f_thaw_loss"].value
+    for sp in SPECIES:
+        for model in (0, 1):
+            ratio = core_runs[sp, 1.0][model] / core_runs[sp, 0.0][model]
+            np.testing.assert_allclose(ratio, 1.0 - loss, rtol=1e-3, err_msg=f"{sp} {model}")

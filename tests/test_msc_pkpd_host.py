@@ -320,7 +320,10 @@ def test_host_without_cytotoxic_activity_clears_slower_but_makes_less_efferocyto
     # the lung: the simulated half-lives are the analytical ones (ODE rtol 1e-8)
     for t_half, cyt in ((t_none, 0.0), (t_typ, 1.0), (t_high, 3.0)):
         assert t_half == pytest.approx(math.log(2) / (P["k_kill"] * cyt + P["k_death"]), rel=1e-5)
-    assert auc(none["viable_msc"]) > 3 * auc(typical["viable_msc"])
+    # ... so the viable exposure rises by (k_kill + k_death) / k_death (the AUC over two weeks
+    # of nearly mono-exponential pools: 2%)
+    ratio = (P["k_kill"] + P["k_death"]) / P["k_death"]
+    assert auc(none["viable_msc"]) / auc(typical["viable_msc"]) == pytest.approx(ratio, rel=0.02)
     # ...but fewer cells die by apoptosis, so less efferocytosis and less mediator
     assert none["efferocytosed"][-1] < 0.5 * typical["efferocytosed"][-1]
     assert auc(none["med_eff"]) < 0.5 * auc(typical["med_eff"])
