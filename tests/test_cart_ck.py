@@ -169,7 +169,7 @@ def test_breakpoint_restart_matches_scipy_in_two_pieces(spec: cp.ModelSpec, solv
         np.testing.assert_array_equal(np.asarray(out["memory"])[times < p["Tmax"]], 0.0)
 
 
-@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+@pytest.mark.parametrize("solver", ["exact", pytest.param("tsit5", marks=pytest.mark.extended)])
 def test_gradient_wrt_tmax_and_every_parameter(spec: cp.ModelSpec, solver: str) -> None:
     """Gradient of the transgene level at day 28 (cp.Simulator under jax.jit(jax.grad)):
     with respect to Tmax (through the restart time) vs central differences and the closed

@@ -1037,7 +1037,7 @@ central = { initial = 0.0 }
 """
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", ["exact", pytest.param("tsit5", marks=pytest.mark.extended)])
 def test_steady_state_in_a_model_with_breakpoints(tmp_path: Path, solver: str) -> None:
     """An SS=1 bolus at 0 in a model whose elimination doubles at Tsw = 30 h: the steady
     state takes the flags at its record (k = 0.2/h), the switch comes later."""

@@ -107,12 +107,15 @@ def _check_derivative(field: str, path: str, transform: str) -> None:
 
 
 TRANSFORMS = ("grad", "jit_grad", "vmap_grad")
+EXT = pytest.mark.extended  # the same derivatives by a costlier compile (see pyproject.toml)
 
 
 # two classes, so that pytest-xdist (--dist loadscope) runs the two paths in parallel
 @pytest.mark.slow
 class TestExactPath:
-    @pytest.mark.parametrize("transform", TRANSFORMS)
+    @pytest.mark.parametrize(
+        "transform", ["grad", "jit_grad", pytest.param("vmap_grad", marks=EXT)]
+    )
     @pytest.mark.parametrize("field", FIELDS)
     def test_dose_field_derivative_matches_central_difference(self, field, transform):
         _check_derivative(field, "exact", transform)
@@ -120,7 +123,10 @@ class TestExactPath:
 
 @pytest.mark.slow
 class TestOdePath:
-    @pytest.mark.parametrize("transform", TRANSFORMS)
+    @pytest.mark.parametrize(
+        "transform",
+        [pytest.param("grad", marks=EXT), "jit_grad", pytest.param("vmap_grad", marks=EXT)],
+    )
     @pytest.mark.parametrize("field", FIELDS)
     def test_dose_field_derivative_matches_central_difference(self, field, transform):
         _check_derivative(field, "tsit5", transform)

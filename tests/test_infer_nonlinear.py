@@ -104,7 +104,11 @@ def _check_groups(idata, chains: int, draws: int, subjects: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("random_effects", "chains"),
-    [({}, 4), ({"Vmax": 0.3}, 1), ({"Vmax": 0.3}, 4)],
+    [
+        ({}, 4),
+        pytest.param({"Vmax": 0.3}, 1, marks=pytest.mark.extended),
+        pytest.param({"Vmax": 0.3}, 4, marks=pytest.mark.extended),
+    ],
     ids=["no_iiv-4", "iiv_Vmax-1", "iiv_Vmax-4"],
 )
 def test_nuts_on_a_michaelis_menten_model_runs_with_one_and_four_chains(
@@ -126,7 +130,7 @@ def test_nuts_on_a_michaelis_menten_model_runs_with_one_and_four_chains(
         assert idata.posterior["Vmax_i"].dims == ("chain", "draw", "subject")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_svi_on_a_michaelis_menten_model_gives_inference_data(mm, three_subjects) -> None:
     # with random effects (the NUTS and MAP tests cover the model without)
     pop = cp.Population(random_effects={"Vmax": 0.3}, error=LOGNORMAL)
@@ -154,7 +158,7 @@ def test_map_on_a_michaelis_menten_model_recovers_the_truth(mm) -> None:
     assert sigma == pytest.approx(SIGMA, rel=0.5)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_map_on_a_michaelis_menten_model_with_random_effects(mm, three_subjects) -> None:
     pop = cp.Population(random_effects={"Vmax": 0.3}, error=LOGNORMAL)
     with pytest.warns(UserWarning, match="not estimates"):

@@ -109,7 +109,7 @@ def interval(idata, name: str) -> tuple[float, float, float]:
     return float(lo), float(med), float(hi)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_gradients_are_finite_on_the_recovery_problem(study) -> None:
     data, frac = study
     assert 0.15 < frac < 0.25  # the LLOQ is the 20th percentile of the observations

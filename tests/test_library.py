@@ -36,7 +36,15 @@ def test_library_model_metadata(name: str) -> None:
     assert f"# {name}" in cp.describe(spec)
 
 
-@pytest.mark.parametrize("name", LIBRARY)
+# msc_pkpd_host (~70 s: compile-bound) is simulated for 1 and 1,000 subjects and
+# differentiated in its own test file (test_msc_pkpd_host.py)
+_EXTENDED_HERE = ("msc_pkpd_host",)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.extended) if n in _EXTENDED_HERE else n for n in LIBRARY],
+)
 def test_library_model_simulates_1_and_1000_subjects_and_differentiates(name: str) -> None:
     spec = cp.load_model(name)
     times = np.linspace(0.0, 48.0 if spec.time_unit == "h" else 60.0, 25)

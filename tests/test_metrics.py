@@ -94,7 +94,7 @@ def test_infusion_cmax_tmax_auc_match_closed_forms():
     assert out["tmax"].attrs["unit"] == "h"
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_metrics_on_a_result_agree_with_on_device_ones_on_a_fine_grid():
     spec = cp.load_model(ROOT / "benchmarks" / "models" / "mm_idr.toml")
     times = np.linspace(0.0, 48.0, 961)  # 0.05 h grid

@@ -29,7 +29,7 @@ def test_batch_size_rejects_disagreeing_leaves() -> None:
         batch_size({"a": np.zeros(3), "b": np.zeros(4)})
 
 
-@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+@pytest.mark.parametrize("solver", ["exact", pytest.param("tsit5", marks=pytest.mark.extended)])
 def test_simulator_batch_same_for_every_chunk_size(solver: str) -> None:
     spec = cp.load_model("two_cmt_iv")
     times = np.linspace(0.0, 48.0, 49)

@@ -85,7 +85,7 @@ def test_correlation_needs_two_random_effects() -> None:
         cp.Population(random_effects={"CL": 0.3}, correlation=True)
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_full_covariance_with_lkj_prior_finds_the_correlation() -> None:
     """30 subjects whose log CL and log V have correlation 0.8 (omegas 0.3): the NUTS
     posterior correlation of the LKJ model is clearly positive. (The joint MAP is not used:

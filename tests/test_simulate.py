@@ -83,7 +83,7 @@ def test_nonlinear_model_matches_scipy_radau(mm_idr: cp.ModelSpec) -> None:
     np.testing.assert_allclose(res["conc"].values[0], ref[:, 0] / V, rtol=1e-6, atol=1e-10)
 
 
-@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+@pytest.mark.parametrize("solver", ["exact", pytest.param("tsit5", marks=pytest.mark.extended)])
 def test_gradients_match_finite_differences(solver: str) -> None:
     spec = cp.load_model("one_cmt_iv")
     times = np.array([0.5, 2.0, 3.7, 6.0, 12.0])
@@ -359,7 +359,7 @@ BREAKPOINT_MODEL = {
 }
 
 
-@pytest.mark.parametrize("solver", ["exact", "tsit5"])
+@pytest.mark.parametrize("solver", ["exact", pytest.param("tsit5", marks=pytest.mark.extended)])
 def test_parameter_dependent_breakpoint_is_exact_and_differentiable(solver: str) -> None:
     spec = cp.ModelSpec.from_dict(BREAKPOINT_MODEL)
     times = np.array([0.0, 1.0, 5.0, 9.7, 10.0, 20.0, 50.0])
