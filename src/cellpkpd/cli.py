@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 import cellpkpd as cp
-from cellpkpd.data import decode_text
 from cellpkpd.dosing import MAX_DOSES
+from cellpkpd.errors import ArgumentError
 from cellpkpd.model import models_dir
 from cellpkpd.simulate import failure_message
+from cellpkpd.textio import decode_text
 
 __all__ = ["build_parser", "main"]
 
@@ -36,10 +37,6 @@ MAX_TIMES = 1_000_000
 DEMO_SEED = 20240601
 DEMO_SUBJECTS = 5
 DEMO_OMEGA = 0.3  # SD of log(CL) and log(V1) between subjects (about 30 % CV)
-
-
-class ArgumentError(Exception):
-    """Bad command-line input (exit code 2)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import decode_text
 from .dosing import MAX_DOSES
+from .errors import ArgumentError
+from .textio import decode_text
 
 __all__ = ["load_config", "register"]
 
@@ -40,8 +41,6 @@ MAX_SETS = 100_000_000
 
 
 def _error(where: str, message: str) -> Exception:
-    from .cli import ArgumentError
-
     return ArgumentError(f"{where}: {message}")
 
 

@@ -812,3 +812,17 @@ def stack_dose_arrays(
         raise DosingError("stack_dose_arrays: no regimens given")
     regimens = [_resolved(r, spec) for r in regimens]
     return _to_arrays(regimens, max_doses, spec, None, batched=True)
+
+
+def model_lags(spec: ModelSpec) -> np.ndarray:
+    """The ``[dosing]`` lag of each state [time]: 0 if none, NaN if it is not a number (it
+    depends on the parameters)."""
+    names = list(spec.states)
+    out = np.zeros(len(names))
+    for state, rule in spec.dosing.items():
+        if state in names:
+            try:
+                out[names.index(state)] = float(rule.lag.source)
+            except (TypeError, ValueError, AttributeError):
+                out[names.index(state)] = np.nan
+    return out

@@ -30,3 +30,8 @@ class SimulationError(CellPKPDError, RuntimeError):
 class FitError(CellPKPDError, RuntimeError):
     """A fit failed while it ran (no valid initial values, a non-finite loss, an error
     inside the sampler or the ODE solver); names the method, what failed and what to try."""
+
+
+class ArgumentError(Exception):
+    """Bad command-line input (the CLI exits with code 2); not a CellPKPDError, which the CLI
+    reports with exit code 1."""

@@ -19,9 +19,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .data import decode_text
 from .errors import SpecError
 from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
+from .textio import decode_text
 from .units import check_units
 
 __all__ = [

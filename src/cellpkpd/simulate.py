@@ -15,7 +15,16 @@ import numpy as np
 import xarray as xr
 
 from .compile import CompiledModel
-from .dosing import DOSE, RESET_DOSE, Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
+from .dosing import (
+    DOSE,
+    RESET_DOSE,
+    Dose,
+    DoseArrays,
+    Regimen,
+    model_lags,
+    stack_dose_arrays,
+    traced_path,
+)
 from .errors import DataError, DosingError, SimulationError, SpecError
 from .model import DOSED_PREFIX, ModelSpec, load_model
 from .parallel import batched_map
@@ -52,7 +61,7 @@ def resolve_solver(spec: ModelSpec, solver: str) -> str:
     return solver
 
 
-def _check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
+def check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
     if traced_path(times, "times") is not None:
         fix = (
             "pass traced output times to the call instead: sim(params, doses, times)"
@@ -151,7 +160,7 @@ class Simulator:
             or max_steps < 1
         ):
             raise SpecError(f"Simulator: max_steps = {max_steps!r} must be an integer >= 1")
-        self.times = None if times is None else _check_times(times, "Simulator", t0)
+        self.times = None if times is None else check_times(times, "Simulator", t0)
         known = (*self.spec.states, *self.spec.observations, *self.spec.derived)
         if outputs is None:
             outputs = (*self.spec.states, *self.spec.observations)
@@ -268,7 +277,7 @@ class Simulator:
         return p, doses, times, static
 
     def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
-        from .solve import _params_at, with_breakpoints
+        from .solve import params_at, with_breakpoints
 
         p = with_breakpoints(self.model, p)
 
@@ -279,7 +288,7 @@ class Simulator:
         # each output with the values of its own record (or those in force at its time)
         rec = None if tv is None or tv.output_record is None else tv.output_record
         rec = jnp.full(times.shape[0], -1, jnp.int32) if rec is None else jnp.asarray(rec)
-        at = lambda t, k: _params_at(p, tv, t, k, point=True)
+        at = lambda t, k: params_at(p, tv, t, k, point=True)
         return jax.vmap(lambda t, k, x: self.model.observe(names, t, x, at(t, k)))(
             times, rec, states
         )
@@ -556,7 +565,7 @@ def _full_params(spec: ModelSpec, values: Mapping[str, Any], n: int) -> dict[str
     return {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), (n,)) for k, v in merged.items()}
 
 
-def _check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
+def check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
     for i, ev in enumerate(reg.events):
         if not isinstance(ev, Dose):
             continue
@@ -703,7 +712,7 @@ def simulate(
         )
     if times is None:
         raise SpecError("simulate: times is required (output times)")
-    times_arr = _check_times(times, "simulate")
+    times_arr = check_times(times, "simulate")
     if regimen is None:
         regimens: list[Regimen] = [Regimen([])]
     elif isinstance(regimen, Regimen):
@@ -718,7 +727,7 @@ def simulate(
             f"{type(regimen).__name__}"
         )
     for i, r in enumerate(regimens):
-        _check_regimen(spec, r, "simulate" if len(regimens) == 1 else f"simulate: regimen {i}")
+        check_regimen(spec, r, "simulate" if len(regimens) == 1 else f"simulate: regimen {i}")
     n0 = len(regimens) if len(regimens) > 1 else 1
     values, n = _batch_inputs(spec, params, covariates, n0)
     if len(regimens) > 1 and n != len(regimens):
@@ -763,9 +772,8 @@ def _jump_times_of(spec: ModelSpec, doses: DoseArrays) -> list[float]:
     subjects: what `Metric.__call__` reads a result's jumps from. A bolus whose
     ``[dosing]`` lag depends on the parameters is not listed (its time is not known here)."""
     from .metrics import jump_times
-    from .sweeps import _model_lags
 
-    rec, bol = jump_times(doses, _model_lags(spec))
+    rec, bol = jump_times(doses, model_lags(spec))
     jumps = np.unique(np.concatenate([np.ravel(rec), np.ravel(bol)]))
     return [float(t) for t in jumps[np.isfinite(jumps)]]
 
@@ -1038,7 +1046,7 @@ def _simulate_data(
             p[c] = jnp.asarray([s.covariates[c][0] for s in subjects], dtype=float)
     regimens = [s.regimen for s in subjects]
     for s in subjects:
-        _check_regimen(spec, s.regimen, f"{data.source}: ID {s.id}")
+        check_regimen(spec, s.regimen, f"{data.source}: ID {s.id}")
     doses = stack_dose_arrays(regimens, None, spec)
     # per-record values under the data set's convention (NOCB or LOCF), each dose and
     # output with its own record's values

@@ -126,7 +126,7 @@ _BP_TIMES, _BP_NAMES = "__breakpoint_times__", "__breakpoint_names__"
 
 
 def with_breakpoints(cm: CompiledModel, p: dict[str, Any]) -> dict[str, Any]:
-    """Parameters plus the model's breakpoint times (used by `_params_at`)."""
+    """Parameters plus the model's breakpoint times (used by `params_at`)."""
     if not cm.breakpoint_names:
         return p
     return {**p, _BP_TIMES: cm.breakpoint_times(p), _BP_NAMES: cm.breakpoint_names}
@@ -141,7 +141,7 @@ def _record_at(tv: TimeVarying, T: Any, point: bool) -> Any:
     return jnp.clip(k, 0, tv.times.shape[0] - 1)
 
 
-def _params_at(
+def params_at(
     p: dict[str, Any],
     tv: TimeVarying | None,
     T: Any,
@@ -352,7 +352,7 @@ def _expand(
 ) -> _Events:
     n = cm.n_states
     # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
-    at_dose = lambda T, k: cm.dosing_vectors(_params_at(p, tv, T, k, point=True))
+    at_dose = lambda T, k: cm.dosing_vectors(params_at(p, tv, T, k, point=True))
     dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]))
     if d.has_route:
         d, dv = _expand_routes(cm, d, dv)
@@ -674,7 +674,7 @@ def _solve_exact(
     t0 = opts.t0
     n_out = times.shape[0]
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
-    x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
     # block matrix (8x fewer flops, 4x less memory per exponential)
@@ -725,14 +725,14 @@ def _solve_exact(
             trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
-        As, bs = jax.vmap(lambda T_: cm.linear_system(_params_at(p, tv, T_)))(prev_T)
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_)))(prev_T)
         u = u_rate + bs
         Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
         trough, ss_code = (None, 0)
         if d.has_ss:
             # the system of each SS dose's own record
-            system = lambda T_, k: cm.linear_system(_params_at(p, tv, T_, k, point=True))
+            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True))
             rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
             rec = jnp.repeat(rec, ev.per_entry)
             As, bs = jax.vmap(system)(ev.record_time, rec)
@@ -751,7 +751,7 @@ def _solve_exact(
         if tv is not None:
             # a reset's initial amounts with its own record's values
             rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            at = lambda T_, k: cm.initial(_params_at(p, tv, T_, k, point=True))
+            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True))
             x_reset = jax.vmap(at)(T, rec)
         else:
             x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
@@ -824,7 +824,7 @@ def _solve_ode(
     def segment(x, ta, tb, i):
         """Integrate from ta to event point i at tb (i = P: to the end), saving the
         outputs that fall between point i - 1 and point i."""
-        q = _params_at(p, tv, ta)
+        q = params_at(p, tv, ta)
         u = ev.rate_at(ta, n)[0]
         k0 = jnp.searchsorted(seg, i, side="left")
         k1 = jnp.searchsorted(seg, i, side="right")
@@ -856,7 +856,7 @@ def _solve_ode(
     if d.has_ss:
         trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
 
-    x_init = cm.initial(_params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
     buf0 = jnp.zeros((n_out, n), x_init.dtype)
 
     def record(buf, ys, idx, mask):
@@ -875,7 +875,7 @@ def _solve_ode(
         j = order[jnp.minimum(i, P - 1)]
         if tv is not None:  # a reset's initial amounts with its own record's values
             rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            xi = cm.initial(_params_at(p, tv, tb, rec, point=True))
+            xi = cm.initial(params_at(p, tv, tb, rec, point=True))
         else:
             xi = x_init
         x = _apply_point(ev, j, x, xi, trough, is_point=i < P)
@@ -931,7 +931,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
 
     def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
         # parameters, covariates (of the SS dose's own record), breakpoint flags at it
-        q = _params_at(p, tv, rt, rec, point=True)
+        q = params_at(p, tv, rt, rec, point=True)
         x_init = cm.initial(q)
         zero = jnp.zeros(n, x_init.dtype)
         b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model

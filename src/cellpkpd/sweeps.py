@@ -31,12 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .dosing import DoseArrays, Regimen, stack_dose_arrays
+from .dosing import DoseArrays, Regimen, model_lags, stack_dose_arrays
 from .errors import DosingError, SpecError
 from .expr import parse_expr, state_degree
 from .metrics import Metric, integral_name, jump_times, named, output_unit, own_points
 from .model import ModelSpec, State, load_model
-from .simulate import Simulator, _check_regimen, _check_times, resolve_solver
+from .simulate import Simulator, check_regimen, check_times, resolve_solver
 
 __all__ = ["augment_spec", "sweep"]
 
@@ -243,7 +243,7 @@ def _samples(
 
 def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, int]:
     if isinstance(regimen, Regimen):
-        _check_regimen(spec, regimen, "sweep: regimen")
+        check_regimen(spec, regimen, "sweep: regimen")
         return regimen.to_arrays(None, spec), n or 1
     if isinstance(regimen, DoseArrays):
         d = regimen.resolve(tuple(spec.states), "sweep: regimen", tuple(spec.routes))
@@ -265,7 +265,7 @@ def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, in
                 "per set, or a single Regimen)"
             )
         for i, r in enumerate(regimen):
-            _check_regimen(spec, r, f"sweep: regimen {i}")
+            check_regimen(spec, r, f"sweep: regimen {i}")
         return jax.tree.map(np.asarray, stack_dose_arrays(list(regimen), None, spec)), len(regimen)
     if regimen is None:
         return Regimen([]).to_arrays(None, spec), n or 1
@@ -273,20 +273,6 @@ def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, in
         "sweep: regimen must be a cp.Regimen, a list of them (one per set) or a DoseArrays, "
         f"got {type(regimen).__name__}"
     )
-
-
-def _model_lags(spec: ModelSpec) -> np.ndarray:
-    """The ``[dosing]`` lag of each state [time]: 0 if none, NaN if it is not a number (it
-    depends on the parameters)."""
-    names = list(spec.states)
-    out = np.zeros(len(names))
-    for state, rule in spec.dosing.items():
-        if state in names:
-            try:
-                out[names.index(state)] = float(rule.lag.source)
-            except (TypeError, ValueError, AttributeError):
-                out[names.index(state)] = np.nan
-    return out
 
 
 def _jump_grid(
@@ -571,7 +557,7 @@ def sweep(
         raise SpecError(f"sweep: chunk_size = {chunk_size} must be > 0")
     mets = named(metrics, "sweep: metrics")
     bound = {k: m.bind(spec) for k, m in mets.items()}
-    times_arr = _check_times(times, "sweep")
+    times_arr = check_times(times, "sweep")
     arrays, shared, n = _samples(spec, samples, covariates)
     doses, n = _doses(spec, regimen, n)
     for name, m in bound.items():
@@ -580,7 +566,7 @@ def sweep(
                 raise SpecError(f"sweep: metric '{name}' needs time {t}, before the start 0")
     extra = [t for m in bound.values() for t in m.needs().times]
     static = np.unique(np.concatenate([times_arr, np.asarray(extra, dtype=float)]))
-    lags = _model_lags(spec)
+    lags = model_lags(spec)
     grid, index, jumps, pre, post = _jump_grid(doses, static, lags)
     points = []
     for m in bound.values():
