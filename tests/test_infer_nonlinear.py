@@ -140,7 +140,7 @@ def test_svi_on_a_michaelis_menten_model_gives_inference_data(mm, three_subjects
     assert idata.posterior.attrs["method"] == "svi"
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_map_on_a_michaelis_menten_model_recovers_the_truth(mm) -> None:
     """Three dose levels (C from ~0.1 to ~8 Km), 8 samples each, 5% residual error: Vmax and
     Km are well identified. Started from the model file's values (0.6x to 2x the truth);

@@ -36,9 +36,10 @@ def test_library_model_metadata(name: str) -> None:
     assert f"# {name}" in cp.describe(spec)
 
 
-# msc_pkpd_host (~70 s: compile-bound) is simulated for 1 and 1,000 subjects and
-# differentiated in its own test file (test_msc_pkpd_host.py)
-_EXTENDED_HERE = ("msc_pkpd_host",)
+# the MSC models (~70 s each: compile-bound) are differentiated in their own test files
+# (test_msc_pbk.py, test_msc_pkpd_host.py), msc_pkpd_host simulated for 1,000 subjects there
+# and msc_pbk for 400 parameter sets in notebook 06
+_EXTENDED_HERE = ("msc_pbk", "msc_pkpd_host")
 
 
 @pytest.mark.parametrize(

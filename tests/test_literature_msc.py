@@ -337,25 +337,21 @@ SHARED = ("f_thaw_loss", "BW_ref", "b_allo")
 @pytest.fixture(scope="module")
 def core_runs() -> dict[tuple[str, float], tuple[np.ndarray, np.ndarray]]:
     """Viable fraction of 1e6 fully viable cells given IV (route iv), fresh and thawed, in each
-    species' typical host: (msc_pbk viable_total, msc_pkpd_host viable_msc) / 1e6."""
-    pd = cp.load_model("msc_pkpd_host")
+    species' typical host: (msc_pbk viable_total, msc_pkpd_host viable_msc) / 1e6. Each model
+    is one batch of six subjects (3 species x fresh/thawed): a species is its physiology
+    parameters (msc_pbk) and body weight (both), so one compiled program serves all three."""
     reg = cp.Regimen([cp.Dose(0.0, 1e6, route="iv")])
-    thawed = np.array([0.0, 1.0])
-    out, weights = {}, {}
-    for sp in SPECIES:
-        pbk = cp.load_model("msc_pbk", species=sp)
-        weights[sp] = pbk.defaults()["body_weight"]
-        res = cp.simulate(pbk, [reg, reg], CORE_T, outputs=["viable_total"],
-                          covariates={"viability": np.ones(2), "thawed": thawed})  # fmt: skip
-        for i, th in enumerate(thawed):
-            out[sp, float(th)] = [res["viable_total"].values[i] / 1e6]
-    bw = np.repeat([weights[sp] for sp in SPECIES], 2)
-    res = cp.simulate(pd, [reg] * 6, CORE_T, outputs=["viable_msc"], covariates={
-        "viability": np.ones(6), "thawed": np.tile(thawed, 3), "body_weight": bw,
-    })  # fmt: skip
-    for i, (sp, th) in enumerate((sp, th) for sp in SPECIES for th in thawed):
-        out[sp, float(th)].append(res["viable_msc"].values[i] / 1e6)
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    cases = [(sp, th) for sp in SPECIES for th in (0.0, 1.0)]
+    by_species = {sp: cp.load_model("msc_pbk", species=sp).defaults() for sp in SPECIES}
+    pbk = cp.load_model("msc_pbk", species="mouse")
+    covs = {"viability": np.ones(6), "thawed": np.array([th for _, th in cases])}
+    params = {k: np.array([by_species[sp][k] for sp, _ in cases]) for k in pbk.physiology}
+    a = cp.simulate(pbk, [reg] * 6, CORE_T, params=params, covariates=covs,
+                    outputs=["viable_total"])["viable_total"].values / 1e6  # fmt: skip
+    covs["body_weight"] = params["body_weight"]
+    b = cp.simulate(cp.load_model("msc_pkpd_host"), [reg] * 6, CORE_T, covariates=covs,
+                    outputs=["viable_msc"])["viable_msc"].values / 1e6  # fmt: skip
+    return {case: (a[i], b[i]) for i, case in enumerate(cases)}
 
 
 def test_one_cell_fate_core_shared_parameters_are_equal() -> None:
@@ -366,7 +362,7 @@ def test_one_cell_fate_core_shared_parameters_are_equal() -> None:
         assert pbk.parameters[name].value == pd.parameters[name].value, name
 
 
-@pytest.mark.slow  # compiles msc_pbk for three species
+@pytest.mark.slow  # one batch of each model
 def test_one_cell_fate_core_viable_fraction_agrees_in_mouse_rat_human(core_runs) -> None:
     """Issue 15 ("one cell-fate core, two views"): after the same IV dose, msc_pbk and
     msc_pkpd_host give the same viable fraction of the infused cells from 1 h to 72 h, fresh
@@ -380,7 +376,7 @@ def test_one_cell_fate_core_viable_fraction_agrees_in_mouse_rat_human(core_runs)
     assert mouse[-1] == pytest.approx(0.005, rel=0.05)  # the shared target (facts.py)
 
 
-@pytest.mark.slow  # compiles msc_pbk for three species
+@pytest.mark.slow  # one batch of each model
 def test_one_cell_fate_core_thawed_product_loses_f_thaw_loss_in_both_models(core_runs) -> None:
     """A freshly thawed product loses the fraction f_thaw_loss of its cells on first contact
     with blood (complement; Moll et al. 2014, abstract: freeze-thawed MSCs have impaired blood
