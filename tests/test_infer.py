@@ -104,7 +104,7 @@ def test_map_fit_of_theophylline_is_near_the_published_estimates() -> None:
     assert set(idata.groups()) >= {"posterior", "log_likelihood", "observed_data"}
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # NUTS in CI: test_infer_nonlinear.py (4 chains), notebook 03
 def test_nuts_smoke_run_gives_inference_data_by_subject() -> None:
     data = cp.datasets.theophylline()
     with pytest.warns(RuntimeWarning):  # a short run: R-hat / ESS warnings are expected
@@ -175,7 +175,7 @@ liver_cells = { expr = "liver", unit = "cells", error = "lognormal" }
 """
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # in CI: notebook 02 fits a terminal-sacrifice study (3 mice per time)
 def test_terminal_sacrifice_design_recovers_the_truth(tmp_path) -> None:
     """One animal per time point (no repeated measures, no IIV), three organs each."""
     path = tmp_path / "biodistribution.toml"
