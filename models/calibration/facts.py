@@ -18,11 +18,8 @@ from __future__ import annotations
 VIABLE_FRACTION_72H = 0.005
 
 #: Lee et al. 2009 (Cell Stem Cell 5:54; abstract and text via PMC): human DNA in mouse lung
-#: "disappeared with a half-life of about 24 hr" after 2e6 hMSCs IV. Target: lung human DNA at
-#: 24 h / at 15 min = 0.5 (msc_pbk); in msc_pkpd_host (which does not follow DNA after
-#: engulfment) the same half-life is taken as the persistence of the cells without cytotoxic
-#: killing.
+#: "disappeared with a half-life of about 24 hr" after 2e6 hMSCs IV. Target: lung human DNA
+#: falls with this half-life from 15 min to 24 h (msc_pbk); in msc_pkpd_host (which does not
+#: follow DNA after engulfment) the same half-life is taken as the persistence of the cells
+#: without cytotoxic killing (msc_dna from 24 h to 48 h).
 LUNG_DNA_HALF_LIFE_H = 24.0
-
-#: Reference animal of the rate constants of both models [kg]: a 25-g mouse.
-BW_REF_KG = 0.025

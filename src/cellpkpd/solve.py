@@ -967,9 +967,10 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
             interval limit, or a failed solve): run the final part, to th, into y, and stop.
             One loop, so that `run` is traced once."""
             x, x_prev, k, code, _, y = carry
-            conv = (k >= 1) & ((ss <= 0) | ~moving(x, x_prev) | (k >= max_k) | (code != 0))
+            changing = moving(x, x_prev)
+            conv = (k >= 1) & ((ss <= 0) | ~changing | (k >= max_k) | (code != 0))
             x_new, c_new = run(x, jnp.where(conv, th, length(k)))
-            not_done = (ss > 0) & (code == 0) & moving(x, x_prev)
+            not_done = (ss > 0) & (code == 0) & changing
             final = jnp.where(not_done, 3, jnp.maximum(code, c_new))
             return (
                 jnp.where(conv, x, x_new),
