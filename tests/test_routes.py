@@ -69,6 +69,37 @@ def test_route_dose_equals_sum_of_cmt_doses(solver, kw):
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9)
 
 
+def test_route_fractions_and_dosing_may_use_derived_names_of_parameters_and_covariates():
+    """A [derived] name built from parameters and covariates alone (here f = fv * via) may
+    stand in route fractions, [dosing] fields and initial values; the model reads as if the
+    expression were written there (same results to rounding, rtol 1e-12)."""
+    spec = model()
+    d = {
+        "model": {"name": "rt", "time_unit": "h", "amount_unit": "cells"},
+        "parameters": {"k": {"value": 0.3}, "kd": {"value": 0.1}, "fv": {"value": 0.8}},
+        "covariates": {"via": {"value": 0.9}},
+        "states": {s: {"initial": 0.0} for s in ("a", "b", "dead")},
+        "derived": {"f": "fv * via", "g": "2 * f", "a_level": "a / g"},
+        "flows": {"a -> b": "k", "b ->": "kd", "dead ->": "kd"},
+        "dosing": {"a": {"bioavailability": "0.5"}, "b": {"lag": "g"}},
+        "routes": {"iv": {"a": "f", "dead": "1 - f"}},
+        "observations": {"share": {"expr": "(a + b) / max(dosed_dead, 1)", "error": "none"}},
+    }
+    spec2 = cp.ModelSpec.from_dict(d)
+    assert spec2.routes["iv"]["a"].source == "f"  # shown as written
+    assert spec2.routes["iv"]["a"].names == {"fv", "via"}
+    assert spec2.dosing["b"].lag.names == {"fv", "via"}
+    reg = cp.Regimen([cp.Dose(0.0, 1e6, route="iv"), cp.Dose(1.0, 2e5, "b")])
+    via = np.array([0.5, 0.9])
+    a = states(cp.simulate(spec2, reg, times=TIMES, covariates={"via": via}))
+    reg_b = cp.Regimen([cp.Dose(0.0, 1e6, route="iv"), cp.Dose(1.0, 2e5, "b", lag=2 * 0.8 * 0.5)])
+    b = states(cp.simulate(spec, reg_b, times=TIMES, covariates={"via": 0.5}))
+    np.testing.assert_allclose(a[:, :1], b, rtol=1e-12, atol=1e-9)
+    d["routes"] = {"iv": {"a": "a_level"}}
+    with pytest.raises(SpecError, match=r"routes\.iv\.a: unknown name 'a_level'"):
+        cp.ModelSpec.from_dict(d)
+
+
 def test_route_fraction_from_covariates_per_subject():
     spec = model()
     via = np.array([0.5, 0.9])

@@ -9,6 +9,7 @@ with positional arguments. Constants ``pi``, ``e`` and ``inf`` are predefined.
 from __future__ import annotations
 
 import ast
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -210,6 +211,24 @@ class Expr:
     def __call__(self, env: Mapping[str, Any]) -> Any:
         """Evaluate with `jax.numpy`; `env` maps every name in `names` to a value."""
         return _eval(self.tree.body, env)
+
+    def inline(self, defs: Mapping[str, Expr]) -> Expr:
+        """This expression with each name in `defs` replaced by its expression (already
+        inlined itself). `source` stays as written, so it still reads as the model file
+        does; `names` are those of the result."""
+        used = self.names & set(defs)
+        if not used:
+            return self
+
+        class _Sub(ast.NodeTransformer):
+            def visit_Name(self, node: ast.Name) -> ast.AST:
+                if node.id in used:
+                    return copy.deepcopy(defs[node.id].tree.body)
+                return node
+
+        tree = ast.fix_missing_locations(_Sub().visit(copy.deepcopy(self.tree)))
+        names = (self.names - used).union(*(defs[n].names for n in used))
+        return Expr(self.source, tree, frozenset(names))
 
 
 def parse_expr(source: str | float | int, where: str) -> Expr:

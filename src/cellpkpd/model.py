@@ -671,11 +671,23 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
 
     for dname, e in derived.items():
         check_names(e, f"derived.{dname}", known)
+    # static: known before the solve (parameters, covariates, and the derived quantities
+    # built from them alone); initial values, breakpoints, [dosing] fields and route
+    # fractions may use these; a static derived name is inlined into them
     static = set(params) | set(covs)
-    for bname, e in breakpoints.items():
-        check_names(e, f"model.breakpoints.{bname}", static)
-    for s in states.values():
-        check_names(s.initial, f"states.{s.name}.initial", static)
+    static_defs: dict[str, Expr] = {}
+    for dname, e in derived.items():  # topological order
+        if e.names <= static:
+            static_defs[dname] = e.inline(static_defs)
+            static.add(dname)
+
+    def check_static(e: Expr, key: str) -> Expr:
+        return check_names(e, key, static).inline(static_defs)
+
+    for bname, e in list(breakpoints.items()):
+        breakpoints[bname] = check_static(e, f"model.breakpoints.{bname}")
+    for sname, st in list(states.items()):
+        states[sname] = _replace(st, initial=check_static(st.initial, f"states.{sname}.initial"))
 
     # [flows]
     flows: list[Flow] = []
@@ -746,7 +758,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         for fld in ("lag", "bioavailability", "rate", "duration"):
             if fld in d:
                 e = expr(d[fld], f"{key}.{fld}")
-                rule[fld] = check_names(e, f"{key}.{fld}", static)
+                rule[fld] = check_static(e, f"{key}.{fld}")
         dosing[sname] = DosingRule(
             sname,
             rule.get("lag", parse_expr("0", key)),
@@ -775,7 +787,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
                 raise ctx.err(skey, f"unknown state '{sname}'; states: {', '.join(states)}")
             if isinstance(fr, bool) or not isinstance(fr, (str, int, float)):
                 raise ctx.err(skey, f"expected a fraction expression (text or number), got {fr!r}")
-            fractions[sname] = check_names(expr(str(fr), skey), skey, static)
+            fractions[sname] = check_static(expr(str(fr), skey), skey)
         routes[rname] = _ro(fractions)
 
     for ukey in ("time_unit", "amount_unit"):
