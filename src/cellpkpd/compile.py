@@ -18,7 +18,7 @@ import numpy as np
 
 from .model import ModelSpec
 
-__all__ = ["CompiledModel"]
+__all__ = ["CompiledModel", "states_read"]
 
 
 class CompiledModel:
@@ -44,6 +44,20 @@ class CompiledModel:
         #: [odes] terms can add one (a flow's flux is its rate times the source amount)
         self.has_constant_input = bool(self._odes)
         self.breakpoint_names = tuple(spec.breakpoints)
+        self.blocks = _state_blocks(spec, idx)
+        # entries of A for a model of flows alone: flow f takes rate_f out of its source
+        # (A[src, src] -= rate_f) into its target (A[dst, src] += rate_f); a loss has no target
+        rows, cols, sign, order = [], [], [], []
+        for f, (src, dst, _) in enumerate(self._flows):
+            rows.append(src), cols.append(src), sign.append(-1.0), order.append(f)
+            if dst is not None:
+                rows.append(dst), cols.append(src), sign.append(1.0), order.append(f)
+        self._flow_entries = (
+            np.asarray(rows, np.int32),
+            np.asarray(cols, np.int32),
+            np.asarray(sign),
+        )
+        self._flow_order = np.asarray(order, np.int32)
         # [routes]: route r puts its fraction route_F[r, k] (see `dosing_vectors`) of a dose
         # into state route_states[r, k]; rows padded with state 0 to the widest route (valid:
         # route_valid[r, k])
@@ -56,6 +70,14 @@ class CompiledModel:
             for k, s in enumerate(fr):
                 self.route_states[r, k] = idx[s]
                 self.route_valid[r, k] = True
+
+    def kept_states(self, outputs: Any) -> tuple[int, ...] | None:
+        """The state indices to solve for when only `outputs` are wanted: every uncoupled
+        group (`blocks`) holding a state they read; None when that is all states."""
+        read = {self.state_names.index(s) for s in states_read(self.spec, outputs)}
+        kept = [b for b in self.blocks if read & set(b.tolist())] or [self.blocks[0]]
+        keep = tuple(sorted(int(i) for b in kept for i in b))
+        return None if len(keep) == self.n_states else keep
 
     def breakpoint_times(self, p: Mapping[str, Any]) -> Any:
         """Times [time] of the model's breakpoints, shape (n_breakpoints,)."""
@@ -91,8 +113,22 @@ class CompiledModel:
         return jnp.stack([jnp.broadcast_to(v, ()) for v in terms]).astype(x.dtype)
 
     def linear_system(self, p: Mapping[str, Any]) -> tuple[Any, Any]:
-        """(A, b) with dx/dt = A x + b; exact for linear (affine, autonomous) models."""
+        """(A, b) with dx/dt = A x + b; exact for linear (affine, autonomous) models.
+
+        A model of flows alone is assembled directly from the flow rates (one scatter, a
+        much smaller program than differentiating the right-hand side); with [odes] terms,
+        A is the Jacobian of the right-hand side at x = 0 and b its value there."""
         x0 = jnp.zeros(self.n_states)
+        if not self._odes:
+            n = self.n_states
+            env = self.env(0.0, x0, p)
+            rates = jnp.stack(
+                [jnp.broadcast_to(jnp.asarray(r(env), x0.dtype), ()) for *_, r in self._flows]
+                or [jnp.zeros((), x0.dtype)]
+            )
+            rows, cols, sign = self._flow_entries
+            A = jnp.zeros((n, n), x0.dtype).at[rows, cols].add(sign * rates[self._flow_order])
+            return A, x0
         f = lambda x: self.rhs(0.0, x, p)
         return jax.jacfwd(f)(x0), f(x0)
 
@@ -156,3 +192,54 @@ class CompiledModel:
             "duration": stack(dur),
             "route_F": route_F,
         }
+
+
+def states_read(spec: ModelSpec, names: Any) -> set[str]:
+    """The states that the values of `names` (states, derived quantities, observations,
+    parameters...) read, directly or through [derived] quantities."""
+    out: set[str] = set()
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        nm = todo.pop()
+        if nm in seen:
+            continue
+        seen.add(nm)
+        if nm in spec.states:
+            out.add(nm)
+        elif nm in spec.derived:
+            todo.extend(spec.derived[nm].names)
+        elif nm in spec.observations:
+            todo.extend(spec.observations[nm].expr.names)
+    return out
+
+
+def _state_blocks(spec: ModelSpec, idx: Mapping[str, int]) -> tuple[np.ndarray, ...]:
+    """The states split into groups that do not exchange mass or information (the weakly
+    connected components of the graph of flows and of the [odes] terms' dependencies on
+    states), each a sorted index array; in state order of their first member. The system
+    matrix of a linear model is block diagonal in these groups, so its exponential is that of
+    each block (one group = no split)."""
+    n = len(idx)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    states_of = lambda names: states_read(spec, names)
+    for f in spec.flows:
+        for s in states_of(f.rate.names) | ({f.target} if f.target else set()):
+            join(idx[f.source], idx[s])
+    for target, e in spec.odes.items():
+        for s in states_of(e.names):
+            join(idx[target], idx[s])
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return tuple(np.asarray(g, np.int32) for g in groups.values())

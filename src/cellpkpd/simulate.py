@@ -179,6 +179,7 @@ class Simulator:
             t0=float(t0),
             window=window,
             ss_max_intervals=int(ss_max_intervals),
+            keep=self.model.kept_states(self.outputs),
         )
         self._defaults = self.spec.defaults()
         states = list(self.spec.states)

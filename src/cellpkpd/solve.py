@@ -84,6 +84,10 @@ class EngineOptions:
     window: int | None = None  # ODE path: max output times per segment
     ss_max_intervals: int = 1000
     squarings: int = MAX_SQUARINGS  # exact path: static squaring count of the exponentials
+    # exact path: the states to solve for (a union of `CompiledModel.blocks`, sorted), when
+    # the outputs need only some of the model's uncoupled groups; the others are returned
+    # as 0. None: all states.
+    keep: tuple[int, ...] | None = None
 
 
 class TimeVarying(eqx.Module):
@@ -230,8 +234,39 @@ def squarings_needed(A: Any, h: Any) -> Any:
     return jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300))))
 
 
-def _expm_pair(A: Any, h: Any, squarings: int = MAX_SQUARINGS) -> tuple[Any, Any]:
-    """Phi = expm(A h) and Gamma = int_0^h expm(A s) ds for one scalar h >= 0."""
+def _by_blocks(fn: Any, A: Any, blocks: Any) -> Any:
+    """fn(A) -> matrices of A's shape (or None), computed block by block for a matrix that
+    is block diagonal in the index groups `blocks` (`CompiledModel.blocks`; static) and
+    assembled with zeros off the blocks: a matrix function of a block-diagonal matrix is the
+    function of each block. n^3 work becomes the sum of the blocks' cubes."""
+    if blocks is None or len(blocks) < 2:
+        return fn(A)
+    n = A.shape[0]
+    parts = [fn(A[np.ix_(b, b)]) for b in blocks]
+    out = []
+    for k in range(len(parts[0])):
+        if parts[0][k] is None:
+            out.append(None)
+            continue
+        M = jnp.zeros((n, n), A.dtype)
+        for b, part in zip(blocks, parts, strict=True):
+            M = M.at[np.ix_(b, b)].set(part[k])
+        out.append(M)
+    return tuple(out)
+
+
+def _expm_blocks(Ah: Any, squarings: int, blocks: Any) -> tuple[Any, None]:
+    """(expm(A h), None), block by block (see `_by_blocks`)."""
+    return _by_blocks(lambda M: (expm_small(M, squarings), None), Ah, blocks)
+
+
+def _expm_pair(
+    A: Any, h: Any, squarings: int = MAX_SQUARINGS, blocks: Any = None
+) -> tuple[Any, Any]:
+    """Phi = expm(A h) and Gamma = int_0^h expm(A s) ds for one scalar h >= 0 (block by
+    block when `blocks` splits A, see `_by_blocks`)."""
+    if blocks is not None and len(blocks) > 1:
+        return _by_blocks(lambda M: _expm_pair(M, h, squarings), A, blocks)
     n = A.shape[0]
     M = jnp.zeros((2 * n, 2 * n), A.dtype)
     M = M.at[:n, :n].set(A * h).at[:n, n:].set(jnp.eye(n, dtype=A.dtype) * h)
@@ -545,7 +580,7 @@ def _ss_phase(ev: _Events) -> tuple[Any, Any]:
 
 
 def _exact_trough(
-    A: Any, b: Any, ev: _Events, n: int, squarings: int = MAX_SQUARINGS
+    A: Any, b: Any, ev: _Events, n: int, squarings: int = MAX_SQUARINGS, blocks: Any = None
 ) -> tuple[Any, Any]:
     """Steady-state amounts at each dose record's time (E, n) and a status per record,
     linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
@@ -566,15 +601,15 @@ def _exact_trough(
         eye = jnp.eye(n, dtype=A.dtype)
         # (another matrix where unused, so that no singular solve enters a gradient)
         x_const = jnp.linalg.solve(jnp.where(is_const, A, -eye), -(bv + R_ * e_))
-        Phi_ii, _ = _expm_pair(A, ii_, squarings)
-        _, Gam_d1 = _expm_pair(A, d1_, squarings)
-        Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings)
+        Phi_ii, _ = _expm_pair(A, ii_, squarings, blocks)
+        _, Gam_d1 = _expm_pair(A, d1_, squarings, blocks)
+        Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings, blocks)
         u_on, u_off = bv + (m_ + 1.0) * R_ * e_, bv + m_ * R_ * e_
         c = Phi_ii @ (bol * e_) + Phi_r @ (Gam_d1 @ u_on) + Gam_r @ u_off
         y = jnp.linalg.solve(jnp.eye(n, dtype=A.dtype) - Phi_ii, c) + bol * e_
         t1 = jnp.minimum(d1_, th)
-        Phi1, Gam1 = _expm_pair(A, t1, squarings)
-        Phi2, Gam2 = _expm_pair(A, th - t1, squarings)
+        Phi1, Gam1 = _expm_pair(A, t1, squarings, blocks)
+        Phi2, Gam2 = _expm_pair(A, th - t1, squarings, blocks)
         return jnp.where(is_const, x_const, Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off)
 
     xs = jax.vmap(one)(A, ii, d1, m, R, bolus, e, bv, theta, const)
@@ -659,6 +694,19 @@ def count_distinct_lengths(
     return count, squarings_needed(A, longest)
 
 
+def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
+    """(K, blocks): the kept state indices (numpy, or None for all) and `cm.blocks` within
+    them, renumbered to positions in K."""
+    if keep is None or len(keep) == cm.n_states:
+        return None, cm.blocks
+    K = np.asarray(keep, np.int64)
+    pos = {int(k): i for i, k in enumerate(K)}
+    blocks = tuple(
+        np.asarray([pos[int(i)] for i in b], np.int32) for b in cm.blocks if int(b[0]) in pos
+    )
+    return K, blocks
+
+
 def _solve_exact(
     cm: CompiledModel,
     opts: EngineOptions,
@@ -681,14 +729,19 @@ def _solve_exact(
     input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
     # input on each segment (M, n); zero without zero-order input
     u_rate = 0.0 if input_free else ev.rate_at(prev_T, n)
+    # the propagation runs on the kept states K only (uncoupled groups the outputs do not
+    # need are left out; see EngineOptions.keep); `sub` restricts a state axis to K
+    K, blocks = _kept(cm, opts.keep)
+    sub = (lambda v: v) if K is None else (lambda v: v[..., K])
+    subA = (lambda M: M) if K is None else (lambda M: M[..., K[:, None], K[None, :]])
     if input_free:
-        pair = lambda A_, h_: (expm_small(A_ * h_, opts.squarings), None)
+        pair = lambda A_, h_: _expm_blocks(subA(A_) * h_, opts.squarings, blocks)
     else:
-        pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings)
+        pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
 
     if tv is None and _BP_TIMES not in p:
         A, b = cm.linear_system(p)
-        u = u_rate + b[None, :]
+        u = sub(u_rate + b[None, :])
         if plan_size is not None:
             # at most plan_size distinct segment lengths: one exponential each
             tab, _ = _distinct(h)
@@ -722,11 +775,11 @@ def _solve_exact(
         if d.has_ss:
             E = ev.record_time.shape[0]
             As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
-            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
         As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_)))(prev_T)
-        u = u_rate + bs
+        u = sub(u_rate + bs)
         Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
         trough, ss_code = (None, 0)
@@ -736,12 +789,12 @@ def _solve_exact(
             rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
             rec = jnp.repeat(rec, ev.per_entry)
             As, bs = jax.vmap(system)(ev.record_time, rec)
-            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
 
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
     act = is_pt & ev.valid[j]
-    forcing = jnp.where(act[:, None], ev.bolus[j], 0.0)
+    forcing = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
     if not input_free:
         forcing = forcing + jnp.einsum("mij,mj->mi", Gam[tab], u)
     resets = d.has_reset or d.has_ss
@@ -756,7 +809,8 @@ def _solve_exact(
         else:
             x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
         x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
-        bolus_after = jnp.where(act[:, None], ev.bolus[j], 0.0)
+        x_reset, x_ss = sub(x_reset), sub(x_ss)
+        bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
 
     def step(x, i):
         k = tab[i]
@@ -769,9 +823,11 @@ def _solve_exact(
             y = base + bolus_after[i]
         return y, y
 
-    _, xs = jax.lax.scan(step, x_init, jnp.arange(T.shape[0]))
+    _, xs = jax.lax.scan(step, sub(x_init), jnp.arange(T.shape[0]))
     pos = jnp.argsort(src, stable=True)[P:]
     states = xs[pos]
+    if K is not None:
+        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
     status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, 2))
     return states, status
 
@@ -992,9 +1048,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
         return y, jnp.where(ss > 0, code, 0)
 
     rec = jnp.repeat(_dose_records(tv, ev.record_time.shape[0] // ev.per_entry), ev.per_entry)
-    xs, codes = jax.vmap(one)(
-        ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const
-    )
+    xs, codes = jax.vmap(one)(ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const)
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
 
 
