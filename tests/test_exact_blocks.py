@@ -152,3 +152,21 @@ def test_flow_model_matrix_is_the_jacobian_of_the_right_hand_side(name: str) -> 
     J = jax.jacfwd(lambda x: cm.rhs(0.0, x, p))(x0)
     np.testing.assert_array_equal(np.asarray(A), np.asarray(J))
     np.testing.assert_array_equal(np.asarray(b), 0.0)
+
+
+def test_breakpoint_regions_share_exponentials_with_the_same_results() -> None:
+    """A model with breakpoints (cart_ck: the expansion-to-contraction switch at Tmax) has one
+    system matrix per region between its breakpoints; a batch (which plans one exponential
+    per distinct (region, interval length) pair) equals the per-segment exponentials of a
+    single-subject call to rounding (rtol 1e-12), per subject Tmax, with a steady-state-free
+    bolus regimen on a daily grid."""
+    spec = cp.load_model("cart_ck")
+    times = np.arange(0.0, 91.0)
+    reg = cp.Regimen([cp.Dose(0.0, 1e8, "effector")])
+    tmax = spec.parameters["Tmax"].value * np.array([0.5, 1.0, 1.7])
+    batch = cp.simulate(spec, [reg] * 3, times, params={"Tmax": tmax}, solver="exact")
+    sim = cp.Simulator(spec, times, solver="exact")
+    for i, tm in enumerate(tmax):
+        one = sim({"Tmax": tm}, sim.doses(reg))
+        for s in spec.states:
+            np.testing.assert_allclose(batch[s].values[i], np.asarray(one[s]), rtol=1e-12)

@@ -45,6 +45,12 @@ class CompiledModel:
         self.has_constant_input = bool(self._odes)
         self.breakpoint_names = tuple(spec.breakpoints)
         self.blocks = _state_blocks(spec, idx)
+        self._derived_cache: dict[frozenset[str], tuple[str, ...]] = {}
+        # the names the right-hand side reads (so its environment computes only those
+        # derived quantities, not those only observations use)
+        self._rhs_names = frozenset().union(
+            *(f.rate.names for f in spec.flows), *(e.names for e in spec.odes.values())
+        )
         # entries of A for a model of flows alone: flow f takes rate_f out of its source
         # (A[src, src] -= rate_f) into its target (A[dst, src] += rate_f); a loss has no target
         rows, cols, sign, order = [], [], [], []
@@ -89,19 +95,44 @@ class CompiledModel:
         )
 
     # -------------------------------------------------------------- environment
-    def env(self, t: Any, x: Any, p: Mapping[str, Any]) -> dict[str, Any]:
-        """Names -> values: parameters, covariates, states, derived quantities, ``t``."""
+    def env(
+        self, t: Any, x: Any, p: Mapping[str, Any], names: Any = None
+    ) -> dict[str, Any]:
+        """Names -> values: parameters, covariates, states, derived quantities, ``t``. With
+        `names`, only the derived quantities those names read (directly or through other
+        derived quantities) are computed: a smaller traced program."""
         env = dict(p)
         env["t"] = t
         for i, s in enumerate(self.state_names):
             env[s] = x[i]
-        for name, e in self.spec.derived.items():
-            env[name] = e(env)
+        for name in self._derived_for(names):
+            env[name] = self.spec.derived[name](env)
         return env
+
+    def _derived_for(self, names: Any) -> tuple[str, ...]:
+        """The derived quantities `names` read, in the model's (topological) order; all of
+        them for None."""
+        if names is None:
+            return tuple(self.spec.derived)
+        key = frozenset(names)
+        if key not in self._derived_cache:
+            seen: set[str] = set()
+            todo = list(key)
+            while todo:
+                nm = todo.pop()
+                if nm in seen:
+                    continue
+                seen.add(nm)
+                if nm in self.spec.derived:
+                    todo.extend(self.spec.derived[nm].names)
+                elif nm in self.spec.observations:
+                    todo.extend(self.spec.observations[nm].expr.names)
+            self._derived_cache[key] = tuple(d for d in self.spec.derived if d in seen)
+        return self._derived_cache[key]
 
     def rhs(self, t: Any, x: Any, p: Mapping[str, Any]) -> Any:
         """d(state)/dt [amount/time], shape (n_states,)."""
-        env = self.env(t, x, p)
+        env = self.env(t, x, p, self._rhs_names)
         terms = [jnp.zeros((), dtype=x.dtype) for _ in range(self.n_states)]
         for src, dst, rate in self._flows:
             flux = rate(env) * x[src]
@@ -121,7 +152,7 @@ class CompiledModel:
         x0 = jnp.zeros(self.n_states)
         if not self._odes:
             n = self.n_states
-            env = self.env(0.0, x0, p)
+            env = self.env(0.0, x0, p, self._rhs_names)
             rates = jnp.stack(
                 [jnp.broadcast_to(jnp.asarray(r(env), x0.dtype), ()) for *_, r in self._flows]
                 or [jnp.zeros((), x0.dtype)]
@@ -145,7 +176,7 @@ class CompiledModel:
         self, names: tuple[str, ...], t: Any, x: Any, p: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Values of states, derived quantities or observations at one time."""
-        env = self.env(t, x, p)
+        env = self.env(t, x, p, names)
         out = {}
         for n in names:
             if n in self.spec.observations:

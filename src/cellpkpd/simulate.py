@@ -374,7 +374,7 @@ class Simulator:
         )
         opts = self.options
         plan_size = None
-        if concrete and self.solver == "exact" and tv is None and not self.spec.breakpoints:
+        if concrete and self.solver == "exact" and tv is None:
             count = self._mapper(("count",), self._count, chunk_size or default_chunk("exact"))
             sizes, squarings = count(batched, shared)
             plan_size = int(jnp.max(sizes))

@@ -663,12 +663,17 @@ def _timeline(
 SAME_LENGTH_RTOL = 1e-10
 
 
-def _distinct(h: Any) -> tuple[Any, Any]:
+def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
     """Rank of each segment length among the subject's distinct lengths (sorted lengths
-    within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number."""
-    order = jnp.argsort(h)
+    within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number; with
+    `region` (int per segment: which system matrix holds there), of the distinct
+    (region, length) pairs."""
+    order = jnp.argsort(h) if region is None else jnp.lexsort((h, region))
     ks = h[order]
-    new = jnp.concatenate([jnp.ones(1, bool), ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]])
+    new = ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]
+    if region is not None:
+        new = new | (region[order][1:] != region[order][:-1])
+    new = jnp.concatenate([jnp.ones(1, bool), new])
     rank_sorted = jnp.cumsum(new) - 1
     index = jnp.zeros_like(rank_sorted).at[order].set(rank_sorted)
     return index, rank_sorted[-1] + 1
@@ -685,13 +690,29 @@ def count_distinct_lengths(
     """Number of distinct segment lengths of one subject on the exact path, and the
     squarings its exponentials need; their maxima over a batch size `solve_subject`'s
     ``plan_size`` and ``EngineOptions.squarings``."""
-    ev, _, _, _, _, h, _ = _timeline(cm, opts, p, d, times, None, events_before)
-    count = _distinct(h)[1]
-    A, _ = cm.linear_system(p)
+    p = with_breakpoints(cm, p)
+    ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
+    As, region = _regions(cm, p, prev_T)
+    count = _distinct(h, region)[1]
     longest = jnp.max(h)
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
-    return count, squarings_needed(A, longest)
+    return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As[0], longest))
+
+
+def _regions(cm: CompiledModel, p: dict[str, Any], prev_T: Any) -> tuple[Any, Any]:
+    """((A, b) of each region, region of each segment). Without breakpoints one region;
+    with B breakpoints (and no time-varying inputs) B + 1: region r holds after r of them
+    have passed (their flags switch on in time order), so a segment starting at T is in
+    region #{breakpoints <= T}."""
+    if _BP_TIMES not in p:
+        A, b = cm.linear_system(p)
+        return (A[None], b[None]), jnp.zeros(prev_T.shape, jnp.int32)
+    bp = p[_BP_TIMES]
+    starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.dtype), jnp.sort(bp)])
+    systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_)))(starts)
+    region = jnp.sum(prev_T[:, None] >= bp[None, :], axis=1).astype(jnp.int32)
+    return systems, region
 
 
 def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
@@ -739,7 +760,21 @@ def _solve_exact(
     else:
         pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
 
-    if tv is None and _BP_TIMES not in p:
+    if tv is None and _BP_TIMES in p and plan_size is not None:
+        # breakpoints: one system per region between them; at most plan_size distinct
+        # (region, length) pairs, one exponential each
+        (As_r, bs_r), region = _regions(cm, p, prev_T)
+        u = sub(u_rate + bs_r[region])
+        tab, _ = _distinct(h, region)
+        lengths = jnp.zeros(plan_size, h.dtype).at[tab].set(h)
+        which = jnp.zeros(plan_size, jnp.int32).at[tab].set(region)
+        Phi, Gam = jax.vmap(pair)(As_r[which], lengths)
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True))
+            As, bs = jax.vmap(system)(ev.record_time)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+    elif tv is None and _BP_TIMES not in p:
         A, b = cm.linear_system(p)
         u = sub(u_rate + b[None, :])
         if plan_size is not None:
