@@ -36,6 +36,24 @@ def test_library_model_metadata(name: str) -> None:
     assert f"# {name}" in cp.describe(spec)
 
 
+# solver="auto": exact for a linear model, Kvaerno5 for one marked stiff, Tsit5 otherwise. The
+# rule is measured by benchmarks/bench_library.py (auto's warm time over the fastest solver's
+# on each library model, N = 10,000: see benchmarks/README.md); this records the choice per
+# model, so a model change that flips it is seen here.
+AUTO = {
+    "cart_ck": "exact", "msc_pbk": "exact", "msc_pkpd_host": "tsit5",
+    "one_cmt_iv": "exact", "one_cmt_oral": "exact", "two_cmt_iv": "exact",
+}  # fmt: skip
+
+
+def test_auto_solver_of_every_library_model() -> None:
+    from cellpkpd.simulate import resolve_solver
+
+    assert set(AUTO) == set(LIBRARY)
+    for name in LIBRARY:
+        assert resolve_solver(cp.load_model(name), "auto") == AUTO[name], name
+
+
 # the MSC models (~70 s each: compile-bound) are differentiated in their own test files
 # (test_msc_pbk.py, test_msc_pkpd_host.py), msc_pkpd_host simulated for 1,000 subjects there
 # and msc_pbk for 400 parameter sets in notebook 06

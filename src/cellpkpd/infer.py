@@ -320,7 +320,7 @@ def _likelihood_solver(
             if k in spec.covariates:
                 typical[k] = jnp.asarray(v)
         counts, squarings = jax.vmap(sim._count, in_axes=(0, None))({"p": typical, **batched}, {})
-        plan_size = int(jnp.max(counts))
+        plan_size = max(int(jnp.max(counts)), 1)
         finite = jnp.where(jnp.isfinite(squarings), squarings, 0.0)
         opts = dataclasses.replace(opts, squarings=min(int(jnp.max(finite)) + 8, 40))
     one = sim._one(plan_size, opts)

@@ -377,7 +377,7 @@ class Simulator:
         if concrete and self.solver == "exact" and tv is None:
             count = self._mapper(("count",), self._count, chunk_size or default_chunk("exact"))
             sizes, squarings = count(batched, shared)
-            plan_size = int(jnp.max(sizes))
+            plan_size = max(int(jnp.max(sizes)), 1)
             # a subject with rates that are not finite (e.g. V = 0) fails with its own
             # status; it must not size the others' exponentials
             needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))

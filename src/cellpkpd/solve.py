@@ -664,19 +664,39 @@ SAME_LENGTH_RTOL = 1e-10
 
 
 def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
-    """Rank of each segment length among the subject's distinct lengths (sorted lengths
-    within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number; with
-    `region` (int per segment: which system matrix holds there), of the distinct
-    (region, length) pairs."""
-    order = jnp.argsort(h) if region is None else jnp.lexsort((h, region))
-    ks = h[order]
-    new = ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]
-    if region is not None:
-        new = new | (region[order][1:] != region[order][:-1])
+    """Rank of each segment length among the subject's distinct positive lengths (sorted
+    lengths within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number;
+    with `region` (int per segment: which system matrix holds there), of the distinct
+    (region, length) pairs. A segment of length 0 (an event and an output at one time) needs
+    no exponential (it is the identity): its rank is -1 and it is not counted."""
+    zero = h <= 0
+    key = jnp.where(zero, -1, 0 if region is None else region)
+    order = jnp.lexsort((h, key))
+    ks, kr = h[order], key[order]
+    new = (ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]) | (kr[1:] != kr[:-1])
     new = jnp.concatenate([jnp.ones(1, bool), new])
     rank_sorted = jnp.cumsum(new) - 1
     index = jnp.zeros_like(rank_sorted).at[order].set(rank_sorted)
-    return index, rank_sorted[-1] + 1
+    has_zero = jnp.any(zero).astype(index.dtype)
+    return jnp.where(zero, -1, index - has_zero), rank_sorted[-1] + 1 - has_zero
+
+
+def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any = None) -> Any:
+    """(Phi, Gamma, table): one exponential per distinct positive length (per region: `As`
+    stacked by region, or one matrix), at most `plan_size`; the identity (and Gamma 0) in
+    slot `plan_size` for the segments of length 0; table: each segment's slot."""
+    slot = jnp.where(tab >= 0, tab, plan_size)
+    lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
+    if region is None:
+        Phi, Gam = jax.vmap(pair, (None, 0))(As, lengths)
+    else:
+        which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
+        Phi, Gam = jax.vmap(pair)(As[which], lengths)
+    m = Phi.shape[-1]
+    Phi = jnp.concatenate([Phi, jnp.eye(m, dtype=Phi.dtype)[None]])
+    if Gam is not None:
+        Gam = jnp.concatenate([Gam, jnp.zeros((1, m, m), Gam.dtype)])
+    return Phi, Gam, slot
 
 
 def count_distinct_lengths(
@@ -765,10 +785,7 @@ def _solve_exact(
         # (region, length) pairs, one exponential each
         (As_r, bs_r), region = _regions(cm, p, prev_T)
         u = sub(u_rate + bs_r[region])
-        tab, _ = _distinct(h, region)
-        lengths = jnp.zeros(plan_size, h.dtype).at[tab].set(h)
-        which = jnp.zeros(plan_size, jnp.int32).at[tab].set(region)
-        Phi, Gam = jax.vmap(pair)(As_r[which], lengths)
+        Phi, Gam, tab = _planned(pair, As_r, h, _distinct(h, region)[0], plan_size, region)
         trough, ss_code = (None, 0)
         if d.has_ss:
             system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True))
@@ -779,9 +796,7 @@ def _solve_exact(
         u = sub(u_rate + b[None, :])
         if plan_size is not None:
             # at most plan_size distinct segment lengths: one exponential each
-            tab, _ = _distinct(h)
-            lengths = jnp.zeros(plan_size, h.dtype).at[tab].set(h)
-            Phi, Gam = jax.vmap(pair, (None, 0))(A, lengths)
+            Phi, Gam, tab = _planned(pair, A, h, _distinct(h)[0], plan_size)
         elif static_times is not None:
             # distinct output-to-output gaps, once; own exponentials next to events
             gaps = np.diff(np.concatenate([[t0], static_times]))
