@@ -67,9 +67,12 @@ def test_bolus_metrics_match_closed_forms():
     assert out["drop"].attrs["unit"] == "%"
     assert out["auc"].dtype == np.float64
     # the DataFrame convenience runs the same compiled sweep
-    table = cp.metrics.evaluate(one_cmt, m, bolus, TIMES, params={"CL": CL, "V": V})
+    table = cp.evaluate_metrics(one_cmt, m, bolus, TIMES, params={"CL": CL, "V": V})
     assert list(table.index) == [0, 1, 2]
     np.testing.assert_array_equal(table["auc"].to_numpy(), out["auc"].values)
+    # its former name forwards, with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match="cp.evaluate_metrics"):
+        assert cp.metrics.evaluate is cp.evaluate_metrics
 
 
 def test_infusion_cmax_tmax_auc_match_closed_forms():

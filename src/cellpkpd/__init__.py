@@ -60,8 +60,8 @@ def __getattr__(name: str) -> object:
         return infer if name == "infer" else getattr(infer, name)
     if name in ("metrics", "gsa"):
         return importlib.import_module(f".{name}", __name__)
-    if name == "sweep":
-        return importlib.import_module(".sweeps", __name__).sweep
+    if name in ("sweep", "evaluate_metrics"):
+        return getattr(importlib.import_module(".sweeps", __name__), name)
     if name in ("VirtualPopulation", "dose_ranging"):
         return getattr(importlib.import_module(".doseranging", __name__), name)
     raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")
@@ -87,6 +87,7 @@ __all__ = [
     "datasets",
     "describe",
     "dose_ranging",
+    "evaluate_metrics",
     "fit",
     "gsa",
     "list_models",

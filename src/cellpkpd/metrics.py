@@ -56,7 +56,6 @@ from .errors import SpecError
 from .model import DAYS_PER_TIME_UNIT as _DAYS_PER
 
 if TYPE_CHECKING:
-    import pandas as pd
     import xarray as xr
 
     from .model import ModelSpec
@@ -76,7 +75,6 @@ __all__ = [
     "auc",
     "cell_days",
     "cmax",
-    "evaluate",
     "half_life",
     "integral_name",
     "max_pct_change",
@@ -371,7 +369,7 @@ class Metric:
             output time), or a `value_at` time between two grid points with a jump between
             them, is refused with a `SpecError` (a result holds the output only after the
             events at a time, so the value just before a jump is unknown): use
-            `cp.metrics.evaluate` or `cp.sweep`, which put each jump on the grid from both
+            `cp.evaluate_metrics` or `cp.sweep`, which put each jump on the grid from both
             sides. With neither `regimen` nor the record (a result made by hand) the grid is
             assumed to hold no jump between its points.
         """
@@ -461,7 +459,7 @@ class Metric:
                 raise SpecError(
                     f"metric {self.default_name}: the output jumps at t = {inside[0]:g} "
                     f"between the result's output times {times[k - 1]:g} and {times[k]:g}; "
-                    f"simulate with time {self.time:g} on the grid or use cp.metrics.evaluate"
+                    f"simulate with time {self.time:g} on the grid or use cp.evaluate_metrics"
                 )
             return
         if not self.jumps:
@@ -473,7 +471,7 @@ class Metric:
             raise SpecError(
                 f"metric {self.default_name}: the output jumps at t = {inside[0]:g} inside "
                 f"[{a:g}, {b:g}] and a result holds only the value after the jump; use "
-                "cp.metrics.evaluate or cp.sweep (they put each jump on the grid from both "
+                "cp.evaluate_metrics or cp.sweep (they put each jump on the grid from both "
                 "sides)"
             )
 
@@ -863,28 +861,17 @@ def named(metrics: Any, where: str = "metrics") -> dict[str, Metric]:
     return out
 
 
-def evaluate(
-    spec_or_sim: Any,
-    metrics: Mapping[str, Metric] | Any,
-    regimen: Any,
-    times: Any,
-    params: Mapping[str, Any] | None = None,
-    covariates: Mapping[str, Any] | None = None,
-    **kw: Any,
-) -> pd.DataFrame:
-    """Metrics of one or many parameter sets as a DataFrame (one row per set).
+def __getattr__(name: str) -> Any:
+    # `cp.metrics.evaluate` moved to `cp.evaluate_metrics` (cellpkpd.sweeps: it runs a sweep,
+    # a layer above these reductions); the old name forwards, with a warning, for a while
+    if name == "evaluate":
+        import importlib
+        import warnings
 
-    A convenience over `cellpkpd.sweeps.sweep` (which computes the metrics on the device,
-    with running integrals, so integrals are exact to solver precision). `spec_or_sim` is a
-    ModelSpec, library name or a `cp.Simulator` (its spec is used); `kw` goes to `sweep`.
-    """
-    from .simulate import Simulator
-    from .sweeps import sweep
-
-    spec = spec_or_sim.spec if isinstance(spec_or_sim, Simulator) else spec_or_sim
-    samples = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in (params or {}).items()}
-    if not samples:
-        samples = {}
-    kw.setdefault("progress", False)
-    out = sweep(spec, regimen, times, samples, metrics, covariates=covariates, **kw)
-    return out.to_dataframe()
+        warnings.warn(
+            "cp.metrics.evaluate is now cp.evaluate_metrics (same arguments)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module("cellpkpd.sweeps").evaluate_metrics
+    raise AttributeError(f"module 'cellpkpd.metrics' has no attribute {name!r}")

@@ -38,7 +38,7 @@ from .metrics import Metric, integral_name, jump_times, named, output_unit, own_
 from .model import ModelSpec, State, load_model
 from .simulate import Simulator, check_regimen, check_times, resolve_solver
 
-__all__ = ["augment_spec", "sweep"]
+__all__ = ["augment_spec", "evaluate_metrics", "sweep"]
 
 MANIFEST = "manifest.json"
 _FORMAT = 2  # 2: per-metric points, dose jumps on the grid, chunk checksums
@@ -759,3 +759,27 @@ def sweep(
             **({"path": str(folder)} if folder is not None else {}),
         },
     )
+
+
+def evaluate_metrics(
+    spec_or_sim: Any,
+    metrics: Mapping[str, Metric] | Any,
+    regimen: Any,
+    times: Any,
+    params: Mapping[str, Any] | None = None,
+    covariates: Mapping[str, Any] | None = None,
+    **kw: Any,
+) -> Any:
+    """Metrics of one or many parameter sets as a pandas DataFrame (one row per set; each
+    metric in its own unit, see `cellpkpd.metrics`).
+
+    A convenience over `sweep` (which computes the metrics on the device, with running
+    integrals, so integrals are exact to solver precision). `spec_or_sim` is a ModelSpec,
+    library name or a `cp.Simulator` (its spec is used); `params` maps parameter names to
+    one value or an array of values (one set per element); `kw` goes to `sweep`.
+    """
+    spec = spec_or_sim.spec if isinstance(spec_or_sim, Simulator) else spec_or_sim
+    samples = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in (params or {}).items()}
+    kw.setdefault("progress", False)
+    out = sweep(spec, regimen, times, samples, metrics, covariates=covariates, **kw)
+    return out.to_dataframe()
