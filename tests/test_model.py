@@ -429,6 +429,18 @@ def test_describe_lists_states_flows_and_parameters_with_units() -> None:
     assert table.loc[table["name"] == "CL", "unit"].item() == "L/h"
 
 
+def test_describe_and_modelspec_render_as_markdown_in_jupyter() -> None:
+    """Issue 18: as a Jupyter cell's value, cp.describe(spec) and a ModelSpec show the
+    rendered Markdown tables (IPython asks for _repr_markdown_), not an escaped string; the
+    description is still a plain str for printing and saving."""
+    spec = cp.load_model("two_cmt_iv")
+    text = cp.describe(spec)
+    assert isinstance(text, str) and type(text).__name__ == "Description"
+    assert text._repr_markdown_() == str(text)
+    assert spec._repr_markdown_() == str(text)
+    assert "## Parameters" in text and re.search(r"\| CL +\| 2 +\| L/h", text)
+
+
 _DOSED = """
 [model]
 name = "dosed"

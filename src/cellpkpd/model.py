@@ -27,6 +27,7 @@ from .units import check_units
 __all__ = [
     "PRIORS",
     "Covariate",
+    "Description",
     "DosingRule",
     "Flow",
     "ModelSpec",
@@ -341,6 +342,11 @@ class ModelSpec:
 
     def __repr__(self) -> str:
         return f"ModelSpec(name={self.name!r}, states={list(self.states)}, source={self.source!r})"
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter's display of a model: `describe` (states, flows, parameters with units
+        and sources, as tables)."""
+        return str(describe(self))
 
 
 def _replace(obj: Any, **kw: Any) -> Any:
@@ -934,7 +940,7 @@ def _fmt_num(v: float) -> str:
     return f"{v:.6g}"
 
 
-def describe(spec: ModelSpec | str) -> str:
+def describe(spec: ModelSpec | str) -> Description:
     """A readable summary of a model as Markdown: header, states, flows, extra ODE terms,
     derived quantities, observations, dosing, breakpoints, parameters and covariates as
     tables (values with units, bounds, priors and sources).
@@ -946,8 +952,9 @@ def describe(spec: ModelSpec | str) -> str:
 
     Returns
     -------
-    str
-        Markdown text (print it, or show it with ``IPython.display.Markdown``).
+    Description
+        Markdown text: a `str` (print it or save it) that Jupyter renders as headings and
+        tables when it is a cell's value.
     """
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     kind = "linear (exact matrix-exponential solution)" if spec.is_linear else "nonlinear (ODE)"
@@ -1054,7 +1061,17 @@ def describe(spec: ModelSpec | str) -> str:
                 ],
             )
         )
-    return "\n".join(out) + "\n"
+    return Description("\n".join(out) + "\n")
+
+
+class Description(str):
+    """Markdown text of `describe`: a plain string (print it, write it to a file), which
+    Jupyter shows rendered (headings and tables) when it is a cell's value."""
+
+    __slots__ = ()
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def parameter_table(spec: ModelSpec | str) -> Any:
