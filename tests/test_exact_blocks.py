@@ -154,19 +154,33 @@ def test_flow_model_matrix_is_the_jacobian_of_the_right_hand_side(name: str) -> 
     np.testing.assert_array_equal(np.asarray(b), 0.0)
 
 
-def test_breakpoint_regions_share_exponentials_with_the_same_results() -> None:
-    """A model with breakpoints (cart_ck: the expansion-to-contraction switch at Tmax) has one
-    system matrix per region between its breakpoints; a batch (which plans one exponential
-    per distinct (region, interval length) pair) equals the per-segment exponentials of a
-    single-subject call to rounding (rtol 1e-12), per subject Tmax, with a steady-state-free
-    bolus regimen on a daily grid."""
-    spec = cp.load_model("cart_ck")
-    times = np.arange(0.0, 91.0)
-    reg = cp.Regimen([cp.Dose(0.0, 1e8, "effector")])
-    tmax = spec.parameters["Tmax"].value * np.array([0.5, 1.0, 1.7])
-    batch = cp.simulate(spec, [reg] * 3, times, params={"Tmax": tmax}, solver="exact")
-    sim = cp.Simulator(spec, times, solver="exact")
-    for i, tm in enumerate(tmax):
-        one = sim({"Tmax": tm}, sim.doses(reg))
-        for s in spec.states:
-            np.testing.assert_allclose(batch[s].values[i], np.asarray(one[s]), rtol=1e-12)
+@pytest.mark.parametrize("model", ["two_cmt_iv", "cart_ck"])
+def test_planned_batch_equals_unplanned(model: str, monkeypatch) -> None:
+    """`Simulator.batch` plans one exponential per distinct segment length (per region
+    between breakpoints) from PLAN_MIN_SUBJECTS subjects on, and takes one per output gap or
+    segment below. Both must give the same numbers (rtol 1e-12) on a regimen with a bolus,
+    an infusion, a lagged dose, a steady-state dose (two_cmt_iv) and on cart_ck's Tmax
+    breakpoint, per-subject parameters."""
+    import importlib
+
+    S = importlib.import_module("cellpkpd.simulate")
+
+    spec = cp.load_model(model)
+    if model == "two_cmt_iv":
+        times = np.linspace(0.0, 48.0, 25)
+        reg = cp.Regimen([
+            cp.Dose(0.0, 100.0, "central", ss=1, ii=12.0),
+            cp.Dose(5.0, 50.0, "central", duration=2.0),
+            cp.Dose(20.0, 30.0, "central", lag=0.7),
+        ])  # fmt: skip
+        params = {"CL": np.array([1.0, 2.0, 4.0])}
+    else:
+        times = np.arange(0.0, 91.0)
+        reg = cp.Regimen([cp.Dose(0.0, 1e8, "effector")])
+        params = {"Tmax": spec.parameters["Tmax"].value * np.array([0.5, 1.0, 1.7])}
+    runs = []
+    for threshold in (1, 10**9):
+        monkeypatch.setattr(S, "PLAN_MIN_SUBJECTS", threshold)
+        res = cp.simulate(spec, reg, times, params=params, solver="exact")
+        runs.append(np.stack([res[s].values for s in spec.states]))
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-12 * np.abs(runs[1]).max())

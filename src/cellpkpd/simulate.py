@@ -351,10 +351,11 @@ class Simulator:
         Notes
         -----
         With concrete inputs (not traced by an enclosing `jit`), the work is sized from the
-        doses first: the exact path finds each subject's distinct segment lengths, so it
-        takes one matrix exponential per distinct length; the ODE path saves only as many
-        output times per segment as the doses leave between them (re-run with all times if
-        a lag moved more into one segment).
+        doses first: for `PLAN_MIN_SUBJECTS` subjects or more, the exact path finds each
+        subject's distinct segment lengths, so it takes one matrix exponential per distinct
+        length (for fewer, a second compiled program costs more than it saves); the ODE path
+        saves only as many output times per segment as the doses leave between them (re-run
+        with all times if a lag moved more into one segment).
         """
         batched: dict[str, Any] = {"p": dict(params)}
         shared: dict[str, Any] = {}
@@ -374,7 +375,11 @@ class Simulator:
         )
         opts = self.options
         plan_size = None
-        if concrete and self.solver == "exact" and tv is None:
+        n_subjects = max(
+            (np.shape(v)[0] for v in jax.tree.leaves(batched) if np.ndim(v)), default=1
+        )
+        planned = n_subjects >= PLAN_MIN_SUBJECTS
+        if concrete and self.solver == "exact" and tv is None and planned:
             count = self._mapper(("count",), self._count, chunk_size or default_chunk("exact"))
             sizes, squarings = count(batched, shared)
             plan_size = max(int(jnp.max(sizes)), 1)
@@ -451,6 +456,12 @@ def _check_events_before(times: Any, events_before: Any, max_doses: int) -> None
             "Simulator: events_before decreases between outputs at the same time; outputs at "
             "one time must be listed in the order they see the events"
         )
+
+
+#: Exact path: `Simulator.batch` plans one exponential per distinct segment length (one more
+#: compiled program, which counts them) from this many subjects on; a smaller batch takes an
+#: exponential per output gap (or per segment) and compiles one program only.
+PLAN_MIN_SUBJECTS = 32
 
 
 def default_chunk(solver: str) -> int:
