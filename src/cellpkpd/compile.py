@@ -116,17 +116,7 @@ class CompiledModel:
             return tuple(self.spec.derived)
         key = frozenset(names)
         if key not in self._derived_cache:
-            seen: set[str] = set()
-            todo = list(key)
-            while todo:
-                nm = todo.pop()
-                if nm in seen:
-                    continue
-                seen.add(nm)
-                if nm in self.spec.derived:
-                    todo.extend(self.spec.derived[nm].names)
-                elif nm in self.spec.observations:
-                    todo.extend(self.spec.observations[nm].expr.names)
+            seen = names_read(self.spec, key)
             self._derived_cache[key] = tuple(d for d in self.spec.derived if d in seen)
         return self._derived_cache[key]
 
@@ -225,10 +215,9 @@ class CompiledModel:
         }
 
 
-def states_read(spec: ModelSpec, names: Any) -> set[str]:
-    """The states that the values of `names` (states, derived quantities, observations,
-    parameters...) read, directly or through [derived] quantities."""
-    out: set[str] = set()
+def names_read(spec: ModelSpec, names: Any) -> set[str]:
+    """`names` and every name their values read (states, parameters, covariates, derived
+    quantities...), directly or through [derived] quantities and observations."""
     seen: set[str] = set()
     todo = list(names)
     while todo:
@@ -236,13 +225,16 @@ def states_read(spec: ModelSpec, names: Any) -> set[str]:
         if nm in seen:
             continue
         seen.add(nm)
-        if nm in spec.states:
-            out.add(nm)
-        elif nm in spec.derived:
+        if nm in spec.derived:
             todo.extend(spec.derived[nm].names)
         elif nm in spec.observations:
             todo.extend(spec.observations[nm].expr.names)
-    return out
+    return seen
+
+
+def states_read(spec: ModelSpec, names: Any) -> set[str]:
+    """The states that the values of `names` read (see `names_read`)."""
+    return names_read(spec, names) & set(spec.states)
 
 
 def _state_blocks(spec: ModelSpec, idx: Mapping[str, int]) -> tuple[np.ndarray, ...]:

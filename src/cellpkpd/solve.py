@@ -712,12 +712,12 @@ def count_distinct_lengths(
     ``plan_size`` and ``EngineOptions.squarings``."""
     p = with_breakpoints(cm, p)
     ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
-    As, region = _regions(cm, p, prev_T)
+    (As, _), region = _regions(cm, p, prev_T)
     count = _distinct(h, region)[1]
     longest = jnp.max(h)
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
-    return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As[0], longest))
+    return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As, longest))
 
 
 def _regions(cm: CompiledModel, p: dict[str, Any], prev_T: Any) -> tuple[Any, Any]:
