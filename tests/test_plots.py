@@ -86,6 +86,37 @@ def test_timecourse_bad_input(two_cmt):
         cp.plots.timecourse(res, ["conc"], labels=["a"], bands=False)
 
 
+def _labels(axis):
+    """The major tick labels inside the axis's range, as drawn."""
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = zip(axis.get_majorticklocs(), axis.get_ticklabels(), strict=True)
+    return [t.get_text() for x, t in ticks if lo <= x <= hi]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        # at most two decades: 1, 2, 5 x 10^k, all as mantissa and exponent
+        (1.2e7, 2.4e8, ["1e7", "2e7", "5e7", "1e8", "2e8"]),
+        # plain numbers where every label is between 1e-3 and 1e4
+        (0.012, 0.6, ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]),
+        # more than two decades: powers of ten, one style for all (not 0.0001 beside 1e-05)
+        (2e-5, 0.6, ["1e-4", "1e-3", "1e-2", "1e-1"]),
+        (300.0, 5e5, ["1e3", "1e4", "1e5"]),
+    ],
+)
+def test_log_axis_labels_in_one_style(low, high, expected):
+    """The axis runs from low / 1.5 to high x 1.5 (log_axis's margin)."""
+    from cellpkpd.plots._common import log_axis, new_figure
+
+    fig = new_figure(5.0, 4.0)
+    ax = fig.subplots()
+    ax.plot([1.0, 2.0], [low, high])
+    log_axis(ax, np.array([low, high]))
+    fig.canvas.draw()
+    assert _labels(ax.yaxis) == expected
+
+
 def test_biodistribution_fraction_of_dose_per_organ(pbk):
     spec, res = pbk
     fig = cp.plots.biodistribution(res, spec, log_time=True)

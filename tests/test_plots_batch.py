@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import cellpkpd as cp
@@ -68,18 +69,79 @@ def test_dose_response_linear_axes_when_doses_are_close(table):
         plots.dose_response(table, "tmax")
 
 
+def _curves(ax):
+    """The PTA lines (not the target line nor the dose markers)."""
+    return [ln for ln in ax.get_lines() if ln.get_gid() is None and "PTA" not in ln.get_label()]
+
+
 def test_target_attainment_in_percent(table):
     fig = plots.target_attainment(table)  # the only metric with a target: auc
     (ax,) = fig.axes
     assert ax.get_ylabel() == "probability of target attainment [%]"
     assert "auc >= 100 mg/L*h" in ax.get_title()
-    assert len(ax.get_lines()) == 4
-    y = np.concatenate([line.get_ydata() for line in ax.get_lines()])
+    assert len(_curves(ax)) == 4
+    y = np.concatenate([line.get_ydata() for line in _curves(ax)])
     assert y.min() >= 0.0 and y.max() <= 100.0
     rows = table[(table.metric == "auc") & (table.regimen == "single") & (table.V == 5.0)]
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), 100 * rows["pta"])
+    np.testing.assert_allclose(_curves(ax)[0].get_ydata(), 100 * rows["pta"])
     with pytest.raises(cp.SpecError, match="metric 'cmax' has no target"):
         plots.target_attainment(table, "cmax")
+
+
+def _pta_table(pta, doses=(1e7, 2e7, 4e7, 1e8, 3e8)):
+    """A cp.dose_ranging-like table: one metric with a target, PTA per dose and arm."""
+    rows = [
+        {"dose": d, "viability": v, "metric": "suppression", "unit": "%", "median": 50.0,
+         "p05": 20.0, "p95": 80.0, "n": 100, "target": ">= 50", "pta": p}
+        for v, values in pta.items() for d, p in zip(doses, values, strict=True)
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.attrs["dose_unit"] = "cells"
+    return table
+
+
+def test_target_attainment_marks_the_lowest_dose_reaching_the_target():
+    """PTA 0.6 at 4e7 and 1.0 at 1e8 cells: 90 % is reached 3/4 of the way from 4e7 to
+    1e8 in log(dose) on the log dose axis (4e7 x 2.5^0.75 = 7.95e7), linearly on a linear
+    one (8.5e7); an arm that stays under 90 % says so in the legend; every dose given is
+    a tick label on the log axis (notebook 05's doses)."""
+    table = _pta_table({0.95: [0.0, 0.2, 0.6, 1.0, 1.0], 0.7: [0.0, 0.1, 0.3, 0.5, 0.8]})
+    (ax,) = plots.target_attainment(table).axes
+    assert ax.get_xscale() == "log"
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = zip(ax.get_xticks(), ax.get_xticklabels(), strict=True)
+    assert [t.get_text() for x, t in ticks if lo <= x <= hi] == ["1e7", "2e7", "4e7", "1e8", "3e8"]
+    (level,) = [ln for ln in ax.get_lines() if ln.get_label() == "target PTA 90%"]
+    assert set(level.get_ydata()) == {90.0}
+    (marker,) = [ln for ln in ax.get_lines() if ln.get_gid() == "target dose"]
+    dose = 4e7 * 2.5**0.75
+    np.testing.assert_allclose(marker.get_xdata(), [dose, dose], rtol=1e-12)
+    assert marker.get_ydata()[1] == 90.0
+    assert [t.get_text() for t in ax.texts] == ["7.95e7"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "viability = 0.95: 90% from 7.95e7 cells",
+        "viability = 0.7: 90% not reached (highest 80%)",
+        "target PTA 90%",
+    ]
+    (ax,) = plots.target_attainment(table, log_x=False, target=0.8).axes
+    markers = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_gid() == "target dose"]
+    # 0.95: 0.6 -> 1.0 between 4e7 and 1e8, half way; 0.7: 0.8 reached at 3e8 itself
+    np.testing.assert_allclose(markers, [7e7, 3e8], rtol=1e-12)
+
+
+def test_target_attainment_without_target_line_and_bad_target():
+    table = _pta_table({0.9: [0.95, 1.0, 1.0, 1.0, 1.0]})
+    (ax,) = plots.target_attainment(table).axes
+    # reached at the lowest dose already: the marker sits there
+    (marker,) = [ln for ln in ax.get_lines() if ln.get_gid() == "target dose"]
+    assert marker.get_xdata()[0] == 1e7
+    assert ax.get_legend().get_texts()[0].get_text() == "PTA: 90% from 1e7 cells"
+    (ax,) = plots.target_attainment(table, target=None).axes
+    assert len(ax.get_lines()) == 1 and not ax.texts and ax.get_legend() is None
+    with pytest.raises(cp.SpecError, match=r"target = 90; expected a probability in \(0, 1\]"):
+        plots.target_attainment(table, target=90)
 
 
 def test_sobol_bars_with_confidence_intervals():

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._common import label, log_axis, new_figure, short_number, wrap
+
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
@@ -32,19 +34,6 @@ _SUMMARY = {
     "target",
     "pta",
 }
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _label(name: str, unit: str | None) -> str:
-    return f"{name} [{unit}]" if unit else name
 
 
 def _fmt(v: Any) -> str:
@@ -82,27 +71,16 @@ def _groups(
     return out
 
 
-def _log_format(axis: Any) -> None:
-    """Powers of ten as 10^k, other ticks as plain numbers."""
-    from matplotlib.ticker import FuncFormatter
-
-    def fmt(v: float, _: Any) -> str:
-        k = np.log10(v) if v > 0 else np.nan
-        if np.isfinite(k) and abs(k - round(k)) < 1e-9 and abs(k) >= 3:
-            return f"$10^{{{round(k)}}}$"
-        return f"{v:g}"
-
-    axis.set_major_formatter(FuncFormatter(fmt))
-
-
-def _dose_axis(ax: Any, doses: np.ndarray, log_x: bool | None, unit: str) -> None:
+def _dose_axis(ax: Any, doses: np.ndarray, log_x: bool | None, unit: str) -> bool:
+    """Dose axis, logarithmic (`log_x` None: when the doses span 1.3 decades or more) with
+    a label at each dose given where they fit (`log_axis`). Returns whether it is log."""
     d = doses[np.isfinite(doses) & (doses > 0)]
     if log_x is None:
         log_x = d.size > 1 and d.max() / d.min() >= 20.0  # spans 1.3 decades or more
     if log_x:
-        ax.set_xscale("log")
-        _log_format(ax.xaxis)
-    ax.set_xlabel(_label("dose", unit))
+        log_axis(ax, d, "x", decades=np.inf, ticks=d)
+    ax.set_xlabel(label("dose", unit))
+    return bool(log_x)
 
 
 def _rows(table: pd.DataFrame, metric: str | None, where: str) -> tuple[str, pd.DataFrame]:
@@ -142,7 +120,8 @@ def dose_response(
         Factor columns that define the lines (default: every factor other than dose that
         takes more than one value).
     log_x : bool, optional
-        Logarithmic dose axis (default: when the doses span two decades or more).
+        Logarithmic dose axis (default: when the highest dose is 20 times the lowest or
+        more). Its ticks are the doses given where they fit, else 1, 2, 5 x 10^k.
     log_y : bool, optional
         Logarithmic metric axis (default: when the metric is positive and its 5-95% bands
         span two decades or more, e.g. exposure proportional to dose over a wide range).
@@ -159,7 +138,7 @@ def dose_response(
     metric, rows = _rows(table, metric, "plots.dose_response")
     unit = str(rows["unit"].iloc[0]) if "unit" in rows else ""
     dose_unit = table.attrs.get("dose_unit", "") if dose_unit is None else dose_unit
-    fig = _figure(7.5, 4.6)
+    fig = new_figure(7.5, 4.6)
     ax = fig.subplots()
     for name, part, style in _groups(rows, by):
         x = part["dose"].to_numpy(float)
@@ -176,17 +155,33 @@ def dose_response(
     if log_y is None:
         log_y = bool(band.size) and band.min() > 0 and band.max() / band.min() >= 100.0
     if log_y:
-        ax.set_yscale("log")
-        _log_format(ax.yaxis)
-    ax.set_ylabel(_label(metric, unit))
+        log_axis(ax, band, "y", decades=np.inf)
+    ax.set_ylabel(label(metric, unit))
     n = int(rows["n"].max()) if "n" in rows else 0
-    ax.set_title(
-        title or f"{metric}: median (line) and 5-95% range (band) over {n} virtual subjects",
-        fontsize=10,
-    )
+    heading = f"{metric}: median (line) and 5-95% range (band) over {n} virtual subjects"
+    ax.set_title(wrap(title or heading, 60), fontsize=10)
     ax.grid(True, which="major", alpha=0.35)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
+
+
+def _first_reach(dose: np.ndarray, pta: np.ndarray, target: float, log: bool) -> float | None:
+    """The lowest dose at which `pta` reaches `target`: interpolated between the last dose
+    below it and the first at or above it (linearly in log(dose) when `log`); the lowest
+    dose when that one reaches it already, None when no dose does."""
+    ok = np.isfinite(dose) & np.isfinite(pta) & ((dose > 0) if log else True)
+    order = np.argsort(dose[ok])
+    d, p = dose[ok][order], pta[ok][order]
+    hit = np.flatnonzero(p >= target - 1e-12)
+    if not hit.size:
+        return None
+    i = int(hit[0])
+    if i == 0:
+        return float(d[0])
+    share = (target - p[i - 1]) / (p[i] - p[i - 1])
+    if log:
+        return float(np.exp(np.log(d[i - 1]) + share * (np.log(d[i]) - np.log(d[i - 1]))))
+    return float(d[i - 1] + share * (d[i] - d[i - 1]))
 
 
 def target_attainment(
@@ -194,11 +189,13 @@ def target_attainment(
     metric: str | None = None,
     *,
     by: Sequence[str] | None = None,
+    target: float | None = 0.9,
     log_x: bool | None = None,
     dose_unit: str | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Probability of target attainment (% of virtual subjects) against dose.
+    """Probability of target attainment (% of virtual subjects) against dose, and the
+    lowest dose that reaches a target probability.
 
     Parameters
     ----------
@@ -206,18 +203,36 @@ def target_attainment(
         From `cp.dose_ranging` with a target.
     metric : str, optional
         Metric whose target to draw (default: the only metric with a target).
-    by, log_x, dose_unit, title
+    by : sequence of str, optional
+        As in `dose_response`.
+    target : float or None
+        Target probability [1], in (0, 1]: a dashed line at ``100 * target`` %, and per
+        line a dotted vertical marker and label at the lowest dose whose PTA reaches it
+        (interpolated between the doses given, in log(dose) on a log dose axis; the
+        lowest dose when that one reaches it). The legend gives that dose, or says that
+        no dose reaches the target. None: no line, no markers.
+    log_x, dose_unit, title
         As in `dose_response`.
 
     Returns
     -------
     matplotlib.figure.Figure
         One line per group; y axis 0-100 %.
+
+    Raises
+    ------
+    SpecError
+        A table without PTA, a metric without target, a `target` outside (0, 1].
     """
     from ..errors import SpecError
 
     if "pta" not in table:
         raise SpecError("plots.target_attainment: the table has no 'pta' column (give target=)")
+    if target is not None and not 0.0 < target <= 1.0:
+        raise SpecError(
+            f"plots.target_attainment: target = {target!r}; expected a probability in (0, 1], "
+            "e.g. 0.9"
+        )
     if metric is None:
         targeted = list(dict.fromkeys(table.loc[table["pta"].notna(), "metric"]))
         if len(targeted) != 1:
@@ -230,21 +245,61 @@ def target_attainment(
         raise SpecError(f"plots.target_attainment: metric '{metric}' has no target")
     unit = str(rows["unit"].iloc[0]) if "unit" in rows else ""
     dose_unit = table.attrs.get("dose_unit", "") if dose_unit is None else dose_unit
-    fig = _figure(7.5, 4.6)
+    fig = new_figure(7.5, 4.6)
     ax = fig.subplots()
-    for name, part, style in _groups(rows, by):
-        x = part["dose"].to_numpy(float)
-        ax.plot(x, 100.0 * part["pta"], lw=1.8, ms=5, label=name, **style)
-    _dose_axis(ax, rows["dose"].to_numpy(float), log_x, dose_unit)
+    groups = _groups(rows, by)
+    log = _dose_axis(ax, rows["dose"].to_numpy(float), log_x, dose_unit)
     ax.set_ylim(-3, 103)
+    level = None if target is None else 100.0 * target
+    reached: list[tuple[float, str]] = []  # (dose, colour) of each marker
+    for name, part, style in groups:
+        x = part["dose"].to_numpy(float)
+        pta = part["pta"].to_numpy(float)
+        text = name
+        if target is not None:
+            dose = _first_reach(x, pta, target, log)
+            words = (
+                f"{level:g}% from {short_number(dose)} {dose_unit}".strip()
+                if dose is not None
+                else f"{level:g}% not reached (highest {100 * np.nanmax(pta):.0f}%)"
+            )
+            text = f"{name or 'PTA'}: {words}"
+            if dose is not None:
+                reached.append((dose, style["color"]))
+        ax.plot(x, 100.0 * pta, lw=1.8, ms=5, label=text, **style)
+    if level is not None:
+        ax.axhline(level, color="0.3", ls="--", lw=1.0, label=f"target PTA {level:g}%")
+        _mark_doses(ax, reached, level, log)
     ax.set_ylabel("probability of target attainment [%]")
-    target = f"{metric} {rows['target'].iloc[0]} {unit}".strip()
+    goal = f"{metric} {rows['target'].iloc[0]} {unit}".strip()
     n = int(rows["n"].max()) if "n" in rows else 0
-    ax.set_title(title or f"target: {target} ({n} virtual subjects per arm)", fontsize=10)
+    ax.set_title(wrap(title or f"target: {goal} ({n} virtual subjects per arm)", 60), fontsize=10)
     ax.grid(True, alpha=0.35)
-    if any(name for name, _, _ in _groups(rows, by)):
+    if target is not None or any(name for name, _, _ in groups):
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
+
+
+def _mark_doses(ax: Any, reached: list[tuple[float, str]], level: float, log: bool) -> None:
+    """A dotted vertical line from the axis floor up to the target `level` at each dose of
+    `reached`, labelled with the dose; a label closer than 4 % of the axis width to one
+    already drawn is left out (the legend gives every dose)."""
+    lo, hi = ax.get_xlim()
+
+    def where(x: float) -> float:  # position as a fraction of the axis width
+        if log:
+            return float(np.log(x / lo) / np.log(hi / lo))
+        return (x - lo) / (hi - lo)
+
+    drawn: list[float] = []
+    for dose, colour in sorted(reached):
+        ax.plot([dose, dose], [ax.get_ylim()[0], level], color=colour, ls=":", lw=1.4,
+                gid="target dose", label="_target dose")  # fmt: skip
+        if all(abs(where(dose) - w) >= 0.04 for w in drawn):
+            ax.text(dose, 2.0, short_number(dose), rotation=90, ha="left", va="bottom",
+                    fontsize=8, color=colour, gid="target dose",
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+            drawn.append(where(dose))
 
 
 def sobol(
@@ -278,7 +333,7 @@ def sobol(
         if m not in set(table["metric"]):
             raise SpecError(f"plots.sobol: metric '{m}' not in the table")
     n_par = table["parameter"].nunique()
-    fig = _figure(max(5.0, 1.2 + 0.9 * n_par), 0.9 + 2.8 * len(names))
+    fig = new_figure(max(5.0, 1.2 + 0.9 * n_par), 0.9 + 2.8 * len(names))
     axes = np.atleast_1d(fig.subplots(len(names), 1, squeeze=False)[:, 0])
     for ax, m in zip(axes, names, strict=True):
         part = table[table["metric"] == m]
@@ -350,7 +405,7 @@ def metric_histograms(
     metrics = list(metrics)
     ncols = 1 if len(metrics) <= 2 else 2
     nrows = -(-len(metrics) // ncols)
-    fig = _figure(4.8 * ncols + 0.6, 0.8 + 2.8 * nrows)
+    fig = new_figure(4.8 * ncols + 0.6, 0.8 + 2.8 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     from matplotlib.ticker import MaxNLocator
 
@@ -367,7 +422,7 @@ def metric_histograms(
                 ha="center", va="top", fontsize=8,
                 bbox={"fc": "white", "ec": "0.7", "pad": 2},
             )  # fmt: skip
-        ax.set_xlabel(_label(m, unit))
+        ax.set_xlabel(label(m, unit))
         ax.set_ylabel("samples")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.35)
