@@ -5,6 +5,7 @@ units, and that the plotted numbers are the ones of the result."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import matplotlib
 
@@ -86,6 +87,67 @@ def test_timecourse_bad_input(two_cmt):
         cp.plots.timecourse(res, ["conc"], labels=["a"], bands=False)
 
 
+def _synthetic(times, **kw):
+    """A cp.simulate-like result: one subject, the given (values, unit) per variable."""
+    import xarray as xr
+
+    return xr.Dataset(
+        {k: (("subject", "time"), np.atleast_2d(v), {"unit": u}) for k, (v, u) in kw.items()},
+        coords={"subject": [0], "time": ("time", np.asarray(times, float), {"unit": "h"})},
+        attrs={"model": "synthetic"},
+    )
+
+
+def test_timecourse_log_time_drops_times_up_to_zero_quietly():
+    times = np.array([-1.0, 0.0, 0.01, 0.1, 1.0, 10.0, 100.0])
+    res = _synthetic(times, conc=(np.exp(-0.05 * times), "mg/L"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for the dropped times
+        fig = cp.plots.timecourse(res, "conc", log_time=True, log=True)
+        fig.canvas.draw()
+    (ax,) = _visible(fig)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    (line,) = ax.get_lines()
+    np.testing.assert_array_equal(line.get_xdata(), times[2:])
+    np.testing.assert_array_equal(line.get_ydata(), np.exp(-0.05 * times[2:]))
+    # the default keeps every time on a linear axis
+    (line,) = _visible(cp.plots.timecourse(res, "conc"))[0].get_lines()
+    assert line.get_xdata().size == times.size
+    with pytest.raises(cp.SpecError, match=r"^timecourse: log_time=True needs times > 0"):
+        cp.plots.timecourse(res.isel(time=[0, 1]), "conc", log_time=True)
+
+
+def test_fractions_of_the_dose_in_percent_in_timecourse_and_biodistribution():
+    """A frac_* output (unit 1) reads % of dose in timecourse, 100 x the fraction, the
+    numbers biodistribution draws."""
+    times = np.linspace(0.0, 24.0, 7)
+    res = _synthetic(
+        times, frac_lung=(0.9 * np.exp(-0.1 * times), "1"), lung=(9e5 * np.exp(-times), "cells")
+    )
+    panels = _visible(cp.plots.timecourse(res, ["frac_lung", "lung"]))
+    assert [ax.get_ylabel() for ax in panels] == ["frac_lung [% of dose]", "lung [cells]"]
+    percent = panels[0].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(percent, 90.0 * np.exp(-0.1 * times))
+    np.testing.assert_array_equal(panels[1].get_lines()[0].get_ydata(), res["lung"].values[0])
+    (bio,) = cp.plots.biodistribution(res).axes
+    np.testing.assert_array_equal(bio.get_lines()[0].get_ydata(), percent)
+    assert bio.get_ylabel() == "fraction of dose [%]"
+
+
+def test_timecourse_long_panel_titles_fit_their_panel(pbk):
+    """msc_pbk's descriptions run to 70 characters: on a 2 x 2 grid they are wrapped, not
+    cut, and each line fits the width of its panel."""
+    spec, res = pbk
+    names = ["frac_lung", "frac_liver", "frac_blood", "frac_target"]
+    fig = cp.plots.timecourse(res, names, spec=spec, log=True)
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    for ax, name in zip(_visible(fig), names, strict=True):
+        title = ax._left_title  # timecourse writes the description at the left
+        assert " ".join(title.get_text().split()) == spec.observations[name].description
+        assert title.get_window_extent(renderer).width <= ax.get_window_extent(renderer).width
+
+
 def _labels(axis):
     """The major tick labels inside the axis's range, as drawn."""
     lo, hi = sorted(axis.get_view_interval())
@@ -134,10 +196,51 @@ def test_biodistribution_fraction_of_dose_per_organ(pbk):
     np.testing.assert_allclose(lines["bone marrow"].get_xdata(), t[t > 0])
 
 
+def _area_inside(ax, collection):
+    """Area [px^2] of a filled collection (a stacked area) inside its axes, as drawn."""
+    from matplotlib.path import Path
+
+    area = 0.0
+    for path in collection.get_paths():
+        shown = Path(ax.transData.transform(path.vertices), path.codes).clip_to_bbox(ax.bbox)
+        for x, y in (poly.T for poly in shown.to_polygons()):
+            area += 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    return area
+
+
+@pytest.mark.parametrize("log_time", [False, True])
+def test_biodistribution_stacked_shows_every_organ(pbk, log_time):
+    """kind="stacked": the lung holds ~90 % of the dose and the other organs 1e-6 to
+    2e-4 of it, so on one linear axis only the lung could be seen (the others' areas were
+    under a pixel high). Every organ's area must cover at least 200 px^2 (e.g. 2 px x
+    100 px at 100 dpi) in some panel."""
+    spec, res = pbk
+    fig = cp.plots.biodistribution(res, spec, kind="stacked", log_time=log_time)
+    fig.canvas.draw()
+    area: dict[str, float] = {}
+    for ax in fig.axes:
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0.0
+        assert ax.get_ylabel() == "fraction of dose [%]"
+        for c in ax.collections:
+            area[c.get_label()] = max(area.get(c.get_label(), 0.0), _area_inside(ax, c))
+    organs = [v[5:].replace("_", " ") for v in res.data_vars if v.startswith("frac_")]
+    assert sorted(area) == sorted(organs)
+    small = {o: round(a) for o, a in area.items() if a < 200.0}
+    assert not small, f"organs that cannot be seen: {small}"
+    # the first panel stacks every organ to the total in % of the dose at each time
+    top = fig.axes[0].collections
+    assert len(top) == 9
+    t = res["time"].values
+    keep = t > 0 if log_time else np.ones(t.size, bool)
+    total = 100 * sum(res[f"frac_{o.replace(' ', '_')}"].values[0] for o in organs)[keep]
+    upper = np.concatenate([c.get_paths()[0].vertices[:, 1] for c in top])
+    assert np.isclose(upper.max(), total.max())
+
+
 def test_biodistribution_stacked_and_amounts(pbk):
     spec, res = pbk
     fig = cp.plots.biodistribution(res, spec, kind="stacked", percent=False)
-    (ax,) = fig.axes
+    ax = fig.axes[0]
     assert ax.get_ylabel() == "fraction of dose [1]"
     assert len(ax.collections) == 9
     # states are amounts [cells]: they need the dose to become fractions
