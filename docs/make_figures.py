@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import cellpkpd as cp
+from cellpkpd.plots._diagram import rate_tags
 
 DOCS = Path(__file__).resolve().parent
 
@@ -51,12 +52,15 @@ def model_page(name: str) -> str:
     ]
     out += [f"| {s.name} | {s.unit} | {_cell(s.description)} |" for s in spec.states.values()]
     if spec.flows:
-        out += ["", "## Flows", "", f"First-order transfers; rate in 1/{spec.time_unit}.", ""]
-        out += ["| from | to | rate |", "|---|---|---|"]
-        out += [
-            f"| {f.source} | {f.target or '(lost)'} | `{_cell(f.rate.source)}` |"
-            for f in spec.flows
-        ]
+        tags = rate_tags(spec)
+        out += ["", "## Flows", "", f"First-order transfers; rate in 1/{spec.time_unit}."]
+        out[-1] += " The diagram writes a short rate on its arrow and a long one as its tag"
+        out[-1] += " (r1, r2, ...), the `diagram` column here."
+        out += ["", "| diagram | from | to | rate |", "|---|---|---|---|"]
+        for f in spec.flows:
+            rate = f.rate.source.strip()
+            tag = tags.get(rate, f"`{_cell(rate)}`")
+            out.append(f"| {tag} | {f.source} | {f.target or '(lost)'} | `{_cell(rate)}` |")
     if spec.odes:
         out += ["", "## Extra ODE terms", "", f"| state | d(state)/dt [{spec.amount_unit}/"]
         out[-1] += f"{spec.time_unit}] |"

@@ -18,6 +18,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import FancyArrowPatch
 
 import cellpkpd as cp
+from cellpkpd.plots._diagram import rate_tags
 
 TIMES = np.linspace(0.0, 48.0, 97)
 
@@ -267,6 +268,10 @@ def test_diagram_msc_pbk_boxes_arrows_and_key():
     assert x["venous"] < x["lung"] < x["arterial"] < x["liver"] < x["dead_spleen"] < x["cleared"]
     key = "\n".join(t.get_text() for t in fig.texts)
     assert "E_lung * cardiac_output / volume_venous_blood" in key
+    # the key's tags are the ones the library page's flow table lists
+    tags = rate_tags(spec)
+    assert len(tags) > 10
+    assert all(f"{tag} = {rate}" in key for rate, tag in tags.items())
     assert "k_rel" in texts  # short rates are written on the arrows
     assert "1/h" in fig.get_suptitle()
 
@@ -472,7 +477,15 @@ def test_every_library_model_has_its_docs_page():
         assert page.exists() and (library / f"{name}.png").exists(), name
         text = page.read_text(encoding="utf-8")
         assert f"# {name}" in text and "## Parameters" in text
-        assert all(f"| {p} |" in text for p in cp.load_model(name).parameters)
+        spec = cp.load_model(name)
+        assert all(f"| {p} |" in text for p in spec.parameters)
+        # the flow table gives each flow's label on the diagram: a long rate's tag rN
+        # (explained nowhere else on the page), a short rate as written on its arrow
+        tags = rate_tags(spec)
+        for f in spec.flows:
+            rate = f.rate.source.strip()
+            row = f"| {f.source} | {f.target or '(lost)'} | `{rate}` |"
+            assert f"| {tags.get(rate, f'`{rate}`')} {row}" in text, (name, row)
 
 
 def _two_organ_fit():

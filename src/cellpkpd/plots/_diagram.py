@@ -149,6 +149,18 @@ def _clear_bend(
     return candidates[int(np.argmin(scores))]
 
 
+def rate_tags(spec: ModelSpec, max_label: int = 16) -> dict[str, str]:
+    """Rate expression -> its tag ``r1, r2, ...`` on the arrows of `diagram`, for the
+    expressions longer than `max_label` characters, in the order of the model's flows
+    (one tag per distinct expression). The library pages list them in their flow table."""
+    tags: dict[str, str] = {}
+    for f in spec.flows:
+        text = f.rate.source.strip()
+        if len(text) > max_label and text not in tags:
+            tags[text] = f"r{len(tags) + 1}"
+    return tags
+
+
 def diagram(
     spec: ModelSpec,
     *,
@@ -208,13 +220,8 @@ def diagram(
     n_rows = max(len(c) for c in cols.values())
 
     # key for long rate expressions
-    tags: dict[str, str] = {}
-    key_lines: list[str] = []
-    for f in spec.flows:
-        text = f.rate.source.strip()
-        if rates and len(text) > max_label and text not in tags:
-            tags[text] = f"r{len(tags) + 1}"
-            key_lines.append(f"{tags[text]} = {text}")
+    tags = rate_tags(spec, max_label) if rates else {}
+    key_lines = [f"{tag} = {text}" for text, tag in tags.items()]
     key_rows = -(-len(key_lines) // 2)
     inch = 0.62  # inches per layout unit, on both axes (equal aspect)
     fig_w = max(6.0, inch * (_COL_W * (n_cols - 1) + 3.5) + 0.3)
