@@ -18,9 +18,9 @@ from cellpkpd.compile import CompiledModel
 TIMES = np.array([0.0, 0.5, 1.0, 2.0, 5.0, 12.0, 24.0])
 
 
-def two_groups() -> cp.ModelSpec:
+def two_groups(t1_initial: float | str = 0.0) -> cp.ModelSpec:
     """A drug (depot -> central -> peripheral, elimination) and, uncoupled from it, a tracer
-    (t1 -> t2 -> loss) whose decay rate is set by a covariate."""
+    (t1 -> t2 -> loss) whose decay rate is set by a covariate (t1 starts at `t1_initial`)."""
     return cp.ModelSpec.from_dict(
         {
             "model": {"name": "groups", "time_unit": "h", "amount_unit": "mg"},
@@ -33,7 +33,10 @@ def two_groups() -> cp.ModelSpec:
                 "kt": {"value": 0.4},
             },
             "covariates": {"scale": {"value": 1.0}},
-            "states": {s: {"initial": 0.0} for s in ("depot", "central", "periph", "t1", "t2")},
+            "states": {
+                s: {"initial": t1_initial if s == "t1" else 0.0}
+                for s in ("depot", "central", "periph", "t1", "t2")
+            },
             "derived": {"k12": "Q / V", "ktr": "kt * scale"},
             "flows": {
                 "depot -> central": "ka",
@@ -184,3 +187,57 @@ def test_planned_batch_equals_unplanned(model: str, monkeypatch) -> None:
         res = cp.simulate(spec, reg, times, params=params, solver="exact")
         runs.append(np.stack([res[s].values for s in spec.states]))
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-12 * np.abs(runs[1]).max())
+
+
+def test_states_no_dose_reaches_are_not_solved_and_stay_zero() -> None:
+    """A dose into the depot alone cannot reach the tracer's states (nothing flows into them):
+    the exact path leaves them out (`CompiledModel.pruned_keep`) and returns 0 for them; a
+    state with a nonzero initial value is a source of its own and is solved. Both against
+    scipy's exponential of the whole matrix (rtol 1e-10, see the module docstring)."""
+    spec = two_groups()
+    sim = cp.Simulator(spec, TIMES, outputs=list(spec.states), solver="exact")
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])
+    assert sim._reach(sim.options, reg).keep == (0, 1, 2)
+    res = cp.simulate(spec, reg, TIMES, outputs=list(spec.states))
+    got = np.stack([res[s].values[0] for s in spec.states], axis=1)
+    ref = reference(spec, np.array([100.0, 0, 0, 0, 0]), TIMES)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    assert np.all(got[:, 3:] == 0.0)
+
+    spec2 = two_groups(t1_initial="2.5 * scale")  # not dosed, nonzero from the start
+    sim2 = cp.Simulator(spec2, TIMES, outputs=list(spec2.states), solver="exact")
+    assert sim2._reach(sim2.options, reg).keep is None
+    res = cp.simulate(spec2, reg, TIMES, outputs=list(spec2.states))
+    got = np.stack([res[s].values[0] for s in spec2.states], axis=1)
+    ref = reference(spec2, np.array([100.0, 0, 0, 2.5, 0]), TIMES)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("route", ["iv", "im"])
+def test_msc_pbk_pruned_to_the_dosed_route_equals_the_whole_model(route: str, monkeypatch) -> None:
+    """msc_pbk by one route reaches only part of the cell states (after IV not the
+    intra-arterial transit states, the portal vein or the depots): the planned batch that
+    leaves them out gives the same amounts in every state as the whole model (rtol 1e-10;
+    fewer squarings on the smaller matrix change only rounding)."""
+    import importlib
+
+    S = importlib.import_module("cellpkpd.simulate")
+    C = importlib.import_module("cellpkpd.compile")
+
+    spec = cp.load_model("msc_pbk")
+    times = np.arange(0.0, 49.0, 4.0)
+    reg = cp.Regimen([cp.Dose(0.0, 1e6, route=route), cp.Dose(24.0, 5e5, route=route)])
+    params = {"k_death_lung": spec.parameters["k_death_lung"].value * np.array([0.5, 1.0, 2.0])}
+    monkeypatch.setattr(S, "PLAN_MIN_SUBJECTS", 1)
+    sim = cp.Simulator(spec, times, outputs=list(spec.states), solver="exact")
+    keep = sim._reach(sim.options, reg).keep
+    assert keep is not None and len(keep) < len(spec.states)
+    runs = []
+    for prune in (True, False):
+        if not prune:
+            monkeypatch.setattr(C.CompiledModel, "pruned_keep", lambda self, keep, dosed: keep)
+        res = cp.simulate(spec, reg, times, params=params, outputs=list(spec.states))
+        runs.append(np.stack([res[s].values for s in spec.states]))
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-10, atol=1e-10 * np.abs(runs[1]).max())
+    unreached = [i for i in range(len(spec.states)) if i not in keep]
+    assert unreached and np.all(runs[0][unreached] == 0.0)

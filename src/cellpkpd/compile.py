@@ -45,6 +45,15 @@ class CompiledModel:
         self.has_constant_input = bool(self._odes)
         self.breakpoint_names = tuple(spec.breakpoints)
         self.blocks = _state_blocks(spec, idx)
+        # which states can make which others nonzero (flows and [odes] dependencies), and
+        # the states that are nonzero without any dose: a nonzero or parameter-dependent
+        # initial value, or an [odes] right-hand side that may hold a constant term
+        self._feeds = _state_feeds(spec, idx)
+        self._self_sources = frozenset(
+            i
+            for i, st in enumerate(spec.states.values())
+            if not (st.initial.is_constant and float(st.initial({})) == 0.0)
+        ) | frozenset(idx[s] for s in spec.odes)
         self._derived_cache: dict[frozenset[str], tuple[str, ...]] = {}
         # the names the right-hand side reads (so its environment computes only those
         # derived quantities, not those only observations use)
@@ -84,6 +93,29 @@ class CompiledModel:
         kept = [b for b in self.blocks if read & set(b.tolist())] or [self.blocks[0]]
         keep = tuple(sorted(int(i) for b in kept for i in b))
         return None if len(keep) == self.n_states else keep
+
+    def reachable(self, dosed: Any) -> frozenset[int]:
+        """The states that can ever be nonzero when doses go only into the states `dosed`
+        (indices): those reached along flows and [odes] dependencies from the dosed states
+        and from the states that are nonzero on their own (a nonzero initial value, an
+        [odes] equation). Every other state stays at its initial value 0."""
+        seen = set(self._self_sources) | {int(i) for i in dosed}
+        todo = list(seen)
+        while todo:
+            for j in self._feeds[todo.pop()]:
+                if j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        return frozenset(seen)
+
+    def pruned_keep(self, keep: tuple[int, ...] | None, dosed: Any) -> tuple[int, ...] | None:
+        """`keep` (see `kept_states`; None = all states) less the states no dose into
+        `dosed` can reach (`reachable`): they stay 0, so the exact path need not propagate
+        them. At least one state is kept."""
+        base = range(self.n_states) if keep is None else keep
+        reach = self.reachable(dosed)
+        out = tuple(i for i in base if i in reach) or tuple(base)[:1]
+        return None if len(out) == self.n_states else out
 
     def breakpoint_times(self, p: Mapping[str, Any]) -> Any:
         """Times [time] of the model's breakpoints, shape (n_breakpoints,)."""
@@ -235,6 +267,21 @@ def names_read(spec: ModelSpec, names: Any) -> set[str]:
 def states_read(spec: ModelSpec, names: Any) -> set[str]:
     """The states that the values of `names` read (see `names_read`)."""
     return names_read(spec, names) & set(spec.states)
+
+
+def _state_feeds(spec: ModelSpec, idx: Mapping[str, int]) -> tuple[frozenset[int], ...]:
+    """For each state, the states whose amounts it can change: a flow's source feeds its
+    target (and a state its rate reads feeds both ends); a state an [odes] right-hand side
+    reads feeds that equation's state."""
+    feeds: list[set[int]] = [set() for _ in idx]
+    for f in spec.flows:
+        ends = {idx[f.source]} | ({idx[f.target]} if f.target else set())
+        for s in states_read(spec, f.rate.names) | {f.source}:
+            feeds[idx[s]] |= ends
+    for target, e in spec.odes.items():
+        for s in states_read(spec, e.names):
+            feeds[idx[s]].add(idx[target])
+    return tuple(frozenset(f) for f in feeds)
 
 
 def _state_blocks(spec: ModelSpec, idx: Mapping[str, int]) -> tuple[np.ndarray, ...]:

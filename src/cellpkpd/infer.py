@@ -313,13 +313,15 @@ def _likelihood_solver(
         and not varying
         and not (timing & set(estimated))
     )
-    plan_size, opts = None, sim.options
+    # the exact path leaves out the states no dose of the data reaches (they stay 0)
+    plan_size, opts = None, sim._reach(sim.options, fd.doses)
     if static:
         typical = {k: jnp.full(len(fd.ids), v) for k, v in spec.defaults().items()}
         for k, v in fd.covariates.items():
             if k in spec.covariates:
                 typical[k] = jnp.asarray(v)
-        counts, squarings = jax.vmap(sim._count, in_axes=(0, None))({"p": typical, **batched}, {})
+        count = jax.vmap(sim._count(opts), in_axes=(0, None))
+        counts, squarings = count({"p": typical, **batched}, {})
         plan_size = max(int(jnp.max(counts)), 1)
         finite = jnp.where(jnp.isfinite(squarings), squarings, 0.0)
         opts = dataclasses.replace(opts, squarings=min(int(jnp.max(finite)) + 8, 40))

@@ -237,7 +237,8 @@ class Simulator:
         p, doses, times, static = self._prepare(params, doses, times)
         _check_events_before(times, events_before, doses.max_doses)
         states, status = solve_subject(
-            self.model, self.options, p, doses, times, tv, static, plan_size, events_before
+            self.model, self._reach(self.options, doses), p, doses, times, tv, static,
+            plan_size, events_before,
         )
         return self._observe(p, tv, times, states), status
 
@@ -373,14 +374,16 @@ class Simulator:
         concrete = not any(
             isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))
         )
-        opts = self.options
+        opts = self._reach(self.options, doses) if concrete else self.options
         plan_size = None
         n_subjects = max(
             (np.shape(v)[0] for v in jax.tree.leaves(batched) if np.ndim(v)), default=1
         )
         planned = n_subjects >= PLAN_MIN_SUBJECTS
         if concrete and self.solver == "exact" and tv is None and planned:
-            count = self._mapper(("count",), self._count, chunk_size or default_chunk("exact"))
+            count = self._mapper(
+                ("count", opts.keep), self._count(opts), chunk_size or default_chunk("exact")
+            )
             sizes, squarings = count(batched, shared)
             plan_size = max(int(jnp.max(sizes)), 1)
             # a subject with rates that are not finite (e.g. V = 0) fails with its own
@@ -406,10 +409,36 @@ class Simulator:
         get = lambda k: b.get(k, s.get(k))
         return b["p"], get("d"), get("t"), b.get("tv"), get("o")
 
-    def _count(self, b: dict[str, Any], s: dict[str, Any]) -> Any:
-        p, d, t, _, o = self._inputs(b, s)
-        p, d, t, _ = self._prepare(p, d, t)
-        return count_distinct_lengths(self.model, self.options, p, d, t, o)
+    def _reach(self, opts: EngineOptions, doses: Any) -> EngineOptions:
+        """`opts` whose exact path leaves out the states that no dose of `doses` can reach
+        (they stay 0: `CompiledModel.pruned_keep`); `opts` itself on the ODE path or when
+        the doses are traced."""
+        if self.solver != "exact" or not isinstance(doses, (DoseArrays, Regimen)):
+            return opts
+        if isinstance(doses, Regimen):
+            doses = self.doses(doses)
+        doses = doses.resolve(tuple(self.spec.states), routes=tuple(self.spec.routes))
+        leaves = (doses.kind, doses.cmt, doses.route)
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return opts
+        kind = np.asarray(doses.kind)
+        given = (kind == DOSE) | (kind == RESET_DOSE)
+        cmt = np.asarray(doses.cmt)
+        route = np.full(cmt.shape, -1) if doses.route is None else np.asarray(doses.route)
+        cm = self.model
+        dosed = set(cmt[given & (route < 0)].tolist())
+        for r in set(route[given & (route >= 0)].tolist()):
+            dosed |= set(cm.route_states[r][cm.route_valid[r]].tolist())
+        keep = cm.pruned_keep(opts.keep, dosed)
+        return opts if keep == opts.keep else dataclasses.replace(opts, keep=keep)
+
+    def _count(self, opts: EngineOptions) -> Any:
+        def count(b: dict[str, Any], s: dict[str, Any]) -> Any:
+            p, d, t, _, o = self._inputs(b, s)
+            p, d, t, _ = self._prepare(p, d, t)
+            return count_distinct_lengths(self.model, opts, p, d, t, o)
+
+        return count
 
     def _one(self, plan_size: int | None, opts: EngineOptions, reduce: Any = None) -> Any:
         def one(b: dict[str, Any], s: dict[str, Any]) -> Any:

@@ -84,9 +84,9 @@ class EngineOptions:
     window: int | None = None  # ODE path: max output times per segment
     ss_max_intervals: int = 1000
     squarings: int = MAX_SQUARINGS  # exact path: static squaring count of the exponentials
-    # exact path: the states to solve for (a union of `CompiledModel.blocks`, sorted), when
-    # the outputs need only some of the model's uncoupled groups; the others are returned
-    # as 0. None: all states.
+    # exact path: the states to solve for (sorted), when the outputs need only some of the
+    # model's uncoupled groups (`CompiledModel.kept_states`) or the doses reach only some
+    # states (`CompiledModel.pruned_keep`); the others are returned as 0. None: all states.
     keep: tuple[int, ...] | None = None
 
 
@@ -714,6 +714,11 @@ def count_distinct_lengths(
     ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
     (As, _), region = _regions(cm, p, prev_T)
     count = _distinct(h, region)[1]
+    K, _ = _kept(cm, opts.keep)
+    if K is not None and not d.has_ss:
+        # the norm of the propagated states' matrix sets the squarings (a steady state's
+        # trough takes the whole matrix)
+        As = As[:, K[:, None], K[None, :]]
     longest = jnp.max(h)
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
@@ -742,9 +747,9 @@ def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
         return None, cm.blocks
     K = np.asarray(keep, np.int64)
     pos = {int(k): i for i, k in enumerate(K)}
-    blocks = tuple(
-        np.asarray([pos[int(i)] for i in b], np.int32) for b in cm.blocks if int(b[0]) in pos
-    )
+    # a block's kept part (all of it, or its states a dose can reach: `pruned_keep`)
+    parts = ([pos[int(i)] for i in b if int(i) in pos] for b in cm.blocks)
+    blocks = tuple(np.asarray(b, np.int32) for b in parts if b)
     return K, blocks
 
 
