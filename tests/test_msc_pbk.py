@@ -36,9 +36,11 @@ TIMES = np.concatenate([[0.0, 0.5 / 60, 5 / 60, 0.25, 0.5], np.arange(1.0, 73.0)
 I5MIN, I1H, I24H, I72H = 2, 5, 28, 76
 ROUTES = ("artery_kidney", "artery_heart", "artery_target", "portal")  # transient route states
 ORGANS = ("lung", "liver", "spleen", "kidney", "heart", "bone_marrow", "target", "rest", "muscle")
-VIABLE = ("venous", "arterial", *ROUTES, *ORGANS)
-DEAD = tuple(f"dead_{o}" for o in ("blood", *ORGANS))
-LABEL = (*(f"lab_{s}" for s in (*VIABLE, *DEAD)), "lab_free", "lab_phago_liver")
+DEPOTS = ("subcutis", "peritoneum", "joint")  # local depots without radiolabel states
+VIABLE = ("venous", "arterial", *ROUTES, *ORGANS, *DEPOTS)
+DEAD = tuple(f"dead_{o}" for o in ("blood", *ORGANS, *DEPOTS))
+LABEL = (*(f"lab_{s}" for s in (*VIABLE, *DEAD) if s.removeprefix("dead_") not in DEPOTS),)
+LABEL += ("lab_free", "lab_phago_liver")
 LABEL += ("lab_phago_spleen", "lab_urine")
 
 
@@ -201,7 +203,8 @@ def test_mass_balance_with_the_non_viable_part_dosed() -> None:
 
 _RATES = [n for n, p in _MOUSE.parameters.items() if p.unit == "1/h"]
 _FRACTIONS = [n for n in _MOUSE.parameters if n.startswith("E_")]
-_CMTS = ("venous", "arterial", "dead_blood", *ROUTES, "muscle")
+_CMTS = ("venous", "arterial", "dead_blood", *ROUTES, "muscle", *DEPOTS)
+_LOCAL = ("muscle", *DEPOTS)  # local depots: their [dosing] F is the viability alone
 
 
 @settings(max_examples=15, deadline=None)
@@ -243,11 +246,11 @@ def test_mass_balance_property(
     d = three_infusions(start, amount, duration, [_CMTS[c] for c in cmt])
     got = _PROP_RUN({k: jnp.asarray(v, dtype=float) for k, v in p.items()}, d)
     # [dosing] bioavailability: a thawed product loses f_thaw_loss of its viable cells to
-    # dead_blood by a blood route (the intramuscular depot, the last state, keeps them)
+    # dead_blood by a blood route (the local depots keep them)
     loss = spec.parameters["f_thaw_loss"].value * thawed
     blood_viable = viability * (1.0 - loss)
     f = [
-        1.0 - blood_viable if c == 2 else viability if c == len(_CMTS) - 1 else blood_viable
+        1.0 - blood_viable if c == 2 else viability if _CMTS[c] in _LOCAL else blood_viable
         for c in cmt
     ]
     expected = infused(start, amount, duration, f)

@@ -31,9 +31,25 @@ Then, with those values, one more target in the rat (its own parameter, solved a
   injection (PET); the cells escaped to the lungs via the coronary veins. Target: donor cells
   (viable + dead) in the heart at 1 h = 13.6% of the dose (route intramyocardial; parameter
   f_washout_heart).
+
+And the death rates of the local depots (mouse, 1e6 fully viable cells; each its own parameter,
+solved alone; k_release_depot stays at its file value). The studies used hosts without
+adaptive immunity, so these are the rates of such a host:
+
+* Braid et al. 2018, Cytotherapy 20:232 (abstract only; athymic nude mice, 1e6 luciferase
+  MSCs, BLI): "MSCs implanted IP or SC were only detected for 3 to 4 weeks"; IM they
+  "survived more than 5 months". Targets: viable cells at the site fall to LLOQ_live (the
+  detection limit) at 24.5 days (subcutis, peritoneum: k_death_subcutis,
+  k_death_peritoneum) and at 180 days (muscle: k_death_depot; six months, past the reported
+  bound of five).
+* Toupet et al. 2013, Arthritis Rheum 65:1786 (abstract only; 1e6 human AD-MSCs into the knee
+  of SCID mice): "15% of the IA-injected AD-MSCs were detectable in the joint for the first
+  month". Target: donor DNA in the joint at 30 days = 15% of the dose (k_death_joint).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +106,7 @@ def main() -> dict[str, float]:
     values = dict(zip(FITTED, np.exp(fit.x), strict=True))
     print(f"max |log(model / target)| = {np.abs(fit.fun).max():.2e} after {fit.nfev} runs")
     values["f_washout_heart"] = washout_heart(values)
+    values.update(depot_deaths(values))
     for k, v in values.items():
         print(f"{k} = {float(f'{v:.4g}')!r}")
     return values
@@ -104,6 +121,35 @@ def washout_heart(fitted: dict[str, float]) -> float:
     run = jax.jit(lambda f: sim({"f_washout_heart": f, "viability": jnp.asarray(1.0)}, doses))
     retained = lambda f: float(np.asarray(run(jnp.asarray(f))["dna_heart"]).ravel()[0]) - 0.136
     return brentq(retained, 0.0, 1.0, xtol=1e-12)
+
+
+#: local depots: (route, death-rate parameter, output, time [h], target value for 1e6 cells;
+#: None: the model's LLOQ_live)
+DEPOTS = (
+    ("sc", "k_death_subcutis", "live_subcutis", 24.5 * 24.0, None),
+    ("ip", "k_death_peritoneum", "live_peritoneum", 24.5 * 24.0, None),
+    ("im", "k_death_depot", "live_muscle", 180.0 * 24.0, None),
+    ("intra_articular", "k_death_joint", "dna_joint", 30.0 * 24.0, 0.15e6),
+)
+
+
+def depot_deaths(fitted: dict[str, float]) -> dict[str, float]:
+    """The depot death rates (mouse) that meet Braid et al. 2018's and Toupet et al. 2013's
+    targets (see the module docstring), with the values fitted before."""
+    spec = cp.load_model("msc_pbk", species="mouse").with_values(**fitted)
+    out = {}
+    for route, name, output, t, target in DEPOTS:
+        target = spec.parameters["LLOQ_live"].value if target is None else target
+        sim = cp.Simulator(spec, np.array([t]), outputs=(output,))
+        doses = sim.doses(cp.Regimen([cp.Dose(0.0, 1.0e6, route=route)]))
+        run = jax.jit(lambda k, sim=sim, doses=doses, name=name: sim(
+            {name: k, "viability": jnp.asarray(1.0)}, doses
+        ))
+        value = lambda k, run=run, output=output, target=target: math.log(
+            float(np.asarray(run(jnp.asarray(k))[output]).ravel()[0]) / target
+        )
+        out[name] = brentq(value, 1e-6, 0.1, xtol=1e-14, rtol=1e-12)
+    return out
 
 
 if __name__ == "__main__":
