@@ -44,6 +44,7 @@ from .errors import (
     SimulationError,
     SpecError,
 )
+from .explore import Explorer, explore
 from .model import ModelSpec, describe, list_models, load_model, parameter_table
 from .population import Population
 from .simulate import Simulator, simulate
@@ -74,6 +75,7 @@ __all__ = [
     "Dose",
     "DoseArrays",
     "DosingError",
+    "Explorer",
     "FitError",
     "ModelSpec",
     "Population",
@@ -88,6 +90,7 @@ __all__ = [
     "describe",
     "dose_ranging",
     "evaluate_metrics",
+    "explore",
     "fit",
     "gsa",
     "list_models",
