@@ -100,6 +100,64 @@ def test_route_fractions_and_dosing_may_use_derived_names_of_parameters_and_cova
         cp.ModelSpec.from_dict(d)
 
 
+def amt_model(**changes) -> dict:
+    """model() whose route loses a dose-size-dependent share: loss = lmax * AMT / (AMT +
+    D50), written once as a [derived] name that reads AMT (the dose record's amount)."""
+    d = {
+        "model": {"name": "rt_amt", "time_unit": "h", "amount_unit": "cells"},
+        "parameters": {"k": {"value": 0.3}, "kd": {"value": 0.1}, "fv": {"value": 0.8},
+                       "lmax": {"value": 0.5}, "D50": {"value": 1e6}},
+        "covariates": {"via": {"value": 0.9}},
+        "states": {s: {"initial": 0.0} for s in ("a", "b", "dead")},
+        "derived": {"loss": "lmax * AMT / (AMT + D50)", "f": "fv * via * (1 - loss)"},
+        "flows": {"a -> b": "k", "b ->": "kd", "dead ->": "kd"},
+        "dosing": {"a": {"bioavailability": "0.5"}},
+        "routes": {"iv": {"a": "f", "dead": "1 - f"}},
+        "observations": {"share": {"expr": "(a + b) / max(dosed_dead, 1)", "error": "none"}},
+    }  # fmt: skip
+    d.update(changes)
+    return d
+
+
+def test_route_fraction_may_read_the_dose_amount_amt():
+    """A route fraction (and a [dosing] field) may read AMT, the amount of the dose record,
+    directly or through a [derived] name (as NONMEM's $PK reads the AMT data item): each dose
+    of a regimen gets the fraction of its own size. Against single-state doses with the
+    fractions computed by hand (rtol 1e-10); the derived name is not an output."""
+    spec = cp.ModelSpec.from_dict(amt_model())
+    assert spec.dose_time_derived == {"loss", "f"}
+    assert spec.routes["iv"]["a"].names == {"fv", "via", "lmax", "AMT", "D50"}
+    doses = [(0.0, 1e6), (4.0, 3e5)]
+    reg = cp.Regimen([cp.Dose(t, n, route="iv") for t, n in doses])
+    got = states(cp.simulate(spec, reg, times=TIMES * 2))
+    fa = lambda n: 0.8 * 0.9 * (1 - 0.5 * n / (n + 1e6))
+    ref = cp.Regimen([x for t, n in doses for x in cmt_doses(t, n, fa(n))])
+    want = states(cp.simulate(model(), ref, times=TIMES * 2, covariates={"via": 0.9}))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+    with pytest.raises(SpecError, match="unknown output 'loss'"):
+        cp.Simulator(spec, TIMES, outputs=["loss"])
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"flows": {"a -> b": "k * (1 + AMT)", "b ->": "kd", "dead ->": "kd"}},
+         r"flows\.'a -> b'.*'AMT' in .* is the amount of a dose record: only \[dosing\]"),
+        ({"observations": {"x": {"expr": "a * loss", "error": "none"}}},
+         r"observations\.x.*'loss' in .* reads AMT"),
+        ({"states": {"a": {"initial": "AMT"}, "b": {}, "dead": {}}},
+         r"states\.a\.initial.*'AMT'"),
+        ({"parameters": {"AMT": {"value": 1.0}, "k": {"value": 0.3}, "kd": {"value": 0.1},
+                         "fv": {"value": 0.8}, "lmax": {"value": 0.5}, "D50": {"value": 1e6}}},
+         r"parameters\.AMT: 'AMT' is reserved"),
+    ],
+    ids=["flow", "observation-via-derived", "initial", "parameter-named-AMT"],
+)  # fmt: skip
+def test_amt_outside_dosing_and_routes_is_refused(changes, match):
+    with pytest.raises(SpecError, match=match):
+        cp.ModelSpec.from_dict(amt_model(**changes))
+
+
 def test_route_fraction_from_covariates_per_subject():
     spec = model()
     via = np.array([0.5, 0.9])

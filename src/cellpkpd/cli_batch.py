@@ -311,7 +311,8 @@ def _metrics(cfg: _Config, spec: Any) -> dict[str, Any]:
         if kind == "cell_days" and "output" in args:
             args["state"] = args.pop("output")
         output = args.get("state", args.get("output"))
-        known = (*spec.states, *spec.observations, *spec.derived)
+        dose_time = spec.dose_time_derived  # (known only at dose records)
+        known = (*spec.states, *spec.observations, *(d for d in spec.derived if d not in dose_time))
         if output is not None and output not in known:
             raise cfg.err(
                 f"{key}.output",

@@ -55,6 +55,7 @@ class CompiledModel:
             if not (st.initial.is_constant and float(st.initial({})) == 0.0)
         ) | frozenset(idx[s] for s in spec.odes)
         self._derived_cache: dict[frozenset[str], tuple[str, ...]] = {}
+        self._dose_time = spec.dose_time_derived
         # the names the right-hand side reads (so its environment computes only those
         # derived quantities, not those only observations use)
         self._rhs_names = frozenset().union(
@@ -144,8 +145,8 @@ class CompiledModel:
     def _derived_for(self, names: Any) -> tuple[str, ...]:
         """The derived quantities `names` read, in the model's (topological) order; all of
         them for None."""
-        if names is None:
-            return tuple(self.spec.derived)
+        if names is None:  # (those that read a dose's AMT exist only at dose records)
+            return tuple(d for d in self.spec.derived if d not in self._dose_time)
         key = frozenset(names)
         if key not in self._derived_cache:
             seen = names_read(self.spec, key)
@@ -212,7 +213,8 @@ class CompiledModel:
         """Per-state lag [time], bioavailability [1], modelled rate [amount/time] and
         duration [time] (NaN where the model gives none), each shape (n_states,); and
         ``route_F`` [1], shape (n_routes, route_width): the fraction of a route dose
-        entering each state of each route (``[routes]``; 0 in padding)."""
+        entering each state of each route (``[routes]``; 0 in padding). `p` holds the dose
+        record's parameters and covariates and its amount ``AMT`` [amount]."""
         lag, f, rate, dur = [], [], [], []
         nan = jnp.asarray(jnp.nan)
         for s in self.state_names:

@@ -111,6 +111,9 @@ DAYS_PER_TIME_UNIT = {
 #: amount dosed into that state (AMT of its dose events, ADDL copies included, before
 #: bioavailability; an SS dose counts once), e.g. the denominator of a fraction of the dose.
 DOSED_PREFIX = "dosed_"
+#: the amount of the dose record, readable by [dosing] fields and [routes] fractions (as
+#: NONMEM's $PK reads the AMT data item): a route's fraction may depend on the dose size
+AMT = "AMT"
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,17 @@ class ModelSpec:
         ]
         used = set().union(*(e.names for e in exprs)) if exprs else set()
         return tuple(f"{DOSED_PREFIX}{s}" for s in self.states if f"{DOSED_PREFIX}{s}" in used)
+
+    @property
+    def dose_time_derived(self) -> frozenset[str]:
+        """The [derived] names that read the dose amount `AMT` (directly or through other
+        derived names): known only in [dosing] and [routes], where the parser inlines them,
+        so they are not outputs."""
+        out: set[str] = set()
+        for name, e in self.derived.items():  # topological order
+            if AMT in e.names or e.names & out:
+                out.add(name)
+        return frozenset(out)
 
     @property
     def is_linear(self) -> bool:
@@ -658,11 +672,32 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         breakpoints[bname] = expr(raw, key)
 
     dosed = {f"{DOSED_PREFIX}{s}" for s in states}
+    for where, names in (("parameters", params), ("covariates", covs), ("states", states),
+                         ("derived", derived), ("model.breakpoints", breakpoints)):  # fmt: skip
+        if AMT in names:
+            raise ctx.err(f"{where}.{AMT}", f"'{AMT}' is reserved: the amount of the dose "
+                          "record, read by [dosing] and [routes] expressions")  # fmt: skip
+    # derived names that read the dose amount AMT (directly or through another): known
+    # only where a dose is given ([dosing] fields and route fractions), inlined there
+    dose_time: set[str] = set()
+    for dname, e in derived.items():  # topological order
+        if AMT in e.names or e.names & dose_time:
+            dose_time.add(dname)
     known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
     known |= dosed
+    known -= dose_time
 
     def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
         missing = sorted(e.names - allowed)
+        dose_only = [x for x in missing if x == AMT or x in dose_time]
+        if dose_only:
+            raise ctx.err(
+                key,
+                f"{dose_only[0]!r} in {e.source!r} "
+                + ("is" if dose_only[0] == AMT else f"reads {AMT},")
+                + " the amount of a dose record: only [dosing] fields and [routes] fractions "
+                "may read it",
+            )
         if missing:
             what = "unknown name" if len(missing) == 1 else "unknown names"
             names = sorted(allowed - dosed) + (
@@ -676,7 +711,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         return e
 
     for dname, e in derived.items():
-        check_names(e, f"derived.{dname}", known)
+        check_names(e, f"derived.{dname}", known | dose_time | {AMT})
     # static: known before the solve (parameters, covariates, and the derived quantities
     # built from them alone); initial values, breakpoints, [dosing] fields and route
     # fractions may use these; a static derived name is inlined into them
@@ -689,6 +724,18 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
 
     def check_static(e: Expr, key: str) -> Expr:
         return check_names(e, key, static).inline(static_defs)
+
+    # at a dose record: the static names, the record's amount AMT and the derived names
+    # built from these alone
+    at_dose = static | {AMT}
+    dose_defs = dict(static_defs)
+    for dname, e in derived.items():
+        if dname in dose_time and e.names <= at_dose:
+            dose_defs[dname] = e.inline(dose_defs)
+            at_dose.add(dname)
+
+    def check_dose(e: Expr, key: str) -> Expr:
+        return check_names(e, key, at_dose).inline(dose_defs)
 
     for bname, e in list(breakpoints.items()):
         breakpoints[bname] = check_static(e, f"model.breakpoints.{bname}")
@@ -764,7 +811,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         for fld in ("lag", "bioavailability", "rate", "duration"):
             if fld in d:
                 e = expr(d[fld], f"{key}.{fld}")
-                rule[fld] = check_static(e, f"{key}.{fld}")
+                rule[fld] = check_dose(e, f"{key}.{fld}")
         dosing[sname] = DosingRule(
             sname,
             rule.get("lag", parse_expr("0", key)),
@@ -793,7 +840,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
                 raise ctx.err(skey, f"unknown state '{sname}'; states: {', '.join(states)}")
             if isinstance(fr, bool) or not isinstance(fr, (str, int, float)):
                 raise ctx.err(skey, f"expected a fraction expression (text or number), got {fr!r}")
-            fractions[sname] = check_static(expr(str(fr), skey), skey)
+            fractions[sname] = check_dose(expr(str(fr), skey), skey)
         routes[rname] = _ro(fractions)
 
     for ukey in ("time_unit", "amount_unit"):

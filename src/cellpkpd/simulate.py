@@ -161,7 +161,12 @@ class Simulator:
         ):
             raise SpecError(f"Simulator: max_steps = {max_steps!r} must be an integer >= 1")
         self.times = None if times is None else check_times(times, "Simulator", t0)
-        known = (*self.spec.states, *self.spec.observations, *self.spec.derived)
+        dose_time = self.spec.dose_time_derived  # (known only at dose records)
+        known = (
+            *self.spec.states,
+            *self.spec.observations,
+            *(d for d in self.spec.derived if d not in dose_time),
+        )
         if outputs is None:
             outputs = (*self.spec.states, *self.spec.observations)
         if isinstance(outputs, str):

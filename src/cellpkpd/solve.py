@@ -44,6 +44,7 @@ from .dosing import (
     RESET_DOSE,
     DoseArrays,
 )
+from .model import AMT
 
 __all__ = [
     "STATUS",
@@ -387,8 +388,9 @@ def _expand(
 ) -> _Events:
     n = cm.n_states
     # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
-    at_dose = lambda T, k: cm.dosing_vectors(params_at(p, tv, T, k, point=True))
-    dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]))
+    # (and the record's amount AMT, which [dosing] fields and route fractions may read)
+    at_dose = lambda T, k, a: cm.dosing_vectors({**params_at(p, tv, T, k, point=True), AMT: a})
+    dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]), d.amount)
     if d.has_route:
         d, dv = _expand_routes(cm, d, dv)
     kind, mode, cmt = d.kind, d.mode, d.cmt
