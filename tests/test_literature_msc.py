@@ -4,7 +4,8 @@ per fact.
 Each docstring names the source and what of it was read; each tolerance says why. What could be
 read of each source is said there: Lee et al. 2009 (abstract and text via PMC), Eggenhofer et
 al. 2012 (abstract), Fischer et al. 2009, Kim et al. 2014, Bonios et al. 2011, Hou et al.
-2005, Braid et al. 2018, Toupet et al. 2013 and Bazhanov et al. 2016 (abstracts only).
+2005, Braid et al. 2018, Toupet et al. 2013, Bazhanov et al. 2016 and Moll et al. 2012
+(abstracts only).
 
 msc_pbk: the rates that no source gives were calibrated to some of these facts by
 models/calibration/msc_pbk.py (its targets sit inside these tolerances; the tests check the
@@ -487,6 +488,33 @@ def test_bazhanov2016_fewer_than_0_05_percent_of_ip_msc_reach_the_spleen_in_a_da
         outside = run["viable_total"][I_DAY1] - run[site][I_DAY1]
         assert outside < 0.01 * 1e6, (route, outside)
     assert depot_runs[species, "ip"]["live_spleen"][I_DAY1] < 5e-4 * 1e6
+
+
+# ------------------------------------------------------------------ IBMIR (product attribute)
+@pytest.mark.parametrize("species", SPECIES)
+def test_moll2012_ibmir_loss_grows_with_tissue_factor_and_dose_per_kg(species) -> None:
+    """Moll G et al. Stem Cells 2012;30:1565-1574 (abstract only): MSCs trigger an instant
+    blood-mediated inflammatory reaction (IBMIR) "dependent on the cell dose, the choice of
+    MSC donor, and particularly the cell-passage number" (prothrombotic tissue factor rises
+    with extended culture). msc_pbk: the viable cells of an IV dose 6 min after infusion fall
+    with the product's tissue_factor and with the dose per kg (strictly, each step), never
+    below (1 - f_ibmir_max) of the product without tissue factor, and the lost cells are
+    accounted as dead (cells_accounted equals the cells given, rtol 1e-9). The abstract gives
+    directions only, so the size of the loss follows from assumed parameters."""
+    spec = cp.load_model("msc_pbk", species=species)
+    tf, per_kg = np.array([0.0, 0.5, 2.0]), np.array([1e6, 3e6, 1e7])
+    cases = [(a, b) for a in tf for b in per_kg]
+    regs = [cp.Regimen([cp.Dose(0.0, b, per="kg", route="iv")]) for _, b in cases]
+    covs = {"tissue_factor": np.array([a for a, _ in cases]), "viability": np.ones(len(cases))}
+    res = cp.simulate(spec, regs, [0.1], covariates=covs,
+                      outputs=["viable_total", "cells_accounted"])  # fmt: skip
+    given = res["amount_given"].values.ravel()
+    viable = (res["viable_total"].values[:, 0] / given).reshape(len(tf), len(per_kg))
+    assert np.all(np.diff(viable, axis=0) < 0)  # more tissue factor, fewer viable cells
+    assert np.all(np.diff(viable[1:], axis=1) < 0)  # a larger dose per kg loses more
+    np.testing.assert_allclose(viable[0], viable[0, 0], rtol=1e-9)  # none without tissue factor
+    assert np.all(viable >= (1 - spec.parameters["f_ibmir_max"].value) * viable[0])
+    np.testing.assert_allclose(res["cells_accounted"].values[:, 0], given, rtol=1e-9)
 
 
 # ------------------------------------------------------------------ one cell-fate core

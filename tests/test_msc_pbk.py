@@ -215,6 +215,7 @@ _LOCAL = ("muscle", *DEPOTS)  # local depots: their [dosing] F is the viability 
     viability=st.floats(0.05, 1.0),
     diameter=st.floats(5.0, 40.0),
     thawed=st.sampled_from([0.0, 1.0]),
+    tissue_factor=st.floats(0.0, 5.0),
     inflammation=st.floats(0.0, 10.0),
     doses=st.lists(
         st.tuples(
@@ -228,7 +229,8 @@ _LOCAL = ("muscle", *DEPOTS)  # local depots: their [dosing] F is the viability 
     ),
 )
 def test_mass_balance_property(
-    log_rates, fractions, physiology, viability, diameter, thawed, inflammation, doses
+    log_rates, fractions, physiology, viability, diameter, thawed, tissue_factor, inflammation,
+    doses,
 ) -> None:
     spec = _MOUSE
     p = {n: spec.parameters[n].value * math.exp(x) for n, x in zip(_RATES, log_rates, strict=True)}
@@ -241,17 +243,22 @@ def test_mass_balance_property(
         p[n] = spec.parameters[n].value * vb
     for n in ("volume_lung", "volume_liver", "volume_spleen", "volume_kidney", "volume_heart"):
         p[n] = spec.parameters[n].value * organ
-    p.update(viability=viability, diameter=diameter, thawed=thawed, inflammation=inflammation)
+    p.update(viability=viability, diameter=diameter, thawed=thawed, inflammation=inflammation,
+             tissue_factor=tissue_factor)  # fmt: skip
     start, amount, duration, cmt = zip(*doses, strict=True)
     d = three_infusions(start, amount, duration, [_CMTS[c] for c in cmt])
     got = _PROP_RUN({k: jnp.asarray(v, dtype=float) for k, v in p.items()}, d)
     # [dosing] bioavailability: a thawed product loses f_thaw_loss of its viable cells to
-    # dead_blood by a blood route (the local depots keep them)
+    # dead_blood by a blood route (the local depots keep them), and so does the IBMIR loss
+    # of its dose record (AMT cells: more with tissue factor and dose per kg)
     loss = spec.parameters["f_thaw_loss"].value * thawed
-    blood_viable = viability * (1.0 - loss)
+    fmax, d50 = (spec.parameters[k].value for k in ("f_ibmir_max", "dose50_ibmir"))
+    per_kg = [a / p["body_weight"] for a in amount]
+    ibmir = [fmax * tissue_factor / (1 + tissue_factor) * x / (x + d50) for x in per_kg]
+    blood_viable = [viability * (1.0 - loss) * (1.0 - i) for i in ibmir]
     f = [
-        1.0 - blood_viable if c == 2 else viability if _CMTS[c] in _LOCAL else blood_viable
-        for c in cmt
+        1.0 - bv if c == 2 else viability if _CMTS[c] in _LOCAL else bv
+        for c, bv in zip(cmt, blood_viable, strict=True)
     ]
     expected = infused(start, amount, duration, f)
     np.testing.assert_allclose(got["cells_accounted"], expected, rtol=1e-9, atol=1e-9)
