@@ -1,7 +1,8 @@
 """Write the example notebooks (without outputs) from the cells below.
 
-Run ``python notebooks/make_notebooks.py`` after editing a story here; CI executes the
-notebooks with ``pytest --nbmake notebooks/``.
+Run ``python notebooks/make_notebooks.py`` after editing a story here; CI executes each
+notebook once with ``jupyter nbconvert --execute`` (.ci/run) and the docs site shows the
+executed copies (``pytest --nbmake notebooks/`` runs them locally without keeping outputs).
 """
 
 from __future__ import annotations
