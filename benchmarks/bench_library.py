@@ -122,6 +122,7 @@ class ScipyPeer:
         )  # fmt: skip
         for s, _ in targets:
             q[f"dosed_{states[s]}"] = jnp.asarray(dose["amount"])
+        q["AMT"] = jnp.asarray(dose["amount"])  # the dose record's amount (route fractions)
         x_init, dv = self.start(q)
         x0 = np.array(x_init)
         for s, k in targets:

@@ -659,6 +659,9 @@ def _timeline(
     return ev, P, src, T, src < P, T - prev_T, prev_T
 
 
+# Planned exponentials up to which a step of the exact path multiplies by each and selects
+SELECT_MAX_PLAN = 2
+
 # Segment lengths within this relative distance share one matrix exponential: merging
 # h and h(1 + d) changes exp(-k h) by k h d exp(-k h) <= d / e of the amount, whatever the
 # rate k, and it absorbs the rounding of output grids such as numpy.linspace.
@@ -869,9 +872,19 @@ def _solve_exact(
         x_reset, x_ss = sub(x_reset), sub(x_ss)
         bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
 
+    # with few planned exponentials, a step multiplies by each and selects (the identity
+    # slot takes x itself): cheaper on CPU than gathering each subject's matrix
+    select = plan_size is not None and plan_size <= SELECT_MAX_PLAN
+
     def step(x, i):
         k = tab[i]
-        y = Phi[k] @ x + forcing[i]
+        if select:
+            y = x
+            for slot in range(Phi.shape[0] - 1):
+                y = jnp.where(k == slot, Phi[slot] @ x, y)
+            y = y + forcing[i]
+        else:
+            y = Phi[k] @ x + forcing[i]
         if resets:
             # reset or steady state replace the propagated state; the bolus comes after
             y0 = y - bolus_after[i]
