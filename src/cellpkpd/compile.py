@@ -49,11 +49,12 @@ class CompiledModel:
         # the states that are nonzero without any dose: a nonzero or parameter-dependent
         # initial value, or an [odes] right-hand side that may hold a constant term
         self._feeds = _state_feeds(spec, idx)
-        self._self_sources = frozenset(
-            i
-            for i, st in enumerate(spec.states.values())
-            if not (st.initial.is_constant and float(st.initial({})) == 0.0)
-        ) | frozenset(idx[s] for s in spec.odes)
+        with jax.ensure_compile_time_eval():  # (a constant, even inside a caller's jit)
+            self._self_sources = frozenset(
+                i
+                for i, st in enumerate(spec.states.values())
+                if not (st.initial.is_constant and float(st.initial({})) == 0.0)
+            ) | frozenset(idx[s] for s in spec.odes)
         self._derived_cache: dict[frozenset[str], tuple[str, ...]] = {}
         self._dose_time = spec.dose_time_derived
         # the names the right-hand side reads (so its environment computes only those

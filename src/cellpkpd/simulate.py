@@ -242,8 +242,7 @@ class Simulator:
         p, doses, times, static = self._prepare(params, doses, times)
         _check_events_before(times, events_before, doses.max_doses)
         states, status = solve_subject(
-            self.model, self._reach(self.options, doses), p, doses, times, tv, static,
-            plan_size, events_before,
+            self.model, self.options, p, doses, times, tv, static, plan_size, events_before
         )
         return self._observe(p, tv, times, states), status
 
@@ -359,7 +358,8 @@ class Simulator:
         With concrete inputs (not traced by an enclosing `jit`), the work is sized from the
         doses first: for `PLAN_MIN_SUBJECTS` subjects or more, the exact path finds each
         subject's distinct segment lengths, so it takes one matrix exponential per distinct
-        length (for fewer, a second compiled program costs more than it saves); the ODE path
+        length, and leaves out the states no dose reaches (for fewer subjects, a second
+        compiled program costs more than it saves); the ODE path
         saves only as many output times per segment as the doses leave between them (re-run
         with all times if a lag moved more into one segment).
         """
@@ -379,12 +379,15 @@ class Simulator:
         concrete = not any(
             isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))
         )
-        opts = self._reach(self.options, doses) if concrete else self.options
         plan_size = None
         n_subjects = max(
             (np.shape(v)[0] for v in jax.tree.leaves(batched) if np.ndim(v)), default=1
         )
         planned = n_subjects >= PLAN_MIN_SUBJECTS
+        # a large batch leaves out the states its doses cannot reach (a program per set of
+        # dosed states; a small one shares one program whatever the doses, as compiling
+        # costs more than it saves there)
+        opts = self._reach(self.options, doses) if concrete and planned else self.options
         if concrete and self.solver == "exact" and tv is None and planned:
             count = self._mapper(
                 ("count", opts.keep), self._count(opts), chunk_size or default_chunk("exact")
