@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import diffrax as dfx
 import equinox as eqx
 import equinox.internal as eqxi
 import jax
@@ -903,7 +902,16 @@ def _solve_exact(
 
 
 # ------------------------------------------------------------------------ ODE path
+def _diffrax() -> Any:
+    """diffrax, imported on first use: the exact path (and `import cellpkpd`) never needs it,
+    and it takes ~0.5 s to import."""
+    import diffrax
+
+    return diffrax
+
+
 def _ode_solver(opts: EngineOptions) -> tuple[Any, Any]:
+    dfx = _diffrax()
     if opts.solver == "kvaerno5":
         return dfx.Kvaerno5(), dfx.PIDController(
             rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4
@@ -912,6 +920,7 @@ def _ode_solver(opts: EngineOptions) -> tuple[Any, Any]:
 
 
 def _result_code(sol: Any) -> Any:
+    dfx = _diffrax()
     return jnp.where(
         sol.result == dfx.RESULTS.successful,
         0,
@@ -928,6 +937,7 @@ def _solve_ode(
     tv: TimeVarying | None,
     events_before: Any | None = None,
 ) -> tuple[Any, Any]:
+    dfx = _diffrax()
     n = cm.n_states
     t0 = opts.t0
     n_out = times.shape[0]
@@ -1030,6 +1040,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     constant input over intervals of doubling length (1, 2, 4, ... time units, at most
     `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
     Gradients flow through the iterations (checkpointed loop)."""
+    dfx = _diffrax()
     n = cm.n_states
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
