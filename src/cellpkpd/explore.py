@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .dosing import DoseArrays, Regimen
-from .errors import DosingError, SpecError
+from .errors import SpecError
 from .model import ModelSpec, load_model
 from .plots._common import grid_shape, label, log_axis, new_figure, unit_of, wrap
 from .plots._time import _percent_of_dose
-from .simulate import Simulator, check_regimen, check_times
+from .simulate import Simulator, body_weight_name, check_regimen, check_times
 from .solve import STATUS
 
 if TYPE_CHECKING:
@@ -608,19 +608,4 @@ def _dose_unit(spec: ModelSpec, dose: Any) -> str:
 
 def _body_weight(spec: ModelSpec) -> tuple[str, float]:
     """The model's body-weight name and the factor from its unit to kg (as `cp.simulate`)."""
-    from .units import convert
-
-    for name in ("body_weight", "WT"):
-        item = spec.covariates.get(name) or spec.parameters.get(name)
-        if item is None:
-            continue
-        if not item.unit:
-            raise DosingError(
-                f"explore: a dose per kg needs the body weight in kg, but {spec.source} "
-                f"declares no unit for {name}"
-            )
-        return name, convert(1.0, item.unit, "kg", f"explore: {name}")
-    raise DosingError(
-        f"explore: a dose per kg of body weight, but {spec.name} has no body weight (a "
-        "body_weight or WT covariate or parameter); give the amount per subject instead"
-    )
+    return body_weight_name(spec, "explore")

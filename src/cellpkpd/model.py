@@ -291,11 +291,7 @@ class ModelSpec:
         """The [derived] names that read the dose amount `AMT` (directly or through other
         derived names): known only in [dosing] and [routes], where the parser inlines them,
         so they are not outputs."""
-        out: set[str] = set()
-        for name, e in self.derived.items():  # topological order
-            if AMT in e.names or e.names & out:
-                out.add(name)
-        return frozenset(out)
+        return _reads_amt(self.derived)
 
     @property
     def is_linear(self) -> bool:
@@ -679,10 +675,7 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
                           "record, read by [dosing] and [routes] expressions")  # fmt: skip
     # derived names that read the dose amount AMT (directly or through another): known
     # only where a dose is given ([dosing] fields and route fractions), inlined there
-    dose_time: set[str] = set()
-    for dname, e in derived.items():  # topological order
-        if AMT in e.names or e.names & dose_time:
-            dose_time.add(dname)
+    dose_time = _reads_amt(derived)
     known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
     known |= dosed
     known -= dose_time
@@ -885,6 +878,15 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
     )
     check_units(spec, spec.derived_units)
     return spec
+
+
+def _reads_amt(derived: Mapping[str, Expr]) -> frozenset[str]:
+    """The derived names (in topological order) that read AMT, directly or through another."""
+    out: set[str] = set()
+    for name, e in derived.items():
+        if AMT in e.names or e.names & out:
+            out.add(name)
+    return frozenset(out)
 
 
 def _toposort(exprs: dict[str, Expr], ctx: _Ctx) -> dict[str, Expr]:

@@ -925,9 +925,10 @@ def _resolve_doses(
     return out, np.broadcast_to(total, (n,)).copy()
 
 
-def _body_weight_kg(spec: ModelSpec, p: Mapping[str, Any], n: int) -> np.ndarray:
-    """Each subject's body weight [kg]: the model's ``body_weight`` or ``WT`` (covariate or
-    parameter, e.g. from ``[physiology]``), converted from its declared unit."""
+def body_weight_name(spec: ModelSpec, where: str) -> tuple[str, float]:
+    """The model's body-weight input (``body_weight`` or ``WT``, covariate or parameter, e.g.
+    from ``[physiology]``) and the factor from its declared unit to kg; `where` begins the
+    error messages."""
     from .units import convert
 
     for name in ("body_weight", "WT"):
@@ -936,23 +937,28 @@ def _body_weight_kg(spec: ModelSpec, p: Mapping[str, Any], n: int) -> np.ndarray
             continue
         if not item.unit:
             raise DosingError(
-                f"simulate: a dose per kg needs the body weight in kg, but {spec.source} "
+                f"{where}: a dose per kg needs the body weight in kg, but {spec.source} "
                 f"declares no unit for {name}"
             )
-        factor = convert(1.0, item.unit, "kg", f"simulate: {name}")
-        bw = np.broadcast_to(np.asarray(p[name], dtype=float), (n,)) * factor
-        bad = np.flatnonzero(~(np.isfinite(bw) & (bw > 0)))
-        if bad.size:
-            raise DosingError(
-                f"simulate: a dose per kg, but subject {int(bad[0])} has {name} = "
-                f"{float(bw[bad[0]]):g} kg; expected > 0"
-            )
-        return bw
+        return name, convert(1.0, item.unit, "kg", f"{where}: {name}")
     raise DosingError(
-        f"simulate: a dose per kg of body weight, but {spec.name} has no body weight (a "
+        f"{where}: a dose per kg of body weight, but {spec.name} has no body weight (a "
         "body_weight or WT covariate or parameter, e.g. [physiology] body_weight); give the "
         "amount per subject instead"
     )
+
+
+def _body_weight_kg(spec: ModelSpec, p: Mapping[str, Any], n: int) -> np.ndarray:
+    """Each subject's body weight [kg] (see `body_weight_name`)."""
+    name, factor = body_weight_name(spec, "simulate")
+    bw = np.broadcast_to(np.asarray(p[name], dtype=float), (n,)) * factor
+    bad = np.flatnonzero(~(np.isfinite(bw) & (bw > 0)))
+    if bad.size:
+        raise DosingError(
+            f"simulate: a dose per kg, but subject {int(bad[0])} has {name} = "
+            f"{float(bw[bad[0]]):g} kg; expected > 0"
+        )
+    return bw
 
 
 def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:

@@ -789,12 +789,14 @@ def _solve_exact(
     else:
         pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
 
+    planned = False  # Phi from `_planned` (see `select` below)
     if tv is None and _BP_TIMES in p and plan_size is not None:
         # breakpoints: one system per region between them; at most plan_size distinct
         # (region, length) pairs, one exponential each
         (As_r, bs_r), region = _regions(cm, p, prev_T)
         u = sub(u_rate + bs_r[region])
         Phi, Gam, tab = _planned(pair, As_r, h, _distinct(h, region)[0], plan_size, region)
+        planned = True
         trough, ss_code = (None, 0)
         if d.has_ss:
             system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True))
@@ -806,6 +808,7 @@ def _solve_exact(
         if plan_size is not None:
             # at most plan_size distinct segment lengths: one exponential each
             Phi, Gam, tab = _planned(pair, A, h, _distinct(h)[0], plan_size)
+            planned = True
         elif static_times is not None:
             # distinct output-to-output gaps, once; own exponentials next to events
             gaps = np.diff(np.concatenate([[t0], static_times]))
@@ -871,9 +874,10 @@ def _solve_exact(
         x_reset, x_ss = sub(x_reset), sub(x_ss)
         bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
 
-    # with few planned exponentials, a step multiplies by each and selects (the identity
-    # slot takes x itself): cheaper on CPU than gathering each subject's matrix
-    select = plan_size is not None and plan_size <= SELECT_MAX_PLAN
+    # with few planned exponentials (`_planned`: the identity in the last slot), a step
+    # multiplies by each and selects (x itself in the identity slot): cheaper on CPU than
+    # gathering each subject's matrix
+    select = planned and plan_size <= SELECT_MAX_PLAN
 
     def step(x, i):
         k = tab[i]
