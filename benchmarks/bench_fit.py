@@ -1,6 +1,6 @@
 """cp.fit (NUTS) against the same population model written by hand in numpyro + diffrax.
 
-The problem is the simulation-recovery study of tests/test_infer_recovery.py: 24 subjects,
+The problem is the simulation-recovery study of tests/infer/test_infer_recovery.py: 24 subjects,
 `two_cmt_iv` (100 mg IV bolus), IIV on CL and V1, proportional error, ~20% of the
 observations below the LLOQ (M3). The hand-written model is what a JAX user writes without
 cellpkpd: the two-compartment ODE solved per subject with `diffrax.diffeqsolve` (Tsit5,
@@ -36,7 +36,7 @@ from jax.scipy.special import log_ndtr
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 import cellpkpd as cp
-from cellpkpd.infer import FitData
+from cellpkpd.infer.run import FitData
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_infer_recovery import POP, TRUTH, recovery_data
@@ -150,7 +150,7 @@ def main() -> None:
         print(f"{k:18s} {r['wall_s']:9.1f} {r['min_ess_bulk']:8.0f} {r['ess_per_s']:8.2f}")
     print(f"cellpkpd / hand-written ESS/s: {ratio:.1f}x (target >= 3x)")
     result = {
-        "problem": "tests/test_infer_recovery.py: 24 subjects, two_cmt_iv, IIV CL and V1, "
+        "problem": "tests/infer/test_infer_recovery.py: 24 subjects, two_cmt_iv, IIV CL and V1, "
         f"proportional error, {frac:.0%} below LLOQ (M3)",
         "settings": {**vars(args), "seed": 1},
         "results": rows,

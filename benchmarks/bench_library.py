@@ -42,8 +42,8 @@ from bench_simulate import machine_info
 from scipy.integrate import solve_ivp
 
 import cellpkpd as cp
-from cellpkpd.compile import CompiledModel
-from cellpkpd.solve import params_at, with_breakpoints
+from cellpkpd.engine.compile import CompiledModel
+from cellpkpd.engine.solve import params_at, with_breakpoints
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "bench_library.json"

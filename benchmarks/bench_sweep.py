@@ -128,7 +128,7 @@ def worker_baseline(n: int, out: str | None) -> dict[str, Any]:
     import jax.numpy as jnp
 
     import cellpkpd as cp
-    from cellpkpd.metrics import integral_name
+    from cellpkpd.analysis.metrics import integral_name
 
     spec = cp.load_model(MODEL)
     metrics = _metrics(cp)

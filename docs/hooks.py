@@ -43,8 +43,9 @@ def notebook_source(notebook: Path, executed: Path = EXECUTED) -> Path:
         log.info("%s: no executed copy in %s, shown without outputs", notebook.name, executed)
         return notebook
     if _cells(copy) != _cells(notebook):
-        log.info("%s: executed copy in %s is out of date, shown without outputs",
-                 notebook.name, executed)
+        log.info(
+            "%s: executed copy in %s is out of date, shown without outputs", notebook.name, executed
+        )
         return notebook
     return copy
 

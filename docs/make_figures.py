@@ -6,10 +6,10 @@ Run from the repository root after changing a model file or a plot:
 
 It writes docs/library/<model>.md (description, diagram, states, flows, routes, observations,
 parameter table, the published facts it reproduces (from the docstrings of
-tests/test_literature_msc.py), its known limits (``notes`` of its ``[model]`` block),
+tests/models/test_literature_msc.py), its known limits (``notes`` of its ``[model]`` block),
 references) with docs/library/<model>.png (`cp.plots.diagram`), and
 docs/images/biodistribution.png (shown in the README). The outputs are committed, so the
-documentation builds without running models; tests/test_plots.py checks that every library
+documentation builds without running models; tests/plots/test_plots.py checks that every library
 model has its page.
 """
 
@@ -121,7 +121,7 @@ def model_page(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-LITERATURE = DOCS.parent / "tests" / "test_literature_msc.py"
+LITERATURE = DOCS.parent / "tests" / "models" / "test_literature_msc.py"
 # the fixture a literature test takes names the model it checks
 FIXTURE_MODEL = {"pbk": "msc_pbk", "pd_runs": "msc_pkpd_host"}
 

@@ -56,6 +56,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CELLPKPD_TEST_OWN_CACHE") and not os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(os.environ["CELLPKPD_COMPILATION_CACHE"], ignore_errors=True)
 
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 SHARED_DATA = Path("/work/shared/data")

@@ -13,7 +13,7 @@ import pytest
 from conftest import check
 
 import cellpkpd as cp
-from cellpkpd.infer import FitData
+from cellpkpd.infer.run import FitData
 
 # A valid model file; every malformed file below changes one thing in it.
 BASE = """\
@@ -1200,7 +1200,7 @@ def test_regimen_repeat_traced_count_and_interval() -> None:
 def test_traced_steady_state_infusion_takes_the_default_slots() -> None:
     import jax
 
-    from cellpkpd.dosing import SS_MODEL_SLOTS
+    from cellpkpd.engine.dosing import SS_MODEL_SLOTS
 
     def slots(dur, ss_overlap):
         reg = cp.Regimen([cp.Dose(0.0, 100.0, "central", duration=dur, ss=1, ii=12.0)])

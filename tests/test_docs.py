@@ -33,7 +33,7 @@ def test_worked_example_of_the_model_guide(tmp_path: Path) -> None:
 
 def test_msc_library_pages_list_their_facts_routes_flows_and_limits() -> None:
     """docs/library/msc_*.md (written by docs/make_figures.py) name every published-fact test
-    of their model (tests/test_literature_msc.py), every route and flow, and the model file's
+    of their model (tests/models/test_literature_msc.py), every route and flow, and the model file's
     known limits: a fact test added or a limit written without regenerating the pages fails."""
     import importlib.util
 

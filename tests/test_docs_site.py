@@ -22,14 +22,22 @@ def _load(path: Path):
 
 def _notebook(path: Path, sources: list[str], outputs: bool = False) -> None:
     cells = [
-        {"cell_type": "code", "metadata": {}, "source": s.splitlines(keepends=True),
-         "execution_count": 1 if outputs else None,
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}] if outputs else []}
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": s.splitlines(keepends=True),
+            "execution_count": 1 if outputs else None,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+            if outputs
+            else [],
+        }
         for s in sources
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
-                                "nbformat_minor": 5}), encoding="utf-8")
+    path.write_text(
+        json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}),
+        encoding="utf-8",
+    )
 
 
 def test_check_fails_on_a_notebook_page_without_an_image(tmp_path: Path) -> None:
@@ -41,7 +49,8 @@ def test_check_fails_on_a_notebook_page_without_an_image(tmp_path: Path) -> None
     site = tmp_path / "site" / "notebooks"
     (site / "01_a").mkdir(parents=True)
     (site / "01_a" / "index.html").write_text(
-        '<div class="jp-RenderedImage"><img src="data:image/png;base64,iVBORw0KGgo="/></div>')
+        '<div class="jp-RenderedImage"><img src="data:image/png;base64,iVBORw0KGgo="/></div>'
+    )
     (site / "02_b").mkdir()
     (site / "02_b" / "index.html").write_text("<pre>print('no figure')</pre> &lt;img&gt;")
     found = check.problems(tmp_path / "site", notebooks)

@@ -3,7 +3,7 @@
 Both MSC models answer "how many of the infused cells are alive, and how many a thawed product
 loses" from the same targets below, so that the biodistribution model (msc_pbk: where the cells
 are) and the PD model (msc_pkpd_host: what they do) give the same persistence. Their agreement is
-tested in tests/test_literature_msc.py (test_one_cell_fate_core_*), in mouse, rat and human.
+tested in tests/models/test_literature_msc.py (test_one_cell_fate_core_*), in mouse, rat and human.
 
 Imported by models/calibration/msc_pbk.py and models/calibration/msc_pkpd_host.py (run either
 from the repository root; Python puts this folder on the import path).

@@ -5,7 +5,8 @@ core: one compile, then a least-squares fit over the compiled simulator). It pri
 to write into the model file, whose ``source`` fields say "calibrated to ... by
 models/calibration/msc_pbk.py".
 
-Facts (targets; the test of each fact, with its tolerance, is in tests/test_literature_msc.py):
+Facts (targets; the test of each fact, with its tolerance, is in
+tests/models/test_literature_msc.py):
 
 * Fischer et al. 2009, Stem Cells Dev 18:683 (abstract only): bone-marrow mononuclear cells
   passed the rat lung 30-fold more than MSCs. Target: per-pass passage (1 - E_lung) of a 7-um

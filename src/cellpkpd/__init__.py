@@ -33,10 +33,9 @@ def _request_host_devices() -> None:
 _request_host_devices()
 
 # ruff: noqa: E402  (x64 and device requests must come before the submodules load)
-from . import config, datasets, physiology, plots
-from .data import Dataset, read_nonmem
-from .dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
-from .errors import (
+from . import datasets, plots
+from ._core import config
+from ._core.errors import (
     CellPKPDError,
     DataError,
     DosingError,
@@ -44,10 +43,14 @@ from .errors import (
     SimulationError,
     SpecError,
 )
-from .explore import Explorer, explore
-from .model import ModelSpec, describe, list_models, load_model, parameter_table
-from .population import Population
-from .simulate import Simulator, simulate
+from .data.nonmem import Dataset, read_nonmem
+from .data.simulate import simulate
+from .engine.dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
+from .engine.simulator import Simulator
+from .plots.explore import Explorer, explore
+from .population.population import Population
+from .spec import physiology
+from .spec.model import ModelSpec, describe, list_models, load_model, parameter_table
 
 __version__ = "0.1.0"
 
@@ -57,14 +60,15 @@ def __getattr__(name: str) -> object:
     import importlib
 
     if name in ("fit", "predict", "infer"):
-        infer = importlib.import_module(".infer", __name__)
-        return infer if name == "infer" else getattr(infer, name)
+        if name == "infer":
+            return importlib.import_module(".infer", __name__)
+        return getattr(importlib.import_module(".infer.run", __name__), name)
     if name in ("metrics", "gsa"):
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(f".analysis.{name}", __name__)
     if name in ("sweep", "evaluate_metrics"):
-        return getattr(importlib.import_module(".sweeps", __name__), name)
+        return getattr(importlib.import_module(".analysis.sweep", __name__), name)
     if name in ("VirtualPopulation", "dose_ranging"):
-        return getattr(importlib.import_module(".doseranging", __name__), name)
+        return getattr(importlib.import_module(".analysis.doseranging", __name__), name)
     raise AttributeError(f"module 'cellpkpd' has no attribute {name!r}")
 
 

@@ -19,7 +19,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..data import Dataset, read_nonmem
+from ..data.nonmem import Dataset, read_nonmem
 
 __all__ = ["list_datasets", "theophylline", "theophylline_frame"]
 

@@ -84,7 +84,7 @@ def _dose_axis(ax: Any, doses: np.ndarray, log_x: bool | None, unit: str) -> boo
 
 
 def _rows(table: pd.DataFrame, metric: str | None, where: str) -> tuple[str, pd.DataFrame]:
-    from ..errors import SpecError
+    from .._core.errors import SpecError
 
     if "metric" not in table or "dose" not in table:
         raise SpecError(f"{where}: expected a cp.dose_ranging table (columns dose, metric, ...)")
@@ -224,7 +224,7 @@ def target_attainment(
     SpecError
         A table without PTA, a metric without target, a `target` outside (0, 1].
     """
-    from ..errors import SpecError
+    from .._core.errors import SpecError
 
     if "pta" not in table:
         raise SpecError("plots.target_attainment: the table has no 'pta' column (give target=)")
@@ -321,7 +321,7 @@ def sobol(
     matplotlib.figure.Figure
         One Axes per metric; indices are fractions of the metric's variance [1].
     """
-    from ..errors import SpecError
+    from .._core.errors import SpecError
 
     need = {"metric", "parameter", "S1", "S1_conf", "ST", "ST_conf"}
     if not need <= set(table.columns):

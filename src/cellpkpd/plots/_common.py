@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..model import ModelSpec
+    from ..spec.model import ModelSpec
 
 
 def _show_in_ipython() -> None:

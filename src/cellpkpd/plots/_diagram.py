@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import SpecError
+from .._core.errors import SpecError
 from ._common import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..model import ModelSpec
+    from ..spec.model import ModelSpec
 
 _BOX_H = 0.55  # box height [layout units; columns are 3 units apart, rows 1]
 _COL_W = 3.2
@@ -203,7 +203,7 @@ def diagram(
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    from ..model import ModelSpec
+    from ..spec.model import ModelSpec
 
     if not isinstance(spec, ModelSpec):
         raise SpecError(f"diagram: spec must be a cp.ModelSpec, got {type(spec).__name__}")

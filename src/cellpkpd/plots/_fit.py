@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError, SpecError
+from .._core.errors import DataError, SpecError
 from ._common import label, log_axis, new_figure
 
 if TYPE_CHECKING:
     import arviz as az
     from matplotlib.figure import Figure
 
-    from ..data import Dataset
-    from ..model import ModelSpec
-    from ..population import Population
+    from ..data.nonmem import Dataset
+    from ..population.population import Population
+    from ..spec.model import ModelSpec
 
 
 def _check_idata(idata: Any, where: str) -> None:
@@ -30,7 +30,7 @@ def _check_idata(idata: Any, where: str) -> None:
 
 
 def _spec_of(idata: az.InferenceData, spec: ModelSpec | str | None) -> ModelSpec | None:
-    from ..model import ModelSpec, list_models, load_model
+    from ..spec.model import ModelSpec, list_models, load_model
 
     if isinstance(spec, ModelSpec):
         return spec
@@ -158,8 +158,7 @@ def gof(
         unknown = [o for o in outputs if o not in outs]
         if unknown or not outputs:
             raise SpecError(
-                f"gof: outputs = {list(outputs)}; expected some of the fitted observations "
-                f"{outs}"
+                f"gof: outputs = {list(outputs)}; expected some of the fitted observations {outs}"
             )
         if record_output is not None:  # the other observation types' records are left out
             obs = np.where(np.isin(record_output, outputs), obs, np.nan)
@@ -291,14 +290,14 @@ def _simulated(
 ) -> np.ndarray:
     """Replicates (replicate, subject, record) of the observations."""
     if simulated is None:
-        from .. import infer
+        from ..infer import run as infer
 
         study = getattr(infer, "simulate_study", None)
         if study is None or spec is None or population is None or data is None:
             raise SpecError(
                 "vpc: pass simulated= (replicates, dims replicate x subject x record) or "
                 "data=, spec= and population= to simulate them with "
-                "cellpkpd.infer.simulate_study"
+                "cellpkpd.infer.run.simulate_study"
             )
         simulated = study(idata, spec, data, population, n, seed, omega=omega)
     if hasattr(simulated, "data_vars"):  # an xarray.Dataset from simulate_study
@@ -345,8 +344,8 @@ def vpc(
         The data set that was fitted (needed to simulate replicates).
     simulated : array or xarray, optional
         Replicate observations, shape (replicate, subject, record) like the fit's
-        observed_data (e.g. the Dataset from ``cellpkpd.infer.simulate_study``). Default:
-        simulated with ``cellpkpd.infer.simulate_study(idata, spec, data, population, n,
+        observed_data (e.g. the Dataset from ``cellpkpd.infer.run.simulate_study``). Default:
+        simulated with ``cellpkpd.infer.run.simulate_study(idata, spec, data, population, n,
         seed)``.
     spec, population : optional
         Model and Population of the fit, to simulate the replicates.

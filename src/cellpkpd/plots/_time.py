@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import SpecError
+from .._core.errors import SpecError
 from ._common import grid_shape, label, log_axis, new_figure, unit_of, wrap
 
 if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-    from ..model import ModelSpec
+    from ..spec.model import ModelSpec
 
 # band colours of the percentile intervals, widest first
 _BAND_ALPHA = (0.18, 0.35, 0.5)

@@ -1,0 +1,774 @@
+"""Virtual populations and dose-ranging: which dose, schedule and product attributes reach
+a target, over a population of virtual hosts.
+
+`VirtualPopulation` draws parameters (typical values x log-normal between-subject
+variability x covariate effects) and covariates (host and product attributes) for ``n``
+virtual subjects, or takes them from a fit's posterior. `dose_ranging` evaluates every arm of
+a dose x regimen x attribute grid on every virtual subject in one `cp.sweep` call and
+summarises the metrics per arm as a tidy table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from .._core.errors import DosingError, SpecError
+from ..engine.dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
+from ..population.population import effect_factor
+from ..spec.model import ModelSpec, load_model
+
+__all__ = ["TARGET_OPERATORS", "VirtualPopulation", "dose_ranging"]
+
+EFFECT_FORMS = ("power", "exponential", "linear")
+TARGET_OPERATORS = (">=", ">", "<=", "<")
+
+
+# ---------------------------------------------------------------------- helpers
+def _spec(spec: ModelSpec | str) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else load_model(spec)
+
+
+def _key(seed: Any, where: str) -> Any:
+    """A JAX PRNG key from an int seed, a numpy Generator or a JAX key."""
+    if isinstance(seed, np.random.Generator):
+        return jax.random.PRNGKey(int(seed.integers(0, 2**31 - 1)))
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return jax.random.PRNGKey(int(seed))
+    if isinstance(seed, jax.Array) and (
+        jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key)
+        or (seed.shape == (2,) and seed.dtype == np.uint32)
+    ):
+        return seed
+    raise SpecError(
+        f"{where}: seed = {seed!r} must be an int, a numpy Generator or a jax.random key"
+    )
+
+
+def _distribution(value: Any, where: str) -> Any:
+    """A numpyro distribution from a prior string or a numpyro distribution."""
+    import numpyro.distributions as dist
+
+    if isinstance(value, dist.Distribution):
+        if value.batch_shape or value.event_shape:
+            raise SpecError(f"{where}: expected a scalar (univariate) distribution")
+        return value
+    if isinstance(value, str):
+        from ..infer.run import prior_distribution
+
+        return prior_distribution(value, where)
+    raise SpecError(
+        f"{where} = {value!r}: expected a number, an array (n,), a numpyro distribution or a "
+        "string such as 'lognormal(log(70), 0.2)'"
+    )
+
+
+def _draw(value: Any, n: int, key: Any, where: str) -> np.ndarray:
+    """Values (n,) of one covariate: a constant, an array, or draws of a distribution."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        out = np.full(n, float(value))
+    elif isinstance(value, (list, tuple, np.ndarray, jax.Array)):
+        out = np.asarray(value, dtype=float)
+        if out.shape != (n,):
+            raise SpecError(f"{where}: array of shape {out.shape}; expected ({n},)")
+    else:
+        d = _distribution(value, where)
+        out = np.asarray(d.sample(key, (n,)), dtype=float)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise SpecError(f"{where}: {int(bad.sum())} values are not finite")
+    return out
+
+
+def _check_covariate_bounds(spec: ModelSpec, name: str, x: np.ndarray, where: str) -> None:
+    """Values (n,) of a model covariate must lie within its ``[covariates]`` bounds."""
+    cov = spec.covariates.get(name)
+    if cov is None:  # a covariate only a covariate effect uses: no bounds
+        return
+    lo, hi = cov.bounds
+    outside = np.flatnonzero((x < lo) | (x > hi))
+    if outside.size:
+        i = int(outside[0])
+        raise SpecError(
+            f"{where}: covariates['{name}'] gives {outside.size} of {x.size} values outside "
+            f"its bounds [{lo:g}, {hi:g}] in {spec.source} (first: subject {i}, {x[i]:.6g})"
+        )
+
+
+# ---------------------------------------------------------------------- population
+class VirtualPopulation:
+    """Parameters and covariates of ``n`` virtual subjects.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        The model: names are checked against its parameters and covariates.
+    n : int
+        Number of virtual subjects.
+    random_effects : dict str -> float, optional
+        Parameter -> omega, the SD of log(parameter) between subjects: individual values
+        are ``theta * effects * exp(eta)``, ``eta ~ Normal(0, omega^2)``
+        (``{"CL": 0.3}``: about 30% CV).
+    correlation : array (k, k), optional
+        Correlation matrix of the etas, rows and columns in the order of `random_effects`
+        (symmetric, unit diagonal, positive definite). Default: independent.
+    covariates : dict str -> value, optional
+        Covariate -> a number (same for all), an array (n,), a numpyro distribution, or a
+        string in the model files' prior syntax (``"lognormal(log(70), 0.2)"``,
+        ``"uniform(0.5, 1)"``, ``"beta(9, 1)"``...). Covariates of the model not named here
+        take their model-file defaults. A name that is not a model covariate is allowed only
+        when a covariate effect uses it (e.g. body weight on CL for a model without a WT
+        covariate).
+    covariate_effects : dict str -> dict str -> tuple
+        Parameter -> covariate -> ``(form, coefficient)`` or ``(form, coefficient, ref)``;
+        forms as in `cp.Population`: ``"power"`` ``(cov / ref) ** coef``,
+        ``"exponential"`` ``exp(coef * (cov - ref))``, ``"linear"``
+        ``1 + coef * (cov - ref)``. ``ref`` defaults to the covariate's model-file value
+        (required for covariates the model does not declare).
+    typical : dict str -> float, optional
+        Typical values replacing the model file's [parameter unit].
+    seed : int, numpy.random.Generator or jax key
+        Draws are reproducible for a given seed.
+
+    Attributes
+    ----------
+    params : dict str -> array (n,)
+        Every model parameter [its unit] per subject.
+    covariates : dict str -> array (n,)
+        Every model covariate (and any extra covariate used by an effect) per subject.
+
+    Examples
+    --------
+    >>> pop = cp.VirtualPopulation(
+    ...     "one_cmt_iv", 1000, random_effects={"CL": 0.3, "V": 0.2},
+    ...     covariates={"WT": "lognormal(log(70), 0.2)"},
+    ...     covariate_effects={"CL": {"WT": ("power", 0.75, 70.0)}}, seed=1)
+    >>> pop.to_frame().describe()
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec | str,
+        n: int,
+        *,
+        random_effects: Mapping[str, float] | None = None,
+        correlation: Any = None,
+        covariates: Mapping[str, Any] | None = None,
+        covariate_effects: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+        typical: Mapping[str, float] | None = None,
+        seed: Any = 0,
+    ) -> None:
+        where = "VirtualPopulation"
+        given = {
+            "n": n,
+            "random_effects": random_effects,
+            "correlation": correlation,
+            "covariates": covariates,
+            "covariate_effects": covariate_effects,
+            "typical": typical,
+        }
+        found = next((w for k, v in given.items() if (w := traced_path(v, k))), None)
+        if found is not None:
+            raise SpecError(
+                f"{where}: {found} is a traced JAX value; a virtual population is drawn once "
+                "as concrete numbers. Draw it with concrete values and differentiate through "
+                "cp.Simulator instead, e.g. jax.vmap(sim, (0, None))({**pop.params, 'CL': "
+                "pop.params['CL'] * factor}, doses) with a traced factor"
+            )
+        self.spec = spec = _spec(spec)
+        n = self._check_n(n, where)
+        key = _key(seed, where)
+        k_eta, k_cov = jax.random.split(key)
+        random_effects = dict(random_effects or {})
+        covariates = dict(covariates or {})
+        covariate_effects = {k: dict(v) for k, v in (covariate_effects or {}).items()}
+        typical = dict(typical or {})
+
+        # covariates: the model's defaults, overridden by constants, arrays or draws
+        effect_covs = {c for eff in covariate_effects.values() for c in eff}
+        for name in covariates:
+            if name not in spec.covariates and name not in effect_covs:
+                raise SpecError(
+                    f"{where}: unknown covariate '{name}' (not declared by {spec.name} nor "
+                    f"used by a covariate effect); covariates: {', '.join(spec.covariates) or '-'}"
+                )
+        cov_values: dict[str, np.ndarray] = {
+            k: np.full(n, float(c.value)) for k, c in spec.covariates.items()
+        }
+        keys = jax.random.split(k_cov, max(len(covariates), 1))
+        for (name, value), k in zip(covariates.items(), keys, strict=False):
+            x = _draw(value, n, k, f"{where}: covariates['{name}']")
+            _check_covariate_bounds(spec, name, x, where)
+            cov_values[name] = x
+
+        # typical values, covariate effects, between-subject variability
+        for name, v in typical.items():
+            if name not in spec.parameters:
+                raise SpecError(f"{where}: typical value for unknown parameter '{name}'")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SpecError(f"{where}: typical['{name}'] = {v!r} must be a finite number")
+        params = {k: np.full(n, float(typical.get(k, p.value))) for k, p in spec.parameters.items()}
+        for pname, effects in covariate_effects.items():
+            if pname not in spec.parameters:
+                raise SpecError(f"{where}: covariate effect on unknown parameter '{pname}'")
+            for cov, effect in effects.items():
+                label = f"{where}: covariate_effects['{pname}']['{cov}']"
+                form, coef, ref = self._effect(effect, label)
+                if cov not in cov_values:
+                    raise SpecError(f"{label}: covariate '{cov}' has no values; give covariates=")
+                if ref is None:
+                    if cov not in spec.covariates:
+                        raise SpecError(
+                            f"{label}: '{cov}' is not a model covariate; give (form, coef, ref)"
+                        )
+                    ref = float(spec.covariates[cov].value)
+                if form == "power" and (ref <= 0 or (cov_values[cov] <= 0).any()):
+                    raise SpecError(f"{label}: a power effect needs covariate and ref > 0")
+                params[pname] = params[pname] * effect_factor(form, cov_values[cov], coef, ref)
+        if random_effects:
+            names = list(random_effects)
+            omega = np.empty(len(names))
+            for i, name in enumerate(names):
+                w = random_effects[name]
+                if name not in spec.parameters:
+                    raise SpecError(
+                        f"{where}: random effect on unknown parameter '{name}'; parameters: "
+                        + ", ".join(spec.parameters)
+                    )
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                    raise SpecError(f"{where}: random_effects['{name}'] = {w!r} must be >= 0")
+                omega[i] = w
+            chol = self._cholesky(correlation, len(names), where)
+            z = np.asarray(jax.random.normal(k_eta, (n, len(names))), dtype=float)
+            eta = (z @ chol.T) * omega
+            for i, name in enumerate(names):
+                params[name] = params[name] * np.exp(eta[:, i])
+        elif correlation is not None:
+            raise SpecError(f"{where}: correlation given without random_effects")
+        for name, x in params.items():
+            lo, hi = spec.parameters[name].bounds
+            outside = ~((x >= lo) & (x <= hi))
+            if outside.any():
+                raise SpecError(
+                    f"{where}: {int(outside.sum())} of {n} values of '{name}' fall outside its "
+                    f"bounds [{lo:g}, {hi:g}] (first {x[outside][0]:.4g}); lower its random "
+                    "effect or covariate effect"
+                )
+        self.params = params
+        self.covariates = cov_values
+        self.random_effects = random_effects
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(
+        cls,
+        spec: ModelSpec | str,
+        params: Mapping[str, Any] | None = None,
+        covariates: Mapping[str, Any] | None = None,
+    ) -> VirtualPopulation:
+        """A population from explicit per-subject values (dict name -> scalar or array (n,)).
+
+        Unnamed parameters and covariates take the model's values.
+        """
+        spec = _spec(spec)
+        given = {**(params or {}), **(covariates or {})}
+        sizes = {np.size(v) for v in given.values() if np.ndim(v) > 0}
+        if len(sizes) > 1:
+            raise SpecError(f"VirtualPopulation.from_arrays: arrays of different lengths {sizes}")
+        n = sizes.pop() if sizes else 1
+        out = cls.__new__(cls)
+        out.spec = spec
+        out.random_effects = {}
+        out.params = {k: np.full(n, float(p.value)) for k, p in spec.parameters.items()}
+        out.covariates = {k: np.full(n, float(c.value)) for k, c in spec.covariates.items()}
+        for name, value in given.items():
+            target = out.params if name in spec.parameters else out.covariates
+            if name not in spec.parameters and name not in spec.covariates:
+                raise SpecError(
+                    f"VirtualPopulation.from_arrays: '{name}' is not a parameter or covariate "
+                    f"of {spec.name}"
+                )
+            x = np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
+            if not np.isfinite(x).all():
+                raise SpecError(f"VirtualPopulation.from_arrays: '{name}' has non-finite values")
+            if name in spec.covariates:
+                _check_covariate_bounds(spec, name, x, "VirtualPopulation.from_arrays")
+            target[name] = x
+        return out
+
+    @classmethod
+    def from_posterior(
+        cls,
+        idata: Any,
+        spec: ModelSpec | str,
+        population: Any = None,
+        n: int = 1000,
+        seed: Any = 0,
+        covariates: Mapping[str, Any] | None = None,
+        omega: Mapping[str, float] | None = None,
+    ) -> VirtualPopulation:
+        """Virtual subjects from a fit's posterior (uncertainty and variability).
+
+        Each subject takes one random posterior draw of the typical values, omegas and
+        covariate coefficients and a new ``eta ~ Normal(0, 1)`` per random effect:
+        ``p_i = theta * effects(cov_i) * exp(omega * eta_i)`` (as `cp.predict`). The
+        ``omega_*`` of a MAP fit are not estimates, so a MAP fit with random effects needs
+        `omega` (a `SpecError` otherwise).
+
+        Parameters
+        ----------
+        idata : arviz.InferenceData
+            From `cp.fit`.
+        spec : ModelSpec or str
+            The fitted model.
+        population : cp.Population, optional
+            The fit's population (default: the one recorded in the posterior's attributes).
+        n : int
+            Number of virtual subjects.
+        seed : int, numpy Generator or jax key
+        covariates : dict, optional
+            Covariates of the new subjects, as in `VirtualPopulation` (numbers, arrays,
+            distributions or prior strings); default: the model's values.
+        omega : dict str -> float, optional
+            Between-subject SDs of the log-parameters instead of the fit's ``omega_<p>``
+            draws (keys: the fit's random effects); required, with every random effect,
+            for a MAP fit (``method="map"`` in the posterior's attrs), whose etas are then
+            independent.
+        """
+        from ..infer.run import explicit_omegas, posterior_subjects
+
+        where = "VirtualPopulation.from_posterior"
+        spec = _spec(spec)
+        n = cls._check_n(n, where)
+        post = getattr(idata, "posterior", None)
+        if post is None:
+            raise SpecError(f"{where}: idata has no posterior group (pass cp.fit's result)")
+        if population is not None:
+            pop = population.describe() if hasattr(population, "describe") else dict(population)
+        else:
+            pop = json.loads(post.attrs.get("population", "{}"))
+        omega = explicit_omegas(post, spec, omega, where)
+        key = _key(seed, where)
+        k_draw, k_eta, k_cov = jax.random.split(key, 3)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k_draw)).ravel())
+        out = cls.from_arrays(spec)
+        out.covariates = {k: np.full(n, float(c.value)) for k, c in spec.covariates.items()}
+        keys = jax.random.split(k_cov, max(len(covariates or {}), 1))
+        for (name, value), k in zip((covariates or {}).items(), keys, strict=False):
+            out.covariates[name] = _draw(value, n, k, f"{where}: covariates['{name}']")
+            _check_covariate_bounds(spec, name, out.covariates[name], where)
+        total = post.sizes["chain"] * post.sizes["draw"]
+        pick = rng.integers(0, total, size=n)
+        n_iiv = sum(f"omega_{k}" in post for k in spec.parameters)
+        z = np.asarray(jax.random.normal(k_eta, (n, n_iiv)), dtype=float)
+        # the same construction as cp.predict (covariate references and categorical
+        # levels of the fit, correlated etas when the fit estimated a correlation)
+        out.params = posterior_subjects(
+            post, spec, out.covariates, pick, z, where, pop, omega=omega
+        )
+        out.random_effects = dict(pop.get("random_effects", {}))
+        return out
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_n(n: Any, where: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise SpecError(f"{where}: n = {n!r} must be an integer >= 1")
+        return int(n)
+
+    @staticmethod
+    def _effect(effect: Any, label: str) -> tuple[str, float, float | None]:
+        if isinstance(effect, str) or not isinstance(effect, Sequence) or len(effect) not in (2, 3):
+            raise SpecError(
+                f"{label} = {effect!r}: expected (form, coefficient) or (form, coefficient, ref), "
+                "e.g. ('power', 0.75)"
+            )
+        form, coef, *rest = effect
+        if form not in EFFECT_FORMS:
+            raise SpecError(f"{label}: form {form!r}; expected one of {', '.join(EFFECT_FORMS)}")
+        try:
+            coef = float(coef)
+            ref = float(rest[0]) if rest else None
+        except (TypeError, ValueError):
+            raise SpecError(f"{label}: coefficient and ref must be numbers") from None
+        return form, coef, ref
+
+    @staticmethod
+    def _cholesky(correlation: Any, k: int, where: str) -> np.ndarray:
+        if correlation is None:
+            return np.eye(k)
+        r = np.asarray(correlation, dtype=float)
+        if r.shape != (k, k):
+            raise SpecError(
+                f"{where}: correlation has shape {r.shape}; expected ({k}, {k}) in the order of "
+                "random_effects"
+            )
+        if not (np.allclose(r, r.T) and np.allclose(np.diag(r), 1.0)):
+            raise SpecError(f"{where}: correlation must be symmetric with a unit diagonal")
+        try:
+            return np.linalg.cholesky(r)
+        except np.linalg.LinAlgError:
+            raise SpecError(f"{where}: correlation matrix is not positive definite") from None
+
+    # ------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(next(iter(self.params.values())).shape[0]) if self.params else 1
+
+    def __repr__(self) -> str:
+        varied = [k for k, v in {**self.params, **self.covariates}.items() if np.ptp(v) > 0]
+        return (
+            f"VirtualPopulation({self.spec.name}, n={len(self)}, varying: "
+            f"{', '.join(varied) or 'none'})"
+        )
+
+    def model_covariates(self) -> dict[str, np.ndarray]:
+        """The covariates the model declares (what the simulator takes)."""
+        return {k: v for k, v in self.covariates.items() if k in self.spec.covariates}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per subject (index ``subject``), one column per parameter and covariate."""
+        frame = pd.DataFrame({**self.params, **self.covariates})
+        frame.index.name = "subject"
+        return frame
+
+
+# ---------------------------------------------------------------------- dose ranging
+def _scaled(regimen: Regimen, dose: float | None) -> Regimen:
+    if dose is None:
+        return regimen
+    return Regimen(
+        [
+            dataclasses.replace(e, amount=e.amount * dose) if isinstance(e, Dose) else e
+            for e in regimen.events
+        ]
+    )
+
+
+def _arms(
+    arms: Mapping[str, Any] | Sequence[Mapping[str, Any]], regimen: Regimen | None
+) -> list[dict[str, Any]]:
+    """Expand a grid (dict of factor -> levels) or check a list of arm dicts.
+
+    Returns dicts with "dose" (float or None), "regimen" (label, Regimen) and attributes.
+    """
+    where = "dose_ranging"
+    if isinstance(arms, Mapping):
+        if not arms:
+            raise SpecError(f"{where}: arms is empty")
+        factors: dict[str, list[Any]] = {}
+        for name, levels in arms.items():
+            if name == "regimen":
+                if isinstance(levels, Regimen):
+                    levels = {"regimen": levels}
+                if not isinstance(levels, Mapping) or not levels:
+                    raise SpecError(f"{where}: arms['regimen'] must be a dict label -> cp.Regimen")
+                factors[name] = list(levels.items())
+            else:
+                vals = np.atleast_1d(np.asarray(levels, dtype=object))
+                if vals.ndim != 1 or vals.size == 0:
+                    raise SpecError(f"{where}: arms['{name}'] must be a list of values")
+                factors[name] = list(vals)
+        grid = [
+            dict(zip(factors, combo, strict=True)) for combo in itertools.product(*factors.values())
+        ]
+    else:
+        try:
+            grid = [dict(a) for a in arms]
+        except (TypeError, ValueError):
+            raise SpecError(
+                f"{where}: arms must be a dict of factor -> levels or a list of dicts"
+            ) from None
+        if not grid:
+            raise SpecError(f"{where}: arms is empty")
+    out = []
+    labels: dict[int, str] = {}
+    for i, arm in enumerate(grid):
+        reg = arm.pop("regimen", None)
+        if reg is None:
+            if regimen is None:
+                raise SpecError(
+                    f"{where}: arm {i} has no regimen; give arms['regimen'] or regimen="
+                )
+            reg = ("regimen", regimen)
+        if isinstance(reg, Regimen):
+            label = labels.setdefault(id(reg), f"regimen {len(labels)}")
+            reg = (label, reg)
+        if not (isinstance(reg, tuple) and len(reg) == 2 and isinstance(reg[1], Regimen)):
+            raise SpecError(f"{where}: arm {i} regimen must be a cp.Regimen or (label, Regimen)")
+        dose = arm.pop("dose", None)
+        if dose is not None:
+            try:
+                dose = float(dose)
+            except (TypeError, ValueError):
+                raise SpecError(f"{where}: arm {i} dose = {dose!r} is not a number") from None
+            if not (math.isfinite(dose) and dose >= 0):
+                raise DosingError(f"{where}: arm {i} dose = {dose!r} must be a number >= 0")
+        attrs = {}
+        for name, value in arm.items():
+            try:
+                attrs[name] = float(value)
+            except (TypeError, ValueError):
+                raise SpecError(f"{where}: arm {i} {name} = {value!r} is not a number") from None
+            if not math.isfinite(attrs[name]):
+                raise SpecError(f"{where}: arm {i} {name} = {value!r} is not finite")
+        out.append({"dose": dose, "regimen": (str(reg[0]), reg[1]), "attributes": attrs})
+    return out
+
+
+def _check_target(target: Mapping[str, Any] | None, metrics: Mapping[str, Any]) -> dict:
+    if target is None:
+        return {}
+    if not isinstance(target, Mapping):
+        raise SpecError("dose_ranging: target must be a dict metric -> (operator, value)")
+    out = {}
+    for name, rule in target.items():
+        if name not in metrics:
+            raise SpecError(
+                f"dose_ranging: target for unknown metric '{name}'; metrics: {', '.join(metrics)}"
+            )
+        ok = isinstance(rule, Sequence) and not isinstance(rule, str) and len(rule) == 2
+        if ok:
+            op, value = rule
+            ok = (
+                op in TARGET_OPERATORS
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        if not ok:
+            raise SpecError(
+                f"dose_ranging: target['{name}'] = {rule!r}; expected (operator, value) with "
+                f"operator one of {' '.join(TARGET_OPERATORS)} and a finite value, e.g. "
+                "('>=', 50.0)"
+            )
+        out[name] = (op, float(value))
+    return out
+
+
+def _percentile(x: np.ndarray, q: float) -> float:
+    """`numpy.percentile` (linear method) of values that may be +-inf: they sort to the
+    ends, and a percentile that lands on or interpolates towards an infinite value is that
+    infinity (numpy gives NaN there, from inf - inf or 0 * inf). NaN if any value is NaN
+    or there are none."""
+    x = np.sort(np.asarray(x, dtype=float))
+    if x.size == 0 or np.isnan(x).any():
+        return float("nan")
+    h = (x.size - 1) * q / 100.0
+    lo = int(np.floor(h))
+    hi = min(lo + 1, x.size - 1)
+    frac = h - lo
+    a, b = x[lo], x[hi]
+    if frac == 0.0 or a == b:
+        return float(a)
+    if np.isinf(a) or np.isinf(b):
+        return float(b if np.isinf(b) else a)
+    return float(a + frac * (b - a))
+
+
+def _attained(x: np.ndarray, op: str, value: float) -> np.ndarray:
+    return {">=": x >= value, ">": x > value, "<=": x <= value, "<": x < value}[op]
+
+
+def metric_unit(metric: Any, spec: ModelSpec) -> str:
+    """The unit of a `cp.metrics` object's values for `spec` ('' if unknown)."""
+    unit = getattr(metric, "unit", None)
+    if callable(unit):
+        try:
+            unit = unit(spec)
+        except Exception:  # a unit is only a label
+            unit = None
+    return str(unit) if unit else ""
+
+
+def dose_ranging(
+    spec: ModelSpec | str,
+    arms: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    population: VirtualPopulation | None,
+    times: Any,
+    metrics: Mapping[str, Any],
+    target: Mapping[str, tuple[str, float]] | None = None,
+    *,
+    regimen: Regimen | None = None,
+    chunk_size: int = 100_000,
+    path: Any = None,
+    client: Any = None,
+    progress: bool = False,
+    solver: str = "auto",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    return_samples: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
+    """Metrics per arm of a dose x regimen x product-attribute grid over a virtual population.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        The model.
+    arms : dict or list of dict
+        A grid: ``{"dose": [1e6, 1e7], "regimen": {"single": reg1, "weekly x4": reg4},
+        "viability": [0.7, 0.9]}`` gives every combination. ``dose`` [model amount unit]
+        multiplies the amount of every dose of the regimen (so write the regimen with
+        amount 1 for "one dose of size `dose`", or with relative amounts such as a loading
+        dose of 2); without ``dose`` the regimen's amounts are used as they are. Any other
+        factor is a parameter or covariate of the model (e.g. a product attribute) that
+        replaces the population's value in that arm. Or a list of arm dicts, e.g.
+        ``[{"dose": 1e6, "regimen": ("single", reg1), "viability": 0.9}, ...]``.
+    population : VirtualPopulation or None
+        The virtual subjects, each evaluated in every arm (None: one typical subject).
+    times : array
+        Output times [model time unit] on which the metrics are computed.
+    metrics : dict str -> Metric
+        `cp.metrics` objects, e.g. ``{"auc": cp.metrics.auc("conc")}``.
+    target : dict str -> (operator, value), optional
+        Target per metric, e.g. ``{"pct_change_min": ("<=", -50.0)}``; operator one of
+        ``>= > <= <``. Adds columns ``target`` (text) and ``pta``: the probability of target
+        attainment, the fraction of the arm's successfully solved subjects that meet it
+        (all of them: a subject whose metric is +-inf is compared as such, e.g. a
+        `time_to` never reached, +inf, does not attain ``("<=", 24)``).
+    regimen : Regimen, optional
+        Used by arms that name no regimen.
+    chunk_size, path, client, progress, solver, rtol, atol
+        Passed to `cp.sweep`, which evaluates all arms x subjects in one call.
+    return_samples : bool
+        Also return the sweep's per-sample Dataset (dim ``sample`` = arm x subject, arm
+        major) with an ``arm`` variable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per arm x metric: ``arm``, ``dose`` (if a factor), ``regimen``, one column
+        per attribute, ``metric``, ``unit``, ``median``, ``p05``, ``p95`` (5th and 95th
+        percentiles over the successfully solved subjects), ``n`` (subjects solved),
+        ``n_failed`` (subjects whose solve failed, status != 0), and with a target
+        ``target`` and ``pta`` (NaN for metrics without a target). ``table.attrs`` holds
+        ``model``, ``dose_unit`` and ``time_unit``.
+
+    Notes
+    -----
+    A solved subject always counts, whatever its metric's value: an infinite value (a
+    `time_to` never reached on the grid, a `half_life` of an output that does not decline)
+    sorts to the end, and a percentile that lands on or interpolates towards it is reported
+    as ``inf`` (numpy's linear method otherwise; numpy itself returns NaN there); in PTA it
+    is compared with the target like any number. A NaN value (undefined, e.g. a
+    `max_pct_change` from a zero baseline) makes the arm's percentiles and PTA of that
+    metric NaN, with a `RuntimeWarning` naming the arm and the count; it is never dropped.
+    Only failed solves (``status`` != 0 in the samples) are left out, and counted in
+    ``n_failed``. As in PKNCA's summaries, a value that is not a number is reported, not
+    imputed.
+    """
+    from .metrics import named
+    from .sweep import sweep
+
+    spec = _spec(spec)
+    where = "dose_ranging"
+    metrics = named(metrics, f"{where}: metrics")
+    goals = _check_target(target, metrics)
+    arm_list = _arms(arms, regimen)
+    if population is None:
+        population = VirtualPopulation.from_arrays(spec)
+    if not isinstance(population, VirtualPopulation):
+        raise SpecError(f"{where}: population must be a cp.VirtualPopulation or None")
+    if population.spec.name != spec.name:
+        raise SpecError(
+            f"{where}: population was drawn for model {population.spec.name}, not {spec.name}"
+        )
+    attr_names = list(dict.fromkeys(k for a in arm_list for k in a["attributes"]))
+    for name in attr_names:
+        if name not in spec.parameters and name not in spec.covariates:
+            raise SpecError(
+                f"{where}: arm factor '{name}' is not 'dose', 'regimen' or a parameter or "
+                f"covariate of {spec.name}"
+            )
+    n_sub, n_arm = len(population), len(arm_list)
+    arm_index = np.repeat(np.arange(n_arm), n_sub)
+
+    # per-arm dose arrays, gathered to one row per sample (no per-subject Regimen objects)
+    regimens = [_scaled(a["regimen"][1], a["dose"]) for a in arm_list]
+    arm_doses: DoseArrays = stack_dose_arrays(regimens, spec=spec)
+    doses = jax.tree.map(lambda x: x[arm_index], arm_doses)
+
+    params = {k: np.tile(v, n_arm) for k, v in population.params.items()}
+    covs = {k: np.tile(v, n_arm) for k, v in population.model_covariates().items()}
+    for name in attr_names:
+        base = params if name in spec.parameters else covs
+        default = base[name] if name in base else np.tile(spec.defaults()[name], n_arm * n_sub)
+        level = np.array([a["attributes"].get(name, np.nan) for a in arm_list])[arm_index]
+        base[name] = np.where(np.isnan(level), default, level)
+    out = sweep(
+        spec,
+        doses,
+        times,
+        params,
+        metrics,
+        covariates=covs or None,
+        chunk_size=chunk_size,
+        path=path,
+        client=client,
+        progress=progress,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+    )
+    status = np.asarray(out["status"].values).reshape(n_arm, n_sub)
+    has_dose = any(a["dose"] is not None for a in arm_list)
+    rows = []
+    for i, arm in enumerate(arm_list):
+        base_row: dict[str, Any] = {"arm": i}
+        if has_dose:
+            base_row["dose"] = np.nan if arm["dose"] is None else arm["dose"]
+        base_row["regimen"] = arm["regimen"][0]
+        for name in attr_names:
+            base_row[name] = arm["attributes"].get(name, np.nan)
+        ok = status[i] == 0
+        for m, metric in metrics.items():
+            y = np.asarray(out[m].values, dtype=float).reshape(n_arm, n_sub)[i]
+            yv = y[ok]
+            undefined = int(np.isnan(yv).sum())
+            if undefined:
+                warnings.warn(
+                    f"dose_ranging: metric '{m}' is NaN (undefined) for {undefined} of "
+                    f"{yv.size} solved subjects of arm {i}; its percentiles and PTA there "
+                    "are NaN",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            row = {
+                **base_row,
+                "metric": m,
+                "unit": metric_unit(metric, spec),
+                "median": _percentile(yv, 50.0),
+                "p05": _percentile(yv, 5.0),
+                "p95": _percentile(yv, 95.0),
+                "n": int(ok.sum()),
+                "n_failed": int((~ok).sum()),
+            }
+            if goals:
+                if m in goals:
+                    op, value = goals[m]
+                    row["target"] = f"{op} {value:g}"
+                    row["pta"] = (
+                        float(_attained(yv, op, value).mean())
+                        if yv.size and not undefined
+                        else np.nan
+                    )
+                else:
+                    row["target"] = ""
+                    row["pta"] = np.nan
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs.update(
+        {"model": spec.name, "dose_unit": spec.amount_unit, "time_unit": spec.time_unit}
+    )
+    if return_samples:
+        out = out.assign(arm=("sample", arm_index))
+        return table, out
+    return table

@@ -1,0 +1,1190 @@
+"""The solver: one subject, integrated segment by segment between dosing events.
+
+Events (dose starts after lag, infusion ends, resets, steady-state doses, covariate changes)
+split time into segments with a constant input. Two paths share the event logic:
+
+* **exact** (linear models): a `lax.scan` over the merged timeline of events and output
+  times; each segment is advanced by ``x <- Phi(h) x + Gamma(h) u`` with
+  ``Phi = expm(A h)`` and ``Gamma = int_0^h expm(A s) ds`` taken from one matrix
+  exponential of the block matrix ``[[A, I], [0, 0]] h``. When output times are known at
+  compile time, the exponentials of the output-to-output gaps are computed once per
+  distinct gap and reused; only the (at most 2 per event) gaps next to an event need their
+  own exponential.
+* **ode** (any model): a `lax.scan` over events; each segment is one diffrax solve (Tsit5
+  or Kvaerno5, PID step-size control) that saves the output times falling in it.
+
+Everything here is a pure function of arrays, safe under ``jit``, ``vmap`` and ``grad``.
+Failures are returned as a status code per subject (see `STATUS`), never as silent values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..spec.model import AMT
+from .compile import CompiledModel
+from .dosing import (
+    BOLUS,
+    DOSE,
+    GIVEN_DURATION,
+    GIVEN_RATE,
+    MODEL_DURATION,
+    MODEL_RATE,
+    PAD,
+    RESET,
+    RESET_DOSE,
+    DoseArrays,
+)
+
+__all__ = [
+    "STATUS",
+    "EngineOptions",
+    "TimeVarying",
+    "count_distinct_lengths",
+    "expm_small",
+    "solve_subject",
+    "squarings_needed",
+    "with_breakpoints",
+]
+
+MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
+
+STATUS = {
+    0: "ok",
+    1: "step limit reached (raise max_steps, or use solver='kvaerno5' for a stiff model)",
+    2: "non-finite state (NaN or inf; check parameters and doses, and that the model's "
+    "[dosing] gives lag >= 0, bioavailability >= 0 and rate or duration > 0)",
+    3: "steady state not reached (raise ss_max_intervals, or the model accumulates)",
+    4: "more output times between two events than the output window (raise window)",
+    5: "ODE solver failed (e.g. the implicit solver did not converge)",
+    7: "a steady-state dose has more implied earlier doses acting after its time (infusions "
+    "still running, lagged doses not yet given) than the slots for them (raise ss_overlap "
+    "in Regimen.to_arrays; see cellpkpd.engine.dosing.SS_MODEL_SLOTS)",
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Static solver settings (hashable; part of the compiled program)."""
+
+    solver: str = "exact"  # "exact" | "tsit5" | "kvaerno5"
+    rtol: float = 1e-8
+    atol: float = 1e-8
+    max_steps: int = 100_000
+    t0: float = 0.0
+    window: int | None = None  # ODE path: max output times per segment
+    ss_max_intervals: int = 1000
+    squarings: int = MAX_SQUARINGS  # exact path: static squaring count of the exponentials
+    # exact path: the states to solve for (sorted), when the outputs need only some of the
+    # model's uncoupled groups (`CompiledModel.kept_states`) or the doses reach only some
+    # states (`CompiledModel.pruned_keep`); the others are returned as 0. None: all states.
+    keep: tuple[int, ...] | None = None
+
+
+class TimeVarying(eqx.Module):
+    """Piecewise-constant inputs given per data record (covariates, and parameters that a
+    fit's covariate effects make change), under NONMEM's or mrgsolve's conventions.
+
+    Attributes
+    ----------
+    times : array (R,)
+        Record times [model time unit], non-decreasing.
+    values : dict str -> array (R,)
+        Each input's value on each record.
+    dose_record : int array (E,), optional
+        The record (index into `times`) of each dose-array entry: a dose's lag,
+        bioavailability, rate and duration (``[dosing]``), the steady state of an SS dose
+        and the initial amounts of a reset use that record's own values, as NONMEM's PK
+        routine computes ALAG, F, R and D with the dose record (ADDL copies with their
+        initiating record). Default: the values in force at the event's time.
+    output_record : int array (n_out,), optional
+        The record of each output time: observation expressions use its values. Default:
+        the values in force at the output's time.
+    nocb : bool (static)
+        True: a record's value holds over the interval that ends at that record, back to
+        the previous record (next observation carried backward, NOCB: NONMEM's state-time
+        intervals, NONMEM Users Guide VI, III.B.2; mrgsolve's ``mrgsim(nocb = TRUE)``
+        default); after the last record its value holds. False: from the record on until
+        the next one (last observation carried forward, LOCF); before the first record its
+        value holds. The subject's initial amounts use its first record.
+    """
+
+    times: Any
+    values: dict[str, Any]
+    dose_record: Any = None
+    output_record: Any = None
+    nocb: bool = eqx.field(static=True, default=False)
+
+
+# ------------------------------------------------------------------------ helpers
+_BP_TIMES, _BP_NAMES = "__breakpoint_times__", "__breakpoint_names__"
+
+
+def with_breakpoints(cm: CompiledModel, p: dict[str, Any]) -> dict[str, Any]:
+    """Parameters plus the model's breakpoint times (used by `params_at`)."""
+    if not cm.breakpoint_names:
+        return p
+    return {**p, _BP_TIMES: cm.breakpoint_times(p), _BP_NAMES: cm.breakpoint_names}
+
+
+def _record_at(tv: TimeVarying, T: Any, point: bool) -> Any:
+    """Index of the record whose values hold at time T (``point``), or on the segment that
+    starts at T: LOCF, the last record at or before T either way; NOCB, at T the first
+    record at or after T, on a segment starting at T the first record after T."""
+    side = "left" if point and tv.nocb else "right"
+    k = jnp.searchsorted(tv.times, T, side=side) - (0 if tv.nocb else 1)
+    return jnp.clip(k, 0, tv.times.shape[0] - 1)
+
+
+def params_at(
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    T: Any,
+    record: Any = None,
+    point: bool = False,
+) -> dict[str, Any]:
+    """Inputs in force at time T (``point``) or on the segment that starts at T: the
+    time-varying values of `record` (an index into ``tv.times``; where < 0 or None, looked
+    up by time under the convention of `tv`), and each breakpoint's flag (0 before its
+    time, 1 from it on)."""
+    bp = p.get(_BP_TIMES)
+    if tv is None and bp is None:
+        return p
+    q = dict(p)
+    if tv is not None:
+        k = _record_at(tv, T, point)
+        if record is not None:
+            k = jnp.where(record >= 0, record, k)
+        for name, v in tv.values.items():
+            q[name] = v[k]
+    if bp is not None:
+        for i, name in enumerate(p[_BP_NAMES]):
+            q[name] = jnp.where(T >= bp[i], 1.0, 0.0)
+    return q
+
+
+_FIRST_RECORD = 0  # initial amounts: the subject's first record (NONMEM's first PK call)
+
+
+def _dose_records(tv: TimeVarying | None, n_doses: int) -> Any:
+    """The record of each dose-array entry (-1: look up by time)."""
+    if tv is None or tv.dose_record is None:
+        return jnp.full(n_doses, -1, jnp.int32)
+    return jnp.asarray(tv.dose_record, jnp.int32)
+
+
+def _safe_div(a: Any, b: Any) -> Any:
+    ok = b > 0
+    return jnp.where(ok, a / jnp.where(ok, b, 1.0), 0.0)
+
+
+_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(19))
+
+
+def _matmul(X: Any, Y: Any) -> Any:
+    """Matrix product; written as a broadcast sum for tiny matrices, which XLA
+    vectorises across a vmapped batch far better than a batched dot."""
+    if X.shape[-1] <= 8:
+        return (X[:, :, None] * Y[None, :, :]).sum(1)
+    return X @ Y
+
+
+def expm_small(A: Any, squarings: int = MAX_SQUARINGS) -> Any:
+    """Matrix exponential by scaling and squaring of a degree-18 Taylor polynomial.
+
+    The matrix is scaled by 2**-s so that its infinity norm is <= 1 (truncation error
+    < 1/19! = 8e-18 relative), the polynomial is evaluated with Paterson-Stockmeyer (7
+    products), and squared back s times. Uses no linear solve and no data-dependent
+    branches, so it is cheap under vmap and differentiable; about 4x faster than
+    `jax.scipy.linalg.expm` for small matrices. Returns NaN when s would exceed
+    `squarings` (static; default `MAX_SQUARINGS`, norm <= 2**40): the loop always runs that
+    many times (masked), so a caller that knows the largest norm passes fewer.
+    """
+    n = A.shape[0]
+    norm = jnp.max(jnp.sum(jnp.abs(A), axis=1))
+    s = jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300))))
+    X = A * jnp.exp2(-s)
+    eye = jnp.eye(n, dtype=A.dtype)
+    powers = [eye, X, _matmul(X, X)]
+    powers.append(_matmul(powers[2], X))
+    X4 = _matmul(powers[3], X)
+
+    def block(j: int) -> Any:
+        return sum(_TAYLOR[4 * j + i] * powers[i] for i in range(4) if 4 * j + i <= 18)
+
+    R = block(4)
+    for j in (3, 2, 1, 0):
+        R = block(j) + _matmul(X4, R)
+    R = jax.lax.fori_loop(0, squarings, lambda i, R: jnp.where(i < s, _matmul(R, R), R), R)
+    return jnp.where(s <= squarings, R, jnp.nan)
+
+
+def squarings_needed(A: Any, h: Any) -> Any:
+    """Squarings `_expm_pair(A, h)` needs: ceil(log2 of the block matrix's norm)."""
+    norm = jnp.abs(h) * (jnp.max(jnp.sum(jnp.abs(A), axis=1)) + 1.0)
+    return jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-300))))
+
+
+def _by_blocks(fn: Any, A: Any, blocks: Any) -> Any:
+    """fn(A) -> matrices of A's shape (or None), computed block by block for a matrix that
+    is block diagonal in the index groups `blocks` (`CompiledModel.blocks`; static) and
+    assembled with zeros off the blocks: a matrix function of a block-diagonal matrix is the
+    function of each block. n^3 work becomes the sum of the blocks' cubes."""
+    if blocks is None or len(blocks) < 2:
+        return fn(A)
+    n = A.shape[0]
+    parts = [fn(A[np.ix_(b, b)]) for b in blocks]
+    out = []
+    for k in range(len(parts[0])):
+        if parts[0][k] is None:
+            out.append(None)
+            continue
+        M = jnp.zeros((n, n), A.dtype)
+        for b, part in zip(blocks, parts, strict=True):
+            M = M.at[np.ix_(b, b)].set(part[k])
+        out.append(M)
+    return tuple(out)
+
+
+def _expm_blocks(Ah: Any, squarings: int, blocks: Any) -> tuple[Any, None]:
+    """(expm(A h), None), block by block (see `_by_blocks`)."""
+    return _by_blocks(lambda M: (expm_small(M, squarings), None), Ah, blocks)
+
+
+def _expm_pair(
+    A: Any, h: Any, squarings: int = MAX_SQUARINGS, blocks: Any = None
+) -> tuple[Any, Any]:
+    """Phi = expm(A h) and Gamma = int_0^h expm(A s) ds for one scalar h >= 0 (block by
+    block when `blocks` splits A, see `_by_blocks`)."""
+    if blocks is not None and len(blocks) > 1:
+        return _by_blocks(lambda M: _expm_pair(M, h, squarings), A, blocks)
+    n = A.shape[0]
+    M = jnp.zeros((2 * n, 2 * n), A.dtype)
+    M = M.at[:n, :n].set(A * h).at[:n, n:].set(jnp.eye(n, dtype=A.dtype) * h)
+    E = expm_small(M, squarings)
+    return E[:n, :n], E[:n, n:]
+
+
+class _Events(eqx.Module):
+    """Expanded event points of one subject (P points, unsorted) and its infusions."""
+
+    time: Any  # (P,) time of each point
+    order: Any  # (P,) tie-break at equal times: record order, then reset/SS before dose
+    valid: Any  # (P,) bool
+    reset: Any  # (P,) bool: reset the state to its initial value
+    bolus: Any  # (P, n) amounts added
+    ss: Any  # (P,) 0/1/2
+    dose: Any  # (P,) index of the originating dose record (for steady state)
+    inf_start: Any  # (I,) infusion windows (real and steady-state leftovers)
+    inf_end: Any
+    inf_rate: Any
+    inf_cmt: Any
+    reset_times: Any  # (R,) times at which running infusions stop (-inf if unused)
+    # per dose record, for steady state
+    record_time: Any  # (E,) time of the record (its parameters make the steady state)
+    amt: Any
+    rate: Any
+    duration: Any
+    ii: Any
+    cmt: Any
+    dose_ss: Any  # (E,) 0/1/2 per dose record
+    lag: Any  # (E,) total lag [time] per dose record
+    slots: int = eqx.field(static=True, default=0)  # DoseArrays.ss_overlap
+    per_entry: int = eqx.field(static=True, default=1)  # engine slots per dose entry (routes)
+
+    def rate_at(self, T: Any, n: int) -> Any:
+        """Input rate vector just after each time in T (shape (Q,) -> (Q, n))."""
+        T = jnp.atleast_1d(T)
+        last_reset = jnp.max(
+            jnp.where(self.reset_times[None, :] <= T[:, None], self.reset_times[None, :], -jnp.inf),
+            axis=1,
+            initial=-jnp.inf,
+        )
+        active = (
+            (self.inf_start[None, :] <= T[:, None])
+            & (T[:, None] < self.inf_end[None, :])
+            & (last_reset[:, None] <= self.inf_start[None, :])
+        )
+        onehot = jax.nn.one_hot(self.inf_cmt, n, dtype=self.inf_rate.dtype)
+        return (active * self.inf_rate[None, :]) @ onehot
+
+
+def _route_factor(cm: CompiledModel, d: DoseArrays) -> int:
+    """Engine slots per dose-array entry: the widest route when some dose uses a route."""
+    return cm.route_width if d.has_route else 1
+
+
+def _expand_routes(
+    cm: CompiledModel, d: DoseArrays, dv: dict[str, Any]
+) -> tuple[DoseArrays, dict[str, Any]]:
+    """One engine event per state of each entry's route: entry i becomes entries
+    ``i * K + k`` (K = `CompiledModel.route_width`), each a dose into one state whose
+    bioavailability is the route's fraction for it (a cmt dose keeps its state and its
+    ``[dosing]`` F in slot 0). A given infusion rate is shared out by the fractions (every
+    state's infusion lasts as long). Only slot 0 keeps a reset (EVID 3/4); an SS=1 dose
+    gives its first state SS=1 and the others SS=2, so the steady state is the sum of the
+    states' (exact for linear models, as the steady state is linear in the doses).
+    Outputs' ``events_before`` are scaled by K (see `_timeline`)."""
+    K = cm.route_width
+    E = d.time.shape[0]
+    rep = lambda a: jnp.repeat(a, K, axis=0)
+    k = jnp.tile(jnp.arange(K, dtype=jnp.int32), E)
+    route = rep(d.route)
+    is_route = route >= 0
+    r = jnp.maximum(route, 0)
+    n_r = len(cm.route_names)
+    if n_r:
+        states = jnp.asarray(cm.route_states)[r, k]
+        valid = jnp.asarray(cm.route_valid)[r, k]
+        frac = rep(dv["route_F"])[jnp.arange(E * K), r, k]
+    else:
+        states, valid, frac = jnp.zeros(E * K, jnp.int32), jnp.zeros(E * K, bool), 0.0
+    first = k == 0
+    live = jnp.where(is_route, valid, first)
+    cmt = jnp.where(is_route, states, rep(d.cmt))
+    kind = rep(d.kind)
+    kind = jnp.where(first, kind, jnp.where(kind == RESET_DOSE, DOSE, kind))
+    kind = jnp.where(live, kind, PAD)
+    ss = rep(d.ss)
+    ss = jnp.where(~first & (ss == 1), 2, ss)
+    rate = rep(d.rate) * jnp.where(is_route, frac, 1.0)
+    pos = d.ss_positions
+    slots = None if pos is None else tuple(i * K + j for i in pos for j in range(K))
+    same = ("time", "amount", "duration", "lag", "bioavailability", "ii", "mode")
+    out = dataclasses.replace(
+        d,
+        **{f: rep(getattr(d, f)) for f in same},
+        cmt=cmt,
+        kind=kind,
+        ss=ss,
+        rate=rate,
+        route=route,
+        ss_positions=slots,
+    )  # fmt: skip
+    dv = {key: rep(v) for key, v in dv.items() if key != "route_F"}
+    # a route's fraction takes the place of the state's [dosing] bioavailability
+    F_row = jax.nn.one_hot(cmt, cm.n_states, dtype=dv["F"].dtype)
+    dv["F"] = jnp.where(is_route[:, None], F_row * jnp.asarray(frac)[..., None], dv["F"])
+    return out, dv
+
+
+def _expand(
+    cm: CompiledModel,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    d: DoseArrays,
+    t0: float,
+    t_end: Any,
+) -> _Events:
+    n = cm.n_states
+    # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
+    # (and the record's amount AMT, which [dosing] fields and route fractions may read)
+    at_dose = lambda T, k, a: cm.dosing_vectors({**params_at(p, tv, T, k, point=True), AMT: a})
+    dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]), d.amount)
+    if d.has_route:
+        d, dv = _expand_routes(cm, d, dv)
+    kind, mode, cmt = d.kind, d.mode, d.cmt
+    is_dose = (kind == DOSE) | (kind == RESET_DOSE)
+    is_reset = (kind == RESET) | (kind == RESET_DOSE)
+    take = lambda a: jnp.take_along_axis(a, cmt[:, None], axis=1)[:, 0]
+    lag = d.lag + take(dv["lag"])
+    amt = d.amount * d.bioavailability * take(dv["F"])
+    start = d.time + lag
+    is_inf = is_dose & (mode != BOLUS)
+    r_model, d_model = take(dv["rate"]), take(dv["duration"])
+    duration = jnp.select(
+        [mode == GIVEN_DURATION, mode == GIVEN_RATE, mode == MODEL_RATE, mode == MODEL_DURATION],
+        [d.duration, _safe_div(amt, d.rate), _safe_div(amt, r_model), d_model],
+        0.0,
+    )
+    rate = jnp.select(
+        [mode == GIVEN_DURATION, mode == GIVEN_RATE, mode == MODEL_RATE, mode == MODEL_DURATION],
+        [_safe_div(amt, d.duration), d.rate, r_model, _safe_div(amt, d_model)],
+        0.0,
+    )
+    # [dosing] values out of range make the dose NaN (status 2: non-finite state); the
+    # event times stay finite so the timeline is still ordered
+    model_lag, model_f = take(dv["lag"]), take(dv["F"])
+    bad = is_dose & (
+        ~(model_lag >= 0.0)
+        | ~(model_f >= 0.0)
+        | ((mode == MODEL_RATE) & ~(r_model > 0.0))
+        | ((mode == MODEL_DURATION) & ~(d_model > 0.0))
+    )
+    start = jnp.where(bad, d.time + d.lag, start)
+    duration = jnp.where(is_inf, jnp.where(bad, 1.0, duration), 0.0)
+    rate = jnp.where(is_inf, jnp.where(bad, jnp.nan, rate), 0.0)
+    bolus_amt = jnp.where(is_dose & ~is_inf, jnp.where(bad, jnp.nan, amt), 0.0)
+    onehot = jax.nn.one_hot(cmt, n, dtype=amt.dtype)
+    E = d.max_doses
+    zeros_E = jnp.zeros(E, bool)
+    fillE = jnp.zeros(E, jnp.int32)
+
+    times, order, valid, reset, bolus, ss, dose = [], [], [], [], [], [], []
+    idx = jnp.arange(E, dtype=jnp.int32)
+
+    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE, at=idx):
+        times.append(t)
+        order.append(at * 4 + sub_order)
+        valid.append(v)
+        reset.append(r)
+        bolus.append(jnp.zeros((t.shape[0], n)) if b is None else b)
+        ss.append(s)
+        dose.append(at)
+
+    dose_ss = jnp.where(is_dose, d.ss, 0)
+    if d.has_reset or d.has_ss:
+        # at the record time: reset (EVID 3/4) or steady state (SS=1/2, which also resets)
+        add(d.time, 0, is_reset | (dose_ss > 0), is_reset, None, dose_ss)
+    add(start, 1, is_dose, zeros_E, bolus_amt[:, None] * onehot)
+    inf_start, inf_end, inf_rate, inf_cmt = [start], [start + duration], [rate], [cmt]
+    if d.has_infusion:
+        add(start + duration, 2, is_inf)
+    if d.has_ss:
+        # implied earlier doses k = 1, 2, ... of a steady-state dose (inputs at start - k ii)
+        # that act after the record time: infusions still running then, and doses whose lag
+        # puts them after it (lag >= ii); the periodic steady state holds everything else
+        # (slots only at the positions that hold such a dose in some subject)
+        at = idx if d.ss_positions is None else jnp.asarray(d.ss_positions, jnp.int32)
+        no = jnp.zeros(at.shape[0], bool)
+        t_r, ii_r, start_r, dur_r = d.time[at], d.ii[at], start[at], duration[at]
+        n_bol, n_inf = _ss_pending(ii_r, lag[at], dur_r)
+        periodic = is_dose[at] & (dose_ss[at] > 0) & (ii_r > 0)
+        for k in range(1, d.ss_overlap + 1 if at.shape[0] else 1):
+            s_k = start_r - k * ii_r
+            ok_bol = periodic & ~is_inf[at] & (k <= n_bol)
+            ok_inf = periodic & is_inf[at] & (k <= n_inf)
+            s_in = jnp.maximum(s_k, t_r)
+            add(jnp.where(ok_bol | ok_inf, s_in, t_r), 3, ok_bol | ok_inf, no,
+                jnp.where(ok_bol, bolus_amt[at], 0.0)[:, None] * onehot[at], no.astype(jnp.int32),
+                at)  # fmt: skip
+            if d.has_infusion:
+                end = jnp.where(ok_inf, s_k + dur_r, t_r)
+                add(end, 3, ok_inf, no, None, no.astype(jnp.int32), at)
+                inf_start.append(jnp.where(ok_inf, s_in, t_r))
+                inf_end.append(end)
+                inf_rate.append(jnp.where(ok_inf, rate[at], 0.0))
+                inf_cmt.append(cmt[at])
+
+    def boundary(t: Any) -> None:
+        """Points with no action: the integration only stops and restarts there."""
+        k = t.shape[0]
+        times.append(t)
+        order.append(jnp.full(k, 4 * E, jnp.int32))
+        valid.append(jnp.ones(k, bool))
+        reset.append(jnp.zeros(k, bool))
+        bolus.append(jnp.zeros((k, n)))
+        ss.append(jnp.zeros(k, jnp.int32))
+        dose.append(jnp.zeros(k, jnp.int32))
+
+    if tv is not None:
+        boundary(tv.times)  # covariate changes
+    if _BP_TIMES in p:
+        boundary(p[_BP_TIMES])  # model breakpoints
+    time = jnp.concatenate(times)
+    valid = jnp.concatenate(valid)
+    time = jnp.maximum(jnp.where(valid, time, t_end), t0)
+    reset_times = [jnp.where(is_reset, d.time, -jnp.inf)] if d.has_reset else []
+    if d.has_ss:
+        reset_times.append(jnp.where(dose_ss == 1, d.time, -jnp.inf))
+    if not reset_times:
+        reset_times = [jnp.full((1,), -jnp.inf)]
+    return _Events(
+        time=time,
+        order=jnp.concatenate(order),
+        valid=valid,
+        reset=jnp.concatenate(reset),
+        bolus=jnp.concatenate(bolus),
+        ss=jnp.concatenate(ss),
+        dose=jnp.concatenate(dose),
+        inf_start=jnp.concatenate(inf_start),
+        inf_end=jnp.concatenate(inf_end),
+        inf_rate=jnp.concatenate(inf_rate),
+        inf_cmt=jnp.concatenate(inf_cmt),
+        reset_times=jnp.concatenate(reset_times),
+        record_time=d.time,
+        amt=jnp.where(is_dose, amt, 0.0),
+        rate=rate,
+        duration=duration,
+        ii=d.ii,
+        cmt=cmt,
+        dose_ss=dose_ss,
+        lag=lag,
+        slots=d.ss_overlap,
+        per_entry=_route_factor(cm, d),
+    )
+
+
+def _apply_point(
+    ev: _Events, j: Any, x: Any, x_init: Any, trough: Any | None, is_point: Any = True
+) -> Any:
+    """State after point j's action: reset, steady state, then bolus."""
+    do = is_point & ev.valid[j]
+    x = jnp.where(do & ev.reset[j], x_init, x)
+    if trough is not None:
+        s = jnp.where(do, ev.ss[j], 0)
+        xs = trough[ev.dose[j]]
+        x = jnp.where(s == 1, xs, jnp.where(s == 2, x + xs, x))
+    return x + jnp.where(do, ev.bolus[j], 0.0)
+
+
+def _period_inputs(ev: _Events) -> tuple[Any, Any, Any]:
+    """Steady-state infusion pattern over one interval: (m, d1, R) per dose with rate
+    (m + 1) R on [0, d1) and m R on [d1, ii) (infusions longer than the interval overlap)."""
+    ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    m = jnp.floor(ev.duration / ii)
+    d1 = ev.duration - m * ii
+    return m, d1, ev.rate
+
+
+def _ss_pending(ii: Any, lag: Any, duration: Any) -> tuple[Any, Any]:
+    """Implied earlier doses k = 1, 2, ... of a steady-state record (inputs at
+    ``time + lag - k ii``) that act after the record time: lagged doses not yet given,
+    k < lag / ii, and infusions not yet ended, k < (lag + duration) / ii. NONMEM applies
+    the lag to every implied dose and computes the steady state for the cycle point
+    ``ii - lag`` (help: SS DOSE EVENT RECORD); with lag >= ii some implied doses fall after
+    the record."""
+    ii = jnp.where(ii > 0, ii, 1.0)
+    n_bol = jnp.maximum(jnp.ceil(lag / ii) - 1.0, 0.0)
+    n_inf = jnp.maximum(jnp.ceil((lag + duration) / ii) - 1.0, 0.0)
+    return n_bol, n_inf
+
+
+def _constant_ss(ev: _Events) -> Any:
+    """Steady-state records with II = 0 (and AMT = 0): the steady state of a constant
+    infusion at the record's rate, which stops at the record time (NONMEM's help, SS DOSE
+    EVENT RECORD: "Steady-state with constant infusion. The infusion terminates at the
+    event time of the SS dose record"; mrgsolve likewise)."""
+    return (ev.dose_ss > 0) & ~(ev.ii > 0)
+
+
+# ------------------------------------------------------------------------ exact path
+def _ss_phase(ev: _Events) -> tuple[Any, Any]:
+    """Time from the last implied steady-state input at or before the record time to the
+    record time (``k0 ii - lag`` with the first implied input k0 not after it; 0 for a
+    constant infusion), and a status code per dose record (7 where the implied doses acting
+    after the record need more than the static slots)."""
+    ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    n_bol, n_inf = _ss_pending(ev.ii, ev.lag, ev.duration)
+    periodic = (ev.dose_ss > 0) & (ev.ii > 0)
+    theta = jnp.where(periodic, jnp.clip((n_bol + 1.0) * ii - ev.lag, 0.0, ii), 0.0)
+    return theta, jnp.where(periodic & (n_inf > ev.slots), 7, 0)
+
+
+def _exact_trough(
+    A: Any, b: Any, ev: _Events, n: int, squarings: int = MAX_SQUARINGS, blocks: Any = None
+) -> tuple[Any, Any]:
+    """Steady-state amounts at each dose record's time (E, n) and a status per record,
+    linear models: the periodic state just before an input, (I - Phi(ii))^-1 c, carried
+    forward by ii - lag to the record time (the dose itself enters lag later). ``A`` (E, n, n)
+    and ``b`` (E, n) are the system at each record's time, as NONMEM takes the steady state
+    with the parameters of the SS record. A constant-infusion record (II = 0) gets the
+    equilibrium of the constant input, ``A x + b + R e = 0``."""
+    m, d1, R = _period_inputs(ev)
+    e = jax.nn.one_hot(ev.cmt, n, dtype=A.dtype)
+    ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
+    theta, code = _ss_phase(ev)
+    const = _constant_ss(ev)
+    # SS=2 adds only the dose's own steady state: no constant input b
+    bv = jnp.where((ev.dose_ss == 1)[:, None], b, 0.0)
+
+    def one(A, ii_, d1_, m_, R_, bol, e_, bv, th, is_const):
+        eye = jnp.eye(n, dtype=A.dtype)
+        # (another matrix where unused, so that no singular solve enters a gradient)
+        x_const = jnp.linalg.solve(jnp.where(is_const, A, -eye), -(bv + R_ * e_))
+        Phi_ii, _ = _expm_pair(A, ii_, squarings, blocks)
+        _, Gam_d1 = _expm_pair(A, d1_, squarings, blocks)
+        Phi_r, Gam_r = _expm_pair(A, ii_ - d1_, squarings, blocks)
+        u_on, u_off = bv + (m_ + 1.0) * R_ * e_, bv + m_ * R_ * e_
+        c = Phi_ii @ (bol * e_) + Phi_r @ (Gam_d1 @ u_on) + Gam_r @ u_off
+        y = jnp.linalg.solve(jnp.eye(n, dtype=A.dtype) - Phi_ii, c) + bol * e_
+        t1 = jnp.minimum(d1_, th)
+        Phi1, Gam1 = _expm_pair(A, t1, squarings, blocks)
+        Phi2, Gam2 = _expm_pair(A, th - t1, squarings, blocks)
+        return jnp.where(is_const, x_const, Phi2 @ (Phi1 @ y + Gam1 @ u_on) + Gam2 @ u_off)
+
+    xs = jax.vmap(one)(A, ii, d1, m, R, bolus, e, bv, theta, const)
+    finite = jnp.all(jnp.isfinite(xs), axis=1)
+    code = jnp.where((ev.dose_ss > 0) & ~finite, 3, code)
+    return xs, jnp.max(code)
+
+
+def _output_keys(n_out: int, events_before: Any | None) -> Any:
+    """Tie-break keys of the outputs against the event points' ``2 * order`` at equal
+    times: after every event (default), or after the points of the first
+    ``events_before[k]`` dose-array entries and before the rest."""
+    if events_before is None:
+        return jnp.full(n_out, jnp.iinfo(jnp.int32).max, jnp.int32)
+    return 8 * jnp.asarray(events_before, jnp.int32) - 1
+
+
+def _merge(ev: _Events, times: Any, events_before: Any | None) -> Any:
+    """Order of event points and output times merged by time, then tie-break key."""
+    all_t = jnp.concatenate([ev.time, times])
+    if events_before is not None and ev.per_entry > 1:  # route doses: K slots per entry
+        events_before = ev.per_entry * jnp.asarray(events_before, jnp.int32)
+    tie = jnp.concatenate([2 * ev.order, _output_keys(times.shape[0], events_before)])
+    return jnp.lexsort((tie, all_t))
+
+
+def _timeline(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    d: DoseArrays,
+    times: Any,
+    tv: TimeVarying | None,
+    events_before: Any | None = None,
+) -> tuple[Any, ...]:
+    """Events and output times merged in time order (at equal times events first, or as
+    `events_before` says)."""
+    t0 = opts.t0
+    ev = _expand(cm, p, tv, d, t0, times[-1])
+    P = ev.time.shape[0]
+    src = _merge(ev, times, events_before)
+    all_t = jnp.concatenate([ev.time, times])
+    T = all_t[src]
+    prev_T = jnp.concatenate([jnp.asarray([t0], T.dtype), T[:-1]])
+    return ev, P, src, T, src < P, T - prev_T, prev_T
+
+
+# Planned exponentials up to which a step of the exact path multiplies by each and selects
+SELECT_MAX_PLAN = 2
+
+# Segment lengths within this relative distance share one matrix exponential: merging
+# h and h(1 + d) changes exp(-k h) by k h d exp(-k h) <= d / e of the amount, whatever the
+# rate k, and it absorbs the rounding of output grids such as numpy.linspace.
+SAME_LENGTH_RTOL = 1e-10
+
+
+def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
+    """Rank of each segment length among the subject's distinct positive lengths (sorted
+    lengths within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number;
+    with `region` (int per segment: which system matrix holds there), of the distinct
+    (region, length) pairs. A segment of length 0 (an event and an output at one time) needs
+    no exponential (it is the identity): its rank is -1 and it is not counted."""
+    zero = h <= 0
+    key = jnp.where(zero, -1, 0 if region is None else region)
+    order = jnp.lexsort((h, key))
+    ks, kr = h[order], key[order]
+    new = (ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]) | (kr[1:] != kr[:-1])
+    new = jnp.concatenate([jnp.ones(1, bool), new])
+    rank_sorted = jnp.cumsum(new) - 1
+    index = jnp.zeros_like(rank_sorted).at[order].set(rank_sorted)
+    has_zero = jnp.any(zero).astype(index.dtype)
+    return jnp.where(zero, -1, index - has_zero), rank_sorted[-1] + 1 - has_zero
+
+
+def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any = None) -> Any:
+    """(Phi, Gamma, table): one exponential per distinct positive length (per region: `As`
+    stacked by region, or one matrix), at most `plan_size`; the identity (and Gamma 0) in
+    slot `plan_size` for the segments of length 0; table: each segment's slot."""
+    slot = jnp.where(tab >= 0, tab, plan_size)
+    lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
+    if region is None:
+        Phi, Gam = jax.vmap(pair, (None, 0))(As, lengths)
+    else:
+        which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
+        Phi, Gam = jax.vmap(pair)(As[which], lengths)
+    m = Phi.shape[-1]
+    Phi = jnp.concatenate([Phi, jnp.eye(m, dtype=Phi.dtype)[None]])
+    if Gam is not None:
+        Gam = jnp.concatenate([Gam, jnp.zeros((1, m, m), Gam.dtype)])
+    return Phi, Gam, slot
+
+
+def count_distinct_lengths(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    d: DoseArrays,
+    times: Any,
+    events_before: Any | None = None,
+) -> tuple[Any, Any]:
+    """Number of distinct segment lengths of one subject on the exact path, and the
+    squarings its exponentials need; their maxima over a batch size `solve_subject`'s
+    ``plan_size`` and ``EngineOptions.squarings``."""
+    p = with_breakpoints(cm, p)
+    ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
+    (As, _), region = _regions(cm, p, prev_T)
+    count = _distinct(h, region)[1]
+    K, _ = _kept(cm, opts.keep)
+    if K is not None and not d.has_ss:
+        # the norm of the propagated states' matrix sets the squarings (a steady state's
+        # trough takes the whole matrix)
+        As = As[:, K[:, None], K[None, :]]
+    longest = jnp.max(h)
+    if d.has_ss:
+        longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
+    return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As, longest))
+
+
+def _regions(cm: CompiledModel, p: dict[str, Any], prev_T: Any) -> tuple[Any, Any]:
+    """((A, b) of each region, region of each segment). Without breakpoints one region;
+    with B breakpoints (and no time-varying inputs) B + 1: region r holds after r of them
+    have passed (their flags switch on in time order), so a segment starting at T is in
+    region #{breakpoints <= T}."""
+    if _BP_TIMES not in p:
+        A, b = cm.linear_system(p)
+        return (A[None], b[None]), jnp.zeros(prev_T.shape, jnp.int32)
+    bp = p[_BP_TIMES]
+    starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.dtype), jnp.sort(bp)])
+    systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_)))(starts)
+    region = jnp.sum(prev_T[:, None] >= bp[None, :], axis=1).astype(jnp.int32)
+    return systems, region
+
+
+def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
+    """(K, blocks): the kept state indices (numpy, or None for all) and `cm.blocks` within
+    them, renumbered to positions in K."""
+    if keep is None or len(keep) == cm.n_states:
+        return None, cm.blocks
+    K = np.asarray(keep, np.int64)
+    pos = {int(k): i for i, k in enumerate(K)}
+    # a block's kept part (all of it, or its states a dose can reach: `pruned_keep`)
+    parts = ([pos[int(i)] for i in b if int(i) in pos] for b in cm.blocks)
+    blocks = tuple(np.asarray(b, np.int32) for b in parts if b)
+    return K, blocks
+
+
+def _solve_exact(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    d: DoseArrays,
+    times: Any,
+    tv: TimeVarying | None,
+    static_times: np.ndarray | None,
+    plan_size: int | None = None,
+    events_before: Any | None = None,
+) -> tuple[Any, Any]:
+    n = cm.n_states
+    t0 = opts.t0
+    n_out = times.shape[0]
+    ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    # Without zero-order input (no infusion, no steady state, no constant term in the model)
+    # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
+    # block matrix (8x fewer flops, 4x less memory per exponential)
+    input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
+    # input on each segment (M, n); zero without zero-order input
+    u_rate = 0.0 if input_free else ev.rate_at(prev_T, n)
+    # the propagation runs on the kept states K only (uncoupled groups the outputs do not
+    # need are left out; see EngineOptions.keep); `sub` restricts a state axis to K
+    K, blocks = _kept(cm, opts.keep)
+    sub = (lambda v: v) if K is None else (lambda v: v[..., K])
+    subA = (lambda M: M) if K is None else (lambda M: M[..., K[:, None], K[None, :]])
+    if input_free:
+        pair = lambda A_, h_: _expm_blocks(subA(A_) * h_, opts.squarings, blocks)
+    else:
+        pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
+
+    planned = False  # Phi from `_planned` (see `select` below)
+    if tv is None and _BP_TIMES in p and plan_size is not None:
+        # breakpoints: one system per region between them; at most plan_size distinct
+        # (region, length) pairs, one exponential each
+        (As_r, bs_r), region = _regions(cm, p, prev_T)
+        u = sub(u_rate + bs_r[region])
+        Phi, Gam, tab = _planned(pair, As_r, h, _distinct(h, region)[0], plan_size, region)
+        planned = True
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True))
+            As, bs = jax.vmap(system)(ev.record_time)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+    elif tv is None and _BP_TIMES not in p:
+        A, b = cm.linear_system(p)
+        u = sub(u_rate + b[None, :])
+        if plan_size is not None:
+            # at most plan_size distinct segment lengths: one exponential each
+            Phi, Gam, tab = _planned(pair, A, h, _distinct(h)[0], plan_size)
+            planned = True
+        elif static_times is not None:
+            # distinct output-to-output gaps, once; own exponentials next to events
+            gaps = np.diff(np.concatenate([[t0], static_times]))
+            order = np.argsort(gaps, kind="stable")
+            gs = gaps[order]
+            new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
+            inv = np.empty(gaps.size, np.int64)
+            inv[order] = np.cumsum(new) - 1
+            uniq = jnp.asarray(gs[new])
+            m = uniq.shape[0]
+            prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
+            irr = is_pt | prev_pt
+            n_irr = min(2 * P, n_out + P)
+            irr_pos = jnp.nonzero(irr, size=n_irr, fill_value=0)[0]
+            rank = jnp.cumsum(irr) - 1
+            Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
+            Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
+            Phi = jnp.concatenate([Phi_r, Phi_i])
+            Gam = None if input_free else jnp.concatenate([Gam_r, Gam_i])
+            out_k = jnp.clip(src - P, 0, n_out - 1)
+            tab = jnp.where(irr, m + rank, jnp.asarray(inv, jnp.int32)[out_k])
+        else:
+            Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
+            tab = jnp.arange(h.shape[0])
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            E = ev.record_time.shape[0]
+            As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+    else:
+        # covariates change A: one exponential per segment, with the segment's parameters
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_)))(prev_T)
+        u = sub(u_rate + bs)
+        Phi, Gam = jax.vmap(pair)(As, h)
+        tab = jnp.arange(h.shape[0])
+        trough, ss_code = (None, 0)
+        if d.has_ss:
+            # the system of each SS dose's own record
+            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True))
+            rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
+            rec = jnp.repeat(rec, ev.per_entry)
+            As, bs = jax.vmap(system)(ev.record_time, rec)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+
+    # everything that does not depend on the running state, vectorised over segments
+    j = jnp.clip(src, 0, P - 1)
+    act = is_pt & ev.valid[j]
+    forcing = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
+    if not input_free:
+        forcing = forcing + jnp.einsum("mij,mj->mi", Gam[tab], u)
+    resets = d.has_reset or d.has_ss
+    if resets:
+        reset = act & ev.reset[j]
+        ss = jnp.where(act, ev.ss[j], 0)
+        if tv is not None:
+            # a reset's initial amounts with its own record's values
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
+            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True))
+            x_reset = jax.vmap(at)(T, rec)
+        else:
+            x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
+        x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
+        x_reset, x_ss = sub(x_reset), sub(x_ss)
+        bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
+
+    # with few planned exponentials (`_planned`: the identity in the last slot), a step
+    # multiplies by each and selects (x itself in the identity slot): cheaper on CPU than
+    # gathering each subject's matrix
+    select = planned and plan_size <= SELECT_MAX_PLAN
+
+    def step(x, i):
+        k = tab[i]
+        if select:
+            y = x
+            for slot in range(Phi.shape[0] - 1):
+                y = jnp.where(k == slot, Phi[slot] @ x, y)
+            y = y + forcing[i]
+        else:
+            y = Phi[k] @ x + forcing[i]
+        if resets:
+            # reset or steady state replace the propagated state; the bolus comes after
+            y0 = y - bolus_after[i]
+            base = jnp.where(ss[i] == 1, x_ss[i], jnp.where(reset[i], x_reset[i], y0))
+            base = jnp.where(ss[i] == 2, base + x_ss[i], base)
+            y = base + bolus_after[i]
+        return y, y
+
+    _, xs = jax.lax.scan(step, sub(x_init), jnp.arange(T.shape[0]))
+    pos = jnp.argsort(src, stable=True)[P:]
+    states = xs[pos]
+    if K is not None:
+        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
+    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, 2))
+    return states, status
+
+
+# ------------------------------------------------------------------------ ODE path
+def _diffrax() -> Any:
+    """diffrax, imported on first use: the exact path (and `import cellpkpd`) never needs it,
+    and it takes ~0.5 s to import."""
+    import diffrax
+
+    return diffrax
+
+
+def _ode_solver(opts: EngineOptions) -> tuple[Any, Any]:
+    dfx = _diffrax()
+    if opts.solver == "kvaerno5":
+        return dfx.Kvaerno5(), dfx.PIDController(
+            rtol=opts.rtol, atol=opts.atol, pcoeff=0.3, icoeff=0.4
+        )
+    return dfx.Tsit5(), dfx.PIDController(rtol=opts.rtol, atol=opts.atol)
+
+
+def _result_code(sol: Any) -> Any:
+    dfx = _diffrax()
+    return jnp.where(
+        sol.result == dfx.RESULTS.successful,
+        0,
+        jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 5),
+    )
+
+
+def _solve_ode(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    d: DoseArrays,
+    times: Any,
+    tv: TimeVarying | None,
+    events_before: Any | None = None,
+) -> tuple[Any, Any]:
+    dfx = _diffrax()
+    n = cm.n_states
+    t0 = opts.t0
+    n_out = times.shape[0]
+    W = n_out if opts.window is None else min(int(opts.window), n_out)
+    ev = _expand(cm, p, tv, d, t0, times[-1])
+    order = jnp.lexsort((ev.order, ev.time))
+    T = ev.time[order]
+    # segment of each output: the number of event points before it in the merged order
+    P = T.shape[0]
+    place = (
+        jnp.zeros(P + n_out, jnp.int32)
+        .at[_merge(ev, times, events_before)]
+        .set(jnp.arange(P + n_out, dtype=jnp.int32))
+    )
+    seg = place[P:] - jnp.arange(n_out, dtype=jnp.int32)
+    t_end = jnp.maximum(times[-1], T[-1])
+    solver, controller = _ode_solver(opts)
+    term = dfx.ODETerm(lambda t, y, args: cm.rhs(t, y, args[0]) + args[1])
+
+    def segment(x, ta, tb, i):
+        """Integrate from ta to event point i at tb (i = P: to the end), saving the
+        outputs that fall between point i - 1 and point i."""
+        q = params_at(p, tv, ta)
+        u = ev.rate_at(ta, n)[0]
+        k0 = jnp.searchsorted(seg, i, side="left")
+        k1 = jnp.searchsorted(seg, i, side="right")
+        start = jnp.clip(k0, 0, n_out - W)
+        ts = jnp.clip(jax.lax.dynamic_slice(times, (start,), (W,)), ta, tb)
+        sol = dfx.diffeqsolve(
+            term,
+            solver,
+            ta,
+            tb,
+            None,
+            x,
+            args=(q, u),
+            saveat=dfx.SaveAt(ts=ts, t1=True),
+            stepsize_controller=controller,
+            max_steps=opts.max_steps,
+            throw=False,
+        )
+        idx = start + jnp.arange(W)
+        mask = (idx >= k0) & (idx < k1)
+        code = _result_code(sol)
+        # a NaN/inf derivative makes diffrax reject steps until max_steps: say why
+        finite = jnp.all(jnp.isfinite(cm.rhs(ta, x, q) + u))
+        code = jnp.where(finite, code, 2)
+        code = jnp.where((code == 0) & (k1 - k0 > W), 4, code)
+        return sol.ys[-1], sol.ys[:-1], idx, mask, code
+
+    trough = None
+    if d.has_ss:
+        trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
+
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    buf0 = jnp.zeros((n_out, n), x_init.dtype)
+
+    def record(buf, ys, idx, mask):
+        return buf.at[idx].set(jnp.where(mask[:, None], ys, buf[idx]))
+
+    # one diffrax solve in the program: the scan's last step (i = P) integrates from the
+    # last event point to the end and applies no point (tracing a second solve for the tail
+    # would double the compile time of every ODE program)
+    T_end = jnp.concatenate([T, jnp.reshape(t_end, (1,)).astype(T.dtype)])
+
+    def step(carry, i):
+        x, ta, buf, status = carry
+        tb = T_end[i]
+        x, ys, idx, mask, code = segment(x, ta, tb, i)
+        buf = record(buf, ys, idx, mask)
+        j = order[jnp.minimum(i, P - 1)]
+        if tv is not None:  # a reset's initial amounts with its own record's values
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
+            xi = cm.initial(params_at(p, tv, tb, rec, point=True))
+        else:
+            xi = x_init
+        x = _apply_point(ev, j, x, xi, trough, is_point=i < P)
+        status = jnp.where(status == 0, code, status)
+        return (x, tb, buf, status), None
+
+    init = (x_init, jnp.asarray(t0, x_init.dtype), buf0, jnp.asarray(0))
+    (_, _, buf, status), _ = jax.lax.scan(step, init, jnp.arange(P + 1))
+    if trough is not None:
+        status = jnp.where(status == 0, ss_code, status)
+    status = jnp.where((status == 0) & ~jnp.all(jnp.isfinite(buf)), 2, status)
+    return buf, status
+
+
+#: ODE path: most doubling intervals (1, 2, ..., 2**63 time units) for the steady state of a
+#: constant infusion; one that still changes then is reported as not reached (status 3).
+CONST_SS_INTERVALS = 64
+
+
+def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
+    """Steady-state amounts at each dose record's time (E, n) and a status: the dosing
+    interval is repeated, with the parameters and covariates in force at the record's time,
+    until the pre-input state stops changing (rtol/atol of the solver), then carried forward
+    by ii - lag. SS=2 (linear models only) leaves out the constant input so that only the
+    dose's own steady state is added. A constant-infusion record (II = 0) runs the
+    constant input over intervals of doubling length (1, 2, 4, ... time units, at most
+    `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
+    Gradients flow through the iterations (checkpointed loop)."""
+    dfx = _diffrax()
+    n = cm.n_states
+    m, d1, R = _period_inputs(ev)
+    e = jax.nn.one_hot(ev.cmt, n)
+    const = _constant_ss(ev)
+    ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
+    d1 = jnp.where(const, jnp.inf, d1)  # the whole interval at the constant rate
+    bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
+    theta, phase_code = _ss_phase(ev)
+
+    def solve(q, x, ta, tb, u):
+        sol = dfx.diffeqsolve(
+            term,
+            solver,
+            ta,
+            tb,
+            None,
+            x,
+            args=(q, u),
+            saveat=dfx.SaveAt(t1=True),
+            stepsize_controller=controller,
+            max_steps=opts.max_steps,
+            throw=False,
+        )
+        return sol.ys[-1], _result_code(sol)
+
+    def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
+        # parameters, covariates (of the SS dose's own record), breakpoint flags at it
+        q = params_at(p, tv, rt, rec, point=True)
+        x_init = cm.initial(q)
+        zero = jnp.zeros(n, x_init.dtype)
+        b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
+        u_off = jnp.where(ss == 2, b0, 0.0)
+        u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
+
+        def run(x, t_end):
+            """One interval of length t_end: the dose, input on until t1, off after; the two
+            phases are steps of a scan, so that the program traces one solve."""
+            t1 = jnp.minimum(d1_, t_end)
+
+            def phase(x, k):
+                on = k == 0
+                ta, tb = jnp.where(on, 0.0, t1), jnp.where(on, t1, t_end)
+                return solve(q, x, ta, tb, jnp.where(on, u_on_rate, u_off_rate))
+
+            x, codes = jax.lax.scan(phase, x + bol * e_, jnp.arange(2))
+            return x, jnp.max(codes)
+
+        n_const = min(CONST_SS_INTERVALS, opts.ss_max_intervals)
+        max_k = jnp.where(c, n_const, opts.ss_max_intervals)
+
+        def length(k):
+            """The k-th interval: ii, or 2**k time units for a constant infusion."""
+            return jnp.where(c, jnp.exp2(jnp.minimum(k, CONST_SS_INTERVALS)), ii_)
+
+        def moving(x, x_prev):
+            tol = opts.atol + opts.rtol * jnp.abs(x)
+            return jnp.any(jnp.abs(x - x_prev) > tol)
+
+        def body(carry):
+            """Before convergence: run the next interval. At convergence (no more change, the
+            interval limit, or a failed solve): run the final part, to th, into y, and stop.
+            One loop, so that `run` is traced once."""
+            x, x_prev, k, code, _, y = carry
+            changing = moving(x, x_prev)
+            conv = (k >= 1) & ((ss <= 0) | ~changing | (k >= max_k) | (code != 0))
+            x_new, c_new = run(x, jnp.where(conv, th, length(k)))
+            not_done = (ss > 0) & (code == 0) & changing
+            final = jnp.where(not_done, 3, jnp.maximum(code, c_new))
+            return (
+                jnp.where(conv, x, x_new),
+                jnp.where(conv, x_prev, x),
+                jnp.where(conv, k, k + 1),
+                jnp.where(conv, final, c_new).astype(jnp.int32),
+                conv,
+                jnp.where(conv, x_new, y),
+            )
+
+        x0 = jnp.where(ss == 2, zero, x_init)
+        zero_code = jnp.zeros((), jnp.int32)
+        init = (x0, x0, zero_code, zero_code, jnp.asarray(False), x0)
+        # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
+        *_, code, _, y = eqxi.while_loop(
+            lambda carry: ~carry[4], body, init, max_steps=opts.ss_max_intervals + 2,
+            kind="checkpointed",
+        )  # fmt: skip
+        return y, jnp.where(ss > 0, code, 0)
+
+    rec = jnp.repeat(_dose_records(tv, ev.record_time.shape[0] // ev.per_entry), ev.per_entry)
+    xs, codes = jax.vmap(one)(ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const)
+    return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
+
+
+# ------------------------------------------------------------------------ entry point
+def solve_subject(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    doses: DoseArrays,
+    times: Any,
+    tv: TimeVarying | None = None,
+    static_times: np.ndarray | None = None,
+    plan_size: int | None = None,
+    events_before: Any | None = None,
+) -> tuple[Any, Any]:
+    """Amounts of every state at `times` for one subject.
+
+    Parameters
+    ----------
+    cm : CompiledModel
+    opts : EngineOptions
+    p : dict
+        Parameter and covariate values (scalars).
+    doses : DoseArrays
+        One subject's padded events.
+    times : array, shape (n_out,)
+        Output times [model time unit], non-decreasing, >= ``opts.t0``.
+    tv : TimeVarying, optional
+        Inputs given per record (`TimeVarying`: NOCB or LOCF, and the record of each dose
+        and output).
+    static_times : numpy array, optional
+        The same output times as a concrete array, when known at compile time (lets the
+        exact path reuse the exponentials of repeated gaps).
+    plan_size : int, optional
+        Exact path: an upper bound on the number of distinct segment lengths (from
+        `count_distinct_lengths`, known when doses are concrete); then each distinct
+        length gets one matrix exponential. A too-small bound gives wrong results, so it
+        is only set by `Simulator.batch`, which computes it.
+    events_before : int array, shape (n_out,), optional
+        Where each output stands among events at its own time, as NONMEM reads records in
+        file order: the output reports the state after the events of the first
+        ``events_before[k]`` entries of `doses` (in their order) and before the others.
+        Non-decreasing where times are equal. Default: after every event at its time.
+
+    Returns
+    -------
+    states : array, shape (n_out, n_states)
+    status : int array, shape ()
+        0 when the solve succeeded; otherwise a key of `STATUS`.
+    """
+    p = with_breakpoints(cm, p)
+    if opts.solver == "exact":
+        return _solve_exact(cm, opts, p, doses, times, tv, static_times, plan_size, events_before)
+    return _solve_ode(cm, opts, p, doses, times, tv, events_before)

@@ -1,0 +1,507 @@
+"""Units of model files: one `pint` registry, parsing of unit strings, and the load-time
+dimension checks of a model.
+
+The registry is pint's default one plus the counting units of cell therapy: ``cell``
+(plural ``cells``), ``copy`` (plural ``copies``, e.g. transgene or Alu copies), ``GE``
+(genome equivalents), ``IU`` (international units) and ``AU`` (an arbitrary unit of a
+mediator or response); each is its own dimension, so it is never mixed with cells or mg.
+``"1"`` (or ``"-"``, ``"dimensionless"``) is dimensionless, ``"%"`` is 0.01; an empty unit
+means "not declared".
+
+`check_units` walks every expression of a model (flows, ``[odes]``, derived quantities,
+observations, initial values, ``[dosing]`` fields, breakpoints) and infers its unit from
+the declared units of the names in it:
+
+- ``+``, ``-``, comparisons, ``min``, ``max``, ``clip``, ``where`` and ``a if c else b``
+  need operands of one unit; ``*``, ``/`` and ``**`` (constant exponent) combine units;
+  ``exp``, ``log``, ``sin``, ``logit``... need dimensionless arguments; ``hill(x, x50, n)``
+  needs ``x`` and ``x50`` in one unit and is dimensionless.
+- A number next to ``+``/``-`` or in ``min``/``max`` (``1 - f``, ``max(x, 1.0)``) takes the
+  other operand's unit. A number written as a factor of a quantity other than 1 (``WT / 70``,
+  ``100 * x``, ``k / 24``) has no unit of its own (a reference value or a conversion factor):
+  the expression's unit is unknown and it is not checked. To have it checked, give the
+  number its unit as a derived quantity: ``WT_ref = { expr = "70", unit = "kg" }``.
+  Functions of numbers (``log(2)``) are dimensionless numbers. ``t`` is in the model's time
+  unit, ``dosed_<state>`` in its amount unit, a breakpoint is dimensionless.
+- A name without a declared unit (empty ``unit``, or a derived quantity that is a bare
+  number without a ``unit``) makes every expression using it unknown: not checked.
+
+A checked expression must have the expected unit exactly, dimension and scale: a flow's
+rate 1/time_unit, an ``[odes]`` term state-unit/time_unit, ``[dosing]`` ``lag``/``duration``
+and breakpoints time_unit, ``[dosing]`` ``rate`` amount_unit/time_unit, ``bioavailability``
+dimensionless, a dosed state's unit amount_unit; an observation, an initial value and a
+derived quantity with a ``unit`` that unit. Nothing is converted: a rate constant declared
+in 1/d in a model in h is an error (it would otherwise be read as 1/h), as is an
+observation in ng/mL computed as mg/L.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._core.errors import SpecError
+
+if TYPE_CHECKING:
+    import pint
+
+    from .model import ModelSpec
+
+__all__ = [
+    "check_units",
+    "convert",
+    "format_unit",
+    "parse_unit",
+    "per_kg_factor",
+    "registry",
+    "split_quantity",
+    "time_factor",
+]
+
+_DIMENSIONLESS = {"1", "-", "dimensionless"}
+
+
+@functools.cache
+def registry() -> pint.UnitRegistry:
+    """The application unit registry: pint's defaults plus ``cell``/``cells``,
+    ``copy``/``copies``, ``AU`` (arbitrary unit), ``GE`` (genome equivalents), ``IU``
+    (international units) and ``wk`` (week), each counting unit its own dimension."""
+    import pint
+
+    ureg = pint.UnitRegistry(on_redefinition="ignore", cache_folder=None)
+    ureg.define("cell = [cell] = _ = cells")
+    ureg.define("copy = [copies] = _ = copies")
+    ureg.define("arbitrary_unit = [arbitrary_unit] = AU")
+    ureg.define("genome_equivalent = [genome] = GE = _ = genome_equivalents")
+    ureg.define("international_unit = [international_unit] = IU")
+    ureg.define("@alias week = wk")
+    return ureg
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> Any:
+    ureg = registry()
+    s = text.strip()
+    if s in _DIMENSIONLESS:
+        return ureg.dimensionless
+    q = ureg.parse_expression(s)
+    if not hasattr(q, "units") or not q.units._units:  # a plain number such as "2"
+        raise ValueError("a number, not a unit")
+    if q.magnitude != 1:
+        raise ValueError(f"a quantity ({q.magnitude:g} times a unit), not a unit")
+    return q.units
+
+
+def parse_unit(text: str, where: str) -> pint.Unit | None:
+    """Parse a unit string of a model file (``"L/h"``, ``"cells"``, ``"copies/ug"``, ``"1"``).
+
+    Returns None for an empty string (no unit declared).
+
+    Raises
+    ------
+    SpecError
+        If pint cannot read the string; the message names `where` and the string.
+    """
+    if not text.strip():
+        return None
+    try:
+        return _parse(text)
+    except Exception as exc:  # pint raises many kinds (undefined unit, syntax, ...)
+        msg = str(exc).strip() or type(exc).__name__
+        raise SpecError(
+            f"{where}: unknown unit {text!r} ({msg}); expected a unit such as 'mg', 'L/h', "
+            "'cells', 'copies/ug', 'AU' or '1' (dimensionless)"
+        ) from None
+
+
+def format_unit(unit: Any) -> str:
+    """A unit written compactly: ``L/h``, ``copies/ug``, ``1/d``, ``1`` (dimensionless)."""
+    ureg = registry()
+    num, den = [], []
+    for name, power in unit._units.items():
+        sym = ureg.get_symbol(name)
+        if name.endswith("liter"):
+            sym = sym[:-1] + "L"
+        if name == "cell":
+            sym = "cells"
+        elif name == "copy":
+            sym = "copies"
+        sym = sym.replace("µ", "u")
+        p = abs(power)
+        term = sym if p == 1 else f"{sym}^{p:g}"
+        (num if power > 0 else den).append(term)
+    top = "*".join(num) or "1"
+    if not den:
+        return top
+    bottom = den[0] if len(den) == 1 else "(" + "*".join(den) + ")"
+    return f"{top}/{bottom}"
+
+
+def time_factor(text: str, time_unit: str, where: str) -> float:
+    """How many `time_unit` are in one `text` (e.g. ``time_factor("d", "h", ...) = 24``)."""
+    return _factor(_time(text, where), _time(time_unit, where))
+
+
+def _time(text: str, where: str) -> Any:
+    u = parse_unit(text, where)
+    if u is None or u.dimensionality != registry().Unit("h").dimensionality:
+        raise SpecError(f"{where}: {text!r} is not a time unit (expected h, d, min, week, ...)")
+    return u
+
+
+def _factor(a: Any, b: Any) -> float:
+    """Value in `b` of one `a` (same dimension)."""
+    return float(registry().Quantity(1.0, a).to(b).magnitude)
+
+
+# ---------------------------------------------------------------------- quantities
+def split_quantity(text: str) -> tuple[float, str | None]:
+    """A number with an optional unit: ``"2e6 cells/kg"`` -> ``(2e6, "cell / kilogram")``,
+    ``"100"`` -> ``(100.0, None)``.
+
+    Raises
+    ------
+    ValueError
+        If the text is not a number followed by a unit pint knows.
+    """
+    try:
+        q = registry().parse_expression(text.strip())
+    except Exception as exc:  # pint raises many kinds
+        raise ValueError(str(exc).strip() or type(exc).__name__) from None
+    if not hasattr(q, "units"):
+        return float(q), None
+    if not q.units._units:
+        return float(q.magnitude), None
+    return float(q.magnitude), str(q.units)
+
+
+def _dosing_unit(text: str, where: str) -> Any:
+    from .._core.errors import DosingError
+
+    try:
+        return _parse(text)
+    except Exception as exc:
+        raise DosingError(f"{where}: unknown unit {text!r} ({exc})") from None
+
+
+def convert(value: float, unit: str, target: str, where: str) -> float:
+    """`value` [unit] in `target` units.
+
+    Raises
+    ------
+    DosingError
+        If the units have different dimensions (the message names both).
+    """
+    from .._core.errors import DosingError
+
+    u, w = _dosing_unit(unit, where), _dosing_unit(target, where)
+    if u.dimensionality != w.dimensionality:
+        raise DosingError(
+            f"{where}: {value:g} {format_unit(u)} does not convert to {format_unit(w)} (the "
+            "model's unit)"
+        )
+    return float(value) * _factor(u, w)
+
+
+def per_kg_factor(unit: str, spec: ModelSpec, where: str) -> tuple[float, bool]:
+    """How an amount given in `unit` becomes the model's amount unit.
+
+    Returns (factor, per_kg): the amount times `factor` is in ``spec.amount_unit`` (per kg
+    of body weight when `per_kg`). ``cells``, ``mg`` and ``ug`` convert directly;
+    ``cells/kg`` or ``mg/kg`` are per kg; ``1/kg`` (as in ``"2e6/kg"``) is per kg in the
+    model's amount unit.
+
+    Raises
+    ------
+    DosingError
+        If `unit` is none of these for the model's amount unit.
+    """
+    from .._core.errors import DosingError
+
+    ureg = registry()
+    u = _dosing_unit(unit, where)
+    A = _dosing_unit(spec.amount_unit, f"{spec.source}: model.amount_unit")
+    if u.dimensionality == A.dimensionality:
+        return _factor(u, A), False
+    per = u * ureg.kilogram
+    if per.dimensionality == A.dimensionality:
+        return _factor(per, A), True
+    if per.dimensionless:
+        return _factor(per, ureg.dimensionless), True
+    raise DosingError(
+        f"{where}: amount in {format_unit(u)} does not convert to the model's amount unit "
+        f"{format_unit(A)} (nor {format_unit(A)} per kg of body weight)"
+    )
+
+
+# ---------------------------------------------------------------------- inference
+@dataclass(frozen=True)
+class _Dim:
+    """The inferred unit of an expression.
+
+    free: the expression is constant (numbers and functions of numbers only); next to ``+``
+    or ``-`` it takes the other operand's unit.
+    number: it is a number as written (``24``, ``-0.5``, ``2 * pi``): as a factor of a
+    quantity it has no unit of its own (it may be a conversion factor or a reference value
+    such as ``WT / 70``), so the product's unit is unknown.
+    """
+
+    unit: Any
+    free: bool = False
+    number: bool = False
+
+
+_SAME_ARGS = {"min", "max", "clip", "abs", "floor", "ceil"}
+
+
+class _Infer:
+    def __init__(self, names: Mapping[str, _Dim | None], where: str, source: str):
+        self.names = names
+        self.where = where
+        self.source = source
+
+    def err(self, msg: str) -> SpecError:
+        return SpecError(f"{self.where}: {msg} in {self.source!r}")
+
+    def same(self, dims: list[_Dim], what: str) -> _Dim:
+        fixed = [d for d in dims if not d.free]
+        if not fixed:
+            return _Dim(registry().dimensionless, True, all(d.number for d in dims))
+        first = fixed[0]
+        for d in fixed[1:]:
+            if d.unit.dimensionality != first.unit.dimensionality:
+                raise self.err(
+                    f"{what} {format_unit(first.unit)} and {format_unit(d.unit)} "
+                    "(different dimensions)"
+                )
+            if not _close(_factor(d.unit, first.unit), 1.0):
+                raise self.err(
+                    f"{what} {format_unit(first.unit)} and {format_unit(d.unit)} (the same "
+                    "dimension in different units: the numbers cannot be combined as they are)"
+                )
+        return _Dim(first.unit)
+
+    def dimensionless(self, d: _Dim, what: str) -> None:
+        if not d.unit.dimensionless:
+            raise self.err(f"{what} has unit {format_unit(d.unit)}, expected dimensionless")
+
+    def constant(self, node: ast.AST) -> float | None:
+        """The value of a constant sub-expression (no names), else None."""
+        from .expr import CONSTANTS, parse_expr
+
+        if any(isinstance(n, ast.Name) and n.id not in CONSTANTS for n in ast.walk(node)):
+            return None
+        return float(parse_expr(ast.unparse(node), self.where)({}))
+
+    def power(self, base: _Dim, exp_node: ast.AST, exp: _Dim) -> _Dim:
+        self.dimensionless(exp, "the exponent")
+        one = registry().dimensionless
+        free = base.free and exp.free
+        if base.unit.dimensionless and _close(_factor(base.unit, one), 1):
+            return _Dim(one, free, free and base.number and exp.number)
+        n = self.constant(exp_node)
+        if n is None and base.unit.dimensionless:
+            raise self.err(
+                f"a ratio in {format_unit(base.unit)} (1 {format_unit(base.unit)} = "
+                f"{_factor(base.unit, one):g}, not 1) raised to a non-constant power; give "
+                "both quantities in one unit"
+            )
+        if n is None:
+            raise self.err(
+                f"a quantity in {format_unit(base.unit)} raised to a non-constant power (its "
+                "unit would depend on a parameter value); divide it by a reference value first"
+            )
+        return _Dim(base.unit**n)
+
+    def __call__(self, node: ast.AST) -> _Dim | None:
+        one = registry().dimensionless
+        if isinstance(node, ast.Expression):
+            return self(node.body)
+        if isinstance(node, ast.Constant):
+            return _Dim(one, True, True)
+        if isinstance(node, ast.Name):
+            if node.id in self.names:
+                return self.names[node.id]
+            return _Dim(one, True, True)  # pi, e, inf
+        children = (
+            list(node.args) if isinstance(node, ast.Call) else list(ast.iter_child_nodes(node))
+        )
+        dims = [self(c) for c in children if isinstance(c, ast.expr)]
+        if any(d is None for d in dims):
+            return None
+        if isinstance(node, ast.UnaryOp):
+            return _Dim(one) if isinstance(node.op, ast.Not) else dims[0]
+        if isinstance(node, ast.BinOp):
+            a, b = dims
+            if isinstance(node.op, (ast.Add, ast.Sub, ast.Mod)):
+                verb = {ast.Add: "adds", ast.Sub: "subtracts", ast.Mod: "takes the modulo of"}
+                return self.same([a, b], verb[type(node.op)])
+            if isinstance(node.op, ast.Pow):
+                return self.power(a, node.right, b)
+            if a.free and b.free:
+                return _Dim(one, True, a.number and b.number)
+            for d, sub in ((a, node.left), (b, node.right)):
+                if d.number and self.constant(sub) != 1.0:
+                    return None  # a written number scales a quantity: its unit is unknown
+            u = a.unit * b.unit if isinstance(node.op, ast.Mult) else a.unit / b.unit
+            return _Dim(u)
+        if isinstance(node, ast.BoolOp):
+            return _Dim(one)
+        if isinstance(node, ast.Compare):
+            self.same(dims, "compares")
+            return _Dim(one)
+        if isinstance(node, ast.IfExp):
+            return self.same(dims[1:], "chooses between")
+        if isinstance(node, ast.Call):
+            fname = node.func.id  # type: ignore[attr-defined]
+            const = all(d.free for d in dims)
+            if fname in _SAME_ARGS:
+                return self.same(dims, f"{fname}() of")
+            if fname == "where":
+                return self.same(dims[1:], "where() chooses between")
+            if fname == "pow":
+                return self.power(dims[0], node.args[1], dims[1])
+            if fname == "sqrt":
+                return _Dim(one) if const else _Dim(dims[0].unit ** 0.5)
+            if fname == "hill":
+                self.same(dims[:2], "hill() of")
+                if len(dims) == 3:
+                    self.dimensionless(dims[2], "the Hill coefficient")
+                return _Dim(one, const)
+            if fname in ("step", "sign"):
+                return _Dim(one, const)
+            for d in dims:  # exp, log, sin, logit, ...: dimensionless in and out
+                self.dimensionless(d, f"the argument of {fname}()")
+            return _Dim(one, const)
+        raise AssertionError(f"unchecked node {type(node).__name__}")  # pragma: no cover
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+# ---------------------------------------------------------------------- model checks
+def check_units(spec: ModelSpec, derived_units: Mapping[str, str] | None = None) -> None:
+    """Check the units of a model at load (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model as parsed.
+    derived_units : mapping, optional
+        Declared units of derived quantities (``[derived] x = { expr = ..., unit = ... }``).
+
+    Raises
+    ------
+    SpecError
+        One line: file, key, the unit found and the unit expected.
+    """
+    src = spec.source
+    ureg = registry()
+    for key, value in (("time_unit", spec.time_unit), ("amount_unit", spec.amount_unit)):
+        if not value.strip():
+            raise SpecError(
+                f"{src}: model.{key}: missing; every model declares its {key} "
+                + ("(e.g. 'h' or 'd')" if key == "time_unit" else "(e.g. 'mg' or 'cells')")
+            )
+    T = _time(spec.time_unit.strip().lower(), f"{src}: model.time_unit")
+    A = parse_unit(spec.amount_unit, f"{src}: model.amount_unit")
+
+    def declared(unit: str, key: str) -> _Dim | None:
+        u = parse_unit(unit, f"{src}: {key}")
+        return None if u is None else _Dim(u)
+
+    names: dict[str, _Dim | None] = {}
+    for k, p in spec.parameters.items():
+        names[k] = declared(p.unit, f"parameters.{k}.unit")
+    for k, c in spec.covariates.items():
+        names[k] = declared(c.unit, f"covariates.{k}.unit")
+    for k, s in spec.states.items():
+        names[k] = declared(s.unit, f"states.{k}.unit")
+    names["t"] = _Dim(T)
+    for s in spec.states:
+        names[f"dosed_{s}"] = _Dim(A)
+    for b in spec.breakpoints:
+        names[b] = _Dim(ureg.dimensionless)
+
+    def infer(e: Any, key: str) -> _Dim | None:
+        return _Infer(names, f"{src}: {key}", e.source)(e.tree)
+
+    def expect(d: _Dim | None, want: Any, key: str, what: str) -> None:
+        """Compare an inferred unit with the expected one: dimension and scale."""
+        if d is None or want is None:
+            return
+        w = want.unit if isinstance(want, _Dim) else want
+        if d.free and d.unit.dimensionless and not w.dimensionless:
+            return  # a plain number (e.g. "0") stands for any unit
+        if d.unit.dimensionality != w.dimensionality or not _close(_factor(d.unit, w), 1.0):
+            raise SpecError(
+                f"{src}: {key}: {what} has unit {format_unit(d.unit)}, expected {format_unit(w)}"
+                + _hint(d.unit, w, spec.time_unit)
+            )
+
+    derived_units = derived_units or {}
+    for k, e in spec.derived.items():  # evaluation order: the names a derived uses come first
+        d = infer(e, f"derived.{k}")
+        if k in derived_units and derived_units[k].strip():
+            w = parse_unit(derived_units[k], f"{src}: derived.{k}.unit")
+            if d is not None and d.free:
+                d = None  # a bare number: the declared unit says what it is
+            expect(d, w, f"derived.{k}", "the expression")
+            d = _Dim(w)
+        elif d is not None and d.free:
+            d = None  # a bare number without a declared unit: unknown
+        names[k] = d
+    for s in spec.states.values():
+        expect(
+            infer(s.initial, f"states.{s.name}.initial"),
+            names[s.name],
+            f"states.{s.name}.initial",
+            "the initial value",
+        )
+    for b, e in spec.breakpoints.items():
+        expect(infer(e, f"model.breakpoints.{b}"), T, f"model.breakpoints.{b}", "the time")
+    for f in spec.flows:
+        key = f"flows.'{f.key}'"
+        expect(infer(f.rate, key), 1 / T, key, "rate")
+    for s, e in spec.odes.items():
+        su = names[s]
+        want = None if su is None else su.unit / T
+        expect(infer(e, f"odes.{s}"), want, f"odes.{s}", "the term")
+    for o in spec.observations.values():
+        key = f"observations.{o.name}"
+        w = parse_unit(o.unit, f"{src}: {key}.unit")
+        expect(infer(o.expr, f"{key}.expr"), w, f"{key}.expr", "the expression")
+    for s, r in spec.dosing.items():
+        key = f"dosing.{s}"
+        su = names[s]
+        if su is not None and A is not None and su.unit != A:
+            expect(su, A, f"states.{s}.unit", f"the dosed state '{s}'")
+        expect(infer(r.lag, f"{key}.lag"), T, f"{key}.lag", "lag")
+        expect(
+            infer(r.bioavailability, f"{key}.bioavailability"),
+            ureg.dimensionless,
+            f"{key}.bioavailability",
+            "bioavailability",
+        )
+        if r.rate is not None:
+            want = None if A is None else A / T
+            expect(infer(r.rate, f"{key}.rate"), want, f"{key}.rate", "rate")
+        if r.duration is not None:
+            expect(infer(r.duration, f"{key}.duration"), T, f"{key}.duration", "duration")
+
+
+def _hint(found: Any, want: Any, time_unit: str) -> str:
+    if found.dimensionality == want.dimensionality:
+        f = _factor(found, want)
+        timed = "[time]" in str(want.dimensionality)
+        return (
+            f" (the same dimension, but 1 {format_unit(found)} = {f:.6g} {format_unit(want)}; "
+            "units are not converted"
+            + (f": give rates and times in the model's time unit, {time_unit})" if timed else ")")
+        )
+    return ""
