@@ -43,7 +43,7 @@ from scipy.integrate import solve_ivp
 
 import cellpkpd as cp
 from cellpkpd.engine.compile import CompiledModel
-from cellpkpd.engine.solve import params_at, with_breakpoints
+from cellpkpd.engine.solve import params_at
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "bench_library.json"
@@ -103,7 +103,7 @@ class ScipyPeer:
         self.cm = cm = CompiledModel(spec)
         self.spec, self.outputs = spec, outputs
         self.method = "Radau" if stiff else "LSODA"
-        at = lambda q, t: params_at(with_breakpoints(cm, q), None, t)
+        at = lambda q, t: params_at(q, None, t, bp=cm.breakpoints(q))
         self.system = jax.jit(lambda q, t: cm.linear_system(at(q, t)))
         self.rhs = jax.jit(lambda t, x, q: cm.rhs(t, x, at(q, t)))
         self.obs = jax.jit(
@@ -171,7 +171,6 @@ def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
     if spec.is_linear:
         p0 = {k: jnp.asarray(v) for k, v in spec.defaults().items()}
         p0.update({d: jnp.asarray(1.0) for d in spec.dosed_names})
-        p0 = with_breakpoints(cm, p0)
         for b in cm.breakpoint_names:
             p0[b] = jnp.asarray(0.0)
         A_max = float(jnp.max(jnp.abs(cm.linear_system(p0)[0])))

@@ -141,13 +141,10 @@ def test_split_gradient_equals_the_whole_system_gradient() -> None:
 def test_flow_model_matrix_is_the_jacobian_of_the_right_hand_side(name: str) -> None:
     """For a model of flows alone, A is assembled from the flow rates; it must equal the
     Jacobian of the right-hand side (how A is obtained when [odes] terms exist) exactly."""
-    from cellpkpd.engine.solve import with_breakpoints
-
     spec = cp.load_model(name)
     cm = CompiledModel(spec)
     p = {k: np.asarray(v) for k, v in spec.defaults().items()}
     p.update({d: np.asarray(1.0) for d in spec.dosed_names})
-    p = with_breakpoints(cm, p)
     for b in cm.breakpoint_names:
         p[b] = np.asarray(1.0)
     A, b = cm.linear_system(p)

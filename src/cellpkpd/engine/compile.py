@@ -12,13 +12,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..spec.model import ModelSpec
 
-__all__ = ["CompiledModel", "states_read"]
+__all__ = ["Breakpoints", "CompiledModel", "states_read"]
+
+
+class Breakpoints(eqx.Module):
+    """A model's breakpoints for one subject (`CompiledModel.breakpoints`): a breakpoint is a
+    flag that model expressions read by its name, 0 before its time and 1 from it on.
+
+    Attributes
+    ----------
+    times : array, shape (n_breakpoints,)
+        When each flag switches on [time].
+    names : tuple of str
+        The flags' names, in the order of `times` (static).
+    """
+
+    times: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def flags(self, T: Any) -> dict[str, Any]:
+        """Name -> flag (1.0 from its time on, else 0.0) at time `T` [time]."""
+        return {n: jnp.where(T >= self.times[i], 1.0, 0.0) for i, n in enumerate(self.names)}
 
 
 class CompiledModel:
@@ -119,14 +140,18 @@ class CompiledModel:
         out = tuple(i for i in base if i in reach) or tuple(base)[:1]
         return None if len(out) == self.n_states else out
 
-    def breakpoint_times(self, p: Mapping[str, Any]) -> Any:
-        """Times [time] of the model's breakpoints, shape (n_breakpoints,)."""
-        return jnp.stack(
+    def breakpoints(self, p: Mapping[str, Any]) -> Breakpoints | None:
+        """The model's breakpoints for parameters `p` (None when it has none): their times
+        [time], each the value of its ``[breakpoints]`` expression, and their names."""
+        if not self.breakpoint_names:
+            return None
+        times = jnp.stack(
             [
                 jnp.broadcast_to(jnp.asarray(e(p), dtype=float), ())
                 for e in self.spec.breakpoints.values()
             ]
         )
+        return Breakpoints(times, self.breakpoint_names)
 
     # -------------------------------------------------------------- environment
     def env(self, t: Any, x: Any, p: Mapping[str, Any], names: Any = None) -> dict[str, Any]:

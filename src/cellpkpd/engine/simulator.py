@@ -34,6 +34,7 @@ from .solve import (
     EngineOptions,
     TimeVarying,
     count_distinct_lengths,
+    params_at,
     solve_subject,
 )
 
@@ -281,10 +282,7 @@ class Simulator:
         return p, doses, times, static
 
     def _observe(self, p: dict[str, Any], tv: TimeVarying | None, times: Any, states: Any) -> dict:
-        from .solve import params_at, with_breakpoints
-
-        p = with_breakpoints(self.model, p)
-
+        bp = self.model.breakpoints(p)
         names = self.outputs
         idx = {s: i for i, s in enumerate(self.spec.states)}
         if all(n in idx for n in names):
@@ -292,7 +290,7 @@ class Simulator:
         # each output with the values of its own record (or those in force at its time)
         rec = None if tv is None or tv.output_record is None else tv.output_record
         rec = jnp.full(times.shape[0], -1, jnp.int32) if rec is None else jnp.asarray(rec)
-        at = lambda t, k: params_at(p, tv, t, k, point=True)
+        at = lambda t, k: params_at(p, tv, t, k, point=True, bp=bp)
         return jax.vmap(lambda t, k, x: self.model.observe(names, t, x, at(t, k)))(
             times, rec, states
         )

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..spec.model import AMT
-from .compile import CompiledModel
+from .compile import Breakpoints, CompiledModel
 from .dosing import (
     BOLUS,
     DOSE,
@@ -53,7 +53,6 @@ __all__ = [
     "expm_small",
     "solve_subject",
     "squarings_needed",
-    "with_breakpoints",
 ]
 
 MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
@@ -126,16 +125,6 @@ class TimeVarying(eqx.Module):
 
 
 # ------------------------------------------------------------------------ helpers
-_BP_TIMES, _BP_NAMES = "__breakpoint_times__", "__breakpoint_names__"
-
-
-def with_breakpoints(cm: CompiledModel, p: dict[str, Any]) -> dict[str, Any]:
-    """Parameters plus the model's breakpoint times (used by `params_at`)."""
-    if not cm.breakpoint_names:
-        return p
-    return {**p, _BP_TIMES: cm.breakpoint_times(p), _BP_NAMES: cm.breakpoint_names}
-
-
 def _record_at(tv: TimeVarying, T: Any, point: bool) -> Any:
     """Index of the record whose values hold at time T (``point``), or on the segment that
     starts at T: LOCF, the last record at or before T either way; NOCB, at T the first
@@ -151,12 +140,12 @@ def params_at(
     T: Any,
     record: Any = None,
     point: bool = False,
+    bp: Breakpoints | None = None,
 ) -> dict[str, Any]:
     """Inputs in force at time T (``point``) or on the segment that starts at T: the
     time-varying values of `record` (an index into ``tv.times``; where < 0 or None, looked
-    up by time under the convention of `tv`), and each breakpoint's flag (0 before its
-    time, 1 from it on)."""
-    bp = p.get(_BP_TIMES)
+    up by time under the convention of `tv`), and the flag of each breakpoint of `bp`
+    (`CompiledModel.breakpoints`; 0 before its time, 1 from it on)."""
     if tv is None and bp is None:
         return p
     q = dict(p)
@@ -167,8 +156,7 @@ def params_at(
         for name, v in tv.values.items():
             q[name] = v[k]
     if bp is not None:
-        for i, name in enumerate(p[_BP_NAMES]):
-            q[name] = jnp.where(T >= bp[i], 1.0, 0.0)
+        q.update(bp.flags(T))
     return q
 
 
@@ -386,9 +374,12 @@ def _expand(
     t_end: Any,
 ) -> _Events:
     n = cm.n_states
+    bp = cm.breakpoints(p)
     # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
     # (and the record's amount AMT, which [dosing] fields and route fractions may read)
-    at_dose = lambda T, k, a: cm.dosing_vectors({**params_at(p, tv, T, k, point=True), AMT: a})
+    at_dose = lambda T, k, a: cm.dosing_vectors(
+        {**params_at(p, tv, T, k, point=True, bp=bp), AMT: a}
+    )
     dv = jax.vmap(at_dose)(d.time, _dose_records(tv, d.time.shape[0]), d.amount)
     if d.has_route:
         d, dv = _expand_routes(cm, d, dv)
@@ -488,8 +479,8 @@ def _expand(
 
     if tv is not None:
         boundary(tv.times)  # covariate changes
-    if _BP_TIMES in p:
-        boundary(p[_BP_TIMES])  # model breakpoints
+    if bp is not None:
+        boundary(bp.times)  # model breakpoints
     time = jnp.concatenate(times)
     valid = jnp.concatenate(valid)
     time = jnp.maximum(jnp.where(valid, time, t_end), t0)
@@ -714,7 +705,6 @@ def count_distinct_lengths(
     """Number of distinct segment lengths of one subject on the exact path, and the
     squarings its exponentials need; their maxima over a batch size `solve_subject`'s
     ``plan_size`` and ``EngineOptions.squarings``."""
-    p = with_breakpoints(cm, p)
     ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
     (As, _), region = _regions(cm, p, prev_T)
     count = _distinct(h, region)[1]
@@ -734,13 +724,13 @@ def _regions(cm: CompiledModel, p: dict[str, Any], prev_T: Any) -> tuple[Any, An
     with B breakpoints (and no time-varying inputs) B + 1: region r holds after r of them
     have passed (their flags switch on in time order), so a segment starting at T is in
     region #{breakpoints <= T}."""
-    if _BP_TIMES not in p:
+    bp = cm.breakpoints(p)
+    if bp is None:
         A, b = cm.linear_system(p)
         return (A[None], b[None]), jnp.zeros(prev_T.shape, jnp.int32)
-    bp = p[_BP_TIMES]
-    starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.dtype), jnp.sort(bp)])
-    systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_)))(starts)
-    region = jnp.sum(prev_T[:, None] >= bp[None, :], axis=1).astype(jnp.int32)
+    starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.times.dtype), jnp.sort(bp.times)])
+    systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(starts)
+    region = jnp.sum(prev_T[:, None] >= bp.times[None, :], axis=1).astype(jnp.int32)
     return systems, region
 
 
@@ -772,7 +762,8 @@ def _solve_exact(
     t0 = opts.t0
     n_out = times.shape[0]
     ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
-    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    bp = cm.breakpoints(p)
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True, bp=bp))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
     # block matrix (8x fewer flops, 4x less memory per exponential)
@@ -790,7 +781,7 @@ def _solve_exact(
         pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
 
     planned = False  # Phi from `_planned` (see `select` below)
-    if tv is None and _BP_TIMES in p and plan_size is not None:
+    if tv is None and bp is not None and plan_size is not None:
         # breakpoints: one system per region between them; at most plan_size distinct
         # (region, length) pairs, one exponential each
         (As_r, bs_r), region = _regions(cm, p, prev_T)
@@ -799,10 +790,10 @@ def _solve_exact(
         planned = True
         trough, ss_code = (None, 0)
         if d.has_ss:
-            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True))
+            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True, bp=bp))
             As, bs = jax.vmap(system)(ev.record_time)
             trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
-    elif tv is None and _BP_TIMES not in p:
+    elif tv is None and bp is None:
         A, b = cm.linear_system(p)
         u = sub(u_rate + b[None, :])
         if plan_size is not None:
@@ -840,14 +831,14 @@ def _solve_exact(
             trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
     else:
         # covariates change A: one exponential per segment, with the segment's parameters
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_)))(prev_T)
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
         u = sub(u_rate + bs)
         Phi, Gam = jax.vmap(pair)(As, h)
         tab = jnp.arange(h.shape[0])
         trough, ss_code = (None, 0)
         if d.has_ss:
             # the system of each SS dose's own record
-            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True))
+            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True, bp=bp))
             rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
             rec = jnp.repeat(rec, ev.per_entry)
             As, bs = jax.vmap(system)(ev.record_time, rec)
@@ -866,7 +857,7 @@ def _solve_exact(
         if tv is not None:
             # a reset's initial amounts with its own record's values
             rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True))
+            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
             x_reset = jax.vmap(at)(T, rec)
         else:
             x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
@@ -943,6 +934,7 @@ def _solve_ode(
 ) -> tuple[Any, Any]:
     dfx = _diffrax()
     n = cm.n_states
+    bp = cm.breakpoints(p)
     t0 = opts.t0
     n_out = times.shape[0]
     W = n_out if opts.window is None else min(int(opts.window), n_out)
@@ -964,7 +956,7 @@ def _solve_ode(
     def segment(x, ta, tb, i):
         """Integrate from ta to event point i at tb (i = P: to the end), saving the
         outputs that fall between point i - 1 and point i."""
-        q = params_at(p, tv, ta)
+        q = params_at(p, tv, ta, bp=bp)
         u = ev.rate_at(ta, n)[0]
         k0 = jnp.searchsorted(seg, i, side="left")
         k1 = jnp.searchsorted(seg, i, side="right")
@@ -996,7 +988,7 @@ def _solve_ode(
     if d.has_ss:
         trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
 
-    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True))
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True, bp=bp))
     buf0 = jnp.zeros((n_out, n), x_init.dtype)
 
     def record(buf, ys, idx, mask):
@@ -1015,7 +1007,7 @@ def _solve_ode(
         j = order[jnp.minimum(i, P - 1)]
         if tv is not None:  # a reset's initial amounts with its own record's values
             rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            xi = cm.initial(params_at(p, tv, tb, rec, point=True))
+            xi = cm.initial(params_at(p, tv, tb, rec, point=True, bp=bp))
         else:
             xi = x_init
         x = _apply_point(ev, j, x, xi, trough, is_point=i < P)
@@ -1046,6 +1038,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     Gradients flow through the iterations (checkpointed loop)."""
     dfx = _diffrax()
     n = cm.n_states
+    bp = cm.breakpoints(p)
     m, d1, R = _period_inputs(ev)
     e = jax.nn.one_hot(ev.cmt, n)
     const = _constant_ss(ev)
@@ -1072,7 +1065,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
 
     def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
         # parameters, covariates (of the SS dose's own record), breakpoint flags at it
-        q = params_at(p, tv, rt, rec, point=True)
+        q = params_at(p, tv, rt, rec, point=True, bp=bp)
         x_init = cm.initial(q)
         zero = jnp.zeros(n, x_init.dtype)
         b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
@@ -1184,7 +1177,6 @@ def solve_subject(
     status : int array, shape ()
         0 when the solve succeeded; otherwise a key of `STATUS`.
     """
-    p = with_breakpoints(cm, p)
     if opts.solver == "exact":
         return _solve_exact(cm, opts, p, doses, times, tv, static_times, plan_size, events_before)
     return _solve_ode(cm, opts, p, doses, times, tv, events_before)
