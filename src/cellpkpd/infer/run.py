@@ -30,8 +30,9 @@ from ..data.simulate import check_data_bounds
 from ..engine.dosing import DoseArrays, stack_dose_arrays
 from ..engine.simulator import Simulator
 from ..engine.solve import TimeVarying
-from ..population.population import Population, categorical_levels, effect_factor, level_name
+from ..population.population import Population, effect_factor, level_name
 from ..spec.model import ModelSpec, load_model, parse_prior
+from .likelihood import _likelihood_solver, covariate_design
 
 __all__ = [
     "FitData",
@@ -265,134 +266,6 @@ def _residual_sd(model: str, pred: Any, sig: Mapping[str, Any]) -> Any:
     if model == "combined":
         return jnp.sqrt(sig["add"] ** 2 + (sig["prop"] * pred) ** 2)
     return sig["log"] * jnp.ones_like(pred)
-
-
-def _likelihood_solver(
-    spec: ModelSpec,
-    sim: Simulator,
-    fd: FitData,
-    population: Population,
-    times: Any,
-    design: tuple[dict[str, float], dict[str, tuple[float, list[float]]]] | None = None,
-) -> Any:
-    """``solve(params, betas)``: params (n,) -> (outputs, status) for every subject at its
-    record times.
-
-    ``params`` hold each subject's parameters at its first record. A covariate effect of
-    `population` on a covariate that changes within a subject (``fd.varying``) scales its
-    parameter record by record (under the data set's NOCB or LOCF convention, as the
-    model's own covariates) by the effect's ratio to the first record's, with the
-    coefficients ``betas`` (site name -> value, e.g. ``beta_CL_WT``).
-
-    On the exact path, when dose times do not depend on estimated parameters (no estimated
-    name in a lag / rate / duration expression, no breakpoints) and nothing changes within a
-    subject, each subject's segment lengths are fixed by the data: their distinct values are
-    counted once here, so every likelihood evaluation takes one matrix exponential per
-    distinct length, with as many squarings as the typical values need plus 8 (rates 256x
-    the typical ones; a proposal beyond that gives NaN and is rejected). ``design``: the
-    fit's `covariate_design` if the caller has it."""
-    estimated = population.estimated(spec)
-    timing = set()
-    for rule in spec.dosing.values():
-        for e in (rule.lag, rule.rate, rule.duration):
-            if e is not None:
-                timing |= set(e.names)
-    varying = {
-        name: {c: f for c, f in effects.items() if c in fd.varying}
-        for name, effects in population.covariate_effects.items()
-        if name in estimated and any(c in fd.varying for c in effects)
-    }
-    batched: dict[str, Any] = {"d": fd.doses, "t": times}
-    if fd.events_before is not None:
-        batched["o"] = jnp.asarray(fd.events_before, jnp.int32)
-    if fd.tv is not None:
-        batched["tv"] = fd.tv
-    static = (
-        sim.solver == "exact"
-        and not spec.breakpoints
-        and fd.tv is None
-        and not varying
-        and not (timing & set(estimated))
-    )
-    # the exact path leaves out the states no dose of the data reaches (they stay 0)
-    plan_size, opts = None, sim._reach(sim.options, fd.doses)
-    if static:
-        typical = {k: jnp.full(len(fd.ids), v) for k, v in spec.defaults().items()}
-        for k, v in fd.covariates.items():
-            if k in spec.covariates:
-                typical[k] = jnp.asarray(v)
-        count = jax.vmap(sim._count(opts), in_axes=(0, None))
-        counts, squarings = count({"p": typical, **batched}, {})
-        plan_size = max(int(jnp.max(counts)), 1)
-        finite = jnp.where(jnp.isfinite(squarings), squarings, 0.0)
-        opts = dataclasses.replace(opts, squarings=min(int(jnp.max(finite)) + 8, 40))
-    one = sim._one(plan_size, opts)
-    if not varying:
-        return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
-            {"p": params, **batched}, {}
-        )
-    references, categorical = design or covariate_design(spec, fd, population)
-    covs = sorted({c for effects in varying.values() for c in effects})
-    records = {c: jnp.asarray(fd.varying[c]) for c in covs}
-    first = {c: jnp.asarray(fd.covariates[c]) for c in covs}
-    batched["r"] = fd.records
-
-    def per_record(b: dict[str, Any], betas: Mapping[str, Any]) -> dict[str, Any]:
-        values = dict(b["tv"].values) if "tv" in b else {}
-        for name, effects in varying.items():
-            ratio = 1.0
-            for cov, form in effects.items():
-                x, x0 = b["x"][cov], b["x0"][cov]
-                if form == "categorical":
-                    for level in categorical[cov][1]:
-                        beta = betas[f"beta_{name}_{cov}_{level_name(level)}"]
-                        ratio = ratio * jnp.exp(beta * ((x == level) * 1.0 - (x0 == level)))
-                    continue
-                beta, ref = betas[f"beta_{name}_{cov}"], references[cov]
-                at = lambda v, form=form, beta=beta, ref=ref: effect_factor(form, v, beta, ref)
-                ratio = ratio * at(x) / at(x0)
-            values[name] = b["p"][name] * ratio
-        out = {k: b[k] for k in ("p", "d", "t", "o") if k in b}
-        r = b["r"]
-        return {**out, "tv": TimeVarying(b["t"], values, r.dose_record, r.output_record, r.nocb)}
-
-    def solve(params: dict[str, Any], betas: Mapping[str, Any] | None = None) -> Any:
-        if betas is None:
-            raise SpecError("fit: covariate effects that change within a subject need betas")
-        return jax.vmap(lambda b: one(per_record(b, betas), {}))(
-            {"p": params, **batched, "x": records, "x0": first}
-        )
-
-    return solve
-
-
-def covariate_design(
-    spec: ModelSpec, fd: FitData, population: Population
-) -> tuple[dict[str, float], dict[str, tuple[float, list[float]]]]:
-    """What a fit's covariate effects are estimated against: the reference value of each
-    continuous covariate (the model file's value, else the data's median) and the
-    (reference level, other levels) of each categorical one (from the data, else the
-    model file's value)."""
-    references: dict[str, float] = {}
-    categorical: dict[str, tuple[float, list[float]]] = {}
-    for effects in population.covariate_effects.values():
-        for cov, form in effects.items():
-            if form == "categorical":
-                values = (
-                    fd.covariates[cov] if cov in fd.covariates else [spec.covariates[cov].value]
-                )
-                ref, others = categorical_levels(values)
-                if cov in fd.varying:  # levels first seen after a subject's first record
-                    seen = np.unique(fd.varying[cov]).tolist()
-                    others = sorted({*others, *(float(v) for v in seen)} - {ref})
-                categorical[cov] = (ref, others)
-            else:
-                references[cov] = (
-                    float(spec.covariates[cov].value)
-                    if cov in spec.covariates
-                    else float(np.median(fd.covariates[cov]))
-                )
-    return references, categorical
 
 
 def make_model(
