@@ -17,24 +17,14 @@ import jax
 if os.environ.get("JAX_ENABLE_X64", "1").lower() not in ("0", "false"):
     jax.config.update("jax_enable_x64", True)
 
-
-def _request_host_devices() -> None:
-    """One XLA host (CPU) device per core, so batches spread over every core; has an
-    effect only before JAX starts its backends, and never overrides the user's XLA_FLAGS.
-    ``CELLPKPD_CPU_DEVICES=N`` chooses N (1 turns it off)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    want = os.environ.get("CELLPKPD_CPU_DEVICES") or str(os.cpu_count() or 1)
-    if want.isdigit() and int(want) > 1:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={want}".strip()
-
-
-_request_host_devices()
-
-# ruff: noqa: E402  (x64 and device requests must come before the submodules load)
-from . import datasets, plots
 from ._core import config
+
+# one XLA CPU device per core (CELLPKPD_CPU_DEVICES=N chooses N, 1 turns it off), asked for
+# here, before anything starts JAX; a log line says so, cp.config.devices() shows the outcome,
+# and a warning says when JAX started first (see cellpkpd._core.config)
+config.use_cpu_cores(too_late="warn")
+
+from . import datasets, plots
 from ._core.errors import (
     CellPKPDError,
     DataError,

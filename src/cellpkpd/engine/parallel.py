@@ -7,10 +7,10 @@ Chunks bound the memory in use, and they also make ODE solves cheaper: under `vm
 subject of a vmapped batch takes as many solver steps as the slowest one, so smaller
 batches waste fewer steps.
 
-On CPU, cellpkpd asks XLA for one host device per core when it is imported (unless
-``XLA_FLAGS`` already sets ``--xla_force_host_platform_device_count`` or
-``CELLPKPD_CPU_DEVICES`` says otherwise), so the same code uses every core of a laptop and
-every GPU of a server.
+On CPU, cellpkpd asks XLA for one host device per core when it is imported
+(`cp.config.use_cpu_cores`), unless ``XLA_FLAGS`` already sets the count or
+``CELLPKPD_CPU_DEVICES`` says otherwise, so the same code uses every core of a laptop and
+every GPU of a server; ``cp.config.devices()`` shows what JAX has.
 """
 
 from __future__ import annotations
