@@ -38,7 +38,7 @@ from .solve import (
     solve_subject,
 )
 
-__all__ = ["Simulator", "resolve_solver", "simulate_regimens"]
+__all__ = ["Plan", "Simulator", "resolve_solver", "simulate_regimens"]
 
 SOLVERS = ("auto", "exact", "tsit5", "kvaerno5")
 
@@ -222,10 +222,14 @@ class Simulator:
         doses: DoseArrays | Regimen,
         times: Any = None,
         tv: TimeVarying | None = None,
-        plan_size: int | None = None,
+        plan: Plan | None = None,
         events_before: Any = None,
     ) -> tuple[dict[str, Any], Any]:
         """Outputs and status for one subject (pure; vmap over subjects).
+
+        ``plan`` (from `plan`, made once for a batch's concrete doses) sizes the compiled
+        program: the states to propagate and the matrix exponentials to take. Default: every
+        state, one exponential per segment.
 
         ``events_before`` (int array (n_times,), optional) places each output among the
         events at its own time: after the first ``events_before[k]`` entries of the dose
@@ -240,8 +244,9 @@ class Simulator:
         """
         p, doses, times, static = self._prepare(params, doses, times)
         _check_events_before(times, events_before, doses.max_doses)
+        plan = plan or Plan(self.options)
         states, status = solve_subject(
-            self.model, self.options, p, doses, times, tv, static, plan_size, events_before
+            self.model, plan.options, p, doses, times, tv, static, plan.size, events_before
         )
         return self._observe(p, tv, times, states), status
 
@@ -359,55 +364,98 @@ class Simulator:
         saves only as many output times per segment as the doses leave between them (re-run
         with all times if a lag moved more into one segment).
         """
-        batched: dict[str, Any] = {"p": dict(params)}
-        shared: dict[str, Any] = {}
-        (batched if doses.time.ndim == 2 else shared)["d"] = doses
-        if times is not None:
-            times = jnp.asarray(times, dtype=float)
-            (batched if times.ndim == 2 else shared)["t"] = times
-        if tv is not None:
-            batched["tv"] = tv
         if events_before is not None:
-            t = self.times if times is None else times
-            _check_events_before(t, events_before, doses.max_doses)
-            events_before = jnp.asarray(events_before, jnp.int32)
-            (batched if events_before.ndim == 2 else shared)["o"] = events_before
+            _check_events_before(
+                self.times if times is None else times, events_before, doses.max_doses
+            )
+        batched, shared = _split_inputs(params, doses, times, tv, events_before)
         concrete = not any(
             isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))
         )
-        plan_size = None
         n_subjects = max(
             (np.shape(v)[0] for v in jax.tree.leaves(batched) if np.ndim(v)), default=1
         )
-        planned = n_subjects >= PLAN_MIN_SUBJECTS
-        # a large batch leaves out the states its doses cannot reach (a program per set of
-        # dosed states; a small one shares one program whatever the doses, as compiling
-        # costs more than it saves there)
-        opts = self._reach(self.options, doses) if concrete and planned else self.options
-        if concrete and self.solver == "exact" and tv is None and planned:
-            count = self._mapper(
-                ("count", opts.keep), self._count(opts), chunk_size or default_chunk("exact")
+        plan = Plan(self.options)
+        if concrete and n_subjects >= PLAN_MIN_SUBJECTS:
+            # a large batch leaves out the states its doses cannot reach and takes one
+            # exponential per distinct segment length (a program per plan; a small batch
+            # shares one program whatever the doses, as compiling costs more than it saves)
+            counted = params if tv is None else None
+            plan = self.plan(doses, counted, times, events_before, chunk_size=chunk_size)
+        if concrete and self.solver != "exact" and plan.options.window is None:
+            window = _window_from_doses(
+                doses, self.times if times is None else times, plan.options.t0
             )
-            sizes, squarings = count(batched, shared)
-            plan_size = max(int(jnp.max(sizes)), 1)
-            # a subject with rates that are not finite (e.g. V = 0) fails with its own
-            # status; it must not size the others' exponentials
-            needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))
-            if needed < opts.squarings:
-                opts = dataclasses.replace(opts, squarings=needed + 1)
-        elif concrete and self.solver != "exact" and opts.window is None:
-            window = _window_from_doses(doses, self.times if times is None else times, opts.t0)
-            opts = dataclasses.replace(opts, window=window)
+            plan = Plan(dataclasses.replace(plan.options, window=window), plan.size)
         chunk = chunk_size or default_chunk(self.solver)
-        key = ("solve", plan_size, opts, reduce)
-        fn = self._mapper(key, self._one(plan_size, opts, reduce), chunk)
+        fn = self._mapper(("solve", plan, reduce), self._one(plan, reduce), chunk)
         out, status = fn(batched, shared)
-        if opts.window is not None and self.options.window is None and bool(jnp.any(status == 4)):
-            full = dataclasses.replace(opts, window=None)
-            key = ("solve", plan_size, full, reduce)
-            fn = self._mapper(key, self._one(plan_size, full, reduce), chunk)
+        if (
+            plan.options.window is not None
+            and self.options.window is None
+            and bool(jnp.any(status == 4))
+        ):
+            full = Plan(dataclasses.replace(plan.options, window=None), plan.size)
+            fn = self._mapper(("solve", full, reduce), self._one(full, reduce), chunk)
             out, status = fn(batched, shared)
         return out, status
+
+    def plan(
+        self,
+        doses: DoseArrays | Regimen,
+        params: Mapping[str, Any] | None = None,
+        times: Any = None,
+        events_before: Any = None,
+        *,
+        squarings_margin: int = 1,
+        chunk_size: int | None = None,
+    ) -> Plan:
+        """Size the compiled program for concrete doses (and parameters), once per batch.
+
+        On the exact path the plan leaves out the states that no dose of `doses` can reach
+        (they stay 0). With `params` (name -> scalar or array (n,)), it also counts each
+        subject's distinct segment lengths, so `solve` takes one matrix exponential per
+        distinct length instead of one per segment, with the squarings those parameters
+        need plus `squarings_margin` (each extra squaring doubles the rates the plan
+        allows; a solve beyond them gives NaN). The ODE path, or traced inputs, get the
+        Simulator's own options.
+
+        Parameters
+        ----------
+        doses : DoseArrays or Regimen
+            One row per subject (n, max_doses) or shared (max_doses,).
+        params : dict, optional
+            Values at which to count segment lengths (e.g. typical values for a fit whose
+            dose times do not depend on estimated parameters). None: do not count.
+        times, events_before : array, optional
+            As for `batch` ((n_times,) shared or (n, n_times)).
+        squarings_margin : int
+            Squarings added to those `params` need.
+        chunk_size : int, optional
+            Subjects per vectorised chunk of the counting program.
+
+        Returns
+        -------
+        Plan
+        """
+        opts = self._reach(self.options, doses)
+        if params is None or self.solver != "exact":
+            return Plan(opts)
+        if isinstance(doses, Regimen):
+            doses = self.doses(doses)
+        batched, shared = _split_inputs(params, doses, times, None, events_before)
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))):
+            return Plan(self.options)
+        chunk = chunk_size or default_chunk("exact")
+        count = self._mapper(("count", opts.keep), self._count(opts), chunk)
+        sizes, squarings = count(batched, shared)
+        # a subject with rates that are not finite (e.g. V = 0) fails with its own status;
+        # it must not size the others' exponentials
+        needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))
+        opts = dataclasses.replace(
+            opts, squarings=min(needed + squarings_margin, opts.squarings)
+        )
+        return Plan(opts, max(int(jnp.max(sizes)), 1))
 
     def _inputs(self, b: dict[str, Any], s: dict[str, Any]) -> tuple[Any, ...]:
         get = lambda k: b.get(k, s.get(k))
@@ -444,14 +492,12 @@ class Simulator:
 
         return count
 
-    def _one(self, plan_size: int | None, opts: EngineOptions, reduce: Any = None) -> Any:
+    def _one(self, plan: Plan, reduce: Any = None) -> Any:
         def one(b: dict[str, Any], s: dict[str, Any]) -> Any:
             p, d, t, tv, o = self._inputs(b, s)
-            p, d, t, static = self._prepare(p, d, t)
-            states, status = solve_subject(self.model, opts, p, d, t, tv, static, plan_size, o)
-            out = self._observe(p, tv, t, states)
+            out, status = self.solve(p, d, t, tv, plan, events_before=o)
             if reduce is not None:
-                out = reduce(t, out)
+                out = reduce(jnp.asarray(self.times) if t is None else t, out)
             return out, status
 
         return one
@@ -464,6 +510,48 @@ class Simulator:
             devices = jax.devices()[:1] if self.solver == "kvaerno5" else None
             g = self._batched[full] = batched_map(fn, chunk_size=chunk, devices=devices)
         return g
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a `Simulator`'s compiled program is sized for a batch (`Simulator.plan`);
+    hashable: one compiled program per plan.
+
+    Attributes
+    ----------
+    options : EngineOptions
+        Solver settings; on the exact path, the states to propagate (``keep``: those no
+        dose reaches are left out) and the squarings of the exponentials.
+    size : int or None
+        Exact path: the most distinct segment lengths of any subject, one matrix
+        exponential each (None: one per segment).
+    """
+
+    options: EngineOptions
+    size: int | None = None
+
+
+def _split_inputs(
+    params: Mapping[str, Any],
+    doses: DoseArrays,
+    times: Any,
+    tv: TimeVarying | None,
+    events_before: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(batched, shared): the inputs with a leading subject axis, and those shared by all
+    subjects, as `batched_map` takes them."""
+    batched: dict[str, Any] = {"p": dict(params)}
+    shared: dict[str, Any] = {}
+    (batched if doses.time.ndim == 2 else shared)["d"] = doses
+    if times is not None:
+        times = jnp.asarray(times, dtype=float)
+        (batched if times.ndim == 2 else shared)["t"] = times
+    if tv is not None:
+        batched["tv"] = tv
+    if events_before is not None:
+        events_before = jnp.asarray(events_before, jnp.int32)
+        (batched if events_before.ndim == 2 else shared)["o"] = events_before
+    return batched, shared
 
 
 def _check_events_before(times: Any, events_before: Any, max_doses: int) -> None:

@@ -4,7 +4,6 @@ parameters (`_likelihood_solver`), and what covariate effects are estimated agai
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,19 +68,20 @@ def _likelihood_solver(
         and not varying
         and not (timing & set(estimated))
     )
-    # the exact path leaves out the states no dose of the data reaches (they stay 0)
-    plan_size, opts = None, sim._reach(sim.options, fd.doses)
+    # the exact path leaves out the states no dose of the data reaches (they stay 0); with
+    # segment lengths fixed by the data, one exponential per distinct length, sized at the
+    # typical values with 8 squarings to spare (rates up to 256x the typical ones)
+    typical = None
     if static:
         typical = {k: jnp.full(len(fd.ids), v) for k, v in spec.defaults().items()}
         for k, v in fd.covariates.items():
             if k in spec.covariates:
                 typical[k] = jnp.asarray(v)
-        count = jax.vmap(sim._count(opts), in_axes=(0, None))
-        counts, squarings = count({"p": typical, **batched}, {})
-        plan_size = max(int(jnp.max(counts)), 1)
-        finite = jnp.where(jnp.isfinite(squarings), squarings, 0.0)
-        opts = dataclasses.replace(opts, squarings=min(int(jnp.max(finite)) + 8, 40))
-    one = sim._one(plan_size, opts)
+    plan = sim.plan(fd.doses, typical, times, fd.events_before, squarings_margin=8)
+
+    def one(b: dict[str, Any], _shared: Mapping[str, Any]) -> Any:
+        return sim.solve(b["p"], b["d"], b["t"], b.get("tv"), plan, events_before=b.get("o"))
+
     if not varying:
         return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
             {"p": params, **batched}, {}
