@@ -186,6 +186,31 @@ def test_planned_batch_equals_unplanned(model: str, monkeypatch) -> None:
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-12, atol=1e-12 * np.abs(runs[1]).max())
 
 
+def test_a_plan_sizes_the_program_and_leaves_the_numbers_unchanged() -> None:
+    """The public seam fits use (`Simulator.plan`, then `Simulator.solve(plan=)` under
+    vmap): a plan counted at the subjects' parameters takes one exponential per distinct
+    segment length (here 4 doses every 12 h and outputs every 6 h: every segment is 6 h
+    long) and leaves out the states no dose reaches; its results equal
+    the unplanned solve (rtol 1e-12: only the number of squarings differs). Traced inputs
+    get the Simulator's own options (no plan can be counted under jit)."""
+    spec = two_groups()
+    times = np.arange(0.0, 49.0, 6.0)
+    sim = cp.Simulator(spec, times, outputs=list(spec.states), solver="exact")
+    doses = sim.doses([cp.Regimen.repeat(cp.Dose(0.0, 100.0, "depot"), 12.0, 4)] * 3)
+    params = {"scale": np.array([0.5, 1.0, 2.0])}
+    plan = sim.plan(doses, params)
+    assert plan.size == 1 and plan.options.keep == (0, 1, 2)
+    assert plan.options.squarings < sim.options.squarings
+    assert sim.plan(doses).size is None  # no params: pruned, not counted
+    solve = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])(params, doses)
+    planned, whole = solve(plan), solve(None)
+    for s in spec.states:
+        np.testing.assert_allclose(planned[s], whole[s], rtol=1e-12, atol=1e-12)
+    inside = []
+    jax.jit(lambda a: inside.append(sim.plan(doses, {"scale": a})) or a)(np.ones(3))
+    assert inside[0].options == sim.options and inside[0].size is None
+
+
 def test_states_no_dose_reaches_are_not_solved_and_stay_zero(monkeypatch) -> None:
     """A dose into the depot alone cannot reach the tracer's states (nothing flows into them):
     the exact path of a large batch (here from one subject on) leaves them out
@@ -200,7 +225,7 @@ def test_states_no_dose_reaches_are_not_solved_and_stay_zero(monkeypatch) -> Non
     spec = two_groups()
     sim = cp.Simulator(spec, TIMES, outputs=list(spec.states), solver="exact")
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])
-    assert sim._reach(sim.options, reg).keep == (0, 1, 2)
+    assert sim.plan(reg).options.keep == (0, 1, 2)
     res = cp.simulate(spec, reg, TIMES, outputs=list(spec.states))
     got = np.stack([res[s].values[0] for s in spec.states], axis=1)
     ref = reference(spec, np.array([100.0, 0, 0, 0, 0]), TIMES)
@@ -209,7 +234,7 @@ def test_states_no_dose_reaches_are_not_solved_and_stay_zero(monkeypatch) -> Non
 
     spec2 = two_groups(t1_initial="2.5 * scale")  # not dosed, nonzero from the start
     sim2 = cp.Simulator(spec2, TIMES, outputs=list(spec2.states), solver="exact")
-    assert sim2._reach(sim2.options, reg).keep is None
+    assert sim2.plan(reg).options.keep is None
     res = cp.simulate(spec2, reg, TIMES, outputs=list(spec2.states))
     got = np.stack([res[s].values[0] for s in spec2.states], axis=1)
     ref = reference(spec2, np.array([100.0, 0, 0, 2.5, 0]), TIMES)
@@ -233,7 +258,7 @@ def test_msc_pbk_pruned_to_the_dosed_route_equals_the_whole_model(route: str, mo
     params = {"k_death_lung": spec.parameters["k_death_lung"].value * np.array([0.5, 1.0, 2.0])}
     monkeypatch.setattr(S, "PLAN_MIN_SUBJECTS", 1)
     sim = cp.Simulator(spec, times, outputs=list(spec.states), solver="exact")
-    keep = sim._reach(sim.options, reg).keep
+    keep = sim.plan(reg).options.keep
     assert keep is not None and len(keep) < len(spec.states)
     runs = []
     for prune in (True, False):
