@@ -497,3 +497,21 @@ def test_dosed_prefix_is_reserved(tmp_path: Path) -> None:
     path.write_text(_DOSED.replace("dosed_central", "dosed_periph"))
     with pytest.raises(cp.SpecError, match=r"unknown name 'dosed_periph'.*dosed_<state>"):
         cp.load_model(path)
+
+
+def test_output_unit_is_one_rule_for_states_observations_and_derived_names() -> None:
+    from cellpkpd.spec.model import output_unit
+
+    data = tomllib.loads(DESIGN_EXAMPLE)
+    data["states"]["central"] = {"initial": 0.0}  # no unit: the model's amount unit
+    data["derived"] = {"C": {"expr": "central / V", "unit": "mg/L"}, "twice": "2 * C"}
+    spec = cp.ModelSpec.from_dict(data)
+    assert output_unit(spec, "central") == "mg" and output_unit(spec, "marker") == "1"
+    assert output_unit(spec, "conc") == "mg/L"  # an observation: its own unit
+    assert output_unit(spec, "C") == "mg/L" and output_unit(spec, "twice") == ""
+    assert output_unit(spec, "not_an_output") == ""
+    # metrics and plots use the same rule
+    from cellpkpd.plots._common import unit_of
+
+    assert cp.metrics.output_unit is output_unit
+    assert unit_of("central", None, spec) == "mg" and unit_of("central", {"unit": "g"}, spec) == "g"

@@ -1,10 +1,17 @@
 """Reading text files: UTF-8 decoding with a one-line reason for files that are not UTF-8 text.
 
 The lowest layer of the package (it imports nothing from cellpkpd): model files, data sets and
-the CLI's inputs all read their text through `decode_text`.
+the CLI's inputs all read their text through `read_text` (a missing, unreadable or non-UTF-8
+file becomes one error of the caller's type that names the file).
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["decode_text", "read_text"]
 
 
 def decode_text(raw: bytes) -> str:
@@ -40,3 +47,40 @@ def decode_text(raw: bytes) -> str:
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, offset {exc.start}; "
             f"Latin-1 or Windows-1252?); {save}"
         ) from None
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    where: str,
+    error: Callable[[str], Exception] = ValueError,
+    what: str = "file",
+) -> str:
+    """The text of the file at `path` (UTF-8, see `decode_text`), or one error naming it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    where : str
+        How messages begin (the file name, or the option that gave it):
+        ``"<where>: <what> not found"``, ``"<where>: cannot read <what> (<reason>)"`` or
+        ``"<where>: <why it is not UTF-8 text>"``.
+    error : callable
+        Makes the exception from the message: the caller's error type (`SpecError` for
+        model files, `DataError` for data sets, the CLI's `ArgumentError`).
+    what : str
+        What the file is, for the messages (``"model file"``, ``"data file"``).
+
+    Raises
+    ------
+    Exception
+        ``error(message)``: the file is missing, cannot be read, or is not UTF-8 text.
+    """
+    try:
+        return decode_text(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise error(f"{where}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{where}: cannot read {what} ({exc.strerror or exc})") from None
+    except ValueError as exc:  # not UTF-8 text
+        raise error(f"{where}: {exc}") from None

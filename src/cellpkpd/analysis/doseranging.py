@@ -24,6 +24,7 @@ import pandas as pd
 
 from .._core.errors import DosingError, SpecError
 from ..engine.dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
+from ..engine.solve import SOLVED
 from ..population.population import effect_factor
 from ..spec.model import ModelSpec, load_model
 
@@ -728,7 +729,7 @@ def dose_ranging(
         base_row["regimen"] = arm["regimen"][0]
         for name in attr_names:
             base_row[name] = arm["attributes"].get(name, np.nan)
-        ok = status[i] == 0
+        ok = status[i] == SOLVED
         for m, metric in metrics.items():
             y = np.asarray(out[m].values, dtype=float).reshape(n_arm, n_sub)[i]
             yv = y[ok]

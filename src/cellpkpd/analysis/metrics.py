@@ -53,8 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core.errors import SpecError
+from .._core.numeric import safe_div
 from ..engine.dosing import DoseArrays, Regimen, jump_times
 from ..spec.model import DAYS_PER_TIME_UNIT as _DAYS_PER
+from ..spec.model import output_unit
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -91,15 +93,6 @@ def integral_name(output: str) -> str:
     """Name of the extra state holding the running integral of `output` (from the start
     time t0) that the engine adds when a metric asks for it."""
     return f"__int_{output}"
-
-
-def output_unit(spec: ModelSpec, output: str) -> str:
-    """Unit of a state, observation or derived quantity of `spec` ("" if none is declared)."""
-    if output in spec.states:
-        return spec.states[output].unit or spec.amount_unit
-    if output in spec.observations:
-        return spec.observations[output].unit
-    return ""
 
 
 def _check_output(spec: ModelSpec, output: str, where: str) -> None:
@@ -142,11 +135,6 @@ def _mask(times: Any, start: float | None, end: float | None) -> Any:
     return (times >= a) & (times <= b)
 
 
-def _safe_div(num: Any, den: Any) -> Any:
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
 def _log_ok(y1: Any, y2: Any) -> Any:
     """Intervals where the log-linear model applies: positive and strictly declining."""
     return (y1 > 0) & (y2 > 0) & (y1 > y2)
@@ -154,7 +142,7 @@ def _log_ok(y1: Any, y2: Any) -> Any:
 
 def _interp_in(t1: Any, t2: Any, y1: Any, y2: Any, u: Any) -> Any:
     """Value at u in [t1, t2] under the linear-up/log-down model."""
-    frac = _safe_div(u - t1, t2 - t1)
+    frac = safe_div(u - t1, t2 - t1)
     log_ok = _log_ok(y1, y2)
     r = jnp.where(log_ok, y2 / jnp.where(log_ok, y1, 1.0), 1.0)
     log_val = y1 * jnp.exp(frac * jnp.log(r))
@@ -168,7 +156,7 @@ def _crossing(t1: Any, t2: Any, y1: Any, y2: Any, thr: Any) -> Any:
     s2 = jnp.where(log_ok, y2, 1.0)
     st = jnp.where(log_ok, thr, 1.0)
     frac_log = jnp.log(s1 / st) / jnp.log(s1 / s2)
-    frac_lin = _safe_div(thr - y1, y2 - y1)
+    frac_lin = safe_div(thr - y1, y2 - y1)  # y2 - y1 < 0 on a fall
     frac = jnp.clip(jnp.where(log_ok, frac_log, frac_lin), 0.0, 1.0)
     return t1 + frac * (t2 - t1)
 
@@ -586,7 +574,7 @@ class HalfLife(Metric):
         lbar = jnp.sum(w * ly) / n
         sxx = jnp.sum(w * (times - tbar) ** 2)
         sxy = jnp.sum(w * (times - tbar) * (ly - lbar))
-        slope = _safe_div(sxy, sxx)
+        slope = safe_div(sxy, sxx)
         declining = slope < 0
         return jnp.where(declining, -jnp.log(2.0) / jnp.where(declining, slope, -1.0), jnp.inf)
 

@@ -32,8 +32,10 @@ import numpy as np
 import xarray as xr
 
 from .._core.errors import DosingError, SpecError
+from .._core.memo import LRU
 from ..engine.dosing import DoseArrays, Regimen, jump_times, model_lags, stack_dose_arrays
 from ..engine.simulator import Simulator, check_regimen, check_times, resolve_solver
+from ..engine.solve import SOLVED
 from ..spec.expr import parse_expr, state_degree
 from ..spec.model import ModelSpec, State, load_model
 from .metrics import Metric, integral_name, named, output_unit, own_points
@@ -100,7 +102,8 @@ class _Plan:
     points: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
 
-_CACHE: dict[str, tuple[Simulator, Any]] = {}
+# by the plan's content hash, per process (a Dask worker's too): the 8 most recently used
+_CACHE: LRU[str, tuple[Simulator, Any]] = LRU(8)
 
 
 def _engine(plan: _Plan) -> tuple[Simulator, Any]:
@@ -124,8 +127,6 @@ def _engine(plan: _Plan) -> tuple[Simulator, Any]:
                 out[name] = m.reduce(*own_points(m, times, y, own, pre, post))
             return out
 
-        if len(_CACHE) > 8:
-            _CACHE.clear()
         hit = _CACHE[plan.key] = (sim, reduce)
     return hit
 
@@ -722,7 +723,7 @@ def sweep(
 
     status = np.concatenate([results[i][1] for i in range(n_chunks)]).astype(np.int32)
     dtype = np.dtype(outputs_dtype) if outputs_dtype is not None else np.float64
-    failed = np.flatnonzero(status != 0)
+    failed = np.flatnonzero(status != SOLVED)
     if failed.size:
         first = ", ".join(str(i) for i in failed[:5])
         more = ", ..." if failed.size > 5 else ""
@@ -735,7 +736,7 @@ def sweep(
     data_vars: dict[str, Any] = {}
     for name, m in bound.items():
         v = np.concatenate([results[i][0][name] for i in range(n_chunks)]).astype(float)
-        v[status != 0] = np.nan
+        v[status != SOLVED] = np.nan
         data_vars[name] = xr.Variable(
             ("sample",), v.astype(dtype), attrs={"unit": m.unit(spec), "metric": repr(mets[name])}
         )

@@ -839,6 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        cp.config.use_cpu_cores(too_late="warn")  # one CPU device per core (see cp.config)
         _use_compilation_cache()
         return func(args)
     except cp.SimulationError as exc:

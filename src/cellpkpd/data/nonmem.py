@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._core.errors import DataError, DosingError
-from .._core.io import decode_text
+from .._core.io import read_text
 from ..engine.dosing import MAX_DOSES, Dose, Regimen, Reset
 
 if TYPE_CHECKING:
@@ -124,14 +124,7 @@ class _Checker:
 
 
 def _read_csv(path: Path, src: str) -> pd.DataFrame:
-    try:
-        text = decode_text(path.read_bytes())
-    except FileNotFoundError:
-        raise DataError(f"{src}: data file not found") from None
-    except OSError as exc:
-        raise DataError(f"{src}: cannot read data file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise DataError(f"{src}: {exc}") from None
+    text = read_text(path, src, DataError, "data file")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise DataError(f"{src}: empty data set; expected a header line with at least ID and TIME")

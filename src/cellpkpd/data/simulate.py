@@ -26,7 +26,8 @@ from ..engine.simulator import (
     simulate_regimens,
     simulator_for,
 )
-from ..spec.model import ModelSpec, load_model
+from ..engine.solve import SOLVED
+from ..spec.model import ModelSpec, load_model, output_unit
 from .nonmem import Dataset, record_inputs
 
 __all__ = ["check_data_bounds", "simulate", "simulate_data"]
@@ -228,7 +229,7 @@ def simulate_data(
     out, status = sim.batch(p, doses, jnp.asarray(times), tv, events_before=order)
     ids = [s.id for s in subjects]
     status = np.asarray(status)
-    if np.any(status != 0):
+    if np.any(status != SOLVED):
         msg = failure_message(status, ids)
         if on_failure == "raise":
             raise SimulationError(f"{spec.name}: {msg}")
@@ -245,16 +246,9 @@ def simulate_data(
     data_vars = {}
     for name in sim.outputs:
         v = np.array(out[name], dtype=float)
-        v[status != 0] = np.nan
+        v[status != SOLVED] = np.nan
         v[~valid] = np.nan
-        unit = (
-            spec.states[name].unit or spec.amount_unit
-            if name in spec.states
-            else spec.observations[name].unit
-            if name in spec.observations
-            else ""
-        )
-        data_vars[name] = xr.Variable(dims, v, attrs={"unit": unit})
+        data_vars[name] = xr.Variable(dims, v, attrs={"unit": output_unit(spec, name)})
     coords = {
         "subject": np.asarray(ids),
         "record": np.arange(n_rec),

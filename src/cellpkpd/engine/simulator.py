@@ -16,7 +16,8 @@ import numpy as np
 import xarray as xr
 
 from .._core.errors import DosingError, SimulationError, SpecError
-from ..spec.model import DOSED_PREFIX, ModelSpec, load_model
+from .._core.memo import memo
+from ..spec.model import DOSED_PREFIX, ModelSpec, load_model, output_unit
 from .compile import CompiledModel
 from .dosing import (
     DOSE,
@@ -30,7 +31,9 @@ from .dosing import (
 )
 from .parallel import batched_map
 from .solve import (
+    SOLVED,
     STATUS,
+    WINDOW_FULL,
     EngineOptions,
     TimeVarying,
     count_distinct_lengths,
@@ -240,7 +243,7 @@ class Simulator:
         Returns
         -------
         outputs : dict str -> array (n_times,)
-        status : int array, shape () ; 0 = success, else a key of `STATUS`.
+        status : int array, shape () ; `SOLVED` (0) = success, else a key of `STATUS`.
         """
         p, doses, times, static = self._prepare(params, doses, times)
         _check_events_before(times, events_before, doses.max_doses)
@@ -311,7 +314,7 @@ class Simulator:
         """Outputs for one subject: dict name -> array (n_times,); NaN if the solve failed
         (`events_before`: see `solve`)."""
         out, status = self.solve(params, doses, times, tv, events_before=events_before)
-        return {k: jnp.where(status == 0, v, jnp.nan) for k, v in out.items()}
+        return {k: jnp.where(status == SOLVED, v, jnp.nan) for k, v in out.items()}
 
     def batch(
         self,
@@ -393,7 +396,7 @@ class Simulator:
         if (
             plan.options.window is not None
             and self.options.window is None
-            and bool(jnp.any(status == 4))
+            and bool(jnp.any(status == WINDOW_FULL))
         ):
             full = Plan(dataclasses.replace(plan.options, window=None), plan.size)
             fn = self._mapper(("solve", full, reduce), self._one(full, reduce), chunk)
@@ -740,21 +743,17 @@ def check_regimen(spec: ModelSpec, reg: Regimen, where: str) -> None:
             )
 
 
-_SIM_CACHE: dict[Any, Simulator] = {}
-
-
 def simulator_for(spec: ModelSpec, times: np.ndarray | None, **kw: Any) -> Simulator:
+    """The Simulator of (spec, times, options), built once: kept on the spec (its 8 most
+    recently used), so it lives and dies with the spec."""
     key = (
-        id(spec),
-        None if times is None else (times.size, times.tobytes()),
+        None if times is None else (times.dtype.str, times.shape, times.tobytes()),
         tuple(sorted(kw.items())),
     )
-    sim = _SIM_CACHE.get(key)
-    if sim is None or sim.spec is not spec:
-        if len(_SIM_CACHE) > 32:
-            _SIM_CACHE.clear()
-        sim = Simulator(spec, times, **kw)
-        _SIM_CACHE[key] = sim
+    cache = memo(spec, "_memo_simulators", 8)
+    sim = cache.get(key)
+    if sim is None:
+        sim = cache[key] = Simulator(spec, times, **kw)
     return sim
 
 
@@ -978,7 +977,7 @@ def _body_weight_kg(spec: ModelSpec, p: Mapping[str, Any], n: int) -> np.ndarray
 
 def failure_message(status: np.ndarray, ids: Sequence[Any], limit: int = 5) -> str:
     """One line naming the failed subjects and why."""
-    bad = np.flatnonzero(status != 0)
+    bad = np.flatnonzero(status != SOLVED)
     parts = [
         f"subject {np.asarray(ids[i]).item()}: {STATUS.get(int(status[i]), 'unknown failure')}"
         for i in bad[:limit]
@@ -998,7 +997,7 @@ def to_xarray(
     """Batched outputs -> xarray.Dataset with units; raises or masks failed subjects."""
     spec = sim.spec
     status = np.asarray(status).reshape(-1)
-    if np.any(status != 0):
+    if np.any(status != SOLVED):
         msg = failure_message(status, ids)
         if on_failure == "raise":
             raise SimulationError(f"{spec.name}: {msg}")
@@ -1008,8 +1007,8 @@ def to_xarray(
     t = np.asarray(times)
     for name in sim.outputs:
         v = np.array(out[name], dtype=float)
-        v[status != 0] = np.nan
-        odd = ~np.isfinite(v) & (status == 0)[:, None]
+        v[status != SOLVED] = np.nan
+        odd = ~np.isfinite(v) & (status == SOLVED)[:, None]
         if odd.any():
             # e.g. a ratio that is 0/0 before the first dose: kept, but never silent
             i, k = (int(a[0]) for a in np.nonzero(odd))
@@ -1021,13 +1020,7 @@ def to_xarray(
                 RuntimeWarning,
                 stacklevel=3,
             )
-        if name in spec.states:
-            unit = spec.states[name].unit or spec.amount_unit
-        elif name in spec.observations:
-            unit = spec.observations[name].unit
-        else:
-            unit = ""
-        data_vars[name] = xr.Variable(time_dims, v, attrs={"unit": unit})
+        data_vars[name] = xr.Variable(time_dims, v, attrs={"unit": output_unit(spec, name)})
     time_coord = ("time", t, {"unit": spec.time_unit}) if t.ndim == 1 else (time_dims, t)
     return xr.Dataset(
         data_vars,

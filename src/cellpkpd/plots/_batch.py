@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.solve import SOLVED
 from ._common import label, log_axis, new_figure, short_number, wrap
 
 if TYPE_CHECKING:
@@ -409,7 +410,7 @@ def metric_histograms(
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     from matplotlib.ticker import MaxNLocator
 
-    ok = np.asarray(ds["status"].values) == 0 if "status" in ds else True
+    ok = np.asarray(ds["status"].values) == SOLVED if "status" in ds else True
     for ax, m in zip(axes, metrics, strict=False):
         v = np.asarray(ds[m].values, dtype=float)
         v = v[np.isfinite(v) & ok]

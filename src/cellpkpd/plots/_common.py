@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..spec.model import output_unit
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -53,14 +55,11 @@ def label(name: str, unit: str | None) -> str:
 
 
 def unit_of(name: str, attrs: dict[str, Any] | None = None, spec: ModelSpec | None = None) -> str:
-    """The unit of a result variable: its ``unit`` attribute, else the model's."""
+    """The unit of a result variable: its ``unit`` attribute, else the model's
+    (`cellpkpd.spec.model.output_unit`)."""
     if attrs and attrs.get("unit"):
         return str(attrs["unit"])
-    if spec is not None:
-        item = spec.observations.get(name) or spec.states.get(name)
-        if item is not None:
-            return item.unit
-    return ""
+    return output_unit(spec, name) if spec is not None else ""
 
 
 def short_number(x: float, digits: int = 3, sci: bool | None = None) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from .._core.errors import SpecError
 from ..engine.dosing import DoseArrays, Regimen
 from ..engine.simulator import Simulator, body_weight_name, check_regimen, check_times
-from ..engine.solve import STATUS
+from ..engine.solve import SOLVED, STATUS
 from ..spec.model import ModelSpec, load_model
 from ._common import grid_shape, label, log_axis, new_figure, unit_of, wrap
 from ._time import _percent_of_dose
@@ -285,9 +285,9 @@ class Explorer:
             factor = self.sliders[key].value / self._reference
         out, status = self._run(vals, jnp.asarray(factor, dtype=float))
         code = int(status)
-        self.status = "" if code == 0 else STATUS.get(code, "unknown failure")
+        self.status = "" if code == SOLVED else STATUS.get(code, "unknown failure")
         nan = np.full(self.times.shape, np.nan)
-        self.data = {k: np.asarray(v) if code == 0 else nan.copy() for k, v in out.items()}
+        self.data = {k: np.asarray(v) if code == SOLVED else nan.copy() for k, v in out.items()}
 
     # ---------------------------------------------------------------- figures
     def _timecourse_figure(self, log: bool) -> tuple[Figure, dict[str, Any]]:
@@ -298,7 +298,7 @@ class Explorer:
         lines = {}
         width = 60 if ncols == 1 else 45  # characters of a panel title at font size 9
         for ax, name in zip(grid.ravel(), self.outputs, strict=False):
-            unit = unit_of(name, None, spec)  # derived quantities declare none
+            unit = unit_of(name, None, spec)  # "" for a derived name without a unit
             scale = 1.0
             if _percent_of_dose(name, unit):
                 scale, unit = 100.0, "% of dose"

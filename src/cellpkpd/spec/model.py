@@ -20,7 +20,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .._core.errors import SpecError
-from .._core.io import decode_text
+from .._core.io import read_text
+from .._core.memo import without_memos
 from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
 from .units import check_units
 
@@ -38,6 +39,7 @@ __all__ = [
     "list_models",
     "load_model",
     "models_dir",
+    "output_unit",
     "parameter_table",
     "parse_prior",
 ]
@@ -244,14 +246,7 @@ class ModelSpec:
     def from_toml(cls, path: str | Path, species: str | None = None) -> ModelSpec:
         """Read and validate a TOML model file (`species` fills its ``[physiology]``)."""
         path = Path(path)
-        try:
-            text = decode_text(path.read_bytes())
-        except FileNotFoundError:
-            raise SpecError(f"{path}: model file not found") from None
-        except OSError as exc:
-            raise SpecError(f"{path}: cannot read model file ({exc.strerror})") from None
-        except ValueError as exc:  # not UTF-8 text
-            raise SpecError(f"{path}: {exc}") from None
+        text = read_text(path, str(path), SpecError, "model file")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -353,10 +348,29 @@ class ModelSpec:
     def __repr__(self) -> str:
         return f"ModelSpec(name={self.name!r}, states={list(self.states)}, source={self.source!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # objects built from this spec and cached on it (cellpkpd._core.memo: the engine's
+        # simulators) stay with it: a copy or a pickle (a sweep plan sent to Dask workers)
+        # starts without them
+        return without_memos(self.__dict__)
+
     def _repr_markdown_(self) -> str:
         """Jupyter's display of a model: `describe` (states, flows, parameters with units
         and sources, as tables)."""
         return str(describe(self))
+
+
+def output_unit(spec: ModelSpec, name: str) -> str:
+    """Unit of an output of `spec`: a state (its unit, else the model's amount unit), an
+    observation or a derived quantity (its declared unit); "" for one without a unit.
+
+    The one rule for result variables (`cp.simulate`'s ``unit`` attributes), metrics and
+    plots."""
+    if name in spec.states:
+        return spec.states[name].unit or spec.amount_unit
+    if name in spec.observations:
+        return spec.observations[name].unit
+    return spec.derived_units.get(name, "")
 
 
 def _replace(obj: Any, **kw: Any) -> Any:
@@ -925,8 +939,7 @@ def list_models() -> dict[str, str]:
     """Names of the bundled library models mapped to their one-line descriptions."""
     out = {}
     for path in sorted(models_dir().glob("*.toml")):
-        with path.open("rb") as fh:
-            meta = tomllib.load(fh).get("model", {})
+        meta = tomllib.loads(read_text(path, str(path), SpecError, "model file")).get("model", {})
         desc = str(meta.get("description", "")).strip()
         out[path.stem] = desc.splitlines()[0] if desc else ""
     return out
