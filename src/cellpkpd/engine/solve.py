@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import equinox.internal as eqxi
@@ -685,14 +685,12 @@ def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
 
 def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any = None) -> Any:
     """(Phi, Gamma, table): one exponential per distinct positive length (per region: `As`
-    stacked by region (n_regions, n, n), or one matrix), at most `plan_size`; the identity
-    (and Gamma 0) in slot `plan_size` for the segments of length 0; table: each segment's
-    slot."""
+    stacked by region, or one matrix), at most `plan_size`; the identity (and Gamma 0) in
+    slot `plan_size` for the segments of length 0; table: each segment's slot."""
     slot = jnp.where(tab >= 0, tab, plan_size)
     lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
-    if region is None or (As.ndim == 3 and As.shape[0] == 1):
-        # one system (no breakpoints): no gather of a copy per slot
-        Phi, Gam = jax.vmap(pair, (None, 0))(As if As.ndim == 2 else As[0], lengths)
+    if region is None:
+        Phi, Gam = jax.vmap(pair, (None, 0))(As, lengths)
     else:
         which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
         Phi, Gam = jax.vmap(pair)(As[which], lengths)
@@ -756,17 +754,6 @@ def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
     return K, blocks
 
 
-class _Propagators(NamedTuple):
-    """How the exact path steps over each segment of the timeline: x -> Phi[tab] x + the
-    segment's forcing (Gamma[tab] u, u the segment's constant input)."""
-
-    Phi: Any  # (m, k, k) exponentials of A h (kept states), the identity last when planned
-    Gam: Any  # (m, k, k) their input integrals, or None without zero-order input
-    tab: Any  # (M,) each segment's slot in Phi / Gam
-    b: Any  # (M, n) or (1, n): the model's constant input on each segment
-    planned: bool  # Phi from `_planned` (few exponentials: a step may select, not gather)
-
-
 def _solve_exact(
     cm: CompiledModel,
     opts: EngineOptions,
@@ -778,18 +765,18 @@ def _solve_exact(
     plan_size: int | None = None,
     events_before: Any | None = None,
 ) -> tuple[Any, Any]:
-    """States at `times` (n_out, n) and a status: the timeline of events and outputs, one
-    propagator per segment (`_propagators`), steady-state troughs (`_exact_ss`), then one
-    scan that carries the state through the segments (`_propagate`)."""
     n = cm.n_states
-    tl = _timeline(cm, opts, p, d, times, tv, events_before)
-    ev, P, src, T, is_pt, _, prev_T = tl
+    t0 = opts.t0
+    n_out = times.shape[0]
+    ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
     bp = cm.breakpoints(p)
-    x_init = cm.initial(params_at(p, tv, opts.t0, _FIRST_RECORD, point=True, bp=bp))
+    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True, bp=bp))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
     # block matrix (8x fewer flops, 4x less memory per exponential)
     input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
+    # input on each segment (M, n); zero without zero-order input
+    u_rate = 0.0 if input_free else ev.rate_at(prev_T, n)
     # the propagation runs on the kept states K only (uncoupled groups the outputs do not
     # need are left out; see EngineOptions.keep); `sub` restricts a state axis to K
     K, blocks = _kept(cm, opts.keep)
@@ -799,147 +786,98 @@ def _solve_exact(
         pair = lambda A_, h_: _expm_blocks(subA(A_) * h_, opts.squarings, blocks)
     else:
         pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
-    props = _propagators(cm, p, tv, bp, tl, pair, times, static_times, plan_size, opts.t0)
-    trough, ss_code = _exact_ss(cm, opts, p, tv, bp, ev) if d.has_ss else (None, SOLVED)
+
+    planned = False  # Phi from `_planned` (see `select` below)
+    if tv is None and bp is not None and plan_size is not None:
+        # breakpoints: one system per region between them; at most plan_size distinct
+        # (region, length) pairs, one exponential each
+        (As_r, bs_r), region = _regions(cm, p, prev_T)
+        u = sub(u_rate + bs_r[region])
+        Phi, Gam, tab = _planned(pair, As_r, h, _distinct(h, region)[0], plan_size, region)
+        planned = True
+        trough, ss_code = (None, SOLVED)
+        if d.has_ss:
+            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True, bp=bp))
+            As, bs = jax.vmap(system)(ev.record_time)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+    elif tv is None and bp is None:
+        A, b = cm.linear_system(p)
+        u = sub(u_rate + b[None, :])
+        if plan_size is not None:
+            # at most plan_size distinct segment lengths: one exponential each
+            Phi, Gam, tab = _planned(pair, A, h, _distinct(h)[0], plan_size)
+            planned = True
+        elif static_times is not None:
+            # distinct output-to-output gaps, once; own exponentials next to events
+            gaps = np.diff(np.concatenate([[t0], static_times]))
+            order = np.argsort(gaps, kind="stable")
+            gs = gaps[order]
+            new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
+            inv = np.empty(gaps.size, np.int64)
+            inv[order] = np.cumsum(new) - 1
+            uniq = jnp.asarray(gs[new])
+            m = uniq.shape[0]
+            prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
+            irr = is_pt | prev_pt
+            n_irr = min(2 * P, n_out + P)
+            irr_pos = jnp.nonzero(irr, size=n_irr, fill_value=0)[0]
+            rank = jnp.cumsum(irr) - 1
+            Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
+            Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
+            Phi = jnp.concatenate([Phi_r, Phi_i])
+            Gam = None if input_free else jnp.concatenate([Gam_r, Gam_i])
+            out_k = jnp.clip(src - P, 0, n_out - 1)
+            tab = jnp.where(irr, m + rank, jnp.asarray(inv, jnp.int32)[out_k])
+        else:
+            Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
+            tab = jnp.arange(h.shape[0])
+        trough, ss_code = (None, SOLVED)
+        if d.has_ss:
+            E = ev.record_time.shape[0]
+            As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+    else:
+        # covariates change A: one exponential per segment, with the segment's parameters
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
+        u = sub(u_rate + bs)
+        Phi, Gam = jax.vmap(pair)(As, h)
+        tab = jnp.arange(h.shape[0])
+        trough, ss_code = (None, SOLVED)
+        if d.has_ss:
+            # the system of each SS dose's own record
+            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True, bp=bp))
+            rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
+            rec = jnp.repeat(rec, ev.per_entry)
+            As, bs = jax.vmap(system)(ev.record_time, rec)
+            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
     act = is_pt & ev.valid[j]
-    bolus = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
-    forcing = bolus
+    forcing = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
     if not input_free:
-        u = sub(ev.rate_at(prev_T, n) + props.b)
-        forcing = forcing + jnp.einsum("mij,mj->mi", props.Gam[props.tab], u)
-    replace = None
-    if d.has_reset or d.has_ss:
-        replace = (*_replacements(cm, p, tv, bp, d, ev, j, act, T, x_init, trough, sub), bolus)
+        forcing = forcing + jnp.einsum("mij,mj->mi", Gam[tab], u)
+    resets = d.has_reset or d.has_ss
+    if resets:
+        reset = act & ev.reset[j]
+        ss = jnp.where(act, ev.ss[j], 0)
+        if tv is not None:
+            # a reset's initial amounts with its own record's values
+            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
+            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
+            x_reset = jax.vmap(at)(T, rec)
+        else:
+            x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
+        x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
+        x_reset, x_ss = sub(x_reset), sub(x_ss)
+        bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
+
     # with few planned exponentials (`_planned`: the identity in the last slot), a step
     # multiplies by each and selects (x itself in the identity slot): cheaper on CPU than
     # gathering each subject's matrix
-    select = props.planned and plan_size <= SELECT_MAX_PLAN
-    xs = _propagate(props, forcing, replace, sub(x_init), select)
-    states = xs[jnp.argsort(src, stable=True)[P:]]
-    if K is not None:
-        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
-    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
-    return states, status
+    select = planned and plan_size <= SELECT_MAX_PLAN
 
-
-def _propagators(
-    cm: CompiledModel,
-    p: dict[str, Any],
-    tv: TimeVarying | None,
-    bp: Breakpoints | None,
-    tl: tuple[Any, ...],
-    pair: Any,
-    times: Any,
-    static_times: np.ndarray | None,
-    plan_size: int | None,
-    t0: float,
-) -> _Propagators:
-    """The propagator of each segment of timeline `tl`: with a plan, one exponential per
-    distinct (region, length) pair (regions lie between breakpoints); with output times
-    known when compiling, one per distinct output-to-output gap and one per segment next to
-    an event; otherwise one per segment. Time-varying inputs change A: one per segment with
-    the segment's own parameters."""
-    _, P, src, _, is_pt, h, prev_T = tl
-    if tv is not None:
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
-        Phi, Gam = jax.vmap(pair)(As, h)
-        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
-    if plan_size is not None:
-        (As, bs), region = _regions(cm, p, prev_T)
-        Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
-        return _Propagators(Phi, Gam, tab, bs[region], True)
-    if bp is not None:
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(prev_T)
-        Phi, Gam = jax.vmap(pair)(As, h)
-        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
-    A, b = cm.linear_system(p)
-    if static_times is None:
-        Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
-        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), b[None, :], False)
-    # distinct output-to-output gaps, once; own exponentials next to events
-    gaps = np.diff(np.concatenate([[t0], static_times]))
-    order = np.argsort(gaps, kind="stable")
-    gs = gaps[order]
-    new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
-    inv = np.empty(gaps.size, np.int64)
-    inv[order] = np.cumsum(new) - 1
-    uniq = jnp.asarray(gs[new])
-    n_out = times.shape[0]
-    prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
-    irr = is_pt | prev_pt
-    irr_pos = jnp.nonzero(irr, size=min(2 * P, n_out + P), fill_value=0)[0]
-    Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
-    Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
-    Phi = jnp.concatenate([Phi_r, Phi_i])
-    Gam = None if Gam_r is None else jnp.concatenate([Gam_r, Gam_i])
-    out_k = jnp.clip(src - P, 0, n_out - 1)
-    rank = jnp.cumsum(irr) - 1
-    tab = jnp.where(irr, uniq.shape[0] + rank, jnp.asarray(inv, jnp.int32)[out_k])
-    return _Propagators(Phi, Gam, tab, b[None, :], False)
-
-
-def _exact_ss(
-    cm: CompiledModel,
-    opts: EngineOptions,
-    p: dict[str, Any],
-    tv: TimeVarying | None,
-    bp: Breakpoints | None,
-    ev: _Events,
-) -> tuple[Any, Any]:
-    """Steady-state troughs of the dose records (`_exact_trough`), each with the system of
-    its own record (its time-varying values and the breakpoints passed by its time)."""
-    n = cm.n_states
-    E = ev.record_time.shape[0]
-    if tv is None and bp is None:
-        A, b = cm.linear_system(p)
-        As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
-    else:
-        system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True, bp=bp))
-        rec = jnp.repeat(_dose_records(tv, E // ev.per_entry), ev.per_entry)
-        As, bs = jax.vmap(system)(ev.record_time, rec)
-    return _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
-
-
-def _replacements(
-    cm: CompiledModel,
-    p: dict[str, Any],
-    tv: TimeVarying | None,
-    bp: Breakpoints | None,
-    d: DoseArrays,
-    ev: _Events,
-    j: Any,
-    act: Any,
-    T: Any,
-    x_init: Any,
-    trough: Any,
-    sub: Any,
-) -> tuple[Any, ...]:
-    """Per segment end: (reset flag, SS mode, amounts after a reset, steady-state amounts),
-    kept states only; a reset's initial amounts take its own record's values."""
-    reset = act & ev.reset[j]
-    ss = jnp.where(act, ev.ss[j], 0)
-    if tv is not None:
-        rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-        at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
-        x_reset = jax.vmap(at)(T, rec)
-    else:
-        x_reset = jnp.broadcast_to(x_init, (T.shape[0], cm.n_states))
-    x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
-    return reset, ss, sub(x_reset), sub(x_ss)
-
-
-def _propagate(
-    props: _Propagators, forcing: Any, replace: tuple[Any, ...] | None, x0: Any, select: bool
-) -> Any:
-    """The state at the end of every segment (M, k): one scan of x -> Phi[tab] x + forcing;
-    a reset or steady-state dose (`replace`: flags, SS mode, amounts, bolus) replaces the
-    propagated state, with the bolus added after it. `select`: multiply by each of the few
-    planned exponentials and select, instead of gathering one."""
-    Phi, tab = props.Phi, props.tab
-
-    def step(x: Any, i: Any) -> tuple[Any, Any]:
+    def step(x, i):
         k = tab[i]
         if select:
             y = x
@@ -948,15 +886,21 @@ def _propagate(
             y = y + forcing[i]
         else:
             y = Phi[k] @ x + forcing[i]
-        if replace is not None:
-            reset, ss, x_reset, x_ss, bolus = replace
-            y0 = y - bolus[i]
+        if resets:
+            # reset or steady state replace the propagated state; the bolus comes after
+            y0 = y - bolus_after[i]
             base = jnp.where(ss[i] == 1, x_ss[i], jnp.where(reset[i], x_reset[i], y0))
             base = jnp.where(ss[i] == 2, base + x_ss[i], base)
-            y = base + bolus[i]
+            y = base + bolus_after[i]
         return y, y
 
-    return jax.lax.scan(step, x0, jnp.arange(tab.shape[0]))[1]
+    _, xs = jax.lax.scan(step, sub(x_init), jnp.arange(T.shape[0]))
+    pos = jnp.argsort(src, stable=True)[P:]
+    states = xs[pos]
+    if K is not None:
+        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
+    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
+    return states, status
 
 
 # ------------------------------------------------------------------------ ODE path
