@@ -12,7 +12,7 @@ import ast
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -311,23 +311,17 @@ class ModelSpec:
         covs = dict(self.covariates)
         ctx = _Ctx(f"{self.source}: with_values")
         for k, v in values.items():
-            if k in params:
-                value = _number(v, k, ctx)
-                lo, hi = params[k].bounds
-                if not lo <= value <= hi:
-                    raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
-                params[k] = _replace(params[k], value=value)
-            elif k in covs:
-                value = _number(v, k, ctx)
-                lo, hi = covs[k].bounds
-                if not lo <= value <= hi:
-                    raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
-                covs[k] = _replace(covs[k], value=value)
-            else:
+            table: dict[str, Any] | None = params if k in params else covs if k in covs else None
+            if table is None:
                 raise SpecError(
                     f"{self.source}: with_values: unknown name '{k}'; known: "
                     + ", ".join([*params, *covs])
                 )
+            value = _number(v, k, ctx)
+            lo, hi = table[k].bounds
+            if not lo <= value <= hi:
+                raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
+            table[k] = _replace(table[k], value=value)
         return _replace(self, parameters=_ro(params), covariates=_ro(covs))
 
     def summary(self) -> str:
@@ -381,11 +375,17 @@ def _replace(obj: Any, **kw: Any) -> Any:
 
 # ---------------------------------------------------------------------- validation
 class _Ctx:
+    """Where a model comes from, for one-line errors that name the file and the key."""
+
     def __init__(self, source: str):
         self.source = source
 
     def err(self, key: str, msg: str) -> SpecError:
         return SpecError(f"{self.source}: {key}: {msg}")
+
+    def expr(self, value: Any, key: str) -> Expr:
+        """The expression `value` of `key` (parsed, names not yet checked)."""
+        return parse_expr(value, f"{self.source}: {key}")
 
 
 def _table(data: Mapping[str, Any], block: str, ctx: _Ctx, required: bool = False) -> dict:
@@ -407,6 +407,18 @@ def _str(value: Any, key: str, ctx: _Ctx, default: str = "") -> str:
     return value
 
 
+def _field(d: Mapping[str, Any], field: str, key: str, ctx: _Ctx) -> str:
+    """The text field `field` of the entry `key` ("" when absent)."""
+    return _str(d.get(field), f"{key}.{field}", ctx)
+
+
+def _value(d: Mapping[str, Any], key: str, ctx: _Ctx, missing: str) -> float:
+    """The required number ``d["value"]`` of the entry `key`."""
+    if "value" not in d:
+        raise ctx.err(key, missing)
+    return _number(d["value"], f"{key}.value", ctx)
+
+
 def _number(value: Any, key: str, ctx: _Ctx, finite: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ctx.err(key, f"expected a number, got {type(value).__name__} {value!r}")
@@ -426,6 +438,19 @@ def _name(name: str, key: str, ctx: _Ctx) -> str:
             key, f"'{name}' is reserved ('{DOSED_PREFIX}<state>' is the total dosed into a state)"
         )
     return name
+
+
+def _entries(
+    table: Mapping[str, Any], block: str, ctx: _Ctx, taken: Set[str] = frozenset(), clash: str = ""
+) -> Iterator[tuple[str, Any, str]]:
+    """(name, raw value, key) of each entry of `table` (the block `block`), its name checked:
+    a valid name, not one of `taken` (a clash is "'<name>' is already <clash>")."""
+    for name, raw in table.items():
+        key = f"{block}.{name}"
+        _name(name, key, ctx)
+        if name in taken:
+            raise ctx.err(key, f"'{name}' is already {clash}")
+        yield name, raw, key
 
 
 def _bounds(
@@ -508,19 +533,8 @@ def parse_prior(text: str, where: str) -> tuple[str, tuple[float, ...]]:
     return family, tuple(args)
 
 
-def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> ModelSpec:
-    ctx = _Ctx(source)
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a table of blocks, got {type(data).__name__}")
-    unknown = [k for k in data if k not in BLOCKS]
-    if unknown:
-        raise SpecError(
-            f"{source}: unknown block [{unknown[0]}]; expected blocks: {', '.join(BLOCKS)}"
-        )
-
-    # [model]
-    m = _table(data, "model", ctx, required=True)
-    allowed_model = {
+_MODEL_FIELDS = frozenset(
+    {
         "name",
         "description",
         "time_unit",
@@ -532,9 +546,95 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
         "species",
         "breakpoints",
     }
-    bad = set(m) - allowed_model
+)
+
+
+def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> ModelSpec:
+    """Parse and check the blocks of a model file, one function per block, each after the
+    blocks whose names it may use (the first error found is raised)."""
+    ctx = _Ctx(source)
+    _check_blocks(data, source)
+    m, header = _parse_model(data, ctx, species)
+    params = _parse_parameters(data, ctx)
+    physio, physio_params = _parse_physiology(data, ctx, header.species, params)
+    params.update(physio_params)
+    covs = _parse_covariates(data, ctx, params)
+    states = _parse_states(data, ctx, {*params, *covs})
+    derived, derived_units = _parse_derived(data, ctx, {*params, *covs, *states})
+    breakpoints = _parse_breakpoints(m, ctx, {*params, *covs, *states, *derived})
+    scope = _Scope(ctx, params, covs, states, derived, breakpoints)
+    # initial values and breakpoint times: static expressions (static derived names inlined)
+    breakpoints = {b: scope.static(e, f"model.breakpoints.{b}") for b, e in breakpoints.items()}
+    states = {
+        s: _replace(st, initial=scope.static(st.initial, f"states.{s}.initial"))
+        for s, st in states.items()
+    }
+    taken = {*states, *params, *covs, *derived}  # what an observation or a route may not be
+    flows = _parse_flows(data, ctx, states, scope)
+    odes = _parse_odes(data, ctx, states, scope)
+    observations = _parse_observations(data, ctx, taken, scope)
+    dosing = _parse_dosing(data, ctx, states, scope)
+    routes = _parse_routes(data, ctx, states, taken, scope)
+    time_unit, amount_unit = _parse_model_units(m, ctx)
+    spec = ModelSpec(
+        name=header.name,
+        description=_str(m.get("description"), "model.description", ctx),
+        time_unit=time_unit,
+        amount_unit=amount_unit,
+        references=header.references,
+        parameters=_ro(params),
+        covariates=_ro(covs),
+        states=_ro(states),
+        flows=tuple(flows),
+        odes=_ro(odes),
+        derived=_ro(derived),
+        observations=_ro(observations),
+        dosing=_ro(dosing),
+        stiff=header.stiff,
+        source=source,
+        extra=_ro(header.extra),
+        species=header.species if physio or header.species is not None else None,
+        physiology=_ro(physio),
+        breakpoints=_ro(breakpoints),
+        derived_units=_ro({k: u for k, u in derived_units.items() if u}),
+        routes=_ro(routes),
+    )
+    check_units(spec, spec.derived_units)
+    return spec
+
+
+def _check_blocks(data: Any, source: str) -> None:
+    """A table whose keys are known block names."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: expected a table of blocks, got {type(data).__name__}")
+    unknown = [k for k in data if k not in BLOCKS]
+    if unknown:
+        raise SpecError(
+            f"{source}: unknown block [{unknown[0]}]; expected blocks: {', '.join(BLOCKS)}"
+        )
+
+
+@dataclass(frozen=True)
+class _Header:
+    """The facts of ``[model]`` that the other blocks and the spec need."""
+
+    name: str
+    references: tuple[str, ...]
+    stiff: bool
+    extra: dict[str, Any]
+    species: str | None
+
+
+def _parse_model(
+    data: Mapping[str, Any], ctx: _Ctx, species: str | None
+) -> tuple[dict[str, Any], _Header]:
+    """``[model]``: its fields (units and breakpoints are parsed later, by
+    `_parse_model_units` and `_parse_breakpoints`) and the species that fills
+    ``[physiology]`` (`species`, else ``[model] species``)."""
+    m = _table(data, "model", ctx, required=True)
+    bad = set(m) - _MODEL_FIELDS
     if bad:
-        raise ctx.err("model", f"unknown field(s) {sorted(bad)}; allowed: {sorted(allowed_model)}")
+        raise ctx.err("model", f"unknown field(s) {sorted(bad)}; allowed: {sorted(_MODEL_FIELDS)}")
     if "name" not in m:
         raise ctx.err("model.name", "missing (every model needs a name)")
     name = _str(m["name"], "model.name", ctx)
@@ -556,300 +656,12 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
     species = species if species is not None else m.get("species")
     if species is not None and not isinstance(species, str):
         raise ctx.err("model.species", f"expected a species name, got {species!r}")
+    return m, _Header(name, tuple(refs), stiff, extra, species)
 
-    def expr(value: Any, key: str) -> Expr:
-        return parse_expr(value, f"{source}: {key}")
 
-    # [parameters]
-    params: dict[str, Parameter] = {}
-    for pname, raw in _table(data, "parameters", ctx).items():
-        key = f"parameters.{pname}"
-        _name(pname, key, ctx)
-        d = _entry(
-            raw, key, ctx, "value", {"value", "unit", "bounds", "prior", "description", "source"}
-        )
-        if "value" not in d:
-            raise ctx.err(key, "missing 'value'")
-        value = _number(d["value"], f"{key}.value", ctx)
-        lo, hi = _bounds(d, value, key, ctx, strict=True)
-        prior = d.get("prior")
-        if prior is not None:
-            parse_prior(prior, f"{source}: {key}.prior")
-        params[pname] = Parameter(
-            pname,
-            value,
-            _str(d.get("unit"), f"{key}.unit", ctx),
-            (lo, hi),
-            prior,
-            _str(d.get("description"), f"{key}.description", ctx),
-            _str(d.get("source"), f"{key}.source", ctx),
-        )
-
-    # [physiology]: parameters whose values come from the species' physiology table
-    physio = _table(data, "physiology", ctx)
-    if physio and species is None:
-        raise ctx.err(
-            "[physiology]",
-            "this model takes physiological values from a species table: give "
-            "species= (e.g. load_model(..., species='mouse')) or [model] species",
-        )
-    if physio:
-        from .physiology import lookup
-
-    for pname, quantity in physio.items():
-        key = f"physiology.{pname}"
-        _name(pname, key, ctx)
-        if pname in params:
-            raise ctx.err(key, f"'{pname}' is also in [parameters]")
-        if not isinstance(quantity, str):
-            raise ctx.err(key, f"expected the name of a physiological quantity, got {quantity!r}")
-        value, unit, ref = lookup(species, quantity, where=f"{source}: {key}")
-        params[pname] = Parameter(
-            pname,
-            value,
-            unit,
-            (0.0, math.inf),
-            None,
-            f"{quantity} of the {species} (physiology table)",
-            ref,
-        )
-
-    # [covariates]
-    covs: dict[str, Covariate] = {}
-    for cname, raw in _table(data, "covariates", ctx).items():
-        key = f"covariates.{cname}"
-        _name(cname, key, ctx)
-        if cname in params:
-            raise ctx.err(key, f"'{cname}' is already a parameter")
-        d = _entry(raw, key, ctx, "value", {"value", "unit", "description", "bounds"})
-        if "value" not in d:
-            raise ctx.err(key, "missing 'value' (the default)")
-        value = _number(d["value"], f"{key}.value", ctx)
-        covs[cname] = Covariate(
-            cname,
-            value,
-            _str(d.get("unit"), f"{key}.unit", ctx),
-            _str(d.get("description"), f"{key}.description", ctx),
-            _bounds(d, value, key, ctx, strict=False),
-        )
-
-    # [states]
-    raw_states = _table(data, "states", ctx, required=True)
-    if not raw_states:
-        raise ctx.err("[states]", "at least one state is needed")
-    states: dict[str, State] = {}
-    for sname, raw in raw_states.items():
-        key = f"states.{sname}"
-        _name(sname, key, ctx)
-        if sname in params or sname in covs:
-            raise ctx.err(key, f"'{sname}' is already a parameter or covariate")
-        d = _entry(raw, key, ctx, "initial", {"initial", "unit", "description"})
-        states[sname] = State(
-            sname,
-            expr(d.get("initial", 0.0), f"{key}.initial"),
-            _str(d.get("unit"), f"{key}.unit", ctx),
-            _str(d.get("description"), f"{key}.description", ctx),
-        )
-
-    # [derived]
-    raw_derived = _table(data, "derived", ctx)
-    derived_exprs: dict[str, Expr] = {}
-    derived_units: dict[str, str] = {}
-    for dname, raw in raw_derived.items():
-        key = f"derived.{dname}"
-        _name(dname, key, ctx)
-        if dname in params or dname in covs or dname in states:
-            raise ctx.err(key, f"'{dname}' is already a parameter, covariate or state")
-        d = _entry(raw, key, ctx, "expr", {"expr", "unit"})
-        if "expr" not in d:
-            raise ctx.err(key, "missing 'expr'")
-        derived_exprs[dname] = expr(d["expr"], key)
-        derived_units[dname] = _str(d.get("unit"), f"{key}.unit", ctx)
-    derived = _toposort(derived_exprs, ctx)
-
-    # [model] breakpoints: name -> time (expression of parameters and covariates); in
-    # expressions the name is 0 before that time and 1 from it on (constant per segment)
-    raw_bp = m.get("breakpoints", {})
-    if not isinstance(raw_bp, Mapping):
-        raise ctx.err("model.breakpoints", 'expected a table like { peak = "Tmax" }')
-    breakpoints: dict[str, Expr] = {}
-    taken = set(params) | set(covs) | set(states) | set(derived)
-    for bname, raw in raw_bp.items():
-        key = f"model.breakpoints.{bname}"
-        _name(bname, key, ctx)
-        if bname in taken:
-            raise ctx.err(key, f"'{bname}' is already a parameter, covariate, state or derived")
-        breakpoints[bname] = expr(raw, key)
-
-    dosed = {f"{DOSED_PREFIX}{s}" for s in states}
-    for where, names in (("parameters", params), ("covariates", covs), ("states", states),
-                         ("derived", derived), ("model.breakpoints", breakpoints)):  # fmt: skip
-        if AMT in names:
-            raise ctx.err(f"{where}.{AMT}", f"'{AMT}' is reserved: the amount of the dose "
-                          "record, read by [dosing] and [routes] expressions")  # fmt: skip
-    # derived names that read the dose amount AMT (directly or through another): known
-    # only where a dose is given ([dosing] fields and route fractions), inlined there
-    dose_time = _reads_amt(derived)
-    known = set(params) | set(covs) | set(states) | set(derived) | set(breakpoints) | {"t"}
-    known |= dosed
-    known -= dose_time
-
-    def check_names(e: Expr, key: str, allowed: set[str]) -> Expr:
-        missing = sorted(e.names - allowed)
-        dose_only = [x for x in missing if x == AMT or x in dose_time]
-        if dose_only:
-            raise ctx.err(
-                key,
-                f"{dose_only[0]!r} in {e.source!r} "
-                + ("is" if dose_only[0] == AMT else f"reads {AMT},")
-                + " the amount of a dose record: only [dosing] fields and [routes] fractions "
-                "may read it",
-            )
-        if missing:
-            what = "unknown name" if len(missing) == 1 else "unknown names"
-            names = sorted(allowed - dosed) + (
-                [f"{DOSED_PREFIX}<state>"] if allowed & dosed else []
-            )
-            raise ctx.err(
-                key,
-                f"{what} {', '.join(repr(x) for x in missing)} in {e.source!r}; known: "
-                + ", ".join(names),
-            )
-        return e
-
-    for dname, e in derived.items():
-        check_names(e, f"derived.{dname}", known | dose_time | {AMT})
-    # static: known before the solve (parameters, covariates, and the derived quantities
-    # built from them alone); initial values, breakpoints, [dosing] fields and route
-    # fractions may use these; a static derived name is inlined into them
-    static = set(params) | set(covs)
-    static_defs: dict[str, Expr] = {}
-    for dname, e in derived.items():  # topological order
-        if e.names <= static:
-            static_defs[dname] = e.inline(static_defs)
-            static.add(dname)
-
-    def check_static(e: Expr, key: str) -> Expr:
-        return check_names(e, key, static).inline(static_defs)
-
-    # at a dose record: the static names, the record's amount AMT and the derived names
-    # built from these alone
-    at_dose = static | {AMT}
-    dose_defs = dict(static_defs)
-    for dname, e in derived.items():
-        if dname in dose_time and e.names <= at_dose:
-            dose_defs[dname] = e.inline(dose_defs)
-            at_dose.add(dname)
-
-    def check_dose(e: Expr, key: str) -> Expr:
-        return check_names(e, key, at_dose).inline(dose_defs)
-
-    for bname, e in list(breakpoints.items()):
-        breakpoints[bname] = check_static(e, f"model.breakpoints.{bname}")
-    for sname, st in list(states.items()):
-        states[sname] = _replace(st, initial=check_static(st.initial, f"states.{sname}.initial"))
-
-    # [flows]
-    flows: list[Flow] = []
-    for fkey, raw in _table(data, "flows", ctx).items():
-        key = f"flows.'{fkey}'"
-        if "->" not in fkey:
-            raise ctx.err(key, "expected 'source -> target' (or 'source ->' for a loss)")
-        src, _, dst = (p.strip() for p in fkey.partition("->"))
-        for s in (src, dst):
-            if s and s not in states:
-                raise ctx.err(key, f"unknown state '{s}'; states: {', '.join(states)}")
-        if not src:
-            raise ctx.err(key, "a flow needs a source state")
-        if src == dst:
-            raise ctx.err(key, "a flow from a state to itself")
-        rate = check_names(expr(raw, key), key, known)
-        if not rate.names and not float(rate({})) >= 0:
-            value = f"{float(rate({})):g}"
-            shown = rate.source if rate.source == value else f"{rate.source} = {value}"
-            raise ctx.err(
-                key,
-                f"rate {shown}; a flow is first order (flux = rate x amount in the source), so "
-                "its rate must be >= 0 (use [odes] for other terms)",
-            )
-        flows.append(Flow(src, dst or None, rate))
-
-    # [odes]
-    odes: dict[str, Expr] = {}
-    for sname, raw in _table(data, "odes", ctx).items():
-        key = f"odes.{sname}"
-        if sname not in states:
-            raise ctx.err(key, f"unknown state '{sname}'; states: {', '.join(states)}")
-        odes[sname] = check_names(expr(raw, key), key, known)
-
-    # [observations]
-    obs: dict[str, Observation] = {}
-    for oname, raw in _table(data, "observations", ctx).items():
-        key = f"observations.{oname}"
-        _name(oname, key, ctx)
-        if oname in states or oname in params or oname in covs or oname in derived:
-            raise ctx.err(
-                key, f"'{oname}' is already a state, parameter, covariate or derived quantity"
-            )
-        d = _entry(raw, key, ctx, "expr", {"expr", "unit", "error", "description"})
-        if "expr" not in d:
-            raise ctx.err(key, "missing 'expr'")
-        error = _str(d.get("error"), f"{key}.error", ctx, "additive")
-        if error not in ERROR_MODELS:
-            raise ctx.err(f"{key}.error", f"'{error}' is not one of {', '.join(ERROR_MODELS)}")
-        obs[oname] = Observation(
-            oname,
-            check_names(expr(d["expr"], f"{key}.expr"), f"{key}.expr", known),
-            _str(d.get("unit"), f"{key}.unit", ctx),
-            error,
-            _str(d.get("description"), f"{key}.description", ctx),
-        )
-
-    # [dosing]
-    dosing: dict[str, DosingRule] = {}
-    for sname, raw in _table(data, "dosing", ctx).items():
-        key = f"dosing.{sname}"
-        if sname not in states:
-            raise ctx.err(key, f"unknown state '{sname}'; states: {', '.join(states)}")
-        if not isinstance(raw, Mapping):
-            raise ctx.err(key, 'expected a table like { lag = "0", bioavailability = "1" }')
-        d = _entry(raw, key, ctx, "lag", {"lag", "bioavailability", "rate", "duration"})
-        rule = {}
-        for fld in ("lag", "bioavailability", "rate", "duration"):
-            if fld in d:
-                e = expr(d[fld], f"{key}.{fld}")
-                rule[fld] = check_dose(e, f"{key}.{fld}")
-        dosing[sname] = DosingRule(
-            sname,
-            rule.get("lag", parse_expr("0", key)),
-            rule.get("bioavailability", parse_expr("1", key)),
-            rule.get("rate"),
-            rule.get("duration"),
-        )
-
-    # [routes]: how a dose of N (cells) of a product enters several states at once
-    routes: dict[str, Mapping[str, Expr]] = {}
-    for rname, raw in _table(data, "routes", ctx).items():
-        key = f"routes.{rname}"
-        _name(rname, key, ctx)
-        if rname in states or rname in params or rname in covs or rname in derived:
-            raise ctx.err(key, f"route name '{rname}' is already a state, parameter, "
-                          "covariate or derived name; give the route its own name")  # fmt: skip
-        if not isinstance(raw, Mapping) or not raw:
-            raise ctx.err(
-                key, 'expected a table state -> fraction, like { venous = "viability", '
-                'dead_blood = "1 - viability" }'
-            )  # fmt: skip
-        fractions = {}
-        for sname, fr in raw.items():
-            skey = f"{key}.{sname}"
-            if sname not in states:
-                raise ctx.err(skey, f"unknown state '{sname}'; states: {', '.join(states)}")
-            if isinstance(fr, bool) or not isinstance(fr, (str, int, float)):
-                raise ctx.err(skey, f"expected a fraction expression (text or number), got {fr!r}")
-            fractions[sname] = check_dose(expr(str(fr), skey), skey)
-        routes[rname] = _ro(fractions)
-
+def _parse_model_units(m: Mapping[str, Any], ctx: _Ctx) -> tuple[str, str]:
+    """``[model] time_unit`` (one of `DAYS_PER_TIME_UNIT`) and ``amount_unit``, both
+    required."""
     for ukey in ("time_unit", "amount_unit"):
         if ukey not in m:
             raise ctx.err(
@@ -867,31 +679,322 @@ def _build(data: Mapping[str, Any], source: str, species: str | None = None) -> 
             "model.time_unit",
             f"unknown time unit {time_unit!r}; expected one of: " + ", ".join(DAYS_PER_TIME_UNIT),
         )
-    spec = ModelSpec(
-        name=name,
-        description=_str(m.get("description"), "model.description", ctx),
-        time_unit=time_unit,
-        amount_unit=_str(m.get("amount_unit"), "model.amount_unit", ctx),
-        references=tuple(refs),
-        parameters=_ro(params),
-        covariates=_ro(covs),
-        states=_ro(states),
-        flows=tuple(flows),
-        odes=_ro(odes),
-        derived=_ro(derived),
-        observations=_ro(obs),
-        dosing=_ro(dosing),
-        stiff=stiff,
-        source=source,
-        extra=_ro(extra),
-        species=species if physio or species is not None else None,
-        physiology=_ro(dict(physio)),
-        breakpoints=_ro(breakpoints),
-        derived_units=_ro({k: u for k, u in derived_units.items() if u}),
-        routes=_ro(routes),
-    )
-    check_units(spec, spec.derived_units)
-    return spec
+    return time_unit, _str(m.get("amount_unit"), "model.amount_unit", ctx)
+
+
+def _parse_parameters(data: Mapping[str, Any], ctx: _Ctx) -> dict[str, Parameter]:
+    """``[parameters]``: value (required), unit, bounds, prior, description, source."""
+    params: dict[str, Parameter] = {}
+    fields = {"value", "unit", "bounds", "prior", "description", "source"}
+    for pname, raw, key in _entries(_table(data, "parameters", ctx), "parameters", ctx):
+        d = _entry(raw, key, ctx, "value", fields)
+        value = _value(d, key, ctx, "missing 'value'")
+        lo, hi = _bounds(d, value, key, ctx, strict=True)
+        prior = d.get("prior")
+        if prior is not None:
+            parse_prior(prior, f"{ctx.source}: {key}.prior")
+        unit, description, source = (
+            _field(d, f, key, ctx) for f in ("unit", "description", "source")
+        )
+        params[pname] = Parameter(pname, value, unit, (lo, hi), prior, description, source)
+    return params
+
+
+def _parse_physiology(
+    data: Mapping[str, Any], ctx: _Ctx, species: str | None, params: Mapping[str, Parameter]
+) -> tuple[dict[str, str], dict[str, Parameter]]:
+    """``[physiology]``: parameter name -> physiological quantity of the species' table
+    (`cellpkpd.spec.physiology`); returns the block and the parameters it fills."""
+    physio = _table(data, "physiology", ctx)
+    if physio and species is None:
+        raise ctx.err(
+            "[physiology]",
+            "this model takes physiological values from a species table: give "
+            "species= (e.g. load_model(..., species='mouse')) or [model] species",
+        )
+    if physio:
+        from .physiology import lookup
+
+    filled: dict[str, Parameter] = {}
+    for pname, quantity in physio.items():
+        key = f"physiology.{pname}"
+        _name(pname, key, ctx)
+        if pname in params:
+            raise ctx.err(key, f"'{pname}' is also in [parameters]")
+        if not isinstance(quantity, str):
+            raise ctx.err(key, f"expected the name of a physiological quantity, got {quantity!r}")
+        value, unit, ref = lookup(species, quantity, where=f"{ctx.source}: {key}")
+        description = f"{quantity} of the {species} (physiology table)"
+        filled[pname] = Parameter(pname, value, unit, (0.0, math.inf), None, description, ref)
+    return physio, filled
+
+
+def _parse_covariates(
+    data: Mapping[str, Any], ctx: _Ctx, params: Mapping[str, Parameter]
+) -> dict[str, Covariate]:
+    """``[covariates]``: default value (required), unit, description, bounds."""
+    covs: dict[str, Covariate] = {}
+    table = _table(data, "covariates", ctx)
+    for cname, raw, key in _entries(table, "covariates", ctx, set(params), "a parameter"):
+        d = _entry(raw, key, ctx, "value", {"value", "unit", "description", "bounds"})
+        value = _value(d, key, ctx, "missing 'value' (the default)")
+        unit, description = _field(d, "unit", key, ctx), _field(d, "description", key, ctx)
+        bounds = _bounds(d, value, key, ctx, strict=False)
+        covs[cname] = Covariate(cname, value, unit, description, bounds)
+    return covs
+
+
+def _parse_states(data: Mapping[str, Any], ctx: _Ctx, taken: set[str]) -> dict[str, State]:
+    """``[states]`` (at least one): initial value (an expression, checked once the names
+    are known), unit, description."""
+    raw_states = _table(data, "states", ctx, required=True)
+    if not raw_states:
+        raise ctx.err("[states]", "at least one state is needed")
+    states: dict[str, State] = {}
+    for sname, raw, key in _entries(raw_states, "states", ctx, taken, "a parameter or covariate"):
+        d = _entry(raw, key, ctx, "initial", {"initial", "unit", "description"})
+        initial = ctx.expr(d.get("initial", 0.0), f"{key}.initial")
+        unit, description = _field(d, "unit", key, ctx), _field(d, "description", key, ctx)
+        states[sname] = State(sname, initial, unit, description)
+    return states
+
+
+def _parse_derived(
+    data: Mapping[str, Any], ctx: _Ctx, taken: set[str]
+) -> tuple[dict[str, Expr], dict[str, str]]:
+    """``[derived]``: name -> expression (or ``{ expr, unit }``), in evaluation order, and
+    the declared units."""
+    exprs: dict[str, Expr] = {}
+    units: dict[str, str] = {}
+    table = _table(data, "derived", ctx)
+    for dname, raw, key in _entries(
+        table, "derived", ctx, taken, "a parameter, covariate or state"
+    ):
+        d = _entry(raw, key, ctx, "expr", {"expr", "unit"})
+        if "expr" not in d:
+            raise ctx.err(key, "missing 'expr'")
+        exprs[dname] = ctx.expr(d["expr"], key)
+        units[dname] = _field(d, "unit", key, ctx)
+    return _toposort(exprs, ctx), units
+
+
+def _parse_breakpoints(m: Mapping[str, Any], ctx: _Ctx, taken: set[str]) -> dict[str, Expr]:
+    """``[model] breakpoints``: name -> time (an expression of parameters and covariates); in
+    expressions the name is 0 before that time and 1 from it on (constant per segment)."""
+    raw_bp = m.get("breakpoints", {})
+    if not isinstance(raw_bp, Mapping):
+        raise ctx.err("model.breakpoints", 'expected a table like { peak = "Tmax" }')
+    breakpoints: dict[str, Expr] = {}
+    clash = "a parameter, covariate, state or derived"
+    for bname, raw, key in _entries(raw_bp, "model.breakpoints", ctx, taken, clash):
+        breakpoints[bname] = ctx.expr(raw, key)
+    return breakpoints
+
+
+class _Scope:
+    """The names each kind of expression may read, checked with one-line errors.
+
+    - `known`: flows, odes and observations: parameters, covariates, states, derived names
+      (but not those that read AMT), breakpoints, ``t`` and ``dosed_<state>``;
+    - `static`: initial values and breakpoint times: parameters, covariates and the derived
+      names built from these alone (inlined);
+    - `dose`: [dosing] fields and route fractions: the static names, the dose record's
+      amount `AMT` and the derived names built from these (inlined).
+    """
+
+    def __init__(self, ctx: _Ctx, params: Mapping[str, Any], covs: Mapping[str, Any],
+                 states: Mapping[str, State], derived: Mapping[str, Expr],
+                 breakpoints: Mapping[str, Expr]):  # fmt: skip
+        self.ctx = ctx
+        blocks = (("parameters", params), ("covariates", covs), ("states", states),
+                  ("derived", derived), ("model.breakpoints", breakpoints))  # fmt: skip
+        for where, names in blocks:
+            if AMT in names:
+                raise ctx.err(f"{where}.{AMT}", f"'{AMT}' is reserved: the amount of the dose "
+                              "record, read by [dosing] and [routes] expressions")  # fmt: skip
+        self.dosed = {f"{DOSED_PREFIX}{s}" for s in states}
+        # derived names that read AMT (directly or through another): known only where a
+        # dose is given ([dosing] fields and route fractions), inlined there
+        self.dose_time = _reads_amt(derived)
+        everything = {*params, *covs, *states, *derived, *breakpoints, "t", *self.dosed}
+        self.known = everything - self.dose_time
+        for dname, e in derived.items():
+            self.check(e, f"derived.{dname}", self.known | self.dose_time | {AMT})
+        self.static_names, self.static_defs = _inlined(derived, {*params, *covs}, {})
+        self.dose_names, self.dose_defs = _inlined(
+            {k: e for k, e in derived.items() if k in self.dose_time},
+            self.static_names | {AMT},
+            self.static_defs,
+        )
+
+    def check(self, e: Expr, key: str, allowed: set[str] | None = None) -> Expr:
+        """`e`, whose names must all be in `allowed` (default `known`)."""
+        allowed = self.known if allowed is None else allowed
+        missing = sorted(e.names - allowed)
+        dose_only = [x for x in missing if x == AMT or x in self.dose_time]
+        if dose_only:
+            raise self.ctx.err(
+                key,
+                f"{dose_only[0]!r} in {e.source!r} "
+                + ("is" if dose_only[0] == AMT else f"reads {AMT},")
+                + " the amount of a dose record: only [dosing] fields and [routes] fractions "
+                "may read it",
+            )
+        if missing:
+            what = "unknown name" if len(missing) == 1 else "unknown names"
+            names = sorted(allowed - self.dosed) + (
+                [f"{DOSED_PREFIX}<state>"] if allowed & self.dosed else []
+            )
+            raise self.ctx.err(
+                key,
+                f"{what} {', '.join(repr(x) for x in missing)} in {e.source!r}; known: "
+                + ", ".join(names),
+            )
+        return e
+
+    def static(self, e: Expr, key: str) -> Expr:
+        """An initial value or breakpoint time, static derived names inlined."""
+        return self.check(e, key, self.static_names).inline(self.static_defs)
+
+    def dose(self, e: Expr, key: str) -> Expr:
+        """A [dosing] field or route fraction, static and dose-time derived names inlined."""
+        return self.check(e, key, self.dose_names).inline(self.dose_defs)
+
+
+def _inlined(
+    derived: Mapping[str, Expr], names: set[str], defs: Mapping[str, Expr]
+) -> tuple[set[str], dict[str, Expr]]:
+    """`names` grown by the derived names (in topological order) built from them alone, and
+    `defs` grown by those names' definitions with the earlier ones inlined."""
+    names, defs = set(names), dict(defs)
+    for dname, e in derived.items():
+        if e.names <= names:
+            defs[dname] = e.inline(defs)
+            names.add(dname)
+    return names, defs
+
+
+def _state_key(sname: str, key: str, ctx: _Ctx, states: Mapping[str, State]) -> None:
+    if sname not in states:
+        raise ctx.err(key, f"unknown state '{sname}'; states: {', '.join(states)}")
+
+
+def _parse_flows(
+    data: Mapping[str, Any], ctx: _Ctx, states: Mapping[str, State], scope: _Scope
+) -> list[Flow]:
+    """``[flows]``: ``"source -> target"`` (or ``"source ->"``, a loss) = first-order rate."""
+    flows: list[Flow] = []
+    for fkey, raw in _table(data, "flows", ctx).items():
+        key = f"flows.'{fkey}'"
+        if "->" not in fkey:
+            raise ctx.err(key, "expected 'source -> target' (or 'source ->' for a loss)")
+        src, _, dst = (p.strip() for p in fkey.partition("->"))
+        for s in (src, dst):
+            if s:
+                _state_key(s, key, ctx, states)
+        if not src:
+            raise ctx.err(key, "a flow needs a source state")
+        if src == dst:
+            raise ctx.err(key, "a flow from a state to itself")
+        rate = scope.check(ctx.expr(raw, key), key)
+        if not rate.names and not float(rate({})) >= 0:
+            value = f"{float(rate({})):g}"
+            shown = rate.source if rate.source == value else f"{rate.source} = {value}"
+            raise ctx.err(
+                key,
+                f"rate {shown}; a flow is first order (flux = rate x amount in the source), so "
+                "its rate must be >= 0 (use [odes] for other terms)",
+            )
+        flows.append(Flow(src, dst or None, rate))
+    return flows
+
+
+def _parse_odes(
+    data: Mapping[str, Any], ctx: _Ctx, states: Mapping[str, State], scope: _Scope
+) -> dict[str, Expr]:
+    """``[odes]``: state -> extra term of its derivative."""
+    odes: dict[str, Expr] = {}
+    for sname, raw in _table(data, "odes", ctx).items():
+        key = f"odes.{sname}"
+        _state_key(sname, key, ctx, states)
+        odes[sname] = scope.check(ctx.expr(raw, key), key)
+    return odes
+
+
+def _parse_observations(
+    data: Mapping[str, Any], ctx: _Ctx, taken: set[str], scope: _Scope
+) -> dict[str, Observation]:
+    """``[observations]``: expression (required), unit, error model, description."""
+    obs: dict[str, Observation] = {}
+    table = _table(data, "observations", ctx)
+    clash = "a state, parameter, covariate or derived quantity"
+    for oname, raw, key in _entries(table, "observations", ctx, taken, clash):
+        d = _entry(raw, key, ctx, "expr", {"expr", "unit", "error", "description"})
+        if "expr" not in d:
+            raise ctx.err(key, "missing 'expr'")
+        error = _str(d.get("error"), f"{key}.error", ctx, "additive")
+        if error not in ERROR_MODELS:
+            raise ctx.err(f"{key}.error", f"'{error}' is not one of {', '.join(ERROR_MODELS)}")
+        e = scope.check(ctx.expr(d["expr"], f"{key}.expr"), f"{key}.expr")
+        unit, description = _field(d, "unit", key, ctx), _field(d, "description", key, ctx)
+        obs[oname] = Observation(oname, e, unit, error, description)
+    return obs
+
+
+def _parse_dosing(
+    data: Mapping[str, Any], ctx: _Ctx, states: Mapping[str, State], scope: _Scope
+) -> dict[str, DosingRule]:
+    """``[dosing]``: per dosed state, lag, bioavailability, rate and duration (expressions
+    of the static names and the dose amount AMT)."""
+    dosing: dict[str, DosingRule] = {}
+    fields = ("lag", "bioavailability", "rate", "duration")
+    for sname, raw in _table(data, "dosing", ctx).items():
+        key = f"dosing.{sname}"
+        _state_key(sname, key, ctx, states)
+        if not isinstance(raw, Mapping):
+            raise ctx.err(key, 'expected a table like { lag = "0", bioavailability = "1" }')
+        d = _entry(raw, key, ctx, "lag", set(fields))
+        rule = {f: scope.dose(ctx.expr(d[f], f"{key}.{f}"), f"{key}.{f}") for f in fields if f in d}
+        dosing[sname] = DosingRule(
+            sname,
+            rule.get("lag", parse_expr("0", key)),
+            rule.get("bioavailability", parse_expr("1", key)),
+            rule.get("rate"),
+            rule.get("duration"),
+        )
+    return dosing
+
+
+def _parse_routes(
+    data: Mapping[str, Any],
+    ctx: _Ctx,
+    states: Mapping[str, State],
+    taken: set[str],
+    scope: _Scope,
+) -> dict[str, Mapping[str, Expr]]:
+    """``[routes]``: how a dose of N (cells) of a product enters several states at once:
+    route -> (state -> fraction of N, an expression like those of [dosing])."""
+    routes: dict[str, Mapping[str, Expr]] = {}
+    for rname, raw in _table(data, "routes", ctx).items():
+        key = f"routes.{rname}"
+        _name(rname, key, ctx)
+        if rname in taken:
+            raise ctx.err(key, f"route name '{rname}' is already a state, parameter, "
+                          "covariate or derived name; give the route its own name")  # fmt: skip
+        if not isinstance(raw, Mapping) or not raw:
+            raise ctx.err(
+                key, 'expected a table state -> fraction, like { venous = "viability", '
+                'dead_blood = "1 - viability" }'
+            )  # fmt: skip
+        fractions = {}
+        for sname, fr in raw.items():
+            skey = f"{key}.{sname}"
+            _state_key(sname, skey, ctx, states)
+            if isinstance(fr, bool) or not isinstance(fr, (str, int, float)):
+                raise ctx.err(skey, f"expected a fraction expression (text or number), got {fr!r}")
+            fractions[sname] = scope.dose(ctx.expr(str(fr), skey), skey)
+        routes[rname] = _ro(fractions)
+    return routes
 
 
 def _reads_amt(derived: Mapping[str, Expr]) -> frozenset[str]:
@@ -1021,109 +1124,91 @@ def describe(spec: ModelSpec | str) -> Description:
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     kind = "linear (exact matrix-exponential solution)" if spec.is_linear else "nonlinear (ODE)"
     out = [f"# {spec.name}", "", spec.description, ""]
-    facts = [f"- {kind}; time in {spec.time_unit}, amounts in {spec.amount_unit}"]
+    out.append(f"- {kind}; time in {spec.time_unit}, amounts in {spec.amount_unit}")
     if spec.species:
-        facts.append(f"- species: {spec.species}")
+        out.append(f"- species: {spec.species}")
     if spec.stiff:
-        facts.append("- marked stiff: solved with Kvaerno5 by default")
-    out += facts
+        out.append("- marked stiff: solved with Kvaerno5 by default")
     if spec.references:
         out += ["", "References:", *(f"- {r}" for r in spec.references)]
-    out += ["", "## States", ""]
-    out.append(
-        _md_table(
+    for title, header, rows in [*_equation_tables(spec), *_dose_and_value_tables(spec)]:
+        out += ["", f"## {title}", "", _md_table(header, rows)]
+    return Description("\n".join(out) + "\n")
+
+
+#: a section of `describe`: title, column names, rows
+_Table = tuple[str, list[str], list[list[str]]]
+
+
+def _equation_tables(spec: ModelSpec) -> list[_Table]:
+    """States (always), flows, extra ODE terms, derived quantities and observations (those
+    the model has)."""
+    tables: list[_Table] = [
+        (
+            "States",
             ["state", "initial", "unit", "description"],
             [[s.name, s.initial.source, s.unit, s.description] for s in spec.states.values()],
         )
-    )
+    ]
     if spec.flows:
-        out += ["", "## Flows (first-order: flux = rate x amount in source)", ""]
-        out.append(
-            _md_table(
-                ["from", "to", "rate [1/time]"],
-                [[f.source, f.target or "(loss)", f.rate.source] for f in spec.flows],
-            )
-        )
+        rows = [[f.source, f.target or "(loss)", f.rate.source] for f in spec.flows]
+        title = "Flows (first-order: flux = rate x amount in source)"
+        tables.append((title, ["from", "to", "rate [1/time]"], rows))
     if spec.odes:
-        out += ["", "## Extra terms of d(state)/dt [amount/time]", ""]
-        out.append(_md_table(["state", "term"], [[k, e.source] for k, e in spec.odes.items()]))
+        rows = [[k, e.source] for k, e in spec.odes.items()]
+        tables.append(("Extra terms of d(state)/dt [amount/time]", ["state", "term"], rows))
     if spec.derived:
-        out += ["", "## Derived", ""]
-        out.append(
-            _md_table(
-                ["name", "expression", "unit"],
-                [[k, e.source, spec.derived_units.get(k, "")] for k, e in spec.derived.items()],
-            )
-        )
+        rows = [[k, e.source, spec.derived_units.get(k, "")] for k, e in spec.derived.items()]
+        tables.append(("Derived", ["name", "expression", "unit"], rows))
     if spec.observations:
-        out += ["", "## Observations", ""]
-        out.append(
-            _md_table(
-                ["name", "expression", "unit", "error", "description"],
-                [
-                    [o.name, o.expr.source, o.unit, o.error, o.description]
-                    for o in spec.observations.values()
-                ],
-            )
-        )
-    if spec.dosing:
-        out += ["", "## Dosing", ""]
         rows = [
-            [
-                r.state,
-                r.lag.source,
-                r.bioavailability.source,
-                r.rate.source if r.rate else "",
-                r.duration.source if r.duration else "",
-            ]
-            for r in spec.dosing.values()
+            [o.name, o.expr.source, o.unit, o.error, o.description]
+            for o in spec.observations.values()
         ]
-        out.append(_md_table(["state", "lag", "bioavailability", "rate", "duration"], rows))
+        tables.append(
+            ("Observations", ["name", "expression", "unit", "error", "description"], rows)
+        )
+    return tables
+
+
+def _dose_and_value_tables(spec: ModelSpec) -> list[_Table]:
+    """Dosing, routes and breakpoints (those the model has), parameters (always) and
+    covariates (if any)."""
+    tables: list[_Table] = []
+    if spec.dosing:
+        rows = [
+            [r.state, r.lag.source, r.bioavailability.source,
+             r.rate.source if r.rate else "", r.duration.source if r.duration else ""]
+            for r in spec.dosing.values()
+        ]  # fmt: skip
+        tables.append(("Dosing", ["state", "lag", "bioavailability", "rate", "duration"], rows))
     if spec.routes:
-        out += ["", "## Routes (a dose of N into a route puts N * fraction into each state)", ""]
         rows = [[r, s, e.source] for r, fr in spec.routes.items() for s, e in fr.items()]
-        out.append(_md_table(["route", "state", "fraction"], rows))
+        title = "Routes (a dose of N into a route puts N * fraction into each state)"
+        tables.append((title, ["route", "state", "fraction"], rows))
     if spec.breakpoints:
-        out += ["", "## Breakpoints (the name is 0 before the time, 1 from it on)", ""]
-        out.append(
-            _md_table(["name", "time"], [[k, e.source] for k, e in spec.breakpoints.items()])
-        )
-    out += ["", "## Parameters", ""]
-    out.append(
-        _md_table(
-            ["name", "value", "unit", "bounds", "prior", "description", "source"],
-            [
-                [
-                    p.name,
-                    _fmt_num(p.value),
-                    p.unit,
-                    f"[{_fmt_num(p.bounds[0])}, {_fmt_num(p.bounds[1])}]",
-                    p.prior or "",
-                    p.description,
-                    p.source,
-                ]
-                for p in spec.parameters.values()
-            ],
-        )
-    )
+        rows = [[k, e.source] for k, e in spec.breakpoints.items()]
+        title = "Breakpoints (the name is 0 before the time, 1 from it on)"
+        tables.append((title, ["name", "time"], rows))
+    rows = [
+        [p.name, _fmt_num(p.value), p.unit, _fmt_bounds(p.bounds), p.prior or "",
+         p.description, p.source]
+        for p in spec.parameters.values()
+    ]  # fmt: skip
+    header = ["name", "value", "unit", "bounds", "prior", "description", "source"]
+    tables.append(("Parameters", header, rows))
     if spec.covariates:
-        out += ["", "## Covariates", ""]
-        out.append(
-            _md_table(
-                ["name", "default", "unit", "bounds", "description"],
-                [
-                    [
-                        c.name,
-                        _fmt_num(c.value),
-                        c.unit,
-                        f"[{_fmt_num(c.bounds[0])}, {_fmt_num(c.bounds[1])}]",
-                        c.description,
-                    ]
-                    for c in spec.covariates.values()
-                ],
-            )
-        )
-    return Description("\n".join(out) + "\n")
+        rows = [
+            [c.name, _fmt_num(c.value), c.unit, _fmt_bounds(c.bounds), c.description]
+            for c in spec.covariates.values()
+        ]
+        header = ["name", "default", "unit", "bounds", "description"]
+        tables.append(("Covariates", header, rows))
+    return tables
+
+
+def _fmt_bounds(bounds: tuple[float, float]) -> str:
+    return f"[{_fmt_num(bounds[0])}, {_fmt_num(bounds[1])}]"
 
 
 class Description(str):

@@ -400,38 +400,53 @@ def check_units(spec: ModelSpec, derived_units: Mapping[str, str] | None = None)
     SpecError
         One line: file, key, the unit found and the unit expected.
     """
-    src = spec.source
-    ureg = registry()
-    for key, value in (("time_unit", spec.time_unit), ("amount_unit", spec.amount_unit)):
-        if not value.strip():
-            raise SpecError(
-                f"{src}: model.{key}: missing; every model declares its {key} "
-                + ("(e.g. 'h' or 'd')" if key == "time_unit" else "(e.g. 'mg' or 'cells')")
-            )
-    T = _time(spec.time_unit.strip().lower(), f"{src}: model.time_unit")
-    A = parse_unit(spec.amount_unit, f"{src}: model.amount_unit")
+    check = _UnitCheck(spec)
+    check.derived(derived_units or {})
+    check.initial_values_and_breakpoints()
+    check.rates_and_terms()
+    check.observations()
+    check.dosing()
 
-    def declared(unit: str, key: str) -> _Dim | None:
-        u = parse_unit(unit, f"{src}: {key}")
+
+class _UnitCheck:
+    """The units of a model's names (those of derived quantities filled in evaluation
+    order) and the checks of each block's expressions against what they must be."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.src = src = spec.source
+        for key, value in (("time_unit", spec.time_unit), ("amount_unit", spec.amount_unit)):
+            if not value.strip():
+                raise SpecError(
+                    f"{src}: model.{key}: missing; every model declares its {key} "
+                    + ("(e.g. 'h' or 'd')" if key == "time_unit" else "(e.g. 'mg' or 'cells')")
+                )
+        self.T = T = _time(spec.time_unit.strip().lower(), f"{src}: model.time_unit")
+        self.A = A = parse_unit(spec.amount_unit, f"{src}: model.amount_unit")
+        names: dict[str, _Dim | None] = {}
+        blocks = {
+            "parameters": spec.parameters,
+            "covariates": spec.covariates,
+            "states": spec.states,
+        }
+        for block, items in blocks.items():
+            for k, item in items.items():
+                names[k] = self.declared(item.unit, f"{block}.{k}.unit")
+        names["t"] = _Dim(T)
+        for s in spec.states:
+            names[f"dosed_{s}"] = _Dim(A)
+        for b in spec.breakpoints:
+            names[b] = _Dim(registry().dimensionless)
+        self.names = names
+
+    def declared(self, unit: str, key: str) -> _Dim | None:
+        u = parse_unit(unit, f"{self.src}: {key}")
         return None if u is None else _Dim(u)
 
-    names: dict[str, _Dim | None] = {}
-    for k, p in spec.parameters.items():
-        names[k] = declared(p.unit, f"parameters.{k}.unit")
-    for k, c in spec.covariates.items():
-        names[k] = declared(c.unit, f"covariates.{k}.unit")
-    for k, s in spec.states.items():
-        names[k] = declared(s.unit, f"states.{k}.unit")
-    names["t"] = _Dim(T)
-    for s in spec.states:
-        names[f"dosed_{s}"] = _Dim(A)
-    for b in spec.breakpoints:
-        names[b] = _Dim(ureg.dimensionless)
+    def infer(self, e: Any, key: str) -> _Dim | None:
+        return _Infer(self.names, f"{self.src}: {key}", e.source)(e.tree)
 
-    def infer(e: Any, key: str) -> _Dim | None:
-        return _Infer(names, f"{src}: {key}", e.source)(e.tree)
-
-    def expect(d: _Dim | None, want: Any, key: str, what: str) -> None:
+    def expect(self, d: _Dim | None, want: Any, key: str, what: str) -> None:
         """Compare an inferred unit with the expected one: dimension and scale."""
         if d is None or want is None:
             return
@@ -440,59 +455,68 @@ def check_units(spec: ModelSpec, derived_units: Mapping[str, str] | None = None)
             return  # a plain number (e.g. "0") stands for any unit
         if d.unit.dimensionality != w.dimensionality or not _close(_factor(d.unit, w), 1.0):
             raise SpecError(
-                f"{src}: {key}: {what} has unit {format_unit(d.unit)}, expected {format_unit(w)}"
-                + _hint(d.unit, w, spec.time_unit)
+                f"{self.src}: {key}: {what} has unit {format_unit(d.unit)}, expected "
+                f"{format_unit(w)}" + _hint(d.unit, w, self.spec.time_unit)
             )
 
-    derived_units = derived_units or {}
-    for k, e in spec.derived.items():  # evaluation order: the names a derived uses come first
-        d = infer(e, f"derived.{k}")
-        if k in derived_units and derived_units[k].strip():
-            w = parse_unit(derived_units[k], f"{src}: derived.{k}.unit")
-            if d is not None and d.free:
-                d = None  # a bare number: the declared unit says what it is
-            expect(d, w, f"derived.{k}", "the expression")
-            d = _Dim(w)
-        elif d is not None and d.free:
-            d = None  # a bare number without a declared unit: unknown
-        names[k] = d
-    for s in spec.states.values():
-        expect(
-            infer(s.initial, f"states.{s.name}.initial"),
-            names[s.name],
-            f"states.{s.name}.initial",
-            "the initial value",
-        )
-    for b, e in spec.breakpoints.items():
-        expect(infer(e, f"model.breakpoints.{b}"), T, f"model.breakpoints.{b}", "the time")
-    for f in spec.flows:
-        key = f"flows.'{f.key}'"
-        expect(infer(f.rate, key), 1 / T, key, "rate")
-    for s, e in spec.odes.items():
-        su = names[s]
-        want = None if su is None else su.unit / T
-        expect(infer(e, f"odes.{s}"), want, f"odes.{s}", "the term")
-    for o in spec.observations.values():
-        key = f"observations.{o.name}"
-        w = parse_unit(o.unit, f"{src}: {key}.unit")
-        expect(infer(o.expr, f"{key}.expr"), w, f"{key}.expr", "the expression")
-    for s, r in spec.dosing.items():
-        key = f"dosing.{s}"
-        su = names[s]
-        if su is not None and A is not None and su.unit != A:
-            expect(su, A, f"states.{s}.unit", f"the dosed state '{s}'")
-        expect(infer(r.lag, f"{key}.lag"), T, f"{key}.lag", "lag")
-        expect(
-            infer(r.bioavailability, f"{key}.bioavailability"),
-            ureg.dimensionless,
-            f"{key}.bioavailability",
-            "bioavailability",
-        )
-        if r.rate is not None:
-            want = None if A is None else A / T
-            expect(infer(r.rate, f"{key}.rate"), want, f"{key}.rate", "rate")
-        if r.duration is not None:
-            expect(infer(r.duration, f"{key}.duration"), T, f"{key}.duration", "duration")
+    def derived(self, derived_units: Mapping[str, str]) -> None:
+        """Each derived quantity's unit: declared (and checked), else inferred; a bare
+        number without a declared unit stays unknown."""
+        for k, e in self.spec.derived.items():  # evaluation order: what it uses comes first
+            d = self.infer(e, f"derived.{k}")
+            if k in derived_units and derived_units[k].strip():
+                w = parse_unit(derived_units[k], f"{self.src}: derived.{k}.unit")
+                if d is not None and d.free:
+                    d = None  # a bare number: the declared unit says what it is
+                self.expect(d, w, f"derived.{k}", "the expression")
+                d = _Dim(w)
+            elif d is not None and d.free:
+                d = None  # a bare number without a declared unit: unknown
+            self.names[k] = d
+
+    def initial_values_and_breakpoints(self) -> None:
+        for s in self.spec.states.values():
+            key = f"states.{s.name}.initial"
+            self.expect(self.infer(s.initial, key), self.names[s.name], key, "the initial value")
+        for b, e in self.spec.breakpoints.items():
+            key = f"model.breakpoints.{b}"
+            self.expect(self.infer(e, key), self.T, key, "the time")
+
+    def rates_and_terms(self) -> None:
+        """Flow rates [1/time]; [odes] terms [state unit/time]."""
+        for f in self.spec.flows:
+            key = f"flows.'{f.key}'"
+            self.expect(self.infer(f.rate, key), 1 / self.T, key, "rate")
+        for s, e in self.spec.odes.items():
+            su = self.names[s]
+            want = None if su is None else su.unit / self.T
+            self.expect(self.infer(e, f"odes.{s}"), want, f"odes.{s}", "the term")
+
+    def observations(self) -> None:
+        for o in self.spec.observations.values():
+            key = f"observations.{o.name}"
+            w = parse_unit(o.unit, f"{self.src}: {key}.unit")
+            self.expect(self.infer(o.expr, f"{key}.expr"), w, f"{key}.expr", "the expression")
+
+    def dosing(self) -> None:
+        """A dosed state in the amount unit; lag and duration [time], bioavailability [1],
+        rate [amount/time]."""
+        T, A = self.T, self.A
+        for s, r in self.spec.dosing.items():
+            key = f"dosing.{s}"
+            su = self.names[s]
+            if su is not None and A is not None and su.unit != A:
+                self.expect(su, A, f"states.{s}.unit", f"the dosed state '{s}'")
+            wants = {
+                "lag": T,
+                "bioavailability": registry().dimensionless,
+                "rate": None if A is None else A / T,
+                "duration": T,
+            }
+            for field, want in wants.items():
+                e = getattr(r, field)  # rate and duration may be absent
+                if e is not None:
+                    self.expect(self.infer(e, f"{key}.{field}"), want, f"{key}.{field}", field)
 
 
 def _hint(found: Any, want: Any, time_unit: str) -> str:
