@@ -19,7 +19,7 @@ import pytest
 from conftest import check
 
 import cellpkpd as cp
-from cellpkpd.cli import batch as cli_batch
+from cellpkpd.cli import _config as cli_batch
 from cellpkpd.cli.main import main
 from cellpkpd.engine.dosing import MAX_DOSES
 from cellpkpd.infer.run import FitData

@@ -28,7 +28,14 @@ from ..engine.solve import SOLVED
 from ..population.population import effect_factor
 from ..spec.model import ModelSpec, load_model
 
-__all__ = ["TARGET_OPERATORS", "VirtualPopulation", "dose_ranging"]
+__all__ = [
+    "TARGET_OPERATORS",
+    "VirtualPopulation",
+    "attainment_dose",
+    "dose_for_attainment",
+    "dose_ranging",
+    "targeted_metric",
+]
 
 EFFECT_FORMS = ("power", "exponential", "linear")
 TARGET_OPERATORS = (">=", ">", "<=", "<")
@@ -425,7 +432,7 @@ class VirtualPopulation:
         return int(next(iter(self.params.values())).shape[0]) if self.params else 1
 
     def __repr__(self) -> str:
-        varied = [k for k, v in {**self.params, **self.covariates}.items() if np.ptp(v) > 0]
+        varied = list(self.to_frame(varying_only=True).columns)
         return (
             f"VirtualPopulation({self.spec.name}, n={len(self)}, varying: "
             f"{', '.join(varied) or 'none'})"
@@ -435,10 +442,23 @@ class VirtualPopulation:
         """The covariates the model declares (what the simulator takes)."""
         return {k: v for k, v in self.covariates.items() if k in self.spec.covariates}
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per subject (index ``subject``), one column per parameter and covariate."""
+    def to_frame(self, varying_only: bool = False) -> pd.DataFrame:
+        """One row per subject (index ``subject``), one column per parameter and covariate.
+
+        Parameters
+        ----------
+        varying_only : bool
+            Keep only the columns whose values differ between subjects (those drawn, or
+            moved by random or covariate effects). A column that is left out has one value
+            for every subject, exactly; note that ``describe()`` of such a column may still
+            show a standard deviation of about 1e-17, pandas' rounding error in the mean of
+            equal numbers, not a spread of the values.
+        """
         frame = pd.DataFrame({**self.params, **self.covariates})
         frame.index.name = "subject"
+        if varying_only:
+            values = frame.to_numpy()
+            frame = frame.loc[:, (values != values[:1]).any(axis=0)]
         return frame
 
 
@@ -667,21 +687,16 @@ def dose_ranging(
     imputed.
     """
     from .metrics import named
-    from .sweep import sweep
+    from .sweep import RunOptions, SolverOptions, run_sweep
 
+    run = RunOptions(chunk_size, path, client, progress)
+    solve = SolverOptions(solver, rtol, atol)
     spec = _spec(spec)
     where = "dose_ranging"
     metrics = named(metrics, f"{where}: metrics")
     goals = _check_target(target, metrics)
     arm_list = _arms(arms, regimen)
-    if population is None:
-        population = VirtualPopulation.from_arrays(spec)
-    if not isinstance(population, VirtualPopulation):
-        raise SpecError(f"{where}: population must be a cp.VirtualPopulation or None")
-    if population.spec.name != spec.name:
-        raise SpecError(
-            f"{where}: population was drawn for model {population.spec.name}, not {spec.name}"
-        )
+    population = _check_population(spec, population, where)
     attr_names = list(dict.fromkeys(k for a in arm_list for k in a["attributes"]))
     for name in attr_names:
         if name not in spec.parameters and name not in spec.covariates:
@@ -691,34 +706,102 @@ def dose_ranging(
             )
     n_sub, n_arm = len(population), len(arm_list)
     arm_index = np.repeat(np.arange(n_arm), n_sub)
+    params, covs = _arm_inputs(spec, arm_list, population, attr_names, arm_index)
+    doses, per_kg = _arm_doses(spec, arm_list, {**params, **covs}, arm_index)
+    out = run_sweep(
+        spec, doses, times, params, metrics, covariates=covs or None, run=run, solve=solve
+    )
+    table = _summary(spec, arm_list, attr_names, metrics, goals, out, n_sub)
+    table.attrs.update(
+        {
+            "model": spec.name,
+            "dose_unit": f"{spec.amount_unit}/kg" if per_kg else spec.amount_unit,
+            "time_unit": spec.time_unit,
+        }
+    )
+    if return_samples:
+        out = out.assign(arm=("sample", arm_index))
+        return table, out
+    return table
 
-    # per-arm dose arrays, gathered to one row per sample (no per-subject Regimen objects)
-    regimens = [_scaled(a["regimen"][1], a["dose"]) for a in arm_list]
-    arm_doses: DoseArrays = stack_dose_arrays(regimens, spec=spec)
-    doses = jax.tree.map(lambda x: x[arm_index], arm_doses)
 
+def _check_population(
+    spec: ModelSpec, population: VirtualPopulation | None, where: str
+) -> VirtualPopulation:
+    """The population (None: one typical subject), drawn for `spec`."""
+    if population is None:
+        population = VirtualPopulation.from_arrays(spec)
+    if not isinstance(population, VirtualPopulation):
+        raise SpecError(f"{where}: population must be a cp.VirtualPopulation or None")
+    if population.spec.name != spec.name:
+        raise SpecError(
+            f"{where}: population was drawn for model {population.spec.name}, not {spec.name}"
+        )
+    return population
+
+
+def _arm_inputs(
+    spec: ModelSpec,
+    arm_list: Sequence[Mapping[str, Any]],
+    population: VirtualPopulation,
+    attr_names: Sequence[str],
+    arm_index: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Parameters and model covariates per sample (arm major): the population's, tiled
+    over the arms, with each arm's attribute levels in place of the population's values."""
+    n_arm = len(arm_list)
     params = {k: np.tile(v, n_arm) for k, v in population.params.items()}
     covs = {k: np.tile(v, n_arm) for k, v in population.model_covariates().items()}
     for name in attr_names:
         base = params if name in spec.parameters else covs
-        default = base[name] if name in base else np.tile(spec.defaults()[name], n_arm * n_sub)
+        default = base[name] if name in base else np.full(arm_index.size, spec.defaults()[name])
         level = np.array([a["attributes"].get(name, np.nan) for a in arm_list])[arm_index]
         base[name] = np.where(np.isnan(level), default, level)
-    out = sweep(
-        spec,
-        doses,
-        times,
-        params,
-        metrics,
-        covariates=covs or None,
-        chunk_size=chunk_size,
-        path=path,
-        client=client,
-        progress=progress,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-    )
+    return params, covs
+
+
+def _arm_doses(
+    spec: ModelSpec,
+    arm_list: Sequence[Mapping[str, Any]],
+    values: Mapping[str, np.ndarray],
+    arm_index: np.ndarray,
+) -> tuple[DoseArrays, bool]:
+    """Dose arrays, one row per sample, and whether the doses are per kg of body weight.
+
+    Without per-kg doses, each arm's arrays are built once and gathered to its samples.
+    A per-kg dose (``cp.Dose(..., per="kg")`` or a unit such as ``cells/kg``) is resolved
+    per sample with that subject's body weight, the input `cp.simulate` reads it from
+    (`cellpkpd.engine.simulator.body_weight_name`: ``body_weight`` or ``WT``)."""
+    regimens = [_scaled(a["regimen"][1], a["dose"]) for a in arm_list]
+    per_kg = [any(d.per_body_weight(spec) for d in r.doses) for r in regimens]
+    if not any(per_kg):
+        arm_doses: DoseArrays = stack_dose_arrays(regimens, spec=spec)
+        return jax.tree.map(lambda x: x[arm_index], arm_doses), False
+    from ..engine.simulator import body_weight_name
+
+    name, factor = body_weight_name(spec, "dose_ranging")
+    weight = values[name] if name in values else np.full(arm_index.size, spec.defaults()[name])
+    weight = np.asarray(weight, dtype=float) * factor
+    if not np.all(weight > 0):  # also NaN
+        i = int(np.flatnonzero(~(weight > 0))[0])
+        raise DosingError(
+            f"dose_ranging: a dose per kg, but sample {i} has {name} = {weight[i]:g} kg"
+        )
+    resolved = [regimens[a].resolve(spec, float(w)) for a, w in zip(arm_index, weight, strict=True)]
+    return stack_dose_arrays(resolved, spec=spec), all(per_kg)
+
+
+def _summary(
+    spec: ModelSpec,
+    arm_list: Sequence[Mapping[str, Any]],
+    attr_names: Sequence[str],
+    metrics: Mapping[str, Any],
+    goals: Mapping[str, tuple[str, float]],
+    out: Any,
+    n_sub: int,
+) -> pd.DataFrame:
+    """One row per arm x metric: the arm's factors and the metric's summary (`_metric_row`)."""
+    n_arm = len(arm_list)
     status = np.asarray(out["status"].values).reshape(n_arm, n_sub)
     has_dose = any(a["dose"] is not None for a in arm_list)
     rows = []
@@ -731,45 +814,159 @@ def dose_ranging(
             base_row[name] = arm["attributes"].get(name, np.nan)
         ok = status[i] == SOLVED
         for m, metric in metrics.items():
-            y = np.asarray(out[m].values, dtype=float).reshape(n_arm, n_sub)[i]
-            yv = y[ok]
-            undefined = int(np.isnan(yv).sum())
-            if undefined:
-                warnings.warn(
-                    f"dose_ranging: metric '{m}' is NaN (undefined) for {undefined} of "
-                    f"{yv.size} solved subjects of arm {i}; its percentiles and PTA there "
-                    "are NaN",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            row = {
-                **base_row,
-                "metric": m,
-                "unit": metric_unit(metric, spec),
-                "median": _percentile(yv, 50.0),
-                "p05": _percentile(yv, 5.0),
-                "p95": _percentile(yv, 95.0),
-                "n": int(ok.sum()),
-                "n_failed": int((~ok).sum()),
-            }
-            if goals:
-                if m in goals:
-                    op, value = goals[m]
-                    row["target"] = f"{op} {value:g}"
-                    row["pta"] = (
-                        float(_attained(yv, op, value).mean())
-                        if yv.size and not undefined
-                        else np.nan
-                    )
-                else:
-                    row["target"] = ""
-                    row["pta"] = np.nan
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        {"model": spec.name, "dose_unit": spec.amount_unit, "time_unit": spec.time_unit}
+            y = np.asarray(out[m].values, dtype=float).reshape(n_arm, n_sub)[i][ok]
+            row = _metric_row(y, m, i, goals, int((~ok).sum()))
+            rows.append({**base_row, "metric": m, "unit": metric_unit(metric, spec), **row})
+    return pd.DataFrame(rows)
+
+
+def _metric_row(
+    yv: np.ndarray, m: str, arm: int, goals: Mapping[str, tuple[str, float]], n_failed: int
+) -> dict[str, Any]:
+    """Median, 5th and 95th percentiles, counts and (with targets) PTA of one metric's
+    values `yv` over an arm's solved subjects."""
+    undefined = int(np.isnan(yv).sum())
+    if undefined:
+        warnings.warn(
+            f"dose_ranging: metric '{m}' is NaN (undefined) for {undefined} of "
+            f"{yv.size} solved subjects of arm {arm}; its percentiles and PTA there "
+            "are NaN",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    row = {
+        "median": _percentile(yv, 50.0),
+        "p05": _percentile(yv, 5.0),
+        "p95": _percentile(yv, 95.0),
+        "n": int(yv.size),
+        "n_failed": n_failed,
+    }
+    if goals:
+        row["target"], row["pta"] = "", np.nan
+        if m in goals:
+            op, value = goals[m]
+            row["target"] = f"{op} {value:g}"
+            if yv.size and not undefined:
+                row["pta"] = float(_attained(yv, op, value).mean())
+    return row
+
+
+# ---------------------------------------------------------------------- target attainment
+#: columns of a `dose_ranging` table that are not arm factors
+SUMMARY_COLUMNS = ("arm", "dose", "metric", "unit", "median", "p05", "p95", "n", "n_failed",
+                   "target", "pta")  # fmt: skip
+
+
+def arm_factors(table: pd.DataFrame) -> list[str]:
+    """The factor columns of a `dose_ranging` table other than dose (``regimen`` and the
+    attributes) that take more than one value: what tells its arms' groups apart."""
+    return [
+        c for c in table.columns if c not in SUMMARY_COLUMNS and table[c].nunique(dropna=False) > 1
+    ]
+
+
+def targeted_metric(table: pd.DataFrame, where: str) -> str:
+    """The only metric of a `dose_ranging` table that has a target (a `SpecError` starting
+    with `where` that names them when there are several, or none)."""
+    targeted = list(dict.fromkeys(table.loc[table["pta"].notna(), "metric"]))
+    if len(targeted) != 1:
+        raise SpecError(f"{where}: pick metric= among {', '.join(map(str, targeted))}")
+    return targeted[0]
+
+
+def attainment_dose(dose: Any, pta: Any, target: float = 0.9, log: bool = True) -> float:
+    """The lowest dose at which a PTA curve reaches `target`.
+
+    Interpolated between the last dose below the target and the first at or above it,
+    linearly in log(dose) when `log` (doses <= 0 are then left out), else in dose; the
+    lowest dose when that one reaches it already; NaN when no dose does.
+
+    Parameters
+    ----------
+    dose, pta : array (k,)
+        Doses [dose unit] and their probabilities of target attainment [1], any order.
+    target : float
+        Probability to reach [1].
+    log : bool
+        Interpolate in log(dose).
+    """
+    dose, pta = np.asarray(dose, dtype=float), np.asarray(pta, dtype=float)
+    ok = np.isfinite(dose) & np.isfinite(pta) & ((dose > 0) if log else True)
+    order = np.argsort(dose[ok])
+    d, p = dose[ok][order], pta[ok][order]
+    hit = np.flatnonzero(p >= target - 1e-12)
+    if not hit.size:
+        return float("nan")
+    i = int(hit[0])
+    if i == 0:
+        return float(d[0])
+    share = (target - p[i - 1]) / (p[i] - p[i - 1])
+    if log:
+        return float(np.exp(np.log(d[i - 1]) + share * (np.log(d[i]) - np.log(d[i - 1]))))
+    return float(d[i - 1] + share * (d[i] - d[i - 1]))
+
+
+def dose_for_attainment(
+    table: pd.DataFrame,
+    metric: str | None = None,
+    pta: float = 0.9,
+    *,
+    by: Sequence[str] | None = None,
+    log: bool = True,
+) -> pd.DataFrame:
+    """The dose that reaches a probability of target attainment, per group of arms.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From `dose_ranging` with a ``dose`` factor and a target.
+    metric : str, optional
+        The metric whose PTA to read (default: the only metric with a target).
+    pta : float
+        Probability to reach [1], in (0, 1].
+    by : sequence of str, optional
+        Factor columns that make the groups (default: `arm_factors`, every factor other
+        than dose that takes more than one value, e.g. ``regimen`` and ``viability``).
+    log : bool
+        Interpolate between doses linearly in log(dose) (default), else in dose.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: the `by` columns, ``dose`` (the lowest dose whose PTA reaches
+        `pta`, interpolated as in `attainment_dose`; NaN when no dose does) and
+        ``max_pta`` (the highest PTA of the group). ``attrs``: ``metric``, ``pta`` and
+        ``dose_unit`` (the table's).
+
+    Examples
+    --------
+    >>> table = cp.dose_ranging(spec, {"dose": [1e6, 1e7, 1e8]}, pop, times,
+    ...                         {"s": cp.metrics.max_pct_change("biomarker")},
+    ...                         target={"s": ("<=", -50.0)})
+    >>> dose_for_attainment(table, "s", pta=0.9)
+    """
+    where = "dose_for_attainment"
+    if not {"dose", "metric", "pta"} <= set(table.columns):
+        raise SpecError(
+            f"{where}: expected a cp.dose_ranging table with a dose factor and a target "
+            "(columns dose, metric, pta)"
+        )
+    if isinstance(pta, bool) or not isinstance(pta, (int, float)) or not 0.0 < pta <= 1.0:
+        raise SpecError(f"{where}: pta = {pta!r}; expected a probability in (0, 1], e.g. 0.9")
+    metric = targeted_metric(table, where) if metric is None else metric
+    if not table.loc[table["metric"] == metric, "pta"].notna().any():
+        raise SpecError(f"{where}: metric '{metric}' has no target in the table")
+    rows = table[table["metric"] == metric]
+    by = arm_factors(rows) if by is None else list(by)
+    parts = rows.groupby(by, sort=False, dropna=False) if by else [((), rows)]
+    out = []
+    for key, part in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        curve = part["pta"].to_numpy(float)
+        reach = attainment_dose(part["dose"].to_numpy(float), curve, pta, log)
+        out.append({**dict(zip(by, key, strict=True)), "dose": reach, "max_pta": np.nanmax(curve)})
+    result = pd.DataFrame(out, columns=[*by, "dose", "max_pta"])
+    result.attrs.update(
+        {"metric": metric, "pta": pta, "dose_unit": table.attrs.get("dose_unit", "")}
     )
-    if return_samples:
-        out = out.assign(arm=("sample", arm_index))
-        return table, out
-    return table
+    return result

@@ -9,7 +9,6 @@ check the machinery on the Ishigami function).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,6 +18,8 @@ import pandas as pd
 
 from .._core.errors import SimulationError, SpecError
 from ..spec.model import ModelSpec, load_model
+from .sampling import Range, check_ranges
+from .sweep import RunOptions, SolverOptions, run_sweep
 
 __all__ = ["sobol", "sobol_function"]
 
@@ -31,39 +32,21 @@ def _check_n(n: Any, where: str) -> int:
     return int(n)
 
 
-def _problem(bounds: Mapping[str, Any], where: str, log: Sequence[str] = ()) -> dict[str, Any]:
-    if not isinstance(bounds, Mapping) or not bounds:
-        raise SpecError(f"{where}: bounds must be a non-empty dict name -> (low, high)")
-    names, rows = [], []
-    for name, b in bounds.items():
-        try:
-            low, high = (float(v) for v in b)
-        except (TypeError, ValueError):
-            raise SpecError(
-                f"{where}: bounds['{name}'] = {b!r} must be a pair (low, high) of numbers"
-            ) from None
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise SpecError(
-                f"{where}: bounds['{name}'] = ({low:g}, {high:g}) must be finite with low < high"
-            )
-        if name in log:
-            if low <= 0:
-                raise SpecError(
-                    f"{where}: bounds['{name}'] = ({low:g}, {high:g}) must be > 0 on a log scale"
-                )
-            low, high = math.log(low), math.log(high)
-        names.append(str(name))
-        rows.append([low, high])
-    return {"num_vars": len(names), "names": names, "bounds": rows}
+def _problem(ranges: Mapping[str, Range]) -> dict[str, Any]:
+    """SALib's problem on the unit cube (the design is scaled by `Range.scale`)."""
+    return {"num_vars": len(ranges), "names": list(ranges), "bounds": [[0.0, 1.0]] * len(ranges)}
 
 
-def _sample(problem: dict[str, Any], n: int, seed: int) -> np.ndarray:
+def _sample(ranges: Mapping[str, Range], n: int, seed: int) -> np.ndarray:
+    """Saltelli's design (SALib, on a scrambled Sobol sequence), rows (n * (d + 2), d),
+    scaled onto each input's range (log-uniform ones through exp)."""
     from SALib.sample import sobol as sobol_sample
 
     with warnings.catch_warnings():
         # SALib warns when n is not a power of 2 (balance of the Sobol sequence); documented
         warnings.simplefilter("ignore", UserWarning)
-        return sobol_sample.sample(problem, n, calc_second_order=False, seed=seed)
+        unit = sobol_sample.sample(_problem(ranges), n, calc_second_order=False, seed=seed)
+    return np.column_stack([r.scale(unit[:, j]) for j, r in enumerate(ranges.values())])
 
 
 def _analyze(
@@ -133,14 +116,14 @@ def sobol_function(
         95% bootstrap confidence interval); one row per input.
     """
     n = _check_n(n, "gsa.sobol_function")
-    problem = _problem(bounds, "gsa.sobol_function")
-    x = _sample(problem, n, seed)
+    ranges = check_ranges(bounds, "gsa.sobol_function")
+    x = _sample(ranges, n, seed)
     y = np.asarray(func(x), dtype=float)
     if y.shape != (x.shape[0],):
         raise SpecError(
             f"gsa.sobol_function: func returned shape {y.shape}; expected ({x.shape[0]},)"
         )
-    return _analyze(problem, y, name, seed, num_resamples)
+    return _analyze(_problem(ranges), y, name, seed, num_resamples)
 
 
 def sobol(
@@ -206,8 +189,8 @@ def sobol(
     A failed solve (non-finite metric) raises `SimulationError`: the estimators need every
     sample. Indices estimate variance shares, so a metric that does not vary gives NaN.
     """
-    from .sweep import sweep
-
+    run = RunOptions(chunk_size, path, client, progress)
+    solve = SolverOptions(solver, rtol, atol)
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     n = _check_n(n, "gsa.sobol")
     known = set(spec.parameters) | set(spec.covariates)
@@ -224,30 +207,16 @@ def sobol(
     for name in log_names:
         if name not in bounds:
             raise SpecError(f"gsa.sobol: log name '{name}' is not in bounds")
-    problem = _problem(bounds, "gsa.sobol", log_names)
-    x = _sample(problem, n, seed)
-    columns = {
-        name: (np.exp(x[:, j]) if name in log_names else x[:, j])
-        for j, name in enumerate(problem["names"])
-    }
+    ranges = check_ranges(bounds, "gsa.sobol", log_names)
+    x = _sample(ranges, n, seed)
+    columns = {name: x[:, j] for j, name in enumerate(ranges)}
     params = {k: v for k, v in columns.items() if k in spec.parameters}
     covs = {k: np.full(x.shape[0], float(v)) for k, v in (covariates or {}).items()}
     covs.update({k: v for k, v in columns.items() if k in spec.covariates})
-    out = sweep(
-        spec,
-        regimen,
-        times,
-        params,
-        metrics,
-        covariates=covs or None,
-        chunk_size=chunk_size,
-        path=path,
-        client=client,
-        progress=progress,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
+    out = run_sweep(
+        spec, regimen, times, params, metrics, covariates=covs or None, run=run, solve=solve
     )
+    problem = _problem(ranges)
     table = pd.concat(
         [_analyze(problem, np.asarray(out[m].values), m, seed, num_resamples) for m in metrics],
         ignore_index=True,

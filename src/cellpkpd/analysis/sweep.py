@@ -16,6 +16,7 @@ at which a dose or reset makes the states jump; each metric reads only its own p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +41,14 @@ from ..spec.expr import parse_expr, state_degree
 from ..spec.model import ModelSpec, State, load_model
 from .metrics import Metric, integral_name, named, output_unit, own_points
 
-__all__ = ["augment_spec", "evaluate_metrics", "sweep"]
+__all__ = [
+    "RunOptions",
+    "SolverOptions",
+    "augment_spec",
+    "evaluate_metrics",
+    "run_sweep",
+    "sweep",
+]
 
 MANIFEST = "manifest.json"
 _FORMAT = 2  # 2: per-metric points, dose jumps on the grid, chunk checksums
@@ -78,10 +86,64 @@ def augment_spec(spec: ModelSpec, integrals: Sequence[str]) -> tuple[ModelSpec, 
         done.append(out)
     if not done:
         return spec, ()
-    import dataclasses
-
     new = dataclasses.replace(spec, states=MappingProxyType(states), odes=MappingProxyType(odes))
     return new, tuple(done)
+
+
+# ---------------------------------------------------------------- options
+@dataclass(frozen=True)
+class SolverOptions:
+    """How each parameter set is solved, as the ``solver``, ``rtol``, ``atol`` and
+    ``max_steps`` arguments of `cp.simulate` (checked by `cp.Simulator`).
+
+    Attributes
+    ----------
+    solver : str
+        ``"auto"`` (exact for linear models, else Tsit5, Kvaerno5 for stiff ones),
+        ``"exact"``, ``"tsit5"`` or ``"kvaerno5"``.
+    rtol, atol : float
+        ODE tolerances (relative; absolute [amount]).
+    max_steps : int
+        ODE step limit per segment between events.
+    """
+
+    solver: str = "auto"
+    rtol: float = 1e-8
+    atol: float = 1e-8
+    max_steps: int = 100_000
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a batch of parameter sets is run by `cp.sweep` (and so by `cp.dose_ranging`
+    and `cp.gsa.sobol`).
+
+    Attributes
+    ----------
+    chunk_size : int
+        Sets per chunk (> 0): one compiled, sharded evaluation each; peak memory grows
+        with it, not with the number of sets.
+    path : str or path, optional
+        Folder for finished chunks and their manifest (a re-run resumes).
+    client : dask.distributed.Client, optional
+        Run the chunks on the cluster's workers.
+    progress : bool
+        Show a progress bar (tqdm.auto).
+    """
+
+    chunk_size: int = 100_000
+    path: str | os.PathLike | None = None
+    client: Any = None
+    progress: bool = True
+
+    def check(self, where: str) -> RunOptions:
+        """This object, after checking `chunk_size` (a `SpecError` starting with `where`)."""
+        size = self.chunk_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise SpecError(f"{where}: chunk_size = {size!r} must be an integer > 0")
+        if size <= 0:
+            raise SpecError(f"{where}: chunk_size = {size} must be > 0")
+        return self
 
 
 # ---------------------------------------------------------------- the plan (picklable)
@@ -92,9 +154,7 @@ class _Plan:
     spec: ModelSpec
     grid: np.ndarray
     outputs: tuple[str, ...]
-    solver: str
-    rtol: float
-    atol: float
+    solve: SolverOptions  # its solver resolved ("auto" replaced)
     metrics: tuple[tuple[str, Metric], ...]
     key: str
     # per metric: indices of its own grid points, and of the points before / after each jump
@@ -114,9 +174,10 @@ def _engine(plan: _Plan) -> tuple[Simulator, Any]:
             plan.spec,
             plan.grid,
             outputs=plan.outputs,
-            solver=plan.solver,
-            rtol=plan.rtol,
-            atol=plan.atol,
+            solver=plan.solve.solver,
+            rtol=plan.solve.rtol,
+            atol=plan.solve.atol,
+            max_steps=plan.solve.max_steps,
         )
         metrics = plan.metrics
         points = plan.points or tuple((np.arange(len(plan.grid)), None, None) for _ in metrics)
@@ -296,7 +357,7 @@ def _jump_grid(
             "its jump time is not on the grid, so crossings and trapezoids next to it are "
             "interpolated across the jump",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
     rec, bol = jump_times(doses, lags)
     jumps = np.unique(np.concatenate([rec.ravel(), bol.ravel()]))
@@ -307,7 +368,7 @@ def _jump_grid(
             "are not put on the grid, so crossings and trapezoids are interpolated across "
             "jumps between output times",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
         jumps = jumps[:0]
     is_jump = set(jumps.tolist())
@@ -549,86 +610,53 @@ def sweep(
     output times (where the result can answer it). Sets are evaluated by
     the same compiled program whichever chunk or device holds them, so results do not depend
     on `chunk_size`, the number of devices or the Dask cluster.
+
+    `run_sweep` is the same with the options as two objects (`RunOptions`,
+    `SolverOptions`), for code that passes them on.
     """
     if not isinstance(spec, ModelSpec):
         spec = load_model(spec, species=species)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise SpecError(f"sweep: chunk_size = {chunk_size!r} must be an integer > 0")
-    if chunk_size <= 0:
-        raise SpecError(f"sweep: chunk_size = {chunk_size} must be > 0")
+    return run_sweep(
+        spec,
+        regimen,
+        times,
+        samples,
+        metrics,
+        covariates=covariates,
+        run=RunOptions(chunk_size, path, client, progress),
+        solve=SolverOptions(solver, rtol, atol),
+        outputs_dtype=outputs_dtype,
+    )
+
+
+def run_sweep(
+    spec: ModelSpec | str,
+    regimen: Regimen | Sequence[Regimen] | DoseArrays | None,
+    times: Any,
+    samples: Mapping[str, Any] | Any,
+    metrics: Mapping[str, Metric] | Sequence[Metric],
+    *,
+    covariates: Mapping[str, Any] | None = None,
+    run: RunOptions | None = None,
+    solve: SolverOptions | None = None,
+    outputs_dtype: Any = None,
+) -> xr.Dataset:
+    """`sweep` with its run and solver options as objects (defaults: ``RunOptions()``,
+    ``SolverOptions()``); the other arguments and the result as in `sweep`."""
+    spec = spec if isinstance(spec, ModelSpec) else load_model(spec)
+    run = (run or RunOptions()).check("sweep")
+    solve = solve or SolverOptions()
     mets = named(metrics, "sweep: metrics")
     bound = {k: m.bind(spec) for k, m in mets.items()}
     times_arr = check_times(times, "sweep")
     arrays, shared, n = _samples(spec, samples, covariates)
     doses, n = _doses(spec, regimen, n)
-    for name, m in bound.items():
-        for t in m.needs().times:
-            if t < 0:
-                raise SpecError(f"sweep: metric '{name}' needs time {t}, before the start 0")
-    extra = [t for m in bound.values() for t in m.needs().times]
-    static = np.unique(np.concatenate([times_arr, np.asarray(extra, dtype=float)]))
-    lags = model_lags(spec)
-    grid, index, jumps, pre, post = _jump_grid(doses, static, lags)
-    points = []
-    for m in bound.values():
-        own_t = np.union1d(times_arr, np.asarray(m.needs().times, dtype=float))
-        inside = (jumps > own_t[0]) & (jumps <= own_t[-1])
-        own = np.asarray([index[t] for t in own_t.tolist()], dtype=np.int32)
-        points.append((own, pre[inside], post[inside]))
-    shared_order = _order(doses, lags, jumps, pre, grid.size) if doses.time.ndim == 1 else None
-    resolve_solver(spec, solver)  # a clear error for a bad solver before augmenting
-    wanted = [o for m in bound.values() for o in m.needs().integrals]
-    if doses.has_ss or doses.has_reset:
-        # a running integral has no steady state and a reset would zero it: integrals
-        # then fall back to the trapezoid on the output grid
-        wanted = []
-    aug, got = augment_spec(spec, wanted)
-    solver_used = resolve_solver(aug, solver)
-    outputs = tuple(dict.fromkeys([o for m in bound.values() for o in m.needs().outputs]))
-    outputs = outputs + tuple(integral_name(o) for o in got)
-    size = int(min(chunk_size, n))
+    grid = _sweep_grid(spec, bound, times_arr, doses)
+    plan, key = _plan(spec, bound, times_arr, arrays, shared, doses, grid, solve, run, n)
+    size = int(min(run.chunk_size, n))
     n_chunks = -(-n // size)
-    metric_items = tuple(bound.items())
-    parts = {
-        "format": _FORMAT,
-        "model": _fingerprint(spec),
-        "metrics": [[k, repr(m)] for k, m in metric_items],
-        "solver": solver_used,
-        "rtol": float(rtol),
-        "atol": float(atol),
-        "chunk_size": int(chunk_size),
-        "n": n,
-        "doses_static": [doses.has_infusion, doses.has_ss, doses.has_reset, doses.ss_overlap],
-    }
-    hashed = {"times": times_arr, "grid": grid}
-    hashed.update({f"sample:{k}": v for k, v in arrays.items()})
-    hashed.update({f"shared:{k}": v for k, v in shared.items()})
-    for field in ("time", "amount", "cmt", "duration", "rate", "lag", "bioavailability", "ii"):
-        hashed[f"dose:{field}"] = np.asarray(getattr(doses, field))
-    hashed["dose:kind"] = np.asarray(doses.kind)
-    hashed["dose:mode"] = np.asarray(doses.mode)
-    hashed["dose:ss"] = np.asarray(doses.ss)
-    key = _hash(parts, hashed)
-    # the compiled engine depends on the model, grid, outputs and metrics, not on the values
-    # swept: later sweeps of the same design (other samples, doses) reuse its compilation
-    engine_parts = {k: parts[k] for k in ("format", "model", "metrics", "solver", "rtol", "atol")}
-    engine_arrays = {"grid": grid, "outputs": np.asarray(outputs)}
-    for j, (own, a, b) in enumerate(points):
-        engine_arrays.update({f"own{j}": own, f"pre{j}": a, f"post{j}": b})
-    engine_key = _hash(engine_parts, engine_arrays)
-    plan = _Plan(
-        aug,
-        grid,
-        outputs,
-        solver_used,
-        float(rtol),
-        float(atol),
-        metric_items,
-        engine_key,
-        tuple(points),
-    )
-
-    folder = None if path is None else Path(path)
+    folder = None if run.path is None else Path(run.path)
+    manifest = None
     if folder is not None:
         manifest = {
             "hash": key,
@@ -640,87 +668,245 @@ def sweep(
             "format": _FORMAT,
         }
         manifest = _open_folder(folder, manifest)
+    inputs = _ChunkInputs(spec, arrays, shared, doses, grid, size, n)
+    results = _load_finished(folder, manifest, list(bound), size, n, n_chunks)
+    loaded = len(results)
+    todo = [i for i in range(n_chunks) if i not in results]
+    computed = _execute(plan, inputs, todo, results, run, folder, manifest, loaded)
+    return _dataset(spec, mets, bound, arrays, results, n, n_chunks, outputs_dtype, {
+        "model": spec.name,
+        "solver": plan.solve.solver,
+        "time_unit": spec.time_unit,
+        "chunk_size": size,
+        "n_chunks": n_chunks,
+        "chunks_computed": computed,
+        "chunks_loaded": loaded,
+        "sweep_hash": key,
+        **({"path": str(folder)} if folder is not None else {}),
+    })  # fmt: skip
 
-    def chunk_inputs(i: int) -> tuple[dict[str, np.ndarray], DoseArrays, np.ndarray | None]:
-        lo, hi = i * size, min(n, (i + 1) * size)
-        p = {k: v[lo:hi] for k, v in arrays.items()}
-        for k, v in shared.items():
+
+@dataclass(frozen=True)
+class _Grid:
+    """A sweep's output grid (`_jump_grid`) and each metric's points on it."""
+
+    grid: np.ndarray
+    jumps: np.ndarray
+    pre: np.ndarray  # grid index of the point before each jump
+    points: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    lags: np.ndarray
+    shared_order: np.ndarray | None  # events_before of a regimen shared by every set
+
+
+def _sweep_grid(
+    spec: ModelSpec, bound: Mapping[str, Metric], times: np.ndarray, doses: DoseArrays
+) -> _Grid:
+    """The output grid: the user's times, the metrics' own times and each jump twice."""
+    for name, m in bound.items():
+        for t in m.needs().times:
+            if t < 0:
+                raise SpecError(f"sweep: metric '{name}' needs time {t}, before the start 0")
+    extra = [t for m in bound.values() for t in m.needs().times]
+    static = np.unique(np.concatenate([times, np.asarray(extra, dtype=float)]))
+    lags = model_lags(spec)
+    grid, index, jumps, pre, post = _jump_grid(doses, static, lags)
+    points = []
+    for m in bound.values():
+        own_t = np.union1d(times, np.asarray(m.needs().times, dtype=float))
+        inside = (jumps > own_t[0]) & (jumps <= own_t[-1])
+        own = np.asarray([index[t] for t in own_t.tolist()], dtype=np.int32)
+        points.append((own, pre[inside], post[inside]))
+    shared_order = _order(doses, lags, jumps, pre, grid.size) if doses.time.ndim == 1 else None
+    return _Grid(grid, jumps, pre, tuple(points), lags, shared_order)
+
+
+def _plan(
+    spec: ModelSpec,
+    bound: Mapping[str, Metric],
+    times: np.ndarray,
+    arrays: Mapping[str, np.ndarray],
+    shared: Mapping[str, np.ndarray],
+    doses: DoseArrays,
+    grid: _Grid,
+    solve: SolverOptions,
+    run: RunOptions,
+    n: int,
+) -> tuple[_Plan, str]:
+    """The picklable plan (augmented model, outputs, metrics, compiled-engine key) and the
+    hash of the whole sweep's inputs (what a resumable folder is checked against)."""
+    resolve_solver(spec, solve.solver)  # a clear error for a bad solver before augmenting
+    wanted = [o for m in bound.values() for o in m.needs().integrals]
+    if doses.has_ss or doses.has_reset:
+        # a running integral has no steady state and a reset would zero it: integrals
+        # then fall back to the trapezoid on the output grid
+        wanted = []
+    aug, got = augment_spec(spec, wanted)
+    solve = dataclasses.replace(solve, solver=resolve_solver(aug, solve.solver))
+    outputs = tuple(dict.fromkeys([o for m in bound.values() for o in m.needs().outputs]))
+    outputs = outputs + tuple(integral_name(o) for o in got)
+    metric_items = tuple(bound.items())
+    parts = {
+        "format": _FORMAT,
+        "model": _fingerprint(spec),
+        "metrics": [[k, repr(m)] for k, m in metric_items],
+        "solver": solve.solver,
+        "rtol": float(solve.rtol),
+        "atol": float(solve.atol),
+        "chunk_size": int(run.chunk_size),
+        "n": n,
+        "doses_static": [doses.has_infusion, doses.has_ss, doses.has_reset, doses.ss_overlap],
+    }
+    if solve.max_steps != SolverOptions.max_steps:  # (sweeps hashed before it keep their hash)
+        parts["max_steps"] = int(solve.max_steps)
+    hashed = {"times": times, "grid": grid.grid}
+    hashed.update({f"sample:{k}": v for k, v in arrays.items()})
+    hashed.update({f"shared:{k}": v for k, v in shared.items()})
+    for field in ("time", "amount", "cmt", "duration", "rate", "lag", "bioavailability", "ii"):
+        hashed[f"dose:{field}"] = np.asarray(getattr(doses, field))
+    hashed["dose:kind"] = np.asarray(doses.kind)
+    hashed["dose:mode"] = np.asarray(doses.mode)
+    hashed["dose:ss"] = np.asarray(doses.ss)
+    key = _hash(parts, hashed)
+    # the compiled engine depends on the model, grid, outputs and metrics, not on the values
+    # swept: later sweeps of the same design (other samples, doses) reuse its compilation
+    engine_keys = ("format", "model", "metrics", "solver", "rtol", "atol", "max_steps")
+    engine_parts = {k: parts[k] for k in engine_keys if k in parts}
+    engine_arrays = {"grid": grid.grid, "outputs": np.asarray(outputs)}
+    for j, (own, a, b) in enumerate(grid.points):
+        engine_arrays.update({f"own{j}": own, f"pre{j}": a, f"post{j}": b})
+    engine_key = _hash(engine_parts, engine_arrays)
+    plan = _Plan(aug, grid.grid, outputs, solve, metric_items, engine_key, grid.points)
+    return plan, key
+
+
+@dataclass(frozen=True)
+class _ChunkInputs:
+    """Cuts the sweep's inputs into chunks of `size` sets."""
+
+    spec: ModelSpec
+    arrays: Mapping[str, np.ndarray]
+    shared: Mapping[str, np.ndarray]
+    doses: DoseArrays
+    grid: _Grid
+    size: int
+    n: int
+
+    def __call__(self, i: int) -> tuple[dict[str, np.ndarray], DoseArrays, np.ndarray | None]:
+        """Parameters, doses and grid-point order of chunk `i`."""
+        lo, hi = i * self.size, min(self.n, (i + 1) * self.size)
+        p = {k: v[lo:hi] for k, v in self.arrays.items()}
+        for k, v in self.shared.items():
             p[k] = np.full(hi - lo, float(v))
         if not p:  # no inputs vary: one column of the model's values sets the batch size
-            first = next(iter(spec.defaults()), None)
+            defaults = self.spec.defaults()
+            first = next(iter(defaults), None)
             if first is not None:
-                p[first] = np.full(hi - lo, spec.defaults()[first])
-        d, order = doses, shared_order
-        if doses.time.ndim == 2:
-            d = jax.tree.map(lambda x: np.asarray(x)[lo:hi], doses)
-            order = _order(d, lags, jumps, pre, grid.size)
+                p[first] = np.full(hi - lo, defaults[first])
+        d, order, g = self.doses, self.grid.shared_order, self.grid
+        if d.time.ndim == 2:
+            d = jax.tree.map(lambda x: np.asarray(x)[lo:hi], d)
+            order = _order(d, g.lags, g.jumps, g.pre, g.grid.size)
         return p, d, order
 
-    names = list(bound)
+
+def _load_finished(
+    folder: Path | None,
+    manifest: Mapping[str, Any] | None,
+    names: Sequence[str],
+    size: int,
+    n: int,
+    n_chunks: int,
+) -> dict[int, tuple[dict, np.ndarray]]:
+    """The chunks already in `folder` (readable and matching the manifest's checksum)."""
     results: dict[int, tuple[dict, np.ndarray]] = {}
-    computed = loaded = 0
-    todo = []
+    if folder is None or manifest is None:
+        return results
     for i in range(n_chunks):
-        hit = None
-        file = None if folder is None else _chunk_file(folder, i)
+        file = _chunk_file(folder, i)
         # a chunk file whose checksum differs from the manifest's is refused (the checksum
         # is recorded before the file is written; a file without one is recomputed)
-        if file is not None and file.exists() and file.name in manifest["chunks"]:
-            if _sha256(file) != manifest["chunks"][file.name]:
-                raise SpecError(
-                    f"sweep: chunk file '{file}' does not match its SHA-256 in {MANIFEST} "
-                    "(changed after it was written); delete it to recompute it"
-                )
-            rows = min(n, (i + 1) * size) - i * size
-            hit = _load_chunk(file, names, rows)
-        if hit is None:
-            todo.append(i)
-        else:
+        if not (file.exists() and file.name in manifest["chunks"]):
+            continue
+        if _sha256(file) != manifest["chunks"][file.name]:
+            raise SpecError(
+                f"sweep: chunk file '{file}' does not match its SHA-256 in {MANIFEST} "
+                "(changed after it was written); delete it to recompute it"
+            )
+        hit = _load_chunk(file, names, min(n, (i + 1) * size) - i * size)
+        if hit is not None:
             results[i] = hit
-            loaded += 1
+    return results
 
+
+def _execute(
+    plan: _Plan,
+    inputs: _ChunkInputs,
+    todo: Sequence[int],
+    results: dict[int, tuple[dict, np.ndarray]],
+    run: RunOptions,
+    folder: Path | None,
+    manifest: dict[str, Any] | None,
+    loaded: int,
+) -> int:
+    """Evaluate the chunks `todo` here or on `run.client`, adding each to `results` (and
+    to `folder`) as it finishes; returns how many were computed."""
     bar = None
-    if progress:
+    if run.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=n,
-            desc=f"sweep {spec.name}",
+            total=inputs.n,
+            desc=f"sweep {inputs.spec.name}",
             unit="set",
             initial=loaded and sum(r[1].size for r in results.values()),
         )
 
     def finish(i: int, res: tuple[dict, np.ndarray]) -> None:
-        nonlocal computed
         values, status = res
-        if folder is not None:
+        if folder is not None and manifest is not None:
             _save_chunk(folder, manifest, i, values, status)
         results[i] = (values, status)
-        computed += 1
         if bar is not None:
             bar.update(status.size)
 
     try:
-        if client is None:
+        if run.client is None:
             for i in todo:
-                p, d, order = chunk_inputs(i)
-                finish(i, _run_chunk(plan, p, d, size, order))
+                p, d, order = inputs(i)
+                finish(i, _run_chunk(plan, p, d, inputs.size, order))
         elif todo:
             import cloudpickle
             from dask.distributed import as_completed
 
-            blob = client.scatter(cloudpickle.dumps(plan), broadcast=True)
+            blob = run.client.scatter(cloudpickle.dumps(plan), broadcast=True)
             futures = {}
             for i in todo:
-                p, d, order = chunk_inputs(i)
-                fut = client.submit(_run_chunk_remote, blob, p, d, size, order, pure=False)
+                p, d, order = inputs(i)
+                fut = run.client.submit(
+                    _run_chunk_remote, blob, p, d, inputs.size, order, pure=False
+                )
                 futures[fut] = i
             for fut, res in as_completed(list(futures), with_results=True):
                 finish(futures[fut], res)
     finally:
         if bar is not None:
             bar.close()
+    return len(todo)
 
+
+def _dataset(
+    spec: ModelSpec,
+    mets: Mapping[str, Metric],
+    bound: Mapping[str, Metric],
+    arrays: Mapping[str, np.ndarray],
+    results: Mapping[int, tuple[dict, np.ndarray]],
+    n: int,
+    n_chunks: int,
+    outputs_dtype: Any,
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """The chunks' metrics and status as one Dataset (dim ``sample``); a warning names
+    the sets that failed to solve (their metrics are NaN)."""
     status = np.concatenate([results[i][1] for i in range(n_chunks)]).astype(np.int32)
     dtype = np.dtype(outputs_dtype) if outputs_dtype is not None else np.float64
     failed = np.flatnonzero(status != SOLVED)
@@ -731,7 +917,7 @@ def sweep(
             f"sweep: {failed.size} of {n} parameter sets failed to solve (samples {first}{more}); "
             "their metrics are NaN",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
     data_vars: dict[str, Any] = {}
     for name, m in bound.items():
@@ -745,21 +931,7 @@ def sweep(
             unit = spec.parameters[k].unit if k in spec.parameters else spec.covariates[k].unit
             data_vars[k] = xr.Variable(("sample",), v, attrs={"unit": unit})
     data_vars["status"] = xr.Variable(("sample",), status)
-    return xr.Dataset(
-        data_vars,
-        coords={"sample": np.arange(n)},
-        attrs={
-            "model": spec.name,
-            "solver": solver_used,
-            "time_unit": spec.time_unit,
-            "chunk_size": size,
-            "n_chunks": n_chunks,
-            "chunks_computed": computed,
-            "chunks_loaded": loaded,
-            "sweep_hash": key,
-            **({"path": str(folder)} if folder is not None else {}),
-        },
-    )
+    return xr.Dataset(data_vars, coords={"sample": np.arange(n)}, attrs=dict(attrs))
 
 
 def evaluate_metrics(

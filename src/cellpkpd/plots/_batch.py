@@ -22,20 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["dose_response", "metric_histograms", "sobol", "target_attainment"]
 
-_SUMMARY = {
-    "arm",
-    "dose",
-    "metric",
-    "unit",
-    "median",
-    "p05",
-    "p95",
-    "n",
-    "n_failed",
-    "target",
-    "pta",
-}
-
 
 def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (float, int, np.floating, np.integer)) else str(v)
@@ -47,9 +33,9 @@ def _groups(
     """Split rows into the lines of a dose plot: one per level of the factors other than dose
     (those that vary), labelled "single, viability = 0.9". Styles: colour follows the first
     factor, marker and dash pattern the others, so lines that coincide stay visible."""
-    if by is None:
-        by = [c for c in rows.columns if c not in _SUMMARY and rows[c].nunique(dropna=False) > 1]
-    by = list(by)
+    from ..analysis.doseranging import arm_factors
+
+    by = arm_factors(rows) if by is None else list(by)
     if not by:
         return [("", rows, {"color": "C0", "marker": "o", "ls": "-"})]
     first = list(dict.fromkeys(rows[by[0]]))
@@ -166,25 +152,6 @@ def dose_response(
     return fig
 
 
-def _first_reach(dose: np.ndarray, pta: np.ndarray, target: float, log: bool) -> float | None:
-    """The lowest dose at which `pta` reaches `target`: interpolated between the last dose
-    below it and the first at or above it (linearly in log(dose) when `log`); the lowest
-    dose when that one reaches it already, None when no dose does."""
-    ok = np.isfinite(dose) & np.isfinite(pta) & ((dose > 0) if log else True)
-    order = np.argsort(dose[ok])
-    d, p = dose[ok][order], pta[ok][order]
-    hit = np.flatnonzero(p >= target - 1e-12)
-    if not hit.size:
-        return None
-    i = int(hit[0])
-    if i == 0:
-        return float(d[0])
-    share = (target - p[i - 1]) / (p[i] - p[i - 1])
-    if log:
-        return float(np.exp(np.log(d[i - 1]) + share * (np.log(d[i]) - np.log(d[i - 1]))))
-    return float(d[i - 1] + share * (d[i] - d[i - 1]))
-
-
 def target_attainment(
     table: pd.DataFrame,
     metric: str | None = None,
@@ -210,7 +177,8 @@ def target_attainment(
         Target probability [1], in (0, 1]: a dashed line at ``100 * target`` %, and per
         line a dotted vertical marker and label at the lowest dose whose PTA reaches it
         (interpolated between the doses given, in log(dose) on a log dose axis; the
-        lowest dose when that one reaches it). The legend gives that dose, or says that
+        lowest dose when that one reaches it; `cellpkpd.analysis.doseranging.attainment_dose`,
+        and per group `dose_for_attainment`). The legend gives that dose, or says that
         no dose reaches the target. None: no line, no markers.
     log_x, dose_unit, title
         As in `dose_response`.
@@ -226,6 +194,7 @@ def target_attainment(
         A table without PTA, a metric without target, a `target` outside (0, 1].
     """
     from .._core.errors import SpecError
+    from ..analysis.doseranging import attainment_dose, targeted_metric
 
     if "pta" not in table:
         raise SpecError("plots.target_attainment: the table has no 'pta' column (give target=)")
@@ -235,12 +204,7 @@ def target_attainment(
             "e.g. 0.9"
         )
     if metric is None:
-        targeted = list(dict.fromkeys(table.loc[table["pta"].notna(), "metric"]))
-        if len(targeted) != 1:
-            raise SpecError(
-                "plots.target_attainment: pick metric= among " + ", ".join(map(str, targeted))
-            )
-        metric = targeted[0]
+        metric = targeted_metric(table, "plots.target_attainment")
     metric, rows = _rows(table, metric, "plots.target_attainment")
     if rows["pta"].isna().all():
         raise SpecError(f"plots.target_attainment: metric '{metric}' has no target")
@@ -258,14 +222,14 @@ def target_attainment(
         pta = part["pta"].to_numpy(float)
         text = name
         if target is not None:
-            dose = _first_reach(x, pta, target, log)
+            dose = attainment_dose(x, pta, target, log)
             words = (
                 f"{level:g}% from {short_number(dose)} {dose_unit}".strip()
-                if dose is not None
+                if np.isfinite(dose)
                 else f"{level:g}% not reached (highest {100 * np.nanmax(pta):.0f}%)"
             )
             text = f"{name or 'PTA'}: {words}"
-            if dose is not None:
+            if np.isfinite(dose):
                 reached.append((dose, style["color"]))
         ax.plot(x, 100.0 * pta, lw=1.8, ms=5, label=text, **style)
     if level is not None:
