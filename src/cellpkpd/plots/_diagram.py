@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -201,27 +201,54 @@ def diagram(
     SpecError
         If `spec` is not a ModelSpec or has no states.
     """
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    _check_spec(spec)
+    pos, n_cols, n_rows = _layout(spec)
+    width = {s: 0.13 * max(len(s), 4) + 0.3 for s in spec.states}
+    tags = rate_tags(spec, max_label) if rates else {}
+    key_lines = [f"{tag} = {text}" for text, tag in tags.items()]
+    fig, key_h = _figure(n_cols, n_rows, key_lines)
+    ax = fig.axes[0]
+    _draw_boxes(ax, spec, pos, width)
+    _draw_flows(ax, spec, pos, width, tags if rates else None)
+    _draw_doses(ax, spec, pos, width)
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - 1.9, max(xs) + 1.6)
+    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.6)
+    ax.set_aspect("equal", adjustable="box")
+    _draw_key(fig, spec, key_lines, key_h)
+    heading = f"{spec.name}: compartments and flows (rates in 1/{spec.time_unit})"
+    fig.suptitle(heading if title is None else title, fontsize=11)
+    return fig
 
+
+def _check_spec(spec: object) -> None:
+    """A ModelSpec with at least one state, else a one-line SpecError."""
     from ..spec.model import ModelSpec
 
     if not isinstance(spec, ModelSpec):
         raise SpecError(f"diagram: spec must be a cp.ModelSpec, got {type(spec).__name__}")
     if not spec.states:
         raise SpecError(f"diagram: model '{spec.name}' has no states")
+
+
+def _layout(spec: ModelSpec) -> tuple[dict[str, tuple[float, float]], int, int]:
+    """Centre of each state's box [layout units] (its column from `_layers` times the
+    column width; its row centred on the column's middle, in the order of `_order`), and
+    the number of columns and of rows in the fullest column."""
     layer, back = _layers(spec)
     cols = _order(spec, layer, back)
     pos: dict[str, tuple[float, float]] = {}
     for k, c in cols.items():
         for i, s in enumerate(c):
             pos[s] = (k * _COL_W, (len(c) - 1) / 2 - i)
-    width = {s: 0.13 * max(len(s), 4) + 0.3 for s in spec.states}
-    n_cols = max(cols) + 1
-    n_rows = max(len(c) for c in cols.values())
+    return pos, max(cols) + 1, max(len(c) for c in cols.values())
 
-    # key for long rate expressions
-    tags = rate_tags(spec, max_label) if rates else {}
-    key_lines = [f"{tag} = {text}" for text, tag in tags.items()]
+
+def _figure(n_cols: int, n_rows: int, key_lines: list[str]) -> tuple[Figure, float]:
+    """A figure sized to `n_cols` columns and `n_rows` rows of boxes (equal aspect) with
+    room below for the key of long rates (`key_lines`, in two columns), and one axes
+    without ticks; also the key's height [inches]."""
     key_rows = -(-len(key_lines) // 2)
     inch = 0.62  # inches per layout unit, on both axes (equal aspect)
     fig_w = max(6.0, inch * (_COL_W * (n_cols - 1) + 3.5) + 0.3)
@@ -230,6 +257,15 @@ def diagram(
     fig = new_figure(fig_w, fig_h)
     ax = fig.subplots()
     ax.set_axis_off()
+    return fig, key_h
+
+
+def _draw_boxes(
+    ax: Any, spec: ModelSpec, pos: dict[str, tuple[float, float]], width: dict[str, float]
+) -> None:
+    """A rounded box per state with its name: dosed states orange, states with terms in
+    ``[odes]`` with a dashed border."""
+    from matplotlib.patches import FancyBboxPatch
 
     ode_states = set(spec.odes)
     for s, (x, y) in pos.items():
@@ -249,29 +285,52 @@ def diagram(
         )
         ax.text(x, y, s, ha="center", va="center", fontsize=9, zorder=3)
 
+
+def _flow_ends(
+    source: str, target: str, pos: dict[str, tuple[float, float]], width: dict[str, float]
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where the arrow of a flow between two states leaves and enters their boxes: the
+    facing sides, or top and bottom for two states of one column."""
+    (x0, y0), (x1, y1) = pos[source], pos[target]
+    start = (
+        (x0 + np.sign(x1 - x0) * width[source] / 2, y0)
+        if x1 != x0
+        else (x0, y0 + np.sign(y1 - y0) * _BOX_H / 2)
+    )
+    end = (
+        (x1 - np.sign(x1 - x0) * width[target] / 2, y1)
+        if x1 != x0
+        else (x1, y1 - np.sign(y1 - y0) * _BOX_H / 2)
+    )
+    return start, end
+
+
+def _draw_flows(
+    ax: Any,
+    spec: ModelSpec,
+    pos: dict[str, tuple[float, float]],
+    width: dict[str, float],
+    tags: dict[str, str] | None,
+) -> None:
+    """An arrow per flow: a loss goes down and out of its box (red), a flow back to an
+    earlier column or within one is grey, the others blue, each bent round the boxes it
+    would cross; labelled with its rate or tag unless `tags` is None (no labels)."""
+    from matplotlib.patches import FancyArrowPatch
+
     pairs = {(f.source, f.target) for f in spec.flows}
     boxes = {s: (x - width[s] / 2, y - _BOX_H / 2, x + width[s] / 2, y + _BOX_H / 2)
              for s, (x, y) in pos.items()}  # fmt: skip
     for f in spec.flows:
         x0, y0 = pos[f.source]
         text = f.rate.source.strip()
-        lab = (tags.get(text, text)) if rates else ""
+        lab = "" if tags is None else tags.get(text, text)
         if f.target is None:  # loss: a short arrow down and out of the box
             start, end = (x0, y0 - _BOX_H / 2), (x0 + 0.35, y0 - _BOX_H / 2 - 0.4)
             rad, back = 0.0, False
         else:
-            x1, y1 = pos[f.target]
+            x1 = pos[f.target][0]
             back = x1 < x0 or (x1 == x0)
-            start = (
-                (x0 + np.sign(x1 - x0) * width[f.source] / 2, y0)
-                if x1 != x0
-                else (x0, y0 + np.sign(y1 - y0) * _BOX_H / 2)
-            )
-            end = (
-                (x1 - np.sign(x1 - x0) * width[f.target] / 2, y1)
-                if x1 != x0
-                else (x1, y1 - np.sign(y1 - y0) * _BOX_H / 2)
-            )
+            start, end = _flow_ends(f.source, f.target, pos, width)
             # the least bend whose arrow and label clear the other boxes
             least = 0.18 if back else (0.12 if (f.target, f.source) in pairs else 0.0)
             rad = _clear_bend(start, end, boxes, {f.source, f.target}, least)
@@ -289,21 +348,36 @@ def diagram(
         )
         ax.add_patch(arrow)
         if lab:
-            (xs, ys), (xe, ye) = start, end
-            mx, my = (xs + xe) / 2, (ys + ye) / 2
-            # midpoint of matplotlib's arc3 Bezier curve (equal aspect: data ~ display)
-            mx, my = mx + 0.5 * rad * (ye - ys), my - 0.5 * rad * (xe - xs)
-            ax.text(
-                mx,
-                my,
-                lab,
-                fontsize=6.5,
-                ha="center",
-                va="center",
-                color="#333333",
-                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5},
-                zorder=4,
-            )
+            _draw_label(ax, start, end, rad, lab)
+
+
+def _draw_label(
+    ax: Any, start: tuple[float, float], end: tuple[float, float], rad: float, lab: str
+) -> None:
+    """A flow's rate label on a white ground at the middle of its arc3 curve."""
+    (xs, ys), (xe, ye) = start, end
+    mx, my = (xs + xe) / 2, (ys + ye) / 2
+    # midpoint of matplotlib's arc3 Bezier curve (equal aspect: data ~ display)
+    mx, my = mx + 0.5 * rad * (ye - ys), my - 0.5 * rad * (xe - xs)
+    ax.text(
+        mx,
+        my,
+        lab,
+        fontsize=6.5,
+        ha="center",
+        va="center",
+        color="#333333",
+        bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5},
+        zorder=4,
+    )
+
+
+def _draw_doses(
+    ax: Any, spec: ModelSpec, pos: dict[str, tuple[float, float]], width: dict[str, float]
+) -> None:
+    """An orange "dose" arrow into each dosed state, from the upper left."""
+    from matplotlib.patches import FancyArrowPatch
+
     for s in spec.dosing:
         if s in pos:
             x, y = pos[s]
@@ -320,11 +394,12 @@ def diagram(
             ax.text(
                 x - width[s] / 2 - 0.95, y + 0.4, "dose", fontsize=7.5, color="#d9822b", ha="right"
             )
-    xs = [p[0] for p in pos.values()]
-    ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 1.9, max(xs) + 1.6)
-    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.6)
-    ax.set_aspect("equal", adjustable="box")
+
+
+def _draw_key(fig: Figure, spec: ModelSpec, key_lines: list[str], key_h: float) -> None:
+    """The key of long rates in two columns under the diagram (the axes kept above it),
+    and a note on dashed borders when a state has terms in ``[odes]``."""
+    fig_h = fig.get_figheight()
     if key_lines:
         half = -(-len(key_lines) // 2)
         for j, chunk in enumerate((key_lines[:half], key_lines[half:])):
@@ -338,7 +413,7 @@ def diagram(
                 family="monospace",
             )
     fig.get_layout_engine().set(rect=(0, key_h / fig_h, 1, 1 - key_h / fig_h))
-    if ode_states:
+    if spec.odes:
         fig.text(
             0.99,
             1 - 0.3 / fig_h,
@@ -348,6 +423,3 @@ def diagram(
             va="top",
             color="0.35",
         )
-    heading = f"{spec.name}: compartments and flows (rates in 1/{spec.time_unit})"
-    fig.suptitle(heading if title is None else title, fontsize=11)
-    return fig
