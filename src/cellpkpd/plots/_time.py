@@ -1,9 +1,10 @@
-"""Time courses and biodistribution of `cp.simulate` results."""
+"""Time courses and biodistribution of `cp.simulate` results; their panel grid, panel titles,
+time labels and organ line styles, which `cp.explore` draws alike."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 # band colours of the percentile intervals, widest first
 _BAND_ALPHA = (0.18, 0.35, 0.5)
+# line styles of the organs' lines, each for ten colours
+_ORGAN_STYLES = ("-", "--", "-.", ":")
 
 
 def _time_unit(res: xr.Dataset, spec: ModelSpec | None) -> str:
@@ -138,21 +141,46 @@ def timecourse(
         An output that is not a (subject, time) variable of `res`; `log_time` with no
         time > 0.
     """
+    names = _timecourse_names(res, outputs)
+    title = res.attrs.get("model", "") if title is None else title
+    time_unit = _time_unit(res, spec)
+    fig, grid = _panel_grid(len(names), ncols)
+    ncols = grid.shape[1]
+    t = np.asarray(res["time"].values, dtype=float)
+    keep = _kept_times(t, log_time, "timecourse")
+    t = t[keep]
+    n, bands, labels = _subject_labels(res, bands, labels)
+    for ax, name in zip(grid.ravel(), names, strict=False):
+        values = _draw_output(ax, res, name, t, keep, spec, bands, labels, percentiles)
+        _panel_title(ax, spec, name, ncols)
+        if log:
+            log_axis(ax, values)
+        if log_time:
+            log_axis(ax, t, axis="x", decades=np.inf)
+        ax.grid(True, which="major", alpha=0.35)
+        ax.margins(x=0)
+    _time_labels(grid, len(names), time_unit)
+    _subjects_legend(fig, grid.ravel()[0], n, bands, ncols)
+    fig.suptitle(wrap(title, int(12 * fig.get_figwidth())), fontsize=11)
+    return fig
+
+
+def _timecourse_names(res: xr.Dataset, outputs: Sequence[str] | str | None) -> list[str]:
+    """The outputs `timecourse` draws (one name as a string is one panel), checked."""
     if isinstance(outputs, str):
         outputs = [outputs]
     names = list(outputs) if outputs is not None else list(res.data_vars)
     _check_outputs(res, names, "timecourse")
     if not names:
         raise SpecError("timecourse: the result has no variables to draw")
-    title = res.attrs.get("model", "") if title is None else title
-    time_unit = _time_unit(res, spec)
-    nrows, ncols = grid_shape(len(names), ncols)
-    fig = new_figure(4.6 * ncols + (1.6 if ncols == 1 else 0.0), 1.2 + 2.6 * nrows)
-    grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
-    axes = grid.ravel()
-    t = np.asarray(res["time"].values, dtype=float)
-    keep = _kept_times(t, log_time, "timecourse")
-    t = t[keep]
+    return names
+
+
+def _subject_labels(
+    res: xr.Dataset, bands: bool | None, labels: Sequence[str] | None
+) -> tuple[int, bool, list[str]]:
+    """The number of subjects of `res`, whether `timecourse` draws bands (by default for
+    more than 12), and the legend label of each subject's line, checked."""
     subjects = res["subject"].values
     n = len(subjects)
     bands = n > 12 if bands is None else bands
@@ -161,46 +189,79 @@ def timecourse(
         raise SpecError(
             f"timecourse: labels has {len(labels)} entries; expected {n} (one per subject)"
         )
+    return n, bands, labels
+
+
+def _draw_output(
+    ax: Any,
+    res: xr.Dataset,
+    name: str,
+    t: np.ndarray,
+    keep: np.ndarray,
+    spec: ModelSpec | None,
+    bands: bool,
+    labels: list[str],
+    percentiles: Sequence[tuple[float, float]],
+) -> np.ndarray:
+    """One panel of `timecourse`: output `name` at the times kept, as median and bands or
+    one line per subject (fractions of the dose in %), and its y label; the values drawn."""
+    values = np.asarray(res[name].values, dtype=float)[:, keep]
+    unit = unit_of(name, res[name].attrs, spec)
+    if _percent_of_dose(name, unit):
+        values, unit = 100.0 * values, "% of dose"
+    if bands:
+        _bands(ax, t, values, percentiles, "C0", None)
+    else:
+        for i in range(len(values)):
+            ax.plot(t, values[i], lw=1.3, label=labels[i])
+    ax.set_ylabel(label(name, unit))
+    return values
+
+
+def _panel_grid(n: int, ncols: int | None = None) -> tuple[Figure, np.ndarray]:
+    """A figure with a grid of `n` time-course panels sharing the time axis (`grid_shape`),
+    wider for a single column (room for a legend beside it); the axes as a 2-d array."""
+    nrows, ncols = grid_shape(n, ncols)
+    fig = new_figure(4.6 * ncols + (1.6 if ncols == 1 else 0.0), 1.2 + 2.6 * nrows)
+    return fig, fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+
+
+def _panel_title(ax: Any, spec: ModelSpec | None, name: str, ncols: int) -> None:
+    """The description of output `name` in `spec` (if any) as the panel's title, wrapped
+    to the width of a panel."""
     width = 60 if ncols == 1 else 45  # characters of a panel title at font size 9
-    for ax, name in zip(axes, names, strict=False):
-        values = np.asarray(res[name].values, dtype=float)[:, keep]
-        unit = unit_of(name, res[name].attrs, spec)
-        if _percent_of_dose(name, unit):
-            values, unit = 100.0 * values, "% of dose"
-        if bands:
-            _bands(ax, t, values, percentiles, "C0", None)
-        else:
-            for i in range(n):
-                ax.plot(t, values[i], lw=1.3, label=labels[i])
-        ax.set_ylabel(label(name, unit))
-        item = None if spec is None else spec.observations.get(name) or spec.states.get(name)
-        if item is not None and item.description:
-            ax.set_title(wrap(item.description, width), loc="left", fontsize=9)
-        if log:
-            log_axis(ax, values)
-        if log_time:
-            log_axis(ax, t, axis="x", decades=np.inf)
-        ax.grid(True, which="major", alpha=0.35)
-        ax.margins(x=0)
-    for ax in axes[len(names) :]:
+    item = None if spec is None else spec.observations.get(name) or spec.states.get(name)
+    if item is not None and item.description:
+        ax.set_title(wrap(item.description, width), loc="left", fontsize=9)
+
+
+def _time_labels(grid: np.ndarray, n: int, time_unit: str) -> None:
+    """Hide the panels of `grid` beyond the first `n`; a time label under the bottom row,
+    and under the panels above an incomplete bottom row."""
+    nrows, ncols = grid.shape
+    for ax in grid.ravel()[n:]:
         ax.set_visible(False)
     for ax in grid[-1]:
         ax.set_xlabel(label("time", time_unit))
-    if len(names) % ncols and nrows > 1:  # bottom row incomplete: label the panel above
-        for ax in grid[-2, len(names) % ncols :]:
+    if n % ncols and nrows > 1:  # bottom row incomplete: label the panel above
+        for ax in grid[-2, n % ncols :]:
             ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel(label("time", time_unit))
+
+
+def _subjects_legend(fig: Figure, ax: Any, n: int, bands: bool, ncols: int) -> None:
+    """The legend of `timecourse`: of the bands in the first panel; of up to 12 subjects'
+    lines beside a single column, or under a grid of panels; none for one subject or more
+    than 12 lines."""
     if bands:
-        axes[0].legend(fontsize=8, loc="best", title=f"{n} subjects", title_fontsize=8)
+        ax.legend(fontsize=8, loc="best", title=f"{n} subjects", title_fontsize=8)
     elif 1 < n <= 12 and ncols == 1:
-        axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     elif 1 < n <= 12:  # a grid of panels: one legend under all of them
-        handles, texts = axes[0].get_legend_handles_labels()
+        handles, texts = ax.get_legend_handles_labels()
         fig.legend(
             handles, texts, loc="outside lower center", ncols=min(n, 4), fontsize=8, frameon=False
         )
-    fig.suptitle(wrap(title, int(12 * fig.get_figwidth())), fontsize=11)
-    return fig
 
 
 def biodistribution(
@@ -259,6 +320,43 @@ def biodistribution(
         No ``frac_*`` variables and no `organs`, amount variables without `dose`, an
         unknown `kind`, `log_time` with no time > 0.
     """
+    organs, scale = _organs(res, spec, organs, dose, kind, percent)
+    t = np.asarray(res["time"].values, dtype=float)
+    keep = _kept_times(t, log_time, "biodistribution")
+    t = t[keep]
+    curves, names = _organ_curves(res, organs, keep, scale)
+    if kind == "stacked":
+        fig, axes, handles, texts = _stacked(t, organs, curves, names, log_time)
+    else:
+        fig, axes, handles, texts = _organ_lines(t, organs, curves, names, log)
+    for ax in axes:
+        if log_time:
+            log_axis(ax, t, axis="x", decades=12.0)
+        ax.set_ylabel(label("fraction of dose", "%" if percent else "1"))
+        ax.grid(True, which="major", alpha=0.35)
+        ax.margins(x=0)
+    axes[-1].set_xlabel(label("time", _time_unit(res, spec)))
+    n = res.sizes["subject"]
+    axes[0].legend(
+        handles, texts, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        frameon=False, title=f"median of {n} subjects" if n > 1 else None, title_fontsize=8,
+    )  # fmt: skip
+    model = res.attrs.get("model", spec.name if spec is not None else "")
+    heading = f"{model}: biodistribution" if title is None else title
+    fig.suptitle(wrap(heading, int(12 * fig.get_figwidth())), fontsize=11)
+    return fig
+
+
+def _organs(
+    res: xr.Dataset,
+    spec: ModelSpec | None,
+    organs: Sequence[str] | None,
+    dose: float | None,
+    kind: str,
+    percent: bool,
+) -> tuple[list[str], float]:
+    """The variables `biodistribution` draws (default: the ``frac_*`` ones), checked, and
+    the factor from their values to the fraction of the dose drawn (% or 1, over `dose`)."""
     if kind not in ("lines", "stacked"):
         raise SpecError(f"biodistribution: kind = {kind!r}; expected 'lines' or 'stacked'")
     if organs is None:
@@ -283,10 +381,14 @@ def biodistribution(
                 f"[{unit_of(amounts[0], res[amounts[0]].attrs, spec)}], not fractions; "
                 "pass dose="
             )
-    t = np.asarray(res["time"].values, dtype=float)
-    keep = _kept_times(t, log_time, "biodistribution")
-    t = t[keep]
-    n = res.sizes["subject"]
+    return organs, scale
+
+
+def _organ_curves(
+    res: xr.Dataset, organs: list[str], keep: np.ndarray, scale: float
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each organ's median over subjects at the times kept, times `scale`, and its name
+    in the legend (``frac_`` dropped, spaces for underscores)."""
     with np.errstate(all="ignore"):
         curves = {
             o: np.nanmedian(np.asarray(res[o].values, dtype=float)[:, keep], axis=0) * scale
@@ -295,67 +397,77 @@ def biodistribution(
     names = {
         o: o[5:].replace("_", " ") if o.startswith("frac_") else o.replace("_", " ") for o in organs
     }
-    colors = {o: f"C{i % 10}" for i, o in enumerate(organs)}
-    if kind == "stacked":
-        curves = {o: np.clip(np.nan_to_num(c), 0.0, None) for o, c in curves.items()}
-        tiers = _stack_tiers(np.log(t) if log_time else t, curves)
-        fig = new_figure(8.6, 4.6 + 2.0 * (len(tiers) - 1))
-        axes = list(
-            fig.subplots(
-                len(tiers), 1, sharex=True, squeeze=False,
-                gridspec_kw={"height_ratios": [3] + [2] * (len(tiers) - 1)},
-            )[:, 0]
-        )  # fmt: skip
-        for k, (ax, (tier, top)) in enumerate(zip(axes, tiers, strict=True)):
-            ax.stackplot(
-                t,
-                [curves[o] for o in tier],
-                labels=[names[o] for o in tier],
-                colors=[colors[o] for o in tier],
-                alpha=0.85,
-            )
-            if top > 0:
-                ax.set_ylim(0.0, 1.05 * top)
-            if k:
-                ax.set_title("the organs too small to see above, enlarged", loc="left", fontsize=9)
-        # legend from the top of the stack down, as the areas lie
-        handles, texts = axes[0].get_legend_handles_labels()
-        handles, texts = handles[::-1], texts[::-1]
-    else:
-        fig = new_figure(8.6, 4.6)
-        ax = fig.subplots()
-        axes = [ax]
-        styles = ["-", "--", "-.", ":"]
-        for i, o in enumerate(organs):
-            ax.plot(t, curves[o], color=colors[o], ls=styles[(i // 10) % 4], lw=1.6, label=names[o])
-        peaks = np.array([np.nanmax(c) if c.size else np.nan for c in curves.values()])
-        peaks = peaks[np.isfinite(peaks) & (peaks > 0)]
-        if log is None:
-            log = bool(peaks.size) and peaks.max() / peaks.min() > 100.0
-        if log:
-            log_axis(ax, np.concatenate(list(curves.values())), decades=5.0)
-        handles, texts = ax.get_legend_handles_labels()
-    for ax in axes:
-        if log_time:
-            log_axis(ax, t, axis="x", decades=12.0)
-        ax.set_ylabel(label("fraction of dose", "%" if percent else "1"))
-        ax.grid(True, which="major", alpha=0.35)
-        ax.margins(x=0)
-    axes[-1].set_xlabel(label("time", _time_unit(res, spec)))
-    axes[0].legend(
-        handles,
-        texts,
-        fontsize=8,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        frameon=False,
-        title=f"median of {n} subjects" if n > 1 else None,
-        title_fontsize=8,
-    )
-    model = res.attrs.get("model", spec.name if spec is not None else "")
-    heading = f"{model}: biodistribution" if title is None else title
-    fig.suptitle(wrap(heading, int(12 * fig.get_figwidth())), fontsize=11)
-    return fig
+    return curves, names
+
+
+def _organ_style(i: int) -> dict[str, str]:
+    """Colour and line style of the i-th organ's line: ten colours, then other dashes."""
+    return {"color": f"C{i % 10}", "ls": _ORGAN_STYLES[(i // 10) % 4]}
+
+
+def _wide_range(curves: Sequence[np.ndarray]) -> bool:
+    """Whether the peaks (> 0) of `curves` span more than two decades: the default of a
+    logarithmic fraction axis."""
+    peaks = np.array([np.nanmax(c) if c.size else np.nan for c in curves])
+    peaks = peaks[np.isfinite(peaks) & (peaks > 0)]
+    return bool(peaks.size) and peaks.max() / peaks.min() > 100.0
+
+
+def _organ_lines(
+    t: np.ndarray,
+    organs: list[str],
+    curves: dict[str, np.ndarray],
+    names: dict[str, str],
+    log: bool | None,
+) -> tuple[Figure, list[Any], list[Any], list[str]]:
+    """One line per organ on one axes (logarithmic if `log`, by default when `_wide_range`);
+    the figure, its axes and the legend's handles and texts."""
+    fig = new_figure(8.6, 4.6)
+    ax = fig.subplots()
+    for i, o in enumerate(organs):
+        ax.plot(t, curves[o], **_organ_style(i), lw=1.6, label=names[o])
+    if log is None:
+        log = _wide_range(list(curves.values()))
+    if log:
+        log_axis(ax, np.concatenate(list(curves.values())), decades=5.0)
+    handles, texts = ax.get_legend_handles_labels()
+    return fig, [ax], handles, texts
+
+
+def _stacked(
+    t: np.ndarray,
+    organs: list[str],
+    curves: dict[str, np.ndarray],
+    names: dict[str, str],
+    log_time: bool,
+) -> tuple[Figure, list[Any], list[Any], list[str]]:
+    """Organs stacked in areas, in up to three panels (`_stack_tiers`: the organs too small
+    to see in one are stacked again below it); the figure, its axes and the legend's
+    handles and texts, from the top of the stack down as the areas lie."""
+    colors = {o: _organ_style(i)["color"] for i, o in enumerate(organs)}
+    curves = {o: np.clip(np.nan_to_num(c), 0.0, None) for o, c in curves.items()}
+    tiers = _stack_tiers(np.log(t) if log_time else t, curves)
+    fig = new_figure(8.6, 4.6 + 2.0 * (len(tiers) - 1))
+    axes = list(
+        fig.subplots(
+            len(tiers), 1, sharex=True, squeeze=False,
+            gridspec_kw={"height_ratios": [3] + [2] * (len(tiers) - 1)},
+        )[:, 0]
+    )  # fmt: skip
+    for k, (ax, (tier, top)) in enumerate(zip(axes, tiers, strict=True)):
+        ax.stackplot(
+            t,
+            [curves[o] for o in tier],
+            labels=[names[o] for o in tier],
+            colors=[colors[o] for o in tier],
+            alpha=0.85,
+        )
+        if top > 0:
+            ax.set_ylim(0.0, 1.05 * top)
+        if k:
+            ax.set_title("the organs too small to see above, enlarged", loc="left", fontsize=9)
+    handles, texts = axes[0].get_legend_handles_labels()
+    return fig, axes, handles[::-1], texts[::-1]
 
 
 def _visible_width(x: np.ndarray, h: np.ndarray, level: float) -> float:

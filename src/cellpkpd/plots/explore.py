@@ -20,8 +20,15 @@ from ..engine.dosing import DoseArrays, Regimen
 from ..engine.simulator import Simulator, body_weight_name, check_regimen, check_times
 from ..engine.solve import SOLVED, STATUS
 from ..spec.model import ModelSpec, load_model
-from ._common import grid_shape, label, log_axis, new_figure, unit_of, wrap
-from ._time import _percent_of_dose
+from ._common import label, log_axis, new_figure, unit_of, wrap
+from ._time import (
+    _organ_style,
+    _panel_grid,
+    _panel_title,
+    _percent_of_dose,
+    _time_labels,
+    _wide_range,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -135,47 +142,11 @@ def explore(
     check_regimen(spec, regimen, "explore")
     params = _names(spec, params, "params", covariates=False)
     covariates = _names(spec, covariates, "covariates", covariates=True)
-    start = spec.defaults()
-    for k, v in (values or {}).items():
-        if k not in start:
-            raise SpecError(
-                f"explore: values names unknown '{k}'; known parameters and covariates: "
-                + ", ".join(start)
-            )
-        try:
-            start[k] = float(v)
-        except (TypeError, ValueError):
-            raise SpecError(f"explore: values['{k}'] = {v!r:.40} is not a number") from None
-        lo, hi = spec.covariates[k].bounds if k in spec.covariates else (-math.inf, math.inf)
-        if not lo <= start[k] <= hi:  # also rejects NaN
-            raise SpecError(
-                f"explore: values['{k}'] = {start[k]:g} is outside the covariate's bounds "
-                f"[{lo:g}, {hi:g}]"
-            )
+    start = _start_values(spec, values)
     outputs = _outputs(spec, outputs)
-    fracs = [o for o in spec.observations if o.startswith("frac_")]
-    if biodistribution is None:
-        biodistribution = bool(fracs)
-    if biodistribution and not fracs:
-        raise SpecError(
-            f"explore: biodistribution=True, but {spec.name} has no frac_* observations "
-            "(fractions of the dose per organ)"
-        )
-    fracs = fracs if biodistribution else []
+    fracs = _fractions(spec, biodistribution)
     dose_base, per_kg, dose_slider = _dose_setup(spec, regimen, start)
-    specs = {k: _slider_spec(spec, k, start[k]) for k in (*params, *covariates)}
-    # the dose's slider is "dose", or "regimen dose" beside a parameter named dose
-    dose_key = DOSE if DOSE not in specs else f"regimen {DOSE}"
-    if dose_slider is not None:
-        specs[dose_key] = dose_slider
-    for k, rng in (ranges or {}).items():
-        if k not in specs:
-            raise SpecError(
-                f"explore: ranges names '{k}', which has no slider; sliders: "
-                + (", ".join(specs) or "none")
-            )
-        specs[k] = _with_range(specs[k], k, rng)
-
+    specs, dose_key = _slider_specs(spec, (*params, *covariates), start, dose_slider, ranges)
     outs = tuple(dict.fromkeys((*outputs, *fracs)))
     sim = Simulator(spec, times, outputs=outs, solver=solver, rtol=rtol, atol=atol)
     return Explorer(
@@ -292,11 +263,8 @@ class Explorer:
     # ---------------------------------------------------------------- figures
     def _timecourse_figure(self, log: bool) -> tuple[Figure, dict[str, Any]]:
         spec = self.spec
-        nrows, ncols = grid_shape(len(self.outputs))
-        fig = new_figure(4.6 * ncols + (1.6 if ncols == 1 else 0.0), 1.2 + 2.6 * nrows)
-        grid = fig.subplots(nrows, ncols, sharex=True, squeeze=False)
+        fig, grid = _panel_grid(len(self.outputs))
         lines = {}
-        width = 60 if ncols == 1 else 45  # characters of a panel title at font size 9
         for ax, name in zip(grid.ravel(), self.outputs, strict=False):
             unit = unit_of(name, None, spec)  # "" for a derived name without a unit
             scale = 1.0
@@ -305,19 +273,10 @@ class Explorer:
             (line,) = ax.plot(self.times, self.data[name] * scale, lw=1.6, color="C0")
             lines[name] = (line, scale)
             ax.set_ylabel(label(name, unit))
-            item = spec.observations.get(name) or spec.states.get(name)
-            if item is not None and item.description:
-                ax.set_title(wrap(item.description, width), loc="left", fontsize=9)
+            _panel_title(ax, spec, name, grid.shape[1])
             ax.grid(True, which="major", alpha=0.35)
             ax.margins(x=0)
-        for ax in grid.ravel()[len(self.outputs) :]:
-            ax.set_visible(False)
-        for ax in grid[-1]:
-            ax.set_xlabel(label("time", spec.time_unit))
-        if len(self.outputs) % ncols and nrows > 1:  # bottom row incomplete
-            for ax in grid[-2, len(self.outputs) % ncols :]:
-                ax.xaxis.set_tick_params(labelbottom=True)
-                ax.set_xlabel(label("time", spec.time_unit))
+        _time_labels(grid, len(self.outputs), spec.time_unit)
         fig.suptitle(wrap(spec.name, int(12 * fig.get_figwidth())), fontsize=11)
         self._rescale_timecourse(lines)
         return fig, lines
@@ -335,17 +294,14 @@ class Explorer:
     def _biodistribution_figure(self) -> Figure:
         fig = new_figure(8.6, 4.6)
         ax = fig.subplots()
-        styles = ["-", "--", "-.", ":"]
         for i, o in enumerate(self._fracs):
             (line,) = ax.plot(
-                self.times, 100.0 * self.data[o], color=f"C{i % 10}", ls=styles[(i // 10) % 4],
-                lw=1.6, label=o[5:].replace("_", " "),
+                self.times, 100.0 * self.data[o], **_organ_style(i), lw=1.6,
+                label=o[5:].replace("_", " "),
             )  # fmt: skip
             self._organ_lines[o] = line
         # log axis when the organs' peaks span more than two decades, as biodistribution()
-        peaks = np.array([np.nanmax(self.data[o]) for o in self._fracs])
-        peaks = peaks[np.isfinite(peaks) & (peaks > 0)]
-        self._organ_log = bool(peaks.size) and peaks.max() / peaks.min() > 100.0
+        self._organ_log = _wide_range([self.data[o] for o in self._fracs])
         self._rescale_organs()
         ax.set_ylabel(label("fraction of dose", "%"))
         ax.set_xlabel(label("time", self.spec.time_unit))
@@ -476,6 +432,67 @@ class Explorer:
 
 
 # -------------------------------------------------------------------- helpers
+def _start_values(spec: ModelSpec, values: Mapping[str, float] | None) -> dict[str, float]:
+    """The model's parameter and covariate values with those of `values`, checked (known
+    names, numbers, a covariate within its bounds)."""
+    start = spec.defaults()
+    for k, v in (values or {}).items():
+        if k not in start:
+            raise SpecError(
+                f"explore: values names unknown '{k}'; known parameters and covariates: "
+                + ", ".join(start)
+            )
+        try:
+            start[k] = float(v)
+        except (TypeError, ValueError):
+            raise SpecError(f"explore: values['{k}'] = {v!r:.40} is not a number") from None
+        lo, hi = spec.covariates[k].bounds if k in spec.covariates else (-math.inf, math.inf)
+        if not lo <= start[k] <= hi:  # also rejects NaN
+            raise SpecError(
+                f"explore: values['{k}'] = {start[k]:g} is outside the covariate's bounds "
+                f"[{lo:g}, {hi:g}]"
+            )
+    return start
+
+
+def _fractions(spec: ModelSpec, biodistribution: bool | None) -> list[str]:
+    """The ``frac_*`` observations of the biodistribution view (none without it; by
+    default it is offered when the model has them)."""
+    fracs = [o for o in spec.observations if o.startswith("frac_")]
+    if biodistribution is None:
+        biodistribution = bool(fracs)
+    if biodistribution and not fracs:
+        raise SpecError(
+            f"explore: biodistribution=True, but {spec.name} has no frac_* observations "
+            "(fractions of the dose per organ)"
+        )
+    return fracs if biodistribution else []
+
+
+def _slider_specs(
+    spec: ModelSpec,
+    names: Sequence[str],
+    start: Mapping[str, float],
+    dose_slider: dict[str, Any] | None,
+    ranges: Mapping[str, tuple[float, float]] | None,
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """The spec of each slider (parameters and covariates `names`, then the dose's),
+    with the ends of `ranges`; and the dose slider's name."""
+    specs = {k: _slider_spec(spec, k, start[k]) for k in names}
+    # the dose's slider is "dose", or "regimen dose" beside a parameter named dose
+    dose_key = DOSE if DOSE not in specs else f"regimen {DOSE}"
+    if dose_slider is not None:
+        specs[dose_key] = dose_slider
+    for k, rng in (ranges or {}).items():
+        if k not in specs:
+            raise SpecError(
+                f"explore: ranges names '{k}', which has no slider; sliders: "
+                + (", ".join(specs) or "none")
+            )
+        specs[k] = _with_range(specs[k], k, rng)
+    return specs, dose_key
+
+
 def _names(spec: ModelSpec, names: Sequence[str] | None, arg: str, covariates: bool) -> list[str]:
     """The parameter or covariate names of one argument, checked against the model."""
     own = spec.covariates if covariates else spec.parameters
