@@ -15,7 +15,7 @@ import csv
 import dataclasses
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +149,26 @@ def _read_csv(path: Path, src: str) -> pd.DataFrame:
     return pd.DataFrame(records[1:], columns=header, dtype=object)
 
 
+def _table(
+    path_or_dataframe: str | os.PathLike | pd.DataFrame, source: str | None
+) -> tuple[pd.DataFrame, str]:
+    """The raw table (a copy of a DataFrame with stripped column names, or a CSV file
+    read as text) and its name in messages."""
+    if isinstance(path_or_dataframe, pd.DataFrame):
+        src = source or "<DataFrame>"
+        table = path_or_dataframe.reset_index(drop=True)
+        table.columns = [str(c).strip() for c in table.columns]
+    elif isinstance(path_or_dataframe, (str, os.PathLike)):
+        src = source or str(path_or_dataframe)
+        table = _read_csv(Path(path_or_dataframe), src)
+    else:
+        raise DataError(
+            f"read_nonmem: expected a CSV path or a pandas DataFrame, got "
+            f"{type(path_or_dataframe).__name__}"
+        )
+    return table, src
+
+
 def read_nonmem(
     path_or_dataframe: str | os.PathLike | pd.DataFrame,
     source: str | None = None,
@@ -217,18 +237,7 @@ def read_nonmem(
     DataError
         On any invalid record, with the source, row, column, value and what was expected.
     """
-    if isinstance(path_or_dataframe, pd.DataFrame):
-        src = source or "<DataFrame>"
-        table = path_or_dataframe.reset_index(drop=True)
-        table.columns = [str(c).strip() for c in table.columns]
-    elif isinstance(path_or_dataframe, (str, os.PathLike)):
-        src = source or str(path_or_dataframe)
-        table = _read_csv(Path(path_or_dataframe), src)
-    else:
-        raise DataError(
-            f"read_nonmem: expected a CSV path or a pandas DataFrame, got "
-            f"{type(path_or_dataframe).__name__}"
-        )
+    table, src = _table(path_or_dataframe, source)
     if covariates not in CONVENTIONS:
         raise DataError(
             f"read_nonmem: covariates = {covariates!r}; expected 'nocb' (NONMEM's and "
@@ -239,6 +248,58 @@ def read_nonmem(
 
 
 def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Dataset:
+    """The checked records of `table` as a `Dataset`: NONMEM's items with their defaults,
+    then the covariates filled within each subject."""
+    by_upper = _header(table, src)
+    n = len(table)
+    if n == 0:
+        raise DataError(f"{src}: no data rows; expected at least one record after the header")
+    chk = _Checker(src, n)
+
+    def col(name: str, default: float = np.nan) -> np.ndarray:
+        if name in by_upper:
+            return chk.floats(table[by_upper[name]], name)
+        return np.full(n, default)
+
+    ids, time = _ids_and_times(chk, col)
+    evid, amt, rate, ii, addl, ss = _dose_items(chk, col)
+    dose = np.isin(evid, (1, 4))
+    _check_dose_counts(chk, ids, evid, dose, addl)
+    dv, mdv = col("DV"), col("MDV")
+    mdv = np.where(np.isnan(mdv), np.where((evid != 0) | np.isnan(dv), 1.0, 0.0), mdv)
+    mdv = chk.ints(mdv, "MDV", (0, 1), "0 or 1")
+    msg = "on a record that is not an observation (EVID != 0); expected MDV = 1"
+    chk.where((mdv == 0) & (evid != 0), "MDV", mdv, msg)
+    chk.required((mdv == 0) & np.isnan(dv), "DV", "expected a value on an observation with MDV = 0")
+    route, cmt = _routes_and_compartments(table, by_upper, chk, dose)
+    lloq = col("LLOQ")
+    chk.where(lloq < 0, "LLOQ", lloq, "is negative; expected LLOQ >= 0")
+    msg = "0 or 1 (1 = DV is the LLOQ and the value is below it)"
+    cens = chk.ints(np.nan_to_num(col("CENS"), nan=0.0), "CENS", (0, 1), msg)
+    chk.required((cens == 1) & np.isnan(dv), "DV", "expected the LLOQ in DV where CENS = 1")
+    lloq = np.where(cens == 1, dv, lloq)
+
+    id_col: np.ndarray = ids.astype(np.int64) if np.all(ids % 1 == 0) else ids
+    columns = (id_col, time, evid, amt, rate, cmt, dv, mdv, ii, addl.astype(np.int64), ss, lloq)
+    frame = pd.DataFrame(
+        dict(zip(("ROW", *RESERVED_COLUMNS), (chk.rows, *columns, cens), strict=True))
+    )
+    if any(r is not None for r in route):
+        frame["ROUTE"] = route
+    covariates = [c for c in table.columns if c.upper() not in (*RESERVED_COLUMNS, "ROW", "ROUTE")]
+    for c in covariates:
+        frame[c] = _covariate(table, c, chk, frame["ID"], ids, convention)
+    return Dataset(
+        frame=frame,
+        source=src,
+        covariate_names=tuple(covariates),
+        covariate_convention=convention,
+    )
+
+
+def _header(table: pd.DataFrame, src: str) -> dict[str, str]:
+    """Upper-case name -> column as given, with each name once (in any case) and the
+    required ID and TIME present."""
     by_upper: dict[str, str] = {}
     for c in table.columns:
         if c in by_upper.values():
@@ -254,16 +315,12 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
             raise DataError(
                 f"{src}: missing required column {req}; columns: " + ", ".join(table.columns)
             )
-    n = len(table)
-    if n == 0:
-        raise DataError(f"{src}: no data rows; expected at least one record after the header")
-    chk = _Checker(src, n)
+    return by_upper
 
-    def col(name: str, default: float = np.nan) -> np.ndarray:
-        if name in by_upper:
-            return chk.floats(table[by_upper[name]], name)
-        return np.full(n, default)
 
+def _ids_and_times(chk: _Checker, col: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """ID and TIME of every record: present, TIME >= 0, a subject's records contiguous and
+    in non-decreasing TIME."""
     ids, time = col("ID"), col("TIME")
     chk.required(np.isnan(ids), "ID", "expected a subject number on every record")
     chk.required(np.isnan(time), "TIME", "expected a time >= 0 on every record")
@@ -281,7 +338,12 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
         i = int(back[0])
         msg = f"is before the previous record's TIME = {_fmt(prev[i])} of ID {_fmt(ids[i])}"
         raise chk.err(i, "TIME", time[i], msg + "; expected non-decreasing TIME within a subject")
+    return ids, time
 
+
+def _dose_items(chk: _Checker, col: Callable[..., np.ndarray]) -> tuple[np.ndarray, ...]:
+    """EVID, AMT, RATE, II, ADDL and SS with their defaults, each valid, and together as
+    NM-TRAN wants them (dose items on dose records only, a steady state that can be)."""
     amt = col("AMT")
     chk.where(amt < 0, "AMT", amt, "is negative; expected AMT >= 0")
     evid = col("EVID")
@@ -323,25 +385,30 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
         raise chk.err(i, name, items[name][i], msg)
     msg = "with AMT = 0 gives no dose; expected AMT > 0 for an infusion (or RATE = 0)"
     chk.where(dose & (ss == 0) & (rate > 0) & (amt == 0), "RATE", rate, msg)
+    return evid, amt, rate, ii, addl, ss
+
+
+def _check_dose_counts(
+    chk: _Checker, ids: np.ndarray, evid: np.ndarray, dose: np.ndarray, addl: np.ndarray
+) -> None:
+    """At most MAX_DOSES doses and resets per subject, ADDL copies included."""
     n_doses = np.where(dose, 1 + addl, 0.0) + (evid == 3)
     per_subject = pd.Series(n_doses).groupby(ids).cumsum().to_numpy()
     if np.any(per_subject > MAX_DOSES):
         i = int(np.flatnonzero(per_subject > MAX_DOSES)[0])
         raise DataError(
-            f"{src} row {chk.rows[i]}: ID {_fmt(ids[i])} reaches {_fmt(per_subject[i])} "
+            f"{chk.src} row {chk.rows[i]}: ID {_fmt(ids[i])} reaches {_fmt(per_subject[i])} "
             f"doses at this record (ADDL = {_fmt(addl[i])}); expected at most {MAX_DOSES} "
             "doses (and resets) per subject"
         )
 
-    dv, mdv = col("DV"), col("MDV")
-    mdv = np.where(np.isnan(mdv), np.where((evid != 0) | np.isnan(dv), 1.0, 0.0), mdv)
-    mdv = chk.ints(mdv, "MDV", (0, 1), "0 or 1")
-    msg = "on a record that is not an observation (EVID != 0); expected MDV = 1"
-    chk.where((mdv == 0) & (evid != 0), "MDV", mdv, msg)
-    chk.required((mdv == 0) & np.isnan(dv), "DV", "expected a value on an observation with MDV = 0")
 
-    # ROUTE: a route of the model's [routes] block (text) on a dose record, in place of CMT
-    route = np.full(n, None, dtype=object)
+def _routes_and_compartments(
+    table: pd.DataFrame, by_upper: dict[str, str], chk: _Checker, dose: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROUTE (a route name of the model, on a dose record, in place of CMT; None where
+    none) and CMT (number, state name or None; doses default to 1 without a CMT column)."""
+    route = np.full(len(table), None, dtype=object)
     if "ROUTE" in by_upper:
         for i, v in enumerate(table[by_upper["ROUTE"]].tolist()):
             if _is_missing(v):
@@ -366,41 +433,26 @@ def _normalise(table: pd.DataFrame, src: str, convention: str = "nocb") -> Datas
         chk.required(dose & no_cmt & ~has_route, "CMT", msg)
     else:
         cmt = np.where(dose & ~has_route, 1, None).astype(object)
-    lloq = col("LLOQ")
-    chk.where(lloq < 0, "LLOQ", lloq, "is negative; expected LLOQ >= 0")
-    msg = "0 or 1 (1 = DV is the LLOQ and the value is below it)"
-    cens = chk.ints(np.nan_to_num(col("CENS"), nan=0.0), "CENS", (0, 1), msg)
-    chk.required((cens == 1) & np.isnan(dv), "DV", "expected the LLOQ in DV where CENS = 1")
-    lloq = np.where(cens == 1, dv, lloq)
+    return route, cmt
 
-    id_col: np.ndarray = ids.astype(np.int64) if np.all(ids % 1 == 0) else ids
-    columns = (id_col, time, evid, amt, rate, cmt, dv, mdv, ii, addl.astype(np.int64), ss, lloq)
-    frame = pd.DataFrame(
-        dict(zip(("ROW", *RESERVED_COLUMNS), (chk.rows, *columns, cens), strict=True))
-    )
-    if has_route.any():
-        frame["ROUTE"] = route
-    covariates = [c for c in table.columns if c.upper() not in (*RESERVED_COLUMNS, "ROW", "ROUTE")]
-    # missing values: filled in the direction of the convention, then the other way
+
+def _covariate(
+    table: pd.DataFrame, c: str, chk: _Checker, id_col: pd.Series, ids: np.ndarray, convention: str
+) -> np.ndarray:
+    """Covariate column `c`, its missing values filled within each subject in the direction
+    of the convention, then the other way; a subject without any value is an error."""
     fills = ("bfill", "ffill") if convention == "nocb" else ("ffill", "bfill")
-    for c in covariates:
-        values = pd.Series(chk.floats(table[c], c))
-        for fill in fills:
-            values = getattr(values.groupby(frame["ID"]), fill)()
-        if values.isna().any():
-            i = int(np.flatnonzero(values.isna())[0])
-            last = chk.rows[ids == ids[i]][-1]
-            raise DataError(
-                f"{src} rows {i + 1}-{last}: covariate {c} is missing on every "
-                f"record of ID {_fmt(ids[i])}; expected a number"
-            )
-        frame[c] = values.to_numpy(dtype=float)
-    return Dataset(
-        frame=frame,
-        source=src,
-        covariate_names=tuple(covariates),
-        covariate_convention=convention,
-    )
+    values = pd.Series(chk.floats(table[c], c))
+    for fill in fills:
+        values = getattr(values.groupby(id_col), fill)()
+    if values.isna().any():
+        i = int(np.flatnonzero(values.isna())[0])
+        last = chk.rows[ids == ids[i]][-1]
+        raise DataError(
+            f"{chk.src} rows {i + 1}-{last}: covariate {c} is missing on every "
+            f"record of ID {_fmt(ids[i])}; expected a number"
+        )
+    return values.to_numpy(dtype=float)
 
 
 @dataclass(frozen=True, eq=False)
@@ -601,76 +653,13 @@ class Dataset:
     def _subject(
         self, cols: dict[str, np.ndarray], sl: slice, spec: ModelSpec | None, names: dict[str, str]
     ) -> SubjectData:
-        rows, evid, cmt = cols["ROW"][sl], cols["EVID"][sl], cols["CMT"][sl].copy()
-        route = cols["ROUTE"][sl].copy() if "ROUTE" in cols else np.full(len(rows), None)
-        for arr in (cmt, route):  # a text column keeps missing values as NaN
-            arr[[_is_missing(v) for v in arr]] = None
-        if spec is not None:
-            for i, c in enumerate(cmt):
-                if isinstance(c, str) and c in spec.routes and evid[i] in (1, 4):
-                    route[i], cmt[i] = c, None  # CMT holding a route name
-                elif c is not None:
-                    cmt[i] = self._resolve(c, rows[i], evid[i], spec)
-            for i, r in enumerate(route):
-                if r is not None and r not in spec.routes:
-                    raise DataError(
-                        f"{self.source} row {rows[i]}: ROUTE = {r} is not a route of model "
-                        f"'{spec.name}'; expected one of: "
-                        + (", ".join(spec.routes) or "none (the model has no [routes] block)")
-                    )
-        time, amt, rate = cols["TIME"][sl], cols["AMT"][sl], cols["RATE"][sl]
-        ii, addl, ss = cols["II"][sl], cols["ADDL"][sl], cols["SS"][sl]
-        events: list[Dose | Reset] = []
-        origin: list[int] = []  # the record each event comes from
-        for i in np.flatnonzero(np.isin(evid, (1, 3, 4))):
-            t = float(time[i])
-            if evid[i] == 3:
-                events.append(Reset(t))
-                origin.append(int(i))
-                continue
-            kw: dict[str, Any] = {"ss": int(ss[i]), "ii": float(ii[i]), "reset": bool(evid[i] == 4)}
-            if rate[i] > 0:
-                kw["rate"] = float(rate[i])
-            elif rate[i] in (-1, -2):
-                key = "rate" if rate[i] == -1 else "duration"
-                kw[key] = "model"
-                targets = [cmt[i]] if route[i] is None or spec is None else spec.routes[route[i]]
-                for state in targets:
-                    rule = spec.dosing.get(state) if spec is not None else None
-                    if spec is not None and getattr(rule, key, None) is None:
-                        raise DataError(
-                            f"{self.source} row {rows[i]}: RATE = {_fmt(rate[i])} takes the "
-                            f"{key} from the model, but model '{spec.name}' has no [dosing] "
-                            f"{state}.{key}"
-                        )
-            try:
-                if route[i] is not None:
-                    d = Dose(t, float(amt[i]), route=route[i], **kw)
-                else:
-                    d = Dose(t, float(amt[i]), cmt[i], **kw)
-            except DosingError as exc:
-                raise DataError(f"{self.source} row {rows[i]}: invalid dose: {exc}") from None
-            events.append(d)
-            events.extend(
-                dataclasses.replace(d, time=t + k * d.ii, ss=0, reset=False)
-                for k in range(1, int(addl[i]) + 1)
-            )
-            origin.extend([int(i)] * (1 + int(addl[i])))
+        """The records of one subject (rows `sl` of the frame's columns `cols`)."""
+        rows, evid = cols["ROW"][sl], cols["EVID"][sl]
+        cmt, route = self._targets(cols, sl, spec)
+        time = cols["TIME"][sl]
+        events, origin = self._events(cols, sl, spec, cmt, route)
         regimen = Regimen(events)
-        # the regimen's order (stable by time); at equal times, events of earlier rows first
-        perm = np.argsort([e.time for e in events], kind="stable")
-        ev_time = np.asarray([events[k].time for k in perm], dtype=float)
-        ev_origin = np.asarray([origin[k] for k in perm], dtype=np.int64)
-        # (time, origin) is sorted: count the events at or before (TIME, row) of each record
-        lo = np.searchsorted(ev_time, time, side="left")
-        hi = np.searchsorted(ev_time, time, side="right")
-        events_before = np.array(
-            [
-                a + np.searchsorted(ev_origin[a:b], i, side="right")
-                for i, (a, b) in enumerate(zip(lo, hi, strict=True))
-            ],
-            dtype=np.int64,
-        )
+        events_before, ev_origin = _events_before(events, origin, time)
         dv, lloq = cols["DV"][sl].astype(float), cols["LLOQ"][sl].astype(float)
         cens = (evid == 0) & ((cols["CENS"][sl] == 1) | (dv < lloq))
         return SubjectData(
@@ -689,6 +678,110 @@ class Dataset:
             event_records=ev_origin,
             covariate_convention=self.covariate_convention,
         )
+
+    def _targets(
+        self, cols: dict[str, np.ndarray], sl: slice, spec: ModelSpec | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """CMT and ROUTE of one subject's records (None where missing); with a model, CMT
+        as a state name (a route name in CMT on a dose moves to ROUTE), routes checked."""
+        rows, evid, cmt = cols["ROW"][sl], cols["EVID"][sl], cols["CMT"][sl].copy()
+        route = cols["ROUTE"][sl].copy() if "ROUTE" in cols else np.full(len(rows), None)
+        for arr in (cmt, route):  # a text column keeps missing values as NaN
+            arr[[_is_missing(v) for v in arr]] = None
+        if spec is not None:
+            for i, c in enumerate(cmt):
+                if isinstance(c, str) and c in spec.routes and evid[i] in (1, 4):
+                    route[i], cmt[i] = c, None  # CMT holding a route name
+                elif c is not None:
+                    cmt[i] = self._resolve(c, rows[i], evid[i], spec)
+            for i, r in enumerate(route):
+                if r is not None and r not in spec.routes:
+                    raise DataError(
+                        f"{self.source} row {rows[i]}: ROUTE = {r} is not a route of model "
+                        f"'{spec.name}'; expected one of: "
+                        + (", ".join(spec.routes) or "none (the model has no [routes] block)")
+                    )
+        return cmt, route
+
+    def _events(
+        self,
+        cols: dict[str, np.ndarray],
+        sl: slice,
+        spec: ModelSpec | None,
+        cmt: np.ndarray,
+        route: np.ndarray,
+    ) -> tuple[list[Dose | Reset], list[int]]:
+        """The doses (ADDL copies after each) and resets of one subject's records, in file
+        order, and the record (index within the subject) each comes from."""
+        rows, evid, time = cols["ROW"][sl], cols["EVID"][sl], cols["TIME"][sl]
+        amt, rate = cols["AMT"][sl], cols["RATE"][sl]
+        ii, addl, ss = cols["II"][sl], cols["ADDL"][sl], cols["SS"][sl]
+        events: list[Dose | Reset] = []
+        origin: list[int] = []  # the record each event comes from
+        for i in np.flatnonzero(np.isin(evid, (1, 3, 4))):
+            t = float(time[i])
+            if evid[i] == 3:
+                events.append(Reset(t))
+                origin.append(int(i))
+                continue
+            kw: dict[str, Any] = {"ss": int(ss[i]), "ii": float(ii[i]), "reset": bool(evid[i] == 4)}
+            if rate[i] > 0:
+                kw["rate"] = float(rate[i])
+            elif rate[i] in (-1, -2):
+                key = "rate" if rate[i] == -1 else "duration"
+                kw[key] = "model"
+                targets = [cmt[i]] if route[i] is None or spec is None else spec.routes[route[i]]
+                self._check_model_rate(spec, targets, key, rows[i], rate[i])
+            try:
+                if route[i] is not None:
+                    d = Dose(t, float(amt[i]), route=route[i], **kw)
+                else:
+                    d = Dose(t, float(amt[i]), cmt[i], **kw)
+            except DosingError as exc:
+                raise DataError(f"{self.source} row {rows[i]}: invalid dose: {exc}") from None
+            events.append(d)
+            events.extend(
+                dataclasses.replace(d, time=t + k * d.ii, ss=0, reset=False)
+                for k in range(1, int(addl[i]) + 1)
+            )
+            origin.extend([int(i)] * (1 + int(addl[i])))
+        return events, origin
+
+    def _check_model_rate(
+        self, spec: ModelSpec | None, targets: list[Any], key: str, row: int, rate: float
+    ) -> None:
+        """RATE -1 (rate) or -2 (duration) needs that `key` in the model's ``[dosing]``
+        block for every state dosed (nothing to check without a model)."""
+        for state in targets:
+            rule = spec.dosing.get(state) if spec is not None else None
+            if spec is not None and getattr(rule, key, None) is None:
+                raise DataError(
+                    f"{self.source} row {row}: RATE = {_fmt(rate)} takes the "
+                    f"{key} from the model, but model '{spec.name}' has no [dosing] "
+                    f"{state}.{key}"
+                )
+
+
+def _events_before(
+    events: list[Dose | Reset], origin: list[int], time: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How many events (in the regimen's order) act before each record (`SubjectData.
+    events_before`), and the record each event comes from in that order."""
+    # the regimen's order (stable by time); at equal times, events of earlier rows first
+    perm = np.argsort([e.time for e in events], kind="stable")
+    ev_time = np.asarray([events[k].time for k in perm], dtype=float)
+    ev_origin = np.asarray([origin[k] for k in perm], dtype=np.int64)
+    # (time, origin) is sorted: count the events at or before (TIME, row) of each record
+    lo = np.searchsorted(ev_time, time, side="left")
+    hi = np.searchsorted(ev_time, time, side="right")
+    events_before = np.array(
+        [
+            a + np.searchsorted(ev_origin[a:b], i, side="right")
+            for i, (a, b) in enumerate(zip(lo, hi, strict=True))
+        ],
+        dtype=np.int64,
+    )
+    return events_before, ev_origin
 
 
 def record_inputs(subjects: list[SubjectData], names: Iterable[str], max_doses: int) -> TimeVarying:

@@ -178,24 +178,7 @@ def simulate_data(
         )
     subjects = data.subjects(spec)
     n = len(subjects)
-    # data columns named like a parameter or covariate of the model (in any case) are used,
-    # per record, under the model's spelling; the others are read and said to be ignored
-    used = list(data.model_columns(spec).values())
-    ignored = data.ignored_columns(spec)
-    if ignored:
-        warnings.warn(
-            f"simulate: data columns {', '.join(ignored)} of {data.source} name no covariate "
-            f"or parameter of model '{spec.name}' and are ignored (used: "
-            f"{', '.join(used) or 'none'})",
-            UserWarning,
-            stacklevel=3,
-        )
-    clash = sorted(set(used) & set(params or {}))
-    if clash:
-        raise SpecError(
-            f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
-            f"{data.source}; drop one"
-        )
+    used = _used_columns(spec, data, params)
     check_data_bounds(spec, data.source, subjects)
     values, n_p = batch_inputs(spec, params, None, n)
     if n_p != n:
@@ -227,21 +210,66 @@ def simulate_data(
     )
     order = np.stack([pad(s.events_before) for s in subjects])
     out, status = sim.batch(p, doses, jnp.asarray(times), tv, events_before=order)
-    ids = [s.id for s in subjects]
     status = np.asarray(status)
+    _report_failures(spec, status, [s.id for s in subjects], on_failure)
+    return _record_dataset(spec, data, sim, subjects, out, status, times, order)
+
+
+def _used_columns(spec: ModelSpec, data: Dataset, params: Mapping[str, Any] | None) -> list[str]:
+    """The model's names of the data columns `spec` uses; warns of the ignored columns
+    and refuses a name given both as a column and in `params`."""
+    # data columns named like a parameter or covariate of the model (in any case) are used,
+    # per record, under the model's spelling; the others are read and said to be ignored
+    used = list(data.model_columns(spec).values())
+    ignored = data.ignored_columns(spec)
+    if ignored:
+        warnings.warn(
+            f"simulate: data columns {', '.join(ignored)} of {data.source} name no covariate "
+            f"or parameter of model '{spec.name}' and are ignored (used: "
+            f"{', '.join(used) or 'none'})",
+            UserWarning,
+            stacklevel=4,
+        )
+    clash = sorted(set(used) & set(params or {}))
+    if clash:
+        raise SpecError(
+            f"simulate: {', '.join(clash)} given both in params and as data column(s) of "
+            f"{data.source}; drop one"
+        )
+    return used
+
+
+def _report_failures(spec: ModelSpec, status: np.ndarray, ids: list[Any], on_failure: str) -> None:
+    """Subjects whose solve failed: a SimulationError, or a warning (their values NaN)."""
     if np.any(status != SOLVED):
         msg = failure_message(status, ids)
         if on_failure == "raise":
             raise SimulationError(f"{spec.name}: {msg}")
-        warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{spec.name}: {msg}; their values are NaN", RuntimeWarning, stacklevel=4)
+
+
+def _record_dataset(
+    spec: ModelSpec,
+    data: Dataset,
+    sim: Any,
+    subjects: Sequence[Any],
+    out: Mapping[str, Any],
+    status: np.ndarray,
+    times: np.ndarray,
+    order: np.ndarray,
+) -> xr.Dataset:
+    """The outputs at each subject's records (dims subject, record; NaN past a subject's
+    last record or where its solve failed) with the records' time, row, EVID, DV, time
+    after dose and the status and amount given of each subject."""
+    n, n_rec = times.shape
     valid = np.stack([np.arange(n_rec) < s.times.size for s in subjects])
     dims = ("subject", "record")
 
     def padded(get: Any, fill: Any, dtype: Any = float) -> np.ndarray:
-        out = np.full((n, n_rec), fill, dtype=dtype)
+        arr = np.full((n, n_rec), fill, dtype=dtype)
         for i, s in enumerate(subjects):
-            out[i, : s.times.size] = get(s)
-        return out
+            arr[i, : s.times.size] = get(s)
+        return arr
 
     data_vars = {}
     for name in sim.outputs:
@@ -250,7 +278,7 @@ def simulate_data(
         v[~valid] = np.nan
         data_vars[name] = xr.Variable(dims, v, attrs={"unit": output_unit(spec, name)})
     coords = {
-        "subject": np.asarray(ids),
+        "subject": np.asarray([s.id for s in subjects]),
         "record": np.arange(n_rec),
         "time": (dims, np.where(valid, times, np.nan), {"unit": spec.time_unit}),
         "row": (dims, padded(lambda s: s.rows, -1, int)),
@@ -259,6 +287,7 @@ def simulate_data(
         "status": ("subject", status),
     }
     # time after dose at each record, the records at equal times in file order
+    regimens = [s.regimen for s in subjects]
     dose = dose_coords(regimens, times, n, spec.time_unit, order, valid)
     coords.update({k: (dims, *v) for k, v in dose.items()})
     attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
