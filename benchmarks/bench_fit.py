@@ -36,7 +36,7 @@ from jax.scipy.special import log_ndtr
 from numpyro.infer import MCMC, NUTS, init_to_median
 
 import cellpkpd as cp
-from cellpkpd.infer.run import FitData
+from cellpkpd.infer.data import FitData
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_infer_recovery import POP, TRUTH, recovery_data

@@ -13,7 +13,7 @@ import pytest
 from conftest import check
 
 import cellpkpd as cp
-from cellpkpd.infer.run import FitData
+from cellpkpd.infer.data import FitData
 
 # A valid model file; every malformed file below changes one thing in it.
 BASE = """\

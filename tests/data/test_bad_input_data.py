@@ -22,7 +22,7 @@ import cellpkpd as cp
 from cellpkpd.cli import _config as cli_batch
 from cellpkpd.cli.main import main
 from cellpkpd.engine.dosing import MAX_DOSES
-from cellpkpd.infer.run import FitData
+from cellpkpd.infer.data import FitData
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1001,11 +1001,12 @@ def test_records_at_equal_times_act_in_file_order(specs, solver: str) -> None:
     assert int(res["status"][0]) == 0
     assert_close(res["central"].values[0], expected, solver)
     # the likelihood's predictions (what cp.fit compares with DV) follow the same order
-    from cellpkpd.infer.run import FitData, _solve_draws
+    from cellpkpd.infer.data import FitData
+    from cellpkpd.infer.likelihood import solve_draws
 
     fd = FitData.build(specs["iv"], data)
     draws = {"CL": np.full((1, 1), 2.0), "V": np.full((1, 1), V)}
-    pred = _solve_draws(specs["iv"], fd, cp.Population(), draws, solver)[0][0]
+    pred = solve_draws(specs["iv"], fd, cp.Population(), draws, solver)[0][0]
     assert_close(pred[fd.observed[0]], np.asarray(expected)[fd.observed[0]] / V, solver)
 
 

@@ -18,7 +18,8 @@ import pytest
 
 import cellpkpd as cp
 from cellpkpd._core.errors import DataError
-from cellpkpd.infer.run import FitData, _solve_draws
+from cellpkpd.infer.data import FitData
+from cellpkpd.infer.likelihood import solve_draws
 
 ORAL_WT = """
 [model]
@@ -127,7 +128,7 @@ def test_fit_predictions_follow_the_data_sets_convention(
     assert fd.tv is not None and fd.tv.nocb == (convention == "nocb")
     pop = cp.Population(error={"conc": "proportional"})
     params = {"ka": np.full((1, 2), KA), "V": np.full((1, 2), V)}
-    pred = _solve_draws(spec, fd, pop, params, "exact")[0]
+    pred = solve_draws(spec, fd, pop, params, "exact")[0]
     for i in range(2):
         w = WEIGHTS * (1.0 + 0.1 * i)
         central = _piecewise_central(np.r_[0.0, TIMES], np.r_[w[0], w], convention)

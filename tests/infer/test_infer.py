@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import cellpkpd as cp
-import cellpkpd.infer.run
-from cellpkpd.infer.run import FitData
+import cellpkpd.infer.posterior
+from cellpkpd.infer.data import FitData
 
 POP = cp.Population(random_effects={"ka": 0.5, "CL": 0.5, "V": 0.5}, error={"conc": "additive"})
 
@@ -262,10 +262,10 @@ def test_time_varying_model_covariate_enters_the_fit(tmp_path) -> None:
     np.testing.assert_array_equal(fd.covariates["CRCL"], 100.0)  # the baseline
     # predictions at the true parameters: the likelihood's solver = cp.simulate(data=) =
     # the piecewise closed form
-    from cellpkpd.infer.run import _solve_draws
+    from cellpkpd.infer.likelihood import solve_draws
 
     pop = cp.Population(error={"conc": "proportional"})
-    pred = _solve_draws(spec, fd, pop, {"CL": np.full((1, 6), cl), "V": np.full((1, 6), v),
+    pred = solve_draws(spec, fd, pop, {"CL": np.full((1, 6), cl), "V": np.full((1, 6), v),
                                         "CRCL": np.full((1, 6), 100.0)}, "exact")[0]  # fmt: skip
     sim = cp.simulate(spec, data=data)["conc"].values
     ok = fd.observed
@@ -342,9 +342,9 @@ def test_covariate_effect_follows_a_covariate_that_changes_within_subjects(tmp_p
     assert list(fd.varying) == ["WT"] and fd.tv is None  # WT is not a model covariate
     np.testing.assert_array_equal(fd.covariates["WT"], 70.0)
     pop = cp.Population(covariate_effects={"CL": {"WT": "power"}}, error={"conc": "proportional"})
-    from cellpkpd.infer.run import _solve_draws
+    from cellpkpd.infer.likelihood import solve_draws
 
-    pred = _solve_draws(spec, fd, pop, {"CL": np.full((1, 6), 4.0), "V": np.full((1, 6), 20.0)},
+    pred = solve_draws(spec, fd, pop, {"CL": np.full((1, 6), 4.0), "V": np.full((1, 6), 20.0)},
                         "exact", {"beta_CL_WT": np.array([0.75])})[0]  # fmt: skip
     ok = fd.observed
     np.testing.assert_allclose(pred[ok], truth[ok], rtol=1e-9)
@@ -359,7 +359,7 @@ def test_covariate_effect_follows_a_covariate_that_changes_within_subjects(tmp_p
     assert float(post["CL"].values.ravel()[0]) == pytest.approx(4.0, rel=0.03)
     assert float(post["V"].values.ravel()[0]) == pytest.approx(20.0, rel=0.03)
     # the VPC replicates follow the weight too: at the fitted values they match the data
-    vpc = cellpkpd.infer.run.simulate_study(idata, spec, data, pop, n=2, seed=0)
+    vpc = cellpkpd.infer.posterior.simulate_study(idata, spec, data, pop, n=2, seed=0)
     ipred = vpc["ipred"].values[0]
     np.testing.assert_allclose(ipred[ok], truth[ok], rtol=0.05)
 

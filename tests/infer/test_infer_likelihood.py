@@ -99,7 +99,7 @@ def test_predict_refuses_a_map_fits_omegas_without_explicit_omega(map_fit) -> No
     assert res["conc"].shape == (n, 1)
     spec = cp.load_model("one_cmt_oral")
     pick = np.zeros(n, dtype=int)  # the MAP fit's one draw
-    from cellpkpd.infer.run import posterior_subjects
+    from cellpkpd.infer.posterior import posterior_subjects
 
     z = np.random.default_rng(0).standard_normal((n, 1))
     subjects = posterior_subjects(map_fit.posterior, spec, {}, pick, z, "test", omega={"CL": 0.25})
@@ -131,7 +131,7 @@ def test_simulate_study_and_vpc_refuse_a_map_fits_omegas_without_explicit_omega(
     MAP fit's omega_CL; with omega={'CL': 0} every replicate subject is the MAP fit's own
     typical prediction, so its IPRED equals the fit's stored PRED (same solver path; only
     round-off, rtol 1e-9), and with omega={'CL': 0.25} the replicates spread."""
-    from cellpkpd.infer.run import simulate_study
+    from cellpkpd.infer.posterior import simulate_study
 
     pop = cp.Population(random_effects={"CL": 0.3}, error={"conc": "proportional"})
     data = _data(lloq=False)

@@ -79,7 +79,8 @@ def finite_gradient(spec: cp.ModelSpec, data: cp.Dataset, population: cp.Populat
     from numpyro.infer import init_to_median
     from numpyro.infer.util import initialize_model
 
-    from cellpkpd.infer.run import FitData, make_model
+    from cellpkpd.infer.data import FitData
+    from cellpkpd.infer.model import make_model
 
     model, _ = make_model(spec, FitData.build(spec, data), population, **kw)
     info = initialize_model(
@@ -161,7 +162,7 @@ def test_pred_and_ipred_are_in_the_inference_data(nuts_m3) -> None:
 
 @pytest.mark.slow
 def test_simulate_study_replicates_the_design(nuts_m3, study) -> None:
-    from cellpkpd.infer.run import simulate_study
+    from cellpkpd.infer.posterior import simulate_study
 
     data, frac = study
     sims = simulate_study(nuts_m3, "two_cmt_iv", data, POP, n=200, seed=3)

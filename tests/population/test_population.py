@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import cellpkpd as cp
-from cellpkpd.population.population import categorical_levels, level_name
+from cellpkpd.population.effects import categorical_levels, level_name
 
 
 def test_categorical_levels_and_names() -> None:
@@ -126,7 +126,7 @@ def test_full_covariance_with_lkj_prior_finds_the_correlation() -> None:
 def test_effect_factor_forms_on_numpy_and_jax() -> None:
     import jax.numpy as jnp
 
-    from cellpkpd.population.population import effect_factor
+    from cellpkpd.population.effects import effect_factor
 
     x = np.array([35.0, 70.0, 140.0])
     expected = {

@@ -25,7 +25,7 @@ import pandas as pd
 from .._core.errors import DosingError, SpecError
 from ..engine.dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
 from ..engine.solve import SOLVED
-from ..population.population import effect_factor
+from ..population.effects import CONTINUOUS_FORMS, CovariateEffect, check_form
 from ..spec.model import ModelSpec, load_model
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "targeted_metric",
 ]
 
-EFFECT_FORMS = ("power", "exponential", "linear")
 TARGET_OPERATORS = (">=", ">", "<=", "<")
 
 
@@ -71,7 +70,7 @@ def _distribution(value: Any, where: str) -> Any:
             raise SpecError(f"{where}: expected a scalar (univariate) distribution")
         return value
     if isinstance(value, str):
-        from ..infer.run import prior_distribution
+        from ..infer.model import prior_distribution
 
         return prior_distribution(value, where)
     raise SpecError(
@@ -239,9 +238,9 @@ class VirtualPopulation:
                             f"{label}: '{cov}' is not a model covariate; give (form, coef, ref)"
                         )
                     ref = float(spec.covariates[cov].value)
-                if form == "power" and (ref <= 0 or (cov_values[cov] <= 0).any()):
-                    raise SpecError(f"{label}: a power effect needs covariate and ref > 0")
-                params[pname] = params[pname] * effect_factor(form, cov_values[cov], coef, ref)
+                parsed = CovariateEffect(pname, cov, form, ref)
+                parsed.check_values(cov_values[cov], label)
+                params[pname] = parsed.apply(params[pname], cov_values[cov], coef)
         if random_effects:
             names = list(random_effects)
             omega = np.empty(len(names))
@@ -352,7 +351,7 @@ class VirtualPopulation:
             for a MAP fit (``method="map"`` in the posterior's attrs), whose etas are then
             independent.
         """
-        from ..infer.run import explicit_omegas, posterior_subjects
+        from ..infer.posterior import explicit_omegas, posterior_subjects
 
         where = "VirtualPopulation.from_posterior"
         spec = _spec(spec)
@@ -401,8 +400,7 @@ class VirtualPopulation:
                 "e.g. ('power', 0.75)"
             )
         form, coef, *rest = effect
-        if form not in EFFECT_FORMS:
-            raise SpecError(f"{label}: form {form!r}; expected one of {', '.join(EFFECT_FORMS)}")
+        check_form(form, label, CONTINUOUS_FORMS)
         try:
             coef = float(coef)
             ref = float(rest[0]) if rest else None

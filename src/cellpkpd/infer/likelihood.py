@@ -1,6 +1,8 @@
-"""The likelihood's solve step: every subject's outputs at its record times for given
-parameters (`_likelihood_solver`), and what covariate effects are estimated against
-(`covariate_design`)."""
+"""The likelihood of a fit: every subject's outputs at its record times for given parameters
+(`_likelihood_solver`, the one path from a fit to `cp.Simulator`), the log-density of the
+observations given those predictions (`observation_loglik`: residual error, censoring),
+predictions per posterior draw (`solve_draws`), and what covariate effects are estimated
+against (`covariate_design`)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,19 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
+from jax.scipy.special import log_ndtr
 
 from .._core.errors import SpecError
 from ..engine.simulator import Simulator
 from ..engine.solve import TimeVarying
-from ..population.population import Population, categorical_levels, effect_factor, level_name
+from ..population.effects import categorical_levels, effect_factor, level_name
+from ..population.error import residual_sd
+from ..population.population import Population
 from ..spec.model import ModelSpec
 
 if TYPE_CHECKING:
-    from .run import FitData
+    from .data import FitData
 
 
 def _likelihood_solver(
@@ -148,3 +154,57 @@ def covariate_design(
                     else float(np.median(fd.covariates[cov]))
                 )
     return references, categorical
+
+
+def observation_loglik(
+    model: str, pred: Any, dv: Any, lloq: Any, censored: Any, sigma: Mapping[str, Any]
+) -> Any:
+    """log p(DV) of every record under residual error model `model` with SDs `sigma`
+    (`cellpkpd.population.error.SIGMAS`) at finite predictions `pred`: the density of DV
+    itself for every error model (log-normal: ``norm.logpdf(log DV, log pred, sigma) -
+    log DV``, so that log_likelihood, LOO and WAIC compare error models), and log P(DV <
+    LLOQ) on `censored` records (M3)."""
+    if model == "lognormal":
+        mu = jnp.log(jnp.maximum(pred, 1e-300))
+        y = jnp.log(jnp.maximum(dv, 1e-300))
+        lim = jnp.log(jnp.maximum(lloq, 1e-300))
+        sd = sigma["log"]
+    else:
+        mu, y, lim = pred, dv, lloq
+        sd = jnp.maximum(residual_sd(model, pred, sigma), 1e-12)
+    ll_obs = dist.Normal(mu, sd).log_prob(y)
+    if model == "lognormal":
+        ll_obs = ll_obs - y  # the Jacobian 1 / DV
+    ll_cens = log_ndtr((lim - mu) / sd)  # P(DV < LLOQ) = P(log DV < log LLOQ)
+    return jnp.where(censored, ll_cens, ll_obs)
+
+
+def measured(out: Mapping[str, Any], fd: FitData) -> Any:
+    """The prediction of the output each record measures, (n, R), from the solver's
+    outputs (name -> (n, R))."""
+    stacked = jnp.stack([out[o] for o in fd.outputs], axis=-1)
+    return jnp.take_along_axis(stacked, jnp.asarray(fd.output)[..., None], axis=-1)[..., 0]
+
+
+def solve_draws(
+    spec: ModelSpec,
+    fd: FitData,
+    population: Population,
+    params: Mapping[str, Any],
+    solver: str,
+    betas: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """Predictions (draws, n, R) of the measured output of every record, one solve per
+    draw and subject through `cp.Simulator` (NaN where a solve failed). ``params`` hold
+    (draws, n) values at each subject's first record; ``betas`` (draws,) the covariate
+    coefficients that carry effects of covariates changing within a subject."""
+    sim = Simulator(spec, outputs=fd.outputs, solver=solver, rtol=1e-6, atol=1e-9)
+    solve = _likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times))
+
+    def one(q: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        out, status = solve(*q)
+        return jnp.where((status == 0)[:, None], measured(out, fd), jnp.nan)
+
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    b = {k: jnp.asarray(v) for k, v in (betas or {}).items()}
+    return np.asarray(jax.jit(lambda q: jax.lax.map(one, q, batch_size=64))((p, b)))

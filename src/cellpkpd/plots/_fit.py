@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._core.errors import DataError, SpecError
+from ..infer import sites
+from ..population.error import error_model_of, residual_sd
 from ._common import label, log_axis, new_figure
 
 if TYPE_CHECKING:
@@ -41,13 +42,17 @@ def _spec_of(idata: az.InferenceData, spec: ModelSpec | str | None) -> ModelSpec
 
 
 def _outputs(idata: az.InferenceData, spec: ModelSpec | None) -> list[str]:
-    """Observations the fit used, from its residual-error parameters (``sigma_*_<obs>``)."""
+    """Observations the fit used: as recorded in its attrs (`sites.FitDesign`), else from
+    its residual-error parameters (``sigma_<kind>_<obs>``)."""
+    has_posterior = "posterior" in idata.groups()
+    recorded = sites.FitDesign.from_attrs(idata.posterior.attrs).outputs if has_posterior else None
+    if recorded:
+        return list(recorded)
     outs: list[str] = []
-    names = list(idata.posterior.data_vars) if "posterior" in idata.groups() else []
-    for v in names:
-        m = re.match(r"sigma_(add|prop|log)_(.+)$", str(v))
-        if m and m.group(2) not in outs:
-            outs.append(m.group(2))
+    for v in idata.posterior.data_vars if has_posterior else []:
+        parsed = sites.parse_sigma(str(v))
+        if parsed and parsed[1] not in outs:
+            outs.append(parsed[1])
     if not outs and spec is not None and len(spec.observations) == 1:
         outs = list(spec.observations)
     return outs
@@ -72,18 +77,18 @@ def _iwres(
     """Individual weighted residuals (obs - IPRED) / SD(IPRED), with the fit's residual
     error model and the posterior means of its sigmas; None when they are not known."""
     post = idata.posterior
-
-    def sig(kind: str) -> float | None:
-        name = f"sigma_{kind}_{output}"
-        return float(post[name].mean()) if name in post else None
-
-    add, prop, log = sig("add"), sig("prop"), sig("log")
+    sigma = {
+        kind: float(post[name].mean())
+        for kind in ("add", "prop", "log")
+        if (name := sites.sigma(kind, output)) in post
+    }
+    model = "lognormal" if "log" in sigma else error_model_of(sigma)
     with np.errstate(all="ignore"):
-        if log is not None:
-            return (np.log(obs) - np.log(ipred)) / log
-        if add is None and prop is None:
+        if model == "lognormal":
+            return (np.log(obs) - np.log(ipred)) / sigma["log"]
+        if model is None:
             return None
-        sd = np.sqrt((add or 0.0) ** 2 + ((prop or 0.0) * ipred) ** 2)
+        sd = residual_sd(model, ipred, sigma)
         return (obs - ipred) / np.maximum(sd, 1e-300)
 
 
@@ -138,53 +143,15 @@ def gof(
     """
     _check_idata(idata, "gof")
     model = _spec_of(idata, spec)
-    od = idata.observed_data
-    obs = np.asarray(od["obs"].values, dtype=float)
-    times = np.asarray(od["time"].values, dtype=float)
-    cens = (
-        np.asarray(od["censored"].values, dtype=bool)
-        if "censored" in od
-        else np.zeros_like(obs, bool)
-    )
-    lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
+    obs, times, cens, lloq = _observed(idata)
     pred, ipred = _predictions(idata)
-    outs = _outputs(idata, model)
-    record_output = np.asarray(od["output"].values).astype(str) if "output" in od else None
-    if record_output is not None:  # only the observation types that the data hold, in order
-        in_data = list(dict.fromkeys(record_output.ravel()))
-        outs = [o for o in in_data if o in outs] or outs
-    if outputs is not None:
-        outputs = [outputs] if isinstance(outputs, str) else list(outputs)
-        unknown = [o for o in outputs if o not in outs]
-        if unknown or not outputs:
-            raise SpecError(
-                f"gof: outputs = {list(outputs)}; expected some of the fitted observations {outs}"
-            )
-        if record_output is not None:  # the other observation types' records are left out
-            obs = np.where(np.isin(record_output, outputs), obs, np.nan)
-        outs = list(outputs)
+    outs, rec_out, obs = _gof_outputs(idata, model, obs, outputs)
     if unit is None:
         units = {model.observations[o].unit for o in outs} if model is not None else set()
         unit = units.pop() if len(units) == 1 else ""
-    time_unit = model.time_unit if model is not None else ""
     name = outs[0] if len(outs) == 1 else "observation"
     seen = np.isfinite(obs) & ~cens
-    blq = cens & np.isfinite(obs)
-    y_blq = np.where(lloq > 0, lloq, obs)
-    # which output each record measures (several outputs: one colour each, IWRES each
-    # with its own error model)
-    rec_out = (
-        record_output
-        if record_output is not None and len(outs) > 1
-        else np.full(obs.shape, outs[0] if outs else "", dtype=object)
-    )
-    res: np.ndarray | None = np.full(obs.shape, np.nan)
-    for o in outs:
-        r = _iwres(idata, obs, ipred, o)
-        if r is None:
-            res = None
-            break
-        res = np.where(rec_out == o, r, res)
+    res = _residuals(idata, obs, ipred, outs, rec_out)
     res_label = "IWRES [1]" if res is not None else label(f"{name} - IPRED", unit)
     if res is None:
         res = obs - ipred
@@ -193,7 +160,6 @@ def gof(
         groups = [(o, rec_out == o, f"C{k + (k >= 3)}") for k, o in enumerate(outs)]
     else:
         groups = [("observed", np.ones(obs.shape, bool), "C0")]
-
     panels = [("PRED", pred)] if pred is not None else []
     panels.append(("IPRED", ipred))
     fig = new_figure(9.0, 7.6 if len(panels) == 2 else 7.0)
@@ -202,28 +168,15 @@ def gof(
     else:
         mosaic = fig.subplot_mosaic([["a", "a"], ["b", "c"]], height_ratios=[1.2, 1.0])
         axes = np.array([mosaic["a"], mosaic["b"], mosaic["c"]])
+    blq = cens & np.isfinite(obs)
+    y_blq = np.where(lloq > 0, lloq, obs)
     for ax, (pname, p) in zip(axes, panels, strict=False):
-        for gname, sel, color in groups:
-            ax.scatter(p[seen & sel], obs[seen & sel], s=14, alpha=0.7, color=color, label=gname)
-        if blq.any():
-            ax.scatter(
-                p[blq], y_blq[blq], s=26, marker="x", color="C3", label="below LLOQ (at LLOQ)"
-            )
-        both = np.concatenate([p[seen | blq], obs[seen], y_blq[blq]])
-        both = both[np.isfinite(both) & ((both > 0) if log else True)]
-        if both.size:
-            lo, hi = both.min(), both.max()
-            ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="identity")
-        if log:
-            log_axis(ax, both, "x", decades=5)
-            log_axis(ax, both, "y", decades=5)
+        _identity_panel(ax, pname, p, obs, seen, blq, y_blq, groups, log)
         ax.set_xlabel(label(pname, unit))
         ax.set_ylabel(label(f"observed {name}", unit))
-        ax.set_title(f"observed vs {pname}", loc="left", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
-        ax.grid(True, alpha=0.3)
     ax_t, ax_p = axes[len(panels)], axes[len(panels) + 1]
     ok = seen & np.isfinite(res)
+    time_unit = model.time_unit if model is not None else ""
     for ax, x, xl in ((ax_t, times, label("time", time_unit)), (ax_p, ipred, label("IPRED", unit))):
         for _, sel, color in groups:
             ax.scatter(x[ok & sel], res[ok & sel], s=14, alpha=0.7, color=color)
@@ -241,6 +194,101 @@ def gof(
     heading = f"{model.name if model is not None else ''} goodness of fit".strip()
     fig.suptitle(heading if title is None else title, fontsize=11)
     return fig
+
+
+def _observed(idata: az.InferenceData) -> tuple[np.ndarray, ...]:
+    """Observations, times, censoring flags and LLOQs (subject, record) of a fit's
+    observed_data (no censoring and LLOQ 0 where it has none)."""
+    od = idata.observed_data
+    obs = np.asarray(od["obs"].values, dtype=float)
+    times = np.asarray(od["time"].values, dtype=float)
+    cens = (
+        np.asarray(od["censored"].values, dtype=bool)
+        if "censored" in od
+        else np.zeros_like(obs, bool)
+    )
+    lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
+    return obs, times, cens, lloq
+
+
+def _gof_outputs(
+    idata: az.InferenceData,
+    model: ModelSpec | None,
+    obs: np.ndarray,
+    outputs: Sequence[str] | str | None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The observation types `gof` draws, which one each record measures, and the
+    observations with those of the other types left out (NaN)."""
+    od = idata.observed_data
+    outs = _outputs(idata, model)
+    record_output = np.asarray(od["output"].values).astype(str) if "output" in od else None
+    if record_output is not None:  # only the observation types that the data hold, in order
+        in_data = list(dict.fromkeys(record_output.ravel()))
+        outs = [o for o in in_data if o in outs] or outs
+    if outputs is not None:
+        outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+        unknown = [o for o in outputs if o not in outs]
+        if unknown or not outputs:
+            raise SpecError(
+                f"gof: outputs = {list(outputs)}; expected some of the fitted observations {outs}"
+            )
+        if record_output is not None:  # the other observation types' records are left out
+            obs = np.where(np.isin(record_output, outputs), obs, np.nan)
+        outs = list(outputs)
+    rec_out = (
+        record_output
+        if record_output is not None and len(outs) > 1
+        else np.full(obs.shape, outs[0] if outs else "", dtype=object)
+    )
+    return outs, rec_out, obs
+
+
+def _residuals(
+    idata: az.InferenceData,
+    obs: np.ndarray,
+    ipred: np.ndarray,
+    outs: list[str],
+    rec_out: np.ndarray,
+) -> np.ndarray | None:
+    """IWRES of every record, each with its own output's error model; None when some
+    output's is not known."""
+    res = np.full(obs.shape, np.nan)
+    for o in outs:
+        r = _iwres(idata, obs, ipred, o)
+        if r is None:
+            return None
+        res = np.where(rec_out == o, r, res)
+    return res
+
+
+def _identity_panel(
+    ax: Any,
+    pname: str,
+    p: np.ndarray,
+    obs: np.ndarray,
+    seen: np.ndarray,
+    blq: np.ndarray,
+    y_blq: np.ndarray,
+    groups: list[tuple[str, np.ndarray, str]],
+    log: bool,
+) -> None:
+    """Observed against prediction `p` (PRED or IPRED), one colour per group, censored
+    records as red crosses at the LLOQ, with the line of identity."""
+    for gname, sel, color in groups:
+        ax.scatter(p[seen & sel], obs[seen & sel], s=14, alpha=0.7, color=color, label=gname)
+    if blq.any():
+        ax.scatter(p[blq], y_blq[blq], s=26, marker="x", color="C3", label="below LLOQ (at LLOQ)")
+    both = np.concatenate([p[seen | blq], obs[seen], y_blq[blq]])
+    both = both[np.isfinite(both) & ((both > 0) if log else True)]
+    if both.size:
+        lo, hi = both.min(), both.max()
+        ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="identity")
+    if log:
+        log_axis(ax, both, "x", decades=5)
+        log_axis(ax, both, "y", decades=5)
+    ax.set_title(f"observed vs {pname}", loc="left", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, alpha=0.3)
 
 
 def _bin_edges(t: np.ndarray, bins: int | Sequence[float] | None) -> np.ndarray:
@@ -290,16 +338,15 @@ def _simulated(
 ) -> np.ndarray:
     """Replicates (replicate, subject, record) of the observations."""
     if simulated is None:
-        from ..infer import run as infer
+        from ..infer.posterior import simulate_study
 
-        study = getattr(infer, "simulate_study", None)
-        if study is None or spec is None or population is None or data is None:
+        if spec is None or population is None or data is None:
             raise SpecError(
                 "vpc: pass simulated= (replicates, dims replicate x subject x record) or "
                 "data=, spec= and population= to simulate them with "
-                "cellpkpd.infer.run.simulate_study"
+                "cellpkpd.infer.posterior.simulate_study"
             )
-        simulated = study(idata, spec, data, population, n, seed, omega=omega)
+        simulated = simulate_study(idata, spec, data, population, n, seed, omega=omega)
     if hasattr(simulated, "data_vars"):  # an xarray.Dataset from simulate_study
         names = [v for v in ("dv", "obs", "DV") if v in simulated.data_vars]
         names = names or list(simulated.data_vars)
@@ -344,9 +391,9 @@ def vpc(
         The data set that was fitted (needed to simulate replicates).
     simulated : array or xarray, optional
         Replicate observations, shape (replicate, subject, record) like the fit's
-        observed_data (e.g. the Dataset from ``cellpkpd.infer.run.simulate_study``). Default:
-        simulated with ``cellpkpd.infer.run.simulate_study(idata, spec, data, population, n,
-        seed)``.
+        observed_data (e.g. the Dataset from ``cellpkpd.infer.posterior.simulate_study``).
+        Default: simulated with ``cellpkpd.infer.posterior.simulate_study(idata, spec, data,
+        population, n, seed)``.
     spec, population : optional
         Model and Population of the fit, to simulate the replicates.
     n, seed : int
@@ -384,15 +431,7 @@ def vpc(
     """
     _check_idata(idata, "vpc")
     model = _spec_of(idata, spec)
-    od = idata.observed_data
-    obs = np.asarray(od["obs"].values, dtype=float)
-    times = np.asarray(od["time"].values, dtype=float)
-    cens = (
-        np.asarray(od["censored"].values, dtype=bool)
-        if "censored" in od
-        else np.zeros_like(obs, bool)
-    )
-    lloq = np.asarray(od["lloq"].values, dtype=float) if "lloq" in od else np.zeros_like(obs)
+    obs, times, cens, lloq = _observed(idata)
     sims = _simulated(
         idata, data, simulated, model if model is not None else spec, population, n, seed, omega
     )
@@ -405,10 +444,59 @@ def vpc(
     t = times[use]
     y_obs = np.where(cens, 0.0, obs)[use]
     lim = lloq[use]
-    y_sim = sims[:, use]
+    edges = _bin_edges(t, bins)
+    x, op, sp, blq_obs, blq_sim = _vpc_bins(
+        t, y_obs, lim, cens[use], sims[:, use], edges, percentiles, interval
+    )
+    has_blq = bool((lim > 0).any())
+    outs = _outputs(idata, model)
+    if unit is None:
+        unit = model.observations[outs[0]].unit if model is not None and len(outs) == 1 else ""
+    fig = new_figure(8.6, 6.6 if has_blq else 4.8)
+    if has_blq:
+        ax, ax_b = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1.0])
+    else:
+        ax, ax_b = fig.subplots(), None
+    ax.scatter(
+        t[~cens[use]], y_obs[~cens[use]], s=9, color="0.55", alpha=0.6, label="observed", zorder=1
+    )
+    _percentile_bands(ax, x, op, sp, percentiles, interval)
+    if (lim > 0).any():
+        ax.axhline(lim[lim > 0].max(), color="k", lw=0.8, ls=":", label="LLOQ")
+    ax.set_ylabel(label(outs[0] if len(outs) == 1 else "observation", unit))
+    if log:
+        log_axis(ax, np.concatenate([y_obs, sp.ravel()]), decades=4)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for e in edges[1:-1]:
+        ax.axvline(e, color="0.85", lw=0.6, zorder=0)
+    last = ax
+    if ax_b is not None:
+        _below_lloq_panel(ax_b, x, blq_obs, blq_sim, interval)
+        last = ax_b
+    last.set_xlabel(label("time", model.time_unit if model is not None else ""))
+    heading = f"{model.name if model is not None else ''} visual predictive check"
+    heading += f" ({sims.shape[0]} replicates)"
+    fig.suptitle(heading.strip() if title is None else title, fontsize=11)
+    return fig
+
+
+def _vpc_bins(
+    t: np.ndarray,
+    y_obs: np.ndarray,
+    lim: np.ndarray,
+    cens: np.ndarray,
+    y_sim: np.ndarray,
+    edges: np.ndarray,
+    percentiles: tuple[float, float, float],
+    interval: float,
+) -> tuple[np.ndarray, ...]:
+    """Per non-empty time bin: the median time, the observed percentiles (bins, 3), the
+    simulated percentiles' (low, median, high) quantiles over replicates (bins, 3, 3), the
+    observed fraction below the LLOQ (bins,) and its simulated quantiles (bins, 3).
+    Censored values, observed (`cens`) or simulated, count as 0."""
     sim_blq = (y_sim < lim[None, :]) & (lim[None, :] > 0)
     y_sim = np.where(sim_blq, 0.0, y_sim)
-    edges = _bin_edges(t, bins)
     which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, edges.size - 2)
     lo_q, hi_q = (100.0 - interval) / 2, (100.0 + interval) / 2
     xs, obs_p, sim_p, blq_obs, blq_sim = [], [], [], [], []
@@ -425,24 +513,21 @@ def vpc(
         if floor > 0:
             band = np.where(band < floor, floor, band)
         sim_p.append(band)
-        blq_obs.append(cens[use][sel].mean())
+        blq_obs.append(cens[sel].mean())
         blq_sim.append(np.percentile(sim_blq[:, sel].mean(axis=1), [lo_q, 50.0, hi_q]))
-    x = np.array(xs)
-    op = np.array(obs_p)  # (bins, 3)
-    sp = np.array(sim_p)  # (bins, 3 quantiles, 3 percentiles)
-    has_blq = bool((lim > 0).any())
-    if unit is None:
-        outs = _outputs(idata, model)
-        unit = model.observations[outs[0]].unit if model is not None and len(outs) == 1 else ""
-    time_unit = model.time_unit if model is not None else ""
-    fig = new_figure(8.6, 6.6 if has_blq else 4.8)
-    if has_blq:
-        ax, ax_b = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1.0])
-    else:
-        ax, ax_b = fig.subplots(), None
-    ax.scatter(
-        t[~cens[use]], y_obs[~cens[use]], s=9, color="0.55", alpha=0.6, label="observed", zorder=1
-    )
+    return np.array(xs), np.array(obs_p), np.array(sim_p), np.array(blq_obs), np.array(blq_sim)
+
+
+def _percentile_bands(
+    ax: Any,
+    x: np.ndarray,
+    op: np.ndarray,
+    sp: np.ndarray,
+    percentiles: tuple[float, float, float],
+    interval: float,
+) -> None:
+    """The simulated percentiles' prediction intervals (shaded) and the observed
+    percentiles (lines) per bin."""
     colours = ("C0", "C3", "C0")
     names = [f"{p:g}th percentile" for p in percentiles]
     for j in range(3):
@@ -465,41 +550,26 @@ def vpc(
             ms=3,
             label=f"observed {names[j]}",
         )
-    if (lloq[use] > 0).any():
-        ax.axhline(lloq[use][lloq[use] > 0].max(), color="k", lw=0.8, ls=":", label="LLOQ")
-    outs = _outputs(idata, model)
-    ax.set_ylabel(label(outs[0] if len(outs) == 1 else "observation", unit))
-    if log:
-        log_axis(ax, np.concatenate([y_obs, sp.ravel()]), decades=4)
+
+
+def _below_lloq_panel(
+    ax: Any, x: np.ndarray, blq_obs: np.ndarray, blq_sim: np.ndarray, interval: float
+) -> None:
+    """The observed fraction below the LLOQ per bin over its prediction interval."""
+    ax.fill_between(
+        x,
+        100 * blq_sim[:, 0],
+        100 * blq_sim[:, 2],
+        color="C2",
+        alpha=0.3,
+        lw=0,
+        label=f"simulated {interval:g}% PI",
+    )
+    ax.plot(x, 100 * blq_obs, color="C2", marker="o", ms=3, lw=1.6, label="observed")
+    ax.set_ylabel(label("below LLOQ", "%"))
+    ax.set_ylim(-3, 103)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    for e in edges[1:-1]:
-        ax.axvline(e, color="0.85", lw=0.6, zorder=0)
-    last = ax
-    if ax_b is not None:
-        bs = np.array(blq_sim)
-        ax_b.fill_between(
-            x,
-            100 * bs[:, 0],
-            100 * bs[:, 2],
-            color="C2",
-            alpha=0.3,
-            lw=0,
-            label=f"simulated {interval:g}% PI",
-        )
-        ax_b.plot(
-            x, 100 * np.array(blq_obs), color="C2", marker="o", ms=3, lw=1.6, label="observed"
-        )
-        ax_b.set_ylabel(label("below LLOQ", "%"))
-        ax_b.set_ylim(-3, 103)
-        ax_b.grid(True, alpha=0.3)
-        ax_b.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        last = ax_b
-    last.set_xlabel(label("time", time_unit))
-    heading = f"{model.name if model is not None else ''} visual predictive check"
-    heading += f" ({sims.shape[0]} replicates)"
-    fig.suptitle(heading.strip() if title is None else title, fontsize=11)
-    return fig
 
 
 def posterior(
@@ -546,8 +616,8 @@ def posterior(
         var_names = [
             str(v)
             for v in post.data_vars
-            if not str(v).startswith(("eta_", "sigma_"))
-            and not str(v).endswith("_i")
+            if not sites.is_subject_site(str(v))
+            and not sites.parse_sigma(str(v))
             and post[v].dims == ("chain", "draw")
             and str(v) != "data"
         ]
@@ -579,9 +649,9 @@ def posterior(
     if model is not None:  # units on the titles and axis labels ArviZ wrote
         units = {}
         for v in var_names:
-            base = v[6:] if v.startswith("omega_") else v
-            if base in model.parameters:
-                units[v] = "1" if v.startswith("omega_") else model.parameters[base].unit
+            of = sites.parse_omega(v)
+            if (of or v) in model.parameters:
+                units[v] = "1" if of else model.parameters[v].unit
         for ax in (a for a in np.ravel(axes) if a is not None):
             if ax.get_title() in units:
                 ax.set_title(label(ax.get_title(), units[ax.get_title()]), fontsize=10)

@@ -1,2 +1,2 @@
 """Layer 3: the statistical description of a population: between-subject variability, covariate
-effects and residual error (`cp.Population`)."""
+effects (`effects.CovariateEffect`) and residual error (`error`), gathered by `cp.Population`."""

@@ -3,7 +3,6 @@ effects, residual error, fixed parameters), validated against a `ModelSpec`."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,16 +10,9 @@ from typing import Any
 
 from .._core.errors import SpecError
 from ..spec.model import ERROR_MODELS, ModelSpec
+from .effects import CovariateEffect, check_form
 
-__all__ = [
-    "COVARIATE_FORMS",
-    "Population",
-    "categorical_levels",
-    "effect_factor",
-    "level_name",
-]
-
-COVARIATE_FORMS = ("power", "exponential", "linear", "categorical")
+__all__ = ["Population"]
 
 
 @dataclass(frozen=True)
@@ -43,12 +35,13 @@ class Population:
         the covariate's distinct values in the data, the reference level is the most
         frequent one (the smallest on ties), and every other level L gets its own factor
         ``exp(beta_<parameter>_<covariate>_<L>)``, ``beta ~ Normal(0, 1)`` (see
-        `level_name` for how L is spelled). In fits and `simulate_study`, a covariate that
-        changes within a subject changes the parameter record by record (carried forward
-        from each record, LOCF: docs/data.md says how NONMEM differs); the posterior's
-        ``<p>_i`` are the values at each subject's first record. Model covariates that the
-        model's own expressions use change record by record too (see
-        `cellpkpd.infer.run.FitData`).
+        `cellpkpd.population.effects.level_name` for how L is spelled; each effect is a
+        `cellpkpd.population.effects.CovariateEffect`, `Population.effects`). In fits and
+        `simulate_study`, a covariate that changes within a subject changes the parameter
+        record by record (carried forward from each record, LOCF: docs/data.md says how
+        NONMEM differs); the posterior's ``<p>_i`` are the values at each subject's first
+        record. Model covariates that the model's own expressions use change record by
+        record too (see `cellpkpd.infer.data.FitData`).
     error : dict str -> str
         Observation -> residual error model (``additive``, ``proportional``, ``combined``,
         ``lognormal``); default: the model file's.
@@ -125,11 +118,7 @@ class Population:
             if k in self.fixed:
                 raise SpecError(f"Population: '{k}' is both fixed and has a covariate effect")
             for cov, form in effects.items():
-                if form not in COVARIATE_FORMS:
-                    raise SpecError(
-                        f"Population: covariate_effects['{k}']['{cov}'] = {form!r}; expected "
-                        + ", ".join(COVARIATE_FORMS)
-                    )
+                check_form(form, f"Population: covariate_effects['{k}']['{cov}']")
         for k in [*self.random_effects, *self.covariate_effects]:
             if k in spec.physiology:
                 raise SpecError(
@@ -158,6 +147,23 @@ class Population:
         physiology-table values)."""
         return [k for k in spec.parameters if k not in self.fixed and k not in spec.physiology]
 
+    def effect_covariates(self) -> tuple[str, ...]:
+        """The covariates of the covariate effects, in order of appearance."""
+        return tuple(dict.fromkeys(c for e in self.covariate_effects.values() for c in e))
+
+    def effects(
+        self,
+        parameter: str,
+        references: Mapping[str, float] | None = None,
+        levels: Mapping[str, tuple[float, list[float]]] | None = None,
+    ) -> list[CovariateEffect]:
+        """The covariate effects on `parameter`, with the references and categorical levels
+        they are estimated against (a fit's `covariate_design`)."""
+        return [
+            CovariateEffect.of(parameter, cov, form, references or {}, levels or {})
+            for cov, form in self.covariate_effects.get(parameter, {}).items()
+        ]
+
     def describe(self) -> dict[str, Any]:
         return {
             "random_effects": dict(self.random_effects),
@@ -166,34 +172,3 @@ class Population:
             "fixed": list(self.fixed),
             "correlation": self.correlation,
         }
-
-
-def level_name(value: float) -> str:
-    """How a categorical level appears in site names: ``1.0`` -> ``"1"``, ``-2.5`` ->
-    ``"m2p5"``."""
-    v = float(value)
-    text = str(int(v)) if v.is_integer() else repr(v)
-    return text.replace("-", "m").replace(".", "p")
-
-
-def categorical_levels(values: Any) -> tuple[float, list[float]]:
-    """The reference level (most frequent value; the smallest on ties) and the other
-    levels (ascending) of one covariate's per-subject values."""
-    import numpy as np
-
-    levels, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
-    ref = float(levels[int(np.argmax(counts))])
-    return ref, [float(v) for v in levels if v != ref]
-
-
-def effect_factor(form: str, x: Any, beta: Any, ref: Any) -> Any:
-    """Multiplicative factor of a continuous covariate effect at covariate value(s) `x`:
-    ``"power"`` ``(x / ref) ** beta``, ``"exponential"`` ``exp(beta (x - ref))``, ``"linear"``
-    ``1 + beta (x - ref)``. Works on NumPy and JAX arrays alike (and keeps the type)."""
-    if form == "power":
-        return (x / ref) ** beta
-    if form == "exponential":
-        return math.e ** (beta * (x - ref))
-    if form == "linear":
-        return 1.0 + beta * (x - ref)
-    raise SpecError(f"covariate effect form {form!r}; expected power, exponential or linear")
