@@ -253,3 +253,25 @@ def check(exc_type: type[Exception], match: str, fn: Callable[..., Any], *args: 
     raised_in = Path(str(info.traceback[-1].path)).as_posix()
     assert "/cellpkpd/" in raised_in, raised_in
     return err
+
+
+# the smallest `cellpkpd doses` configuration: two subjects, two arms (CLI and bad-input tests)
+DOSES_SMALL = """
+model = "one_cmt_iv"
+seed = 1
+[times]
+start = 0
+end = 400
+step = 8
+[regimens.single]
+doses = [{ time = 0, amount = 1, cmt = "central" }]
+[arms]
+dose = [10, 100]
+[population]
+n = 2
+random_effects = { CL = 0.2 }
+[metrics]
+auc = { kind = "auc", output = "conc" }
+[target]
+auc = [">=", 20]
+"""

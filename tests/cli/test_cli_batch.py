@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import DOSES_SMALL
 
 import cellpkpd as cp
 from cellpkpd.cli.main import main
@@ -148,27 +149,6 @@ def test_sweep_random_sampler_with_distribution(capsys, tmp_path):
     assert len(table) == 50 and table["V"].between(5, 20).all()
     assert table["CL"].nunique() == 50
     np.testing.assert_allclose(table["auc"], 100.0 / table["CL"], rtol=1e-6)
-
-
-DOSES_SMALL = """
-model = "one_cmt_iv"
-seed = 1
-[times]
-start = 0
-end = 400
-step = 8
-[regimens.single]
-doses = [{ time = 0, amount = 1, cmt = "central" }]
-[arms]
-dose = [10, 100]
-[population]
-n = 2
-random_effects = { CL = 0.2 }
-[metrics]
-auc = { kind = "auc", output = "conc" }
-[target]
-auc = [">=", 20]
-"""
 
 
 def test_doses_small_config_matches_api(capsys, tmp_path):

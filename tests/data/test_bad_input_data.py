@@ -385,7 +385,7 @@ def test_cli_sweep_grid_too_large(
 
 
 def test_cli_doses_population_too_large(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from test_cli_batch import DOSES_SMALL
+    from conftest import DOSES_SMALL
 
     config = tmp_path / "d.toml"
     config.write_text(DOSES_SMALL.replace("n = 2", "n = 1000000000"))

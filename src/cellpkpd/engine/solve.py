@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import equinox.internal as eqxi
@@ -371,18 +371,34 @@ def _expand_routes(
     return out, dv
 
 
-def _expand(
+class _DoseInputs(NamedTuple):
+    """Each dose-array entry's effective input (routes expanded, [dosing] applied)."""
+
+    d: DoseArrays  # the dose arrays, one entry per state of a route dose
+    is_dose: Any
+    is_reset: Any
+    is_inf: Any  # an infusion (zero-order input over `duration`)
+    lag: Any  # given + modelled lag [time]
+    amt: Any  # amount x bioavailability x F
+    start: Any  # entry time: record time + lag
+    duration: Any
+    rate: Any
+    bolus_amt: Any  # a bolus's amount (0 for infusions; NaN for a bad dose)
+    dose_ss: Any  # the SS flag of doses (0 otherwise)
+    onehot: Any  # (E, n): each entry's compartment
+
+
+def _dose_inputs(
     cm: CompiledModel,
     p: dict[str, Any],
     tv: TimeVarying | None,
     d: DoseArrays,
-    t0: float,
-    t_end: Any,
-) -> _Events:
-    n = cm.n_states
-    bp = cm.breakpoints(p)
-    # [dosing] with the values of each dose's own record (ADDL copies: the initiating one)
-    # (and the record's amount AMT, which [dosing] fields and route fractions may read)
+    bp: Breakpoints | None,
+) -> _DoseInputs:
+    """Apply the model's [dosing] (lag, F, rate, duration), evaluated with the values of each
+    dose's own record (ADDL copies: the initiating one) and its amount AMT, to every entry;
+    [dosing] values out of range make the dose NaN (status NON_FINITE) while its event
+    times stay finite, so the timeline is still ordered."""
     at_dose = lambda T, k, a: cm.dosing_vectors(
         {**params_at(p, tv, T, k, point=True, bp=bp), AMT: a}
     )
@@ -391,132 +407,164 @@ def _expand(
         d, dv = _expand_routes(cm, d, dv)
     kind, mode, cmt = d.kind, d.mode, d.cmt
     is_dose = (kind == DOSE) | (kind == RESET_DOSE)
-    is_reset = (kind == RESET) | (kind == RESET_DOSE)
-    take = lambda a: jnp.take_along_axis(a, cmt[:, None], axis=1)[:, 0]
-    lag = d.lag + take(dv["lag"])
-    amt = d.amount * d.bioavailability * take(dv["F"])
-    start = d.time + lag
     is_inf = is_dose & (mode != BOLUS)
-    r_model, d_model = take(dv["rate"]), take(dv["duration"])
-    # a given rate or duration is > 0; a modelled one <= 0 makes the dose `bad` below
-    duration = jnp.select(
-        [mode == GIVEN_DURATION, mode == GIVEN_RATE, mode == MODEL_RATE, mode == MODEL_DURATION],
-        [d.duration, safe_div(amt, d.rate), safe_div(amt, r_model), d_model],
-        0.0,
-    )
-    rate = jnp.select(
-        [mode == GIVEN_DURATION, mode == GIVEN_RATE, mode == MODEL_RATE, mode == MODEL_DURATION],
-        [safe_div(amt, d.duration), d.rate, r_model, safe_div(amt, d_model)],
-        0.0,
-    )
-    # [dosing] values out of range make the dose NaN (status 2: non-finite state); the
-    # event times stay finite so the timeline is still ordered
+    take = lambda a: jnp.take_along_axis(a, cmt[:, None], axis=1)[:, 0]
     model_lag, model_f = take(dv["lag"]), take(dv["F"])
+    r_model, d_model = take(dv["rate"]), take(dv["duration"])
+    amt = d.amount * d.bioavailability * model_f
+    # a given rate or duration is > 0; a modelled one <= 0 (or NaN: none in [dosing]) makes
+    # the dose `bad` below. Only positive divisors are divided by: `select` differentiates
+    # every branch, and amt / NaN in an unselected one would make the gradient NaN
+    per = lambda a, x: safe_div(a, jnp.where(x > 0, x, 0.0))
+    modes = [mode == GIVEN_DURATION, mode == GIVEN_RATE, mode == MODEL_RATE, mode == MODEL_DURATION]
+    duration = jnp.select(modes, [d.duration, per(amt, d.rate), per(amt, r_model), d_model], 0.0)
+    rate = jnp.select(modes, [per(amt, d.duration), d.rate, r_model, per(amt, d_model)], 0.0)
     bad = is_dose & (
         ~(model_lag >= 0.0)
         | ~(model_f >= 0.0)
         | ((mode == MODEL_RATE) & ~(r_model > 0.0))
         | ((mode == MODEL_DURATION) & ~(d_model > 0.0))
     )
-    start = jnp.where(bad, d.time + d.lag, start)
-    duration = jnp.where(is_inf, jnp.where(bad, 1.0, duration), 0.0)
-    rate = jnp.where(is_inf, jnp.where(bad, jnp.nan, rate), 0.0)
-    bolus_amt = jnp.where(is_dose & ~is_inf, jnp.where(bad, jnp.nan, amt), 0.0)
-    onehot = jax.nn.one_hot(cmt, n, dtype=amt.dtype)
-    E = d.max_doses
-    zeros_E = jnp.zeros(E, bool)
-    fillE = jnp.zeros(E, jnp.int32)
+    lag = d.lag + model_lag
+    return _DoseInputs(
+        d=d,
+        is_dose=is_dose,
+        is_reset=(kind == RESET) | (kind == RESET_DOSE),
+        is_inf=is_inf,
+        lag=lag,
+        amt=amt,
+        start=jnp.where(bad, d.time + d.lag, d.time + lag),
+        duration=jnp.where(is_inf, jnp.where(bad, 1.0, duration), 0.0),
+        rate=jnp.where(is_inf, jnp.where(bad, jnp.nan, rate), 0.0),
+        bolus_amt=jnp.where(is_dose & ~is_inf, jnp.where(bad, jnp.nan, amt), 0.0),
+        dose_ss=jnp.where(is_dose, d.ss, 0),
+        onehot=jax.nn.one_hot(cmt, cm.n_states, dtype=amt.dtype),
+    )
 
-    times, order, valid, reset, bolus, ss, dose = [], [], [], [], [], [], []
-    idx = jnp.arange(E, dtype=jnp.int32)
 
-    def add(t, sub_order, v, r=zeros_E, b=None, s=fillE, at=idx):
-        times.append(t)
-        order.append(at * 4 + sub_order)
-        valid.append(v)
-        reset.append(r)
-        bolus.append(jnp.zeros((t.shape[0], n)) if b is None else b)
-        ss.append(s)
-        dose.append(at)
+class _Points:
+    """The timeline's event points as they are collected (each a time, its place among the
+    events at that time, and what happens there), and the infusions."""
 
-    dose_ss = jnp.where(is_dose, d.ss, 0)
-    if d.has_reset or d.has_ss:
-        # at the record time: reset (EVID 3/4) or steady state (SS=1/2, which also resets)
-        add(d.time, 0, is_reset | (dose_ss > 0), is_reset, None, dose_ss)
-    add(start, 1, is_dose, zeros_E, bolus_amt[:, None] * onehot)
-    inf_start, inf_end, inf_rate, inf_cmt = [start], [start + duration], [rate], [cmt]
-    if d.has_infusion:
-        add(start + duration, 2, is_inf)
-    if d.has_ss:
-        # implied earlier doses k = 1, 2, ... of a steady-state dose (inputs at start - k ii)
-        # that act after the record time: infusions still running then, and doses whose lag
-        # puts them after it (lag >= ii); the periodic steady state holds everything else
-        # (slots only at the positions that hold such a dose in some subject)
-        at = idx if d.ss_positions is None else jnp.asarray(d.ss_positions, jnp.int32)
-        no = jnp.zeros(at.shape[0], bool)
-        t_r, ii_r, start_r, dur_r = d.time[at], d.ii[at], start[at], duration[at]
-        n_bol, n_inf = _ss_pending(ii_r, lag[at], dur_r)
-        periodic = is_dose[at] & (dose_ss[at] > 0) & (ii_r > 0)
-        for k in range(1, d.ss_overlap + 1 if at.shape[0] else 1):
-            s_k = start_r - k * ii_r
-            ok_bol = periodic & ~is_inf[at] & (k <= n_bol)
-            ok_inf = periodic & is_inf[at] & (k <= n_inf)
-            s_in = jnp.maximum(s_k, t_r)
-            add(jnp.where(ok_bol | ok_inf, s_in, t_r), 3, ok_bol | ok_inf, no,
-                jnp.where(ok_bol, bolus_amt[at], 0.0)[:, None] * onehot[at], no.astype(jnp.int32),
-                at)  # fmt: skip
-            if d.has_infusion:
-                end = jnp.where(ok_inf, s_k + dur_r, t_r)
-                add(end, 3, ok_inf, no, None, no.astype(jnp.int32), at)
-                inf_start.append(jnp.where(ok_inf, s_in, t_r))
-                inf_end.append(end)
-                inf_rate.append(jnp.where(ok_inf, rate[at], 0.0))
-                inf_cmt.append(cmt[at])
+    def __init__(self, n: int, E: int, di: _DoseInputs) -> None:
+        self.n, self.E = n, E
+        self.cols: dict[str, list[Any]] = {
+            k: [] for k in ("time", "order", "valid", "reset", "bolus", "ss", "dose")
+        }
+        self.inf = {
+            "inf_start": [di.start],
+            "inf_end": [di.start + di.duration],
+            "inf_rate": [di.rate],
+            "inf_cmt": [di.d.cmt],
+        }
 
-    def boundary(t: Any) -> None:
+    def add(
+        self, t: Any, sub_order: int, v: Any, r: Any = None, b: Any = None, s: Any = None,
+        at: Any = None,
+    ) -> None:  # fmt: skip
+        """Points of the dose entries `at` (default all) at times `t`: `sub_order` places them
+        among one entry's points (0 record, 1 entry, 2 infusion end, 3 implied SS dose);
+        valid `v`, reset `r`, bolus amounts `b` (k, n), SS flag `s`."""
+        k = t.shape[0]
+        at = jnp.arange(self.E, dtype=jnp.int32) if at is None else at
+        cols = self.cols
+        cols["time"].append(t)
+        cols["order"].append(at * 4 + sub_order)
+        cols["valid"].append(v)
+        cols["reset"].append(jnp.zeros(k, bool) if r is None else r)
+        cols["bolus"].append(jnp.zeros((k, self.n)) if b is None else b)
+        cols["ss"].append(jnp.zeros(k, jnp.int32) if s is None else s)
+        cols["dose"].append(at)
+
+    def boundary(self, t: Any) -> None:
         """Points with no action: the integration only stops and restarts there."""
         k = t.shape[0]
-        times.append(t)
-        order.append(jnp.full(k, 4 * E, jnp.int32))
-        valid.append(jnp.ones(k, bool))
-        reset.append(jnp.zeros(k, bool))
-        bolus.append(jnp.zeros((k, n)))
-        ss.append(jnp.zeros(k, jnp.int32))
-        dose.append(jnp.zeros(k, jnp.int32))
+        self.add(t, 0, jnp.ones(k, bool), at=jnp.zeros(k, jnp.int32))
+        self.cols["order"][-1] = jnp.full(k, 4 * self.E, jnp.int32)
 
-    if tv is not None:
-        boundary(tv.times)  # covariate changes
-    if bp is not None:
-        boundary(bp.times)  # model breakpoints
-    time = jnp.concatenate(times)
-    valid = jnp.concatenate(valid)
-    time = jnp.maximum(jnp.where(valid, time, t_end), t0)
-    reset_times = [jnp.where(is_reset, d.time, -jnp.inf)] if d.has_reset else []
+    def infusion(self, start: Any, end: Any, rate: Any, cmt: Any) -> None:
+        for k, v in zip(self.inf, (start, end, rate, cmt), strict=True):
+            self.inf[k].append(v)
+
+    def columns(self) -> dict[str, Any]:
+        return {k: jnp.concatenate(v) for k, v in (self.cols | self.inf).items()}
+
+
+def _implied_ss_doses(pts: _Points, di: _DoseInputs) -> None:
+    """The implied earlier doses k = 1, 2, ... of a steady-state dose (inputs at start - k
+    ii) that act after the record time: infusions still running then, and doses whose lag
+    puts them after it (lag >= ii); the periodic steady state holds everything else (slots
+    only at the positions that hold such a dose in some subject)."""
+    d = di.d
+    at = (
+        jnp.arange(d.max_doses, dtype=jnp.int32)
+        if d.ss_positions is None
+        else jnp.asarray(d.ss_positions, jnp.int32)
+    )
+    no = jnp.zeros(at.shape[0], bool)
+    t_r, ii_r, start_r, dur_r = d.time[at], d.ii[at], di.start[at], di.duration[at]
+    n_bol, n_inf = _ss_pending(ii_r, di.lag[at], dur_r)
+    periodic = di.is_dose[at] & (di.dose_ss[at] > 0) & (ii_r > 0)
+    for k in range(1, d.ss_overlap + 1 if at.shape[0] else 1):
+        s_k = start_r - k * ii_r
+        ok_bol = periodic & ~di.is_inf[at] & (k <= n_bol)
+        ok_inf = periodic & di.is_inf[at] & (k <= n_inf)
+        s_in = jnp.maximum(s_k, t_r)
+        bolus = jnp.where(ok_bol, di.bolus_amt[at], 0.0)[:, None] * di.onehot[at]
+        none = no.astype(jnp.int32)
+        pts.add(jnp.where(ok_bol | ok_inf, s_in, t_r), 3, ok_bol | ok_inf, no, bolus, none, at)
+        if d.has_infusion:
+            end = jnp.where(ok_inf, s_k + dur_r, t_r)
+            pts.add(end, 3, ok_inf, no, None, none, at)
+            pts.infusion(
+                jnp.where(ok_inf, s_in, t_r), end, jnp.where(ok_inf, di.rate[at], 0.0), d.cmt[at]
+            )
+
+
+def _expand(
+    cm: CompiledModel,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    d: DoseArrays,
+    t0: float,
+    t_end: Any,
+) -> _Events:
+    """Every point at which the state may change (dose records, entries after their lag,
+    infusion ends, implied steady-state doses, covariate changes and breakpoints), with
+    what happens there; invalid (padding) points are moved to `t_end`."""
+    bp = cm.breakpoints(p)
+    di = _dose_inputs(cm, p, tv, d, bp)
+    d = di.d
+    pts = _Points(cm.n_states, d.max_doses, di)
+    if d.has_reset or d.has_ss:
+        # at the record time: reset (EVID 3/4) or steady state (SS=1/2, which also resets)
+        replaces = di.is_reset | (di.dose_ss > 0)
+        pts.add(d.time, 0, replaces, di.is_reset, None, di.dose_ss)
+    pts.add(di.start, 1, di.is_dose, None, di.bolus_amt[:, None] * di.onehot)
+    if d.has_infusion:
+        pts.add(di.start + di.duration, 2, di.is_inf)
     if d.has_ss:
-        reset_times.append(jnp.where(dose_ss == 1, d.time, -jnp.inf))
-    if not reset_times:
-        reset_times = [jnp.full((1,), -jnp.inf)]
+        _implied_ss_doses(pts, di)
+    if tv is not None:
+        pts.boundary(tv.times)  # covariate changes
+    if bp is not None:
+        pts.boundary(bp.times)  # model breakpoints
+    col = pts.columns()
+    col["time"] = jnp.maximum(jnp.where(col["valid"], col["time"], t_end), t0)
+    reset_times = [jnp.where(di.is_reset, d.time, -jnp.inf)] if d.has_reset else []
+    if d.has_ss:
+        reset_times.append(jnp.where(di.dose_ss == 1, d.time, -jnp.inf))
     return _Events(
-        time=time,
-        order=jnp.concatenate(order),
-        valid=valid,
-        reset=jnp.concatenate(reset),
-        bolus=jnp.concatenate(bolus),
-        ss=jnp.concatenate(ss),
-        dose=jnp.concatenate(dose),
-        inf_start=jnp.concatenate(inf_start),
-        inf_end=jnp.concatenate(inf_end),
-        inf_rate=jnp.concatenate(inf_rate),
-        inf_cmt=jnp.concatenate(inf_cmt),
-        reset_times=jnp.concatenate(reset_times),
+        **col,
+        reset_times=jnp.concatenate(reset_times or [jnp.full((1,), -jnp.inf)]),
         record_time=d.time,
-        amt=jnp.where(is_dose, amt, 0.0),
-        rate=rate,
-        duration=duration,
+        amt=jnp.where(di.is_dose, di.amt, 0.0),
+        rate=di.rate,
+        duration=di.duration,
         ii=d.ii,
-        cmt=cmt,
-        dose_ss=dose_ss,
-        lag=lag,
+        cmt=d.cmt,
+        dose_ss=di.dose_ss,
+        lag=di.lag,
         slots=d.ss_overlap,
         per_entry=_route_factor(cm, d),
     )
@@ -685,12 +733,14 @@ def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
 
 def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any = None) -> Any:
     """(Phi, Gamma, table): one exponential per distinct positive length (per region: `As`
-    stacked by region, or one matrix), at most `plan_size`; the identity (and Gamma 0) in
-    slot `plan_size` for the segments of length 0; table: each segment's slot."""
+    stacked by region (n_regions, n, n), or one matrix), at most `plan_size`; the identity
+    (and Gamma 0) in slot `plan_size` for the segments of length 0; table: each segment's
+    slot."""
     slot = jnp.where(tab >= 0, tab, plan_size)
     lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
-    if region is None:
-        Phi, Gam = jax.vmap(pair, (None, 0))(As, lengths)
+    if region is None or (As.ndim == 3 and As.shape[0] == 1):
+        # one system (no breakpoints): no gather of a copy per slot
+        Phi, Gam = jax.vmap(pair, (None, 0))(As if As.ndim == 2 else As[0], lengths)
     else:
         which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
         Phi, Gam = jax.vmap(pair)(As[which], lengths)
@@ -754,6 +804,17 @@ def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
     return K, blocks
 
 
+class _Propagators(NamedTuple):
+    """How the exact path steps over each segment of the timeline: x -> Phi[tab] x + the
+    segment's forcing (Gamma[tab] u, u the segment's constant input)."""
+
+    Phi: Any  # (m, k, k) exponentials of A h (kept states), the identity last when planned
+    Gam: Any  # (m, k, k) their input integrals, or None without zero-order input
+    tab: Any  # (M,) each segment's slot in Phi / Gam
+    b: Any  # (M, n) or (1, n): the model's constant input on each segment
+    planned: bool  # Phi from `_planned` (few exponentials: a step may select, not gather)
+
+
 def _solve_exact(
     cm: CompiledModel,
     opts: EngineOptions,
@@ -765,18 +826,18 @@ def _solve_exact(
     plan_size: int | None = None,
     events_before: Any | None = None,
 ) -> tuple[Any, Any]:
+    """States at `times` (n_out, n) and a status: the timeline of events and outputs, one
+    propagator per segment (`_propagators`), steady-state troughs (`_exact_ss`), then one
+    scan that carries the state through the segments (`_propagate`)."""
     n = cm.n_states
-    t0 = opts.t0
-    n_out = times.shape[0]
-    ev, P, src, T, is_pt, h, prev_T = _timeline(cm, opts, p, d, times, tv, events_before)
+    tl = _timeline(cm, opts, p, d, times, tv, events_before)
+    ev, P, src, T, is_pt, _, prev_T = tl
     bp = cm.breakpoints(p)
-    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True, bp=bp))
+    x_init = cm.initial(params_at(p, tv, opts.t0, _FIRST_RECORD, point=True, bp=bp))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
     # block matrix (8x fewer flops, 4x less memory per exponential)
     input_free = not (d.has_infusion or d.has_ss or cm.has_constant_input)
-    # input on each segment (M, n); zero without zero-order input
-    u_rate = 0.0 if input_free else ev.rate_at(prev_T, n)
     # the propagation runs on the kept states K only (uncoupled groups the outputs do not
     # need are left out; see EngineOptions.keep); `sub` restricts a state axis to K
     K, blocks = _kept(cm, opts.keep)
@@ -786,98 +847,147 @@ def _solve_exact(
         pair = lambda A_, h_: _expm_blocks(subA(A_) * h_, opts.squarings, blocks)
     else:
         pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
-
-    planned = False  # Phi from `_planned` (see `select` below)
-    if tv is None and bp is not None and plan_size is not None:
-        # breakpoints: one system per region between them; at most plan_size distinct
-        # (region, length) pairs, one exponential each
-        (As_r, bs_r), region = _regions(cm, p, prev_T)
-        u = sub(u_rate + bs_r[region])
-        Phi, Gam, tab = _planned(pair, As_r, h, _distinct(h, region)[0], plan_size, region)
-        planned = True
-        trough, ss_code = (None, SOLVED)
-        if d.has_ss:
-            system = lambda T_: cm.linear_system(params_at(p, None, T_, point=True, bp=bp))
-            As, bs = jax.vmap(system)(ev.record_time)
-            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
-    elif tv is None and bp is None:
-        A, b = cm.linear_system(p)
-        u = sub(u_rate + b[None, :])
-        if plan_size is not None:
-            # at most plan_size distinct segment lengths: one exponential each
-            Phi, Gam, tab = _planned(pair, A, h, _distinct(h)[0], plan_size)
-            planned = True
-        elif static_times is not None:
-            # distinct output-to-output gaps, once; own exponentials next to events
-            gaps = np.diff(np.concatenate([[t0], static_times]))
-            order = np.argsort(gaps, kind="stable")
-            gs = gaps[order]
-            new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
-            inv = np.empty(gaps.size, np.int64)
-            inv[order] = np.cumsum(new) - 1
-            uniq = jnp.asarray(gs[new])
-            m = uniq.shape[0]
-            prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
-            irr = is_pt | prev_pt
-            n_irr = min(2 * P, n_out + P)
-            irr_pos = jnp.nonzero(irr, size=n_irr, fill_value=0)[0]
-            rank = jnp.cumsum(irr) - 1
-            Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
-            Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
-            Phi = jnp.concatenate([Phi_r, Phi_i])
-            Gam = None if input_free else jnp.concatenate([Gam_r, Gam_i])
-            out_k = jnp.clip(src - P, 0, n_out - 1)
-            tab = jnp.where(irr, m + rank, jnp.asarray(inv, jnp.int32)[out_k])
-        else:
-            Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
-            tab = jnp.arange(h.shape[0])
-        trough, ss_code = (None, SOLVED)
-        if d.has_ss:
-            E = ev.record_time.shape[0]
-            As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
-            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
-    else:
-        # covariates change A: one exponential per segment, with the segment's parameters
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
-        u = sub(u_rate + bs)
-        Phi, Gam = jax.vmap(pair)(As, h)
-        tab = jnp.arange(h.shape[0])
-        trough, ss_code = (None, SOLVED)
-        if d.has_ss:
-            # the system of each SS dose's own record
-            system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True, bp=bp))
-            rec = _dose_records(tv, ev.record_time.shape[0] // ev.per_entry)
-            rec = jnp.repeat(rec, ev.per_entry)
-            As, bs = jax.vmap(system)(ev.record_time, rec)
-            trough, ss_code = _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
-
+    props = _propagators(cm, p, tv, bp, tl, pair, times, static_times, plan_size, opts.t0)
+    trough, ss_code = _exact_ss(cm, opts, p, tv, bp, ev) if d.has_ss else (None, SOLVED)
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
     act = is_pt & ev.valid[j]
-    forcing = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
+    bolus = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
+    forcing = bolus
     if not input_free:
-        forcing = forcing + jnp.einsum("mij,mj->mi", Gam[tab], u)
-    resets = d.has_reset or d.has_ss
-    if resets:
-        reset = act & ev.reset[j]
-        ss = jnp.where(act, ev.ss[j], 0)
-        if tv is not None:
-            # a reset's initial amounts with its own record's values
-            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
-            x_reset = jax.vmap(at)(T, rec)
-        else:
-            x_reset = jnp.broadcast_to(x_init, (T.shape[0], n))
-        x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
-        x_reset, x_ss = sub(x_reset), sub(x_ss)
-        bolus_after = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
-
+        u = sub(ev.rate_at(prev_T, n) + props.b)
+        forcing = forcing + jnp.einsum("mij,mj->mi", props.Gam[props.tab], u)
+    replace = None
+    if d.has_reset or d.has_ss:
+        replace = (*_replacements(cm, p, tv, bp, d, ev, j, act, T, x_init, trough, sub), bolus)
     # with few planned exponentials (`_planned`: the identity in the last slot), a step
     # multiplies by each and selects (x itself in the identity slot): cheaper on CPU than
     # gathering each subject's matrix
-    select = planned and plan_size <= SELECT_MAX_PLAN
+    select = props.planned and plan_size <= SELECT_MAX_PLAN
+    xs = _propagate(props, forcing, replace, sub(x_init), select)
+    states = xs[jnp.argsort(src, stable=True)[P:]]
+    if K is not None:
+        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
+    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
+    return states, status
 
-    def step(x, i):
+
+def _propagators(
+    cm: CompiledModel,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    bp: Breakpoints | None,
+    tl: tuple[Any, ...],
+    pair: Any,
+    times: Any,
+    static_times: np.ndarray | None,
+    plan_size: int | None,
+    t0: float,
+) -> _Propagators:
+    """The propagator of each segment of timeline `tl`: with a plan, one exponential per
+    distinct (region, length) pair (regions lie between breakpoints); with output times
+    known when compiling, one per distinct output-to-output gap and one per segment next to
+    an event; otherwise one per segment. Time-varying inputs change A: one per segment with
+    the segment's own parameters."""
+    _, P, src, _, is_pt, h, prev_T = tl
+    if tv is not None:
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
+        Phi, Gam = jax.vmap(pair)(As, h)
+        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
+    if plan_size is not None:
+        (As, bs), region = _regions(cm, p, prev_T)
+        Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
+        return _Propagators(Phi, Gam, tab, bs[region], True)
+    if bp is not None:
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(prev_T)
+        Phi, Gam = jax.vmap(pair)(As, h)
+        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
+    A, b = cm.linear_system(p)
+    if static_times is None:
+        Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
+        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), b[None, :], False)
+    # distinct output-to-output gaps, once; own exponentials next to events
+    gaps = np.diff(np.concatenate([[t0], static_times]))
+    order = np.argsort(gaps, kind="stable")
+    gs = gaps[order]
+    new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
+    inv = np.empty(gaps.size, np.int64)
+    inv[order] = np.cumsum(new) - 1
+    uniq = jnp.asarray(gs[new])
+    n_out = times.shape[0]
+    prev_pt = jnp.concatenate([jnp.zeros(1, bool), is_pt[:-1]])
+    irr = is_pt | prev_pt
+    irr_pos = jnp.nonzero(irr, size=min(2 * P, n_out + P), fill_value=0)[0]
+    Phi_r, Gam_r = jax.vmap(pair, (None, 0))(A, uniq)
+    Phi_i, Gam_i = jax.vmap(pair, (None, 0))(A, h[irr_pos])
+    Phi = jnp.concatenate([Phi_r, Phi_i])
+    Gam = None if Gam_r is None else jnp.concatenate([Gam_r, Gam_i])
+    out_k = jnp.clip(src - P, 0, n_out - 1)
+    rank = jnp.cumsum(irr) - 1
+    tab = jnp.where(irr, uniq.shape[0] + rank, jnp.asarray(inv, jnp.int32)[out_k])
+    return _Propagators(Phi, Gam, tab, b[None, :], False)
+
+
+def _exact_ss(
+    cm: CompiledModel,
+    opts: EngineOptions,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    bp: Breakpoints | None,
+    ev: _Events,
+) -> tuple[Any, Any]:
+    """Steady-state troughs of the dose records (`_exact_trough`), each with the system of
+    its own record (its time-varying values and the breakpoints passed by its time)."""
+    n = cm.n_states
+    E = ev.record_time.shape[0]
+    if tv is None and bp is None:
+        A, b = cm.linear_system(p)
+        As, bs = jnp.broadcast_to(A, (E, n, n)), jnp.broadcast_to(b, (E, n))
+    else:
+        system = lambda T_, k: cm.linear_system(params_at(p, tv, T_, k, point=True, bp=bp))
+        rec = jnp.repeat(_dose_records(tv, E // ev.per_entry), ev.per_entry)
+        As, bs = jax.vmap(system)(ev.record_time, rec)
+    return _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
+
+
+def _replacements(
+    cm: CompiledModel,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    bp: Breakpoints | None,
+    d: DoseArrays,
+    ev: _Events,
+    j: Any,
+    act: Any,
+    T: Any,
+    x_init: Any,
+    trough: Any,
+    sub: Any,
+) -> tuple[Any, ...]:
+    """Per segment end: (reset flag, SS mode, amounts after a reset, steady-state amounts),
+    kept states only; a reset's initial amounts take its own record's values."""
+    reset = act & ev.reset[j]
+    ss = jnp.where(act, ev.ss[j], 0)
+    if tv is not None:
+        rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
+        at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
+        x_reset = jax.vmap(at)(T, rec)
+    else:
+        x_reset = jnp.broadcast_to(x_init, (T.shape[0], cm.n_states))
+    x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
+    return reset, ss, sub(x_reset), sub(x_ss)
+
+
+def _propagate(
+    props: _Propagators, forcing: Any, replace: tuple[Any, ...] | None, x0: Any, select: bool
+) -> Any:
+    """The state at the end of every segment (M, k): one scan of x -> Phi[tab] x + forcing;
+    a reset or steady-state dose (`replace`: flags, SS mode, amounts, bolus) replaces the
+    propagated state, with the bolus added after it. `select`: multiply by each of the few
+    planned exponentials and select, instead of gathering one."""
+    Phi, tab = props.Phi, props.tab
+
+    def step(x: Any, i: Any) -> tuple[Any, Any]:
         k = tab[i]
         if select:
             y = x
@@ -886,21 +996,15 @@ def _solve_exact(
             y = y + forcing[i]
         else:
             y = Phi[k] @ x + forcing[i]
-        if resets:
-            # reset or steady state replace the propagated state; the bolus comes after
-            y0 = y - bolus_after[i]
+        if replace is not None:
+            reset, ss, x_reset, x_ss, bolus = replace
+            y0 = y - bolus[i]
             base = jnp.where(ss[i] == 1, x_ss[i], jnp.where(reset[i], x_reset[i], y0))
             base = jnp.where(ss[i] == 2, base + x_ss[i], base)
-            y = base + bolus_after[i]
+            y = base + bolus[i]
         return y, y
 
-    _, xs = jax.lax.scan(step, sub(x_init), jnp.arange(T.shape[0]))
-    pos = jnp.argsort(src, stable=True)[P:]
-    states = xs[pos]
-    if K is not None:
-        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
-    status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
-    return states, status
+    return jax.lax.scan(step, x0, jnp.arange(tab.shape[0]))[1]
 
 
 # ------------------------------------------------------------------------ ODE path
