@@ -148,7 +148,7 @@ def _draws(text: str, n: int, seed: int, where: str) -> np.ndarray:
     """`n` draws of a distribution in the prior syntax, keyed by `seed`."""
     import jax
 
-    from ..infer.run import prior_distribution
+    from ..infer.model import prior_distribution
 
     d = prior_distribution(text, where)
     return np.asarray(d.sample(jax.random.PRNGKey(seed), (n,)), dtype=float)

@@ -15,10 +15,10 @@ import numpy as np
 
 from .._core.errors import ArgumentError
 from .._core.io import read_text as _core_read_text
+from ..engine.solve import SOLVERS
 
 PROG = "cellpkpd"
 FORMAT = argparse.RawDescriptionHelpFormatter
-SOLVERS = ("auto", "exact", "tsit5", "kvaerno5")
 MAX_TIMES = 1_000_000  # most output times of a grid
 
 

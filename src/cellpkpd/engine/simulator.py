@@ -32,6 +32,7 @@ from .dosing import (
 from .parallel import batched_map
 from .solve import (
     SOLVED,
+    SOLVERS,
     STATUS,
     WINDOW_FULL,
     EngineOptions,
@@ -43,7 +44,6 @@ from .solve import (
 
 __all__ = ["Plan", "Simulator", "resolve_solver", "simulate_regimens"]
 
-SOLVERS = ("auto", "exact", "tsit5", "kvaerno5")
 
 
 def resolve_solver(spec: ModelSpec, solver: str) -> str:

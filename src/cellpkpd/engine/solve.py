@@ -47,6 +47,7 @@ from .dosing import (
 )
 
 __all__ = [
+    "SOLVERS",
     "NON_FINITE",
     "NO_STEADY_STATE",
     "SOLVED",
@@ -62,6 +63,10 @@ __all__ = [
     "solve_subject",
     "squarings_needed",
 ]
+
+# the solvers a caller may name: "auto" picks "exact" for a linear model, else an ODE solver
+# (see `_ode_solver` for the diffrax solver and step controller of each ODE name)
+SOLVERS = ("auto", "exact", "tsit5", "kvaerno5")
 
 MAX_SQUARINGS = 40  # expm_small: matrices of norm up to 2**40
 

@@ -1,5 +1,5 @@
 """The likelihood of a fit: every subject's outputs at its record times for given parameters
-(`_likelihood_solver`, the one path from a fit to `cp.Simulator`), the log-density of the
+(`likelihood_solver`, the one path from a fit to `cp.Simulator`), the log-density of the
 observations given those predictions (`observation_loglik`: residual error, censoring),
 predictions per posterior draw (`solve_draws`), and what covariate effects are estimated
 against (`covariate_design`)."""
@@ -18,16 +18,17 @@ from jax.scipy.special import log_ndtr
 from .._core.errors import SpecError
 from ..engine.simulator import Simulator
 from ..engine.solve import TimeVarying
-from ..population.effects import categorical_levels, effect_factor, level_name
+from ..population.effects import CovariateEffect, categorical_levels
 from ..population.error import residual_sd
 from ..population.population import Population
 from ..spec.model import ModelSpec
+from . import sites
 
 if TYPE_CHECKING:
     from .data import FitData
 
 
-def _likelihood_solver(
+def likelihood_solver(
     spec: ModelSpec,
     sim: Simulator,
     fd: FitData,
@@ -92,27 +93,16 @@ def _likelihood_solver(
         return lambda params, betas=None: jax.vmap(one, in_axes=(0, None))(
             {"p": params, **batched}, {}
         )
-    references, categorical = design or covariate_design(spec, fd, population)
-    covs = sorted({c for effects in varying.values() for c in effects})
+    effects = _varying_effects(varying, design or covariate_design(spec, fd, population))
+    covs = sorted({e.covariate for group in effects.values() for e in group})
     records = {c: jnp.asarray(fd.varying[c]) for c in covs}
     first = {c: jnp.asarray(fd.covariates[c]) for c in covs}
     batched["r"] = fd.records
 
     def per_record(b: dict[str, Any], betas: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(b["tv"].values) if "tv" in b else {}
-        for name, effects in varying.items():
-            ratio = 1.0
-            for cov, form in effects.items():
-                x, x0 = b["x"][cov], b["x0"][cov]
-                if form == "categorical":
-                    for level in categorical[cov][1]:
-                        beta = betas[f"beta_{name}_{cov}_{level_name(level)}"]
-                        ratio = ratio * jnp.exp(beta * ((x == level) * 1.0 - (x0 == level)))
-                    continue
-                beta, ref = betas[f"beta_{name}_{cov}"], references[cov]
-                at = lambda v, form=form, beta=beta, ref=ref: effect_factor(form, v, beta, ref)
-                ratio = ratio * at(x) / at(x0)
-            values[name] = b["p"][name] * ratio
+        for name, group in effects.items():
+            values[name] = b["p"][name] * _ratio(group, betas, b["x"], b["x0"])
         out = {k: b[k] for k in ("p", "d", "t", "o") if k in b}
         r = b["r"]
         return {**out, "tv": TimeVarying(b["t"], values, r.dose_record, r.output_record, r.nocb)}
@@ -125,6 +115,39 @@ def _likelihood_solver(
         )
 
     return solve
+
+
+def _varying_effects(
+    varying: Mapping[str, Mapping[str, str]],
+    design: tuple[dict[str, float], dict[str, tuple[float, list[float]]]],
+) -> dict[str, list[CovariateEffect]]:
+    """Parameter -> its covariate effects on covariates that change within a subject, with
+    the references and levels of the fit's `covariate_design`."""
+    references, categorical = design
+    out: dict[str, list[CovariateEffect]] = {}
+    for name, covs in varying.items():
+        out[name] = [
+            CovariateEffect(name, c, f, categorical[c][0], tuple(categorical[c][1]))
+            if f == "categorical"
+            else CovariateEffect(name, c, f, references[c])
+            for c, f in covs.items()
+        ]
+    return out
+
+
+def _ratio(
+    effects: list[CovariateEffect], betas: Mapping[str, Any], x: Mapping[str, Any], x0: Any
+) -> Any:
+    """Product of the effects' factors at each record's covariate values `x` over those at
+    the subject's first record `x0` (the parameter sampled is the first record's)."""
+    ratio = 1.0
+    for e in effects:
+        if e.categorical:
+            c = {lv: betas[sites.beta(e.parameter, e.covariate, lv)] for lv in e.levels}
+        else:
+            c = betas[sites.beta(e.parameter, e.covariate)]
+        ratio = ratio * e.apply(1.0, x[e.covariate], c) / e.apply(1.0, x0[e.covariate], c)
+    return ratio
 
 
 def covariate_design(
@@ -199,7 +222,7 @@ def solve_draws(
     (draws, n) values at each subject's first record; ``betas`` (draws,) the covariate
     coefficients that carry effects of covariates changing within a subject."""
     sim = Simulator(spec, outputs=fd.outputs, solver=solver, rtol=1e-6, atol=1e-9)
-    solve = _likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times))
+    solve = likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times))
 
     def one(q: tuple[dict[str, Any], dict[str, Any]]) -> Any:
         out, status = solve(*q)

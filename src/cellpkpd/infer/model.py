@@ -23,7 +23,7 @@ from ..population.population import Population
 from ..spec.model import ModelSpec, parse_prior
 from . import sites
 from .data import FitData
-from .likelihood import _likelihood_solver, covariate_design, measured, observation_loglik
+from .likelihood import covariate_design, likelihood_solver, measured, observation_loglik
 
 __all__ = ["make_model", "prior_distribution"]
 
@@ -129,7 +129,7 @@ def make_model(
     design = covariate_design(spec, fd, population)
     # jitted: numpyro runs the model eagerly while it initialises (and Predictive does),
     # where an un-jitted solve dispatches every operation of the ODE solver one by one
-    solve = jax.jit(_likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times), design))
+    solve = jax.jit(likelihood_solver(spec, sim, fd, population, jnp.asarray(fd.times), design))
     error_models = {o: population.error_model(spec, o) for o in fd.outputs}
     n = len(fd.ids)
     cov_data = {k: jnp.asarray(v) for k, v in fd.covariates.items()}

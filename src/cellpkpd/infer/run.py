@@ -26,13 +26,11 @@ from ..population.population import Population
 from ..spec.model import ModelSpec, load_model
 from .data import FitData
 from .idata import to_inference_data
-from .model import make_model, prior_distribution
+from .model import make_model
 from .posterior import population_predictions, predict
 
-# predict (cellpkpd.infer.posterior) and prior_distribution (cellpkpd.infer.model) are
-# named here too: cp.fit / cp.predict are loaded from this module, and callers of
-# cellpkpd.infer.run.prior_distribution predate the split
-__all__ = ["CENTERED_MIN_RECORDS", "METHODS", "fit", "predict", "prior_distribution"]
+# predict (cellpkpd.infer.posterior) is named here too: cp.fit / cp.predict load from here
+__all__ = ["CENTERED_MIN_RECORDS", "METHODS", "fit", "predict"]
 
 METHODS = ("nuts", "svi", "map")
 #: `fit(parameterization="auto")` samples individual values centred when the median subject
