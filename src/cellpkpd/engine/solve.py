@@ -47,10 +47,10 @@ from .dosing import (
 )
 
 __all__ = [
-    "SOLVERS",
     "NON_FINITE",
     "NO_STEADY_STATE",
     "SOLVED",
+    "SOLVERS",
     "SOLVER_FAILED",
     "SS_SLOTS_FULL",
     "STATUS",
