@@ -38,7 +38,7 @@ from numpyro.infer import MCMC, NUTS, init_to_median
 import cellpkpd as cp
 from cellpkpd.infer.data import FitData
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "infer"))
 from test_infer_recovery import POP, TRUTH, recovery_data
 
 NAMES = list(TRUTH)

@@ -136,7 +136,8 @@ class ScipyPeer:
     def subject(self, p: dict, dose: dict, times: np.ndarray) -> dict[str, np.ndarray]:
         q, x = self.inputs(p, dose)
         # integrate across breakpoints in pieces (the rates jump there)
-        bps = np.asarray(self.cm.breakpoint_times(q)) if self.cm.breakpoint_names else []
+        bp = self.cm.breakpoints(q)
+        bps = np.asarray(bp.times) if bp is not None else []
         cuts = sorted({float(b) for b in bps if times[0] < float(b) < times[-1]})
         edges = [float(times[0]), *cuts, float(times[-1])]
         ys = []
