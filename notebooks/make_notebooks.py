@@ -461,8 +461,7 @@ vpop = cp.VirtualPopulation(
     seed=1,
 )
 print(vpop)
-frame = vpop.to_frame()
-varying = frame.loc[:, frame.nunique() > 1]  # the other columns hold one value each
+varying = vpop.to_frame(varying_only=True)  # the other columns hold one value each
 varying.describe().loc[["mean", "std", "min", "50%", "max"]].style.format("{:.3g}")
 """),
     md("""
@@ -538,22 +537,12 @@ The dotted lines mark, per product, the lowest dose whose PTA reaches 90%, inter
 in log(dose) between the doses of the grid, as the plot does:
 """),
     code("""
-def dose_reaching(rows, level=0.9):
-    \"\"\"Lowest dose [cells/kg] with PTA >= level, interpolated in log(dose).\"\"\"
-    d, p = rows["dose"].to_numpy(float), rows["pta"].to_numpy(float)
-    i = int(np.argmax(p >= level))
-    if p[i] < level:
-        return np.nan
-    if i == 0:
-        return d[0]
-    share = (level - p[i - 1]) / (p[i] - p[i - 1])
-    return float(np.exp(np.log(d[i - 1]) + share * np.log(d[i] / d[i - 1])))
+from cellpkpd.analysis.doseranging import dose_for_attainment
 
-
-reach = {name: dose_reaching(rows.sort_values("dose")) for name, rows in table.groupby("product")}
-for name, d in reach.items():
-    print(f"{name:>18}: PTA 90% from {d:.3g} cells/kg "
-          f"({d / reach['fresh, 95% viable']:.2f} x the reference)")
+reach = dose_for_attainment(table, "suppression", pta=0.9, by=["product"]).set_index("product")
+reference = reach.loc["fresh, 95% viable", "dose"]
+for name, d in reach["dose"].items():
+    print(f"{name:>18}: PTA 90% from {d:.3g} cells/kg ({d / reference:.2f} x the reference)")
 clinical = table[table.dose <= 1e7].groupby("product").pta.max()
 print("highest PTA at 1e7 cells/kg or less:",
       ", ".join(f"{k} {100 * v:.0f}%" for k, v in clinical.items()))
