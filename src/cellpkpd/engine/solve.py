@@ -892,19 +892,15 @@ def _propagators(
     """The propagator of each segment of timeline `tl`: with a plan, one exponential per
     distinct (region, length) pair (regions lie between breakpoints); with output times
     known when compiling, one per distinct output-to-output gap and one per segment next to
-    an event; otherwise one per segment. Time-varying inputs change A: one per segment with
-    the segment's own parameters."""
+    an event; otherwise one per segment. Time-varying inputs (or breakpoints without a plan)
+    change A: one per segment with the segment's own parameters."""
     _, P, src, _, is_pt, h, prev_T = tl
-    if tv is not None:
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
-        Phi, Gam = jax.vmap(pair)(As, h)
-        return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
-    if plan_size is not None:
+    if tv is None and plan_size is not None:
         (As, bs), region = _regions(cm, p, prev_T)
         Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
         return _Propagators(Phi, Gam, tab, bs[region], True)
-    if bp is not None:
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(prev_T)
+    if tv is not None or bp is not None:
+        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
         Phi, Gam = jax.vmap(pair)(As, h)
         return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
     A, b = cm.linear_system(p)
@@ -1030,6 +1026,35 @@ def _ode_solver(opts: EngineOptions) -> tuple[Any, Any]:
     return dfx.Tsit5(), dfx.PIDController(rtol=opts.rtol, atol=opts.atol)
 
 
+def _integrate(
+    term: Any,
+    solver: Any,
+    controller: Any,
+    opts: EngineOptions,
+    ta: Any,
+    tb: Any,
+    x: Any,
+    args: Any,
+    ts: Any = None,
+) -> Any:
+    """One diffrax solve from `ta` to `tb`, saving at `ts` (if given) and at `tb`; it never
+    raises: `_result_code` of the solution says why it stopped."""
+    dfx = _diffrax()
+    return dfx.diffeqsolve(
+        term,
+        solver,
+        ta,
+        tb,
+        None,
+        x,
+        args=args,
+        saveat=dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts, t1=True),
+        stepsize_controller=controller,
+        max_steps=opts.max_steps,
+        throw=False,
+    )
+
+
 def _result_code(sol: Any) -> Any:
     dfx = _diffrax()
     return jnp.where(
@@ -1078,19 +1103,7 @@ def _solve_ode(
         k1 = jnp.searchsorted(seg, i, side="right")
         start = jnp.clip(k0, 0, n_out - W)
         ts = jnp.clip(jax.lax.dynamic_slice(times, (start,), (W,)), ta, tb)
-        sol = dfx.diffeqsolve(
-            term,
-            solver,
-            ta,
-            tb,
-            None,
-            x,
-            args=(q, u),
-            saveat=dfx.SaveAt(ts=ts, t1=True),
-            stepsize_controller=controller,
-            max_steps=opts.max_steps,
-            throw=False,
-        )
+        sol = _integrate(term, solver, controller, opts, ta, tb, x, (q, u), ts)
         idx = start + jnp.arange(W)
         mask = (idx >= k0) & (idx < k1)
         code = _result_code(sol)
@@ -1152,7 +1165,6 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     constant input over intervals of doubling length (1, 2, 4, ... time units, at most
     `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
     Gradients flow through the iterations (checkpointed loop)."""
-    dfx = _diffrax()
     n = cm.n_states
     bp = cm.breakpoints(p)
     m, d1, R = _period_inputs(ev)
@@ -1164,19 +1176,7 @@ def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
     theta, phase_code = _ss_phase(ev)
 
     def solve(q, x, ta, tb, u):
-        sol = dfx.diffeqsolve(
-            term,
-            solver,
-            ta,
-            tb,
-            None,
-            x,
-            args=(q, u),
-            saveat=dfx.SaveAt(t1=True),
-            stepsize_controller=controller,
-            max_steps=opts.max_steps,
-            throw=False,
-        )
+        sol = _integrate(term, solver, controller, opts, ta, tb, x, (q, u))
         return sol.ys[-1], _result_code(sol)
 
     def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
