@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 import pandas as pd
@@ -767,8 +768,8 @@ def _arm_doses(
     """Dose arrays, one row per sample, and whether the doses are per kg of body weight.
 
     Without per-kg doses, each arm's arrays are built once and gathered to its samples.
-    A per-kg dose (``cp.Dose(..., per="kg")`` or a unit such as ``cells/kg``) is resolved
-    per sample with that subject's body weight, the input `cp.simulate` reads it from
+    A per-kg dose (``cp.Dose(..., per="kg")`` or a unit such as ``cells/kg``) is scaled
+    per sample by that subject's body weight, the input `cp.simulate` reads it from
     (`cellpkpd.engine.simulator.body_weight_name`: ``body_weight`` or ``WT``)."""
     regimens = [_scaled(a["regimen"][1], a["dose"]) for a in arm_list]
     per_kg = [any(d.per_body_weight(spec) for d in r.doses) for r in regimens]
@@ -785,8 +786,14 @@ def _arm_doses(
         raise DosingError(
             f"dose_ranging: a dose per kg, but sample {i} has {name} = {weight[i]:g} kg"
         )
-    resolved = [regimens[a].resolve(spec, float(w)) for a, w in zip(arm_index, weight, strict=True)]
-    return stack_dose_arrays(resolved, spec=spec), all(per_kg)
+    # an amount is linear in the weight: the arms' arrays at 0 kg hold the amounts that are
+    # not per kg, those at 1 kg add the per-kg ones; each sample scales the difference by
+    # its weight (arrays built once per arm, not a regimen per sample)
+    at = lambda w: stack_dose_arrays([r.resolve(spec, w) for r in regimens], spec=spec)
+    fixed, per_unit = at(0.0), at(1.0)
+    amount = fixed.amount[arm_index] + weight[:, None] * (per_unit.amount - fixed.amount)[arm_index]
+    doses = jax.tree.map(lambda x: x[arm_index], fixed)
+    return eqx.tree_at(lambda d: d.amount, doses, amount), all(per_kg)
 
 
 def _summary(
