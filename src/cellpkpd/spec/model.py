@@ -351,7 +351,7 @@ class ModelSpec:
     def _repr_markdown_(self) -> str:
         """Jupyter's display of a model: `describe` (states, flows, parameters with units
         and sources, as tables)."""
-        return str(describe(self))
+        return describe(self)._repr_markdown_()
 
 
 def output_unit(spec: ModelSpec, name: str) -> str:
@@ -1218,7 +1218,10 @@ class Description(str):
     __slots__ = ()
 
     def _repr_markdown_(self) -> str:
-        return str(self)
+        """The text with ``<`` written ``&lt;``: Markdown passes ``<name>`` through as an
+        HTML tag, which Jupyter's sanitizer then drops (``dna_<organ>`` showed as
+        ``dna_``)."""
+        return str(self).replace("<", "&lt;")
 
 
 def parameter_table(spec: ModelSpec | str) -> Any:
