@@ -166,10 +166,11 @@ def test_every_parameter_has_value_unit_bounds_prior_description_and_source(
         # b_allo (an exponent, negative) is the one normal prior
         assert family in (("normal",) if name == "b_allo" else ("lognormal", "beta")), name
         # a measured value names its paper (author and year from [model] references);
-        # an unmeasured one says "assumed:" and why; a calibrated one names the script
+        # an unmeasured one says "assumed:" and why; a unit or a study's setting says so
+        # ("scale, not biology:" / "setting"); a calibrated one names the script
         if p.source.startswith("calibrated to"):
             assert "models/calibration/msc_pkpd_host.py" in p.source, name
-        if p.source.startswith("assumed:"):
+        if p.source.startswith(("assumed:", "scale, not biology:", "setting")):
             assert len(p.source) > 30, name
         else:
             assert any(a in p.source and y in p.source for a, y in cited), (name, p.source)
