@@ -6,7 +6,7 @@ Run from the repository root after changing a model file or a plot:
 
 It writes docs/library/<model>.md (description, diagram, states, flows, routes, observations,
 parameter table, the published facts it reproduces (from the docstrings of
-tests/models/test_literature_msc.py), its known limits (``notes`` of its ``[model]`` block),
+tests/models/test_literature_msc*.py), its known limits (``notes`` of its ``[model]`` block),
 references) with docs/library/<model>.png (`cp.plots.diagram`), and
 docs/images/biodistribution.png (shown in the README). The outputs are committed, so the
 documentation builds without running models; tests/plots/test_plots.py checks that every library
@@ -108,10 +108,10 @@ def model_page(name: str) -> str:
     if facts:
         out += ["", "## Facts it reproduces", ""]
         out += [
-            f"Published facts (and a route comparison), each a test in "
-            f"`{LITERATURE.relative_to(DOCS.parent)}` with its tolerance and why."
+            "Published facts (and a route comparison), each a test with its tolerance and "
+            "why, in " + ", ".join(sorted({f"`{where}`" for where, _, _ in facts})) + "."
         ]
-        out += [""] + [f"- {_cell(text)} (`{test}`)" for test, text in facts]
+        out += [""] + [f"- {_cell(text)} (`{test}`)" for _, test, text in facts]
     notes = spec.extra.get("notes")
     if notes:
         out += ["", "## Known limits", ""]
@@ -121,24 +121,31 @@ def model_page(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-LITERATURE = DOCS.parent / "tests" / "models" / "test_literature_msc.py"
-# the fixture a literature test takes names the model it checks
-FIXTURE_MODEL = {"pbk": "msc_pbk", "pd_runs": "msc_pkpd_host"}
+# the test files of published facts, and in each the fixture a test takes naming its model
+LITERATURE = {
+    DOCS.parent / "tests" / "models" / "test_literature_msc.py": {
+        "pbk": "msc_pbk",
+        "pd_runs": "msc_pkpd_host",
+    },
+    DOCS.parent / "tests" / "models" / "test_literature_msc_host.py": {"runs": "msc_pkpd_host"},
+}
 
 
-def literature_facts() -> dict[str, list[tuple[str, str]]]:
-    """Model name -> [(test name, first paragraph of its docstring)] for the tests of
-    published facts (one test per fact, its citation in the docstring)."""
-    facts: dict[str, list[tuple[str, str]]] = {}
-    tree = ast.parse(LITERATURE.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
-            continue
-        model = next((FIXTURE_MODEL[a.arg] for a in node.args.args if a.arg in FIXTURE_MODEL), None)
-        doc = ast.get_docstring(node)
-        if model and doc:
-            first = " ".join(doc.split("\n\n")[0].split())
-            facts.setdefault(model, []).append((node.name, first))
+def literature_facts() -> dict[str, list[tuple[str, str, str]]]:
+    """Model name -> [(test file, test name, first paragraph of its docstring)] for the tests
+    of published facts (one test per fact, its citation in the docstring)."""
+    facts: dict[str, list[tuple[str, str, str]]] = {}
+    for path, fixture_model in LITERATURE.items():
+        where = path.relative_to(DOCS.parent).as_posix()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+                continue
+            args = [a.arg for a in node.args.args]
+            model = next((fixture_model[a] for a in args if a in fixture_model), None)
+            doc = ast.get_docstring(node)
+            if model and doc:
+                first = " ".join(doc.split("\n\n")[0].split())
+                facts.setdefault(model, []).append((where, node.name, first))
     return facts
 
 

@@ -41,7 +41,7 @@ def test_msc_library_pages_list_their_facts_routes_flows_and_limits() -> None:
     loader = importlib.util.spec_from_file_location("make_figures", DOCS.parent / "make_figures.py")
     make_figures = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(make_figures)
-    tests = {m: [t for t, _ in facts] for m, facts in make_figures.literature_facts().items()}
+    tests = {m: [t for _, t, _ in facts] for m, facts in make_figures.literature_facts().items()}
     assert set(tests) == {"msc_pbk", "msc_pkpd_host"}
     for name, names in tests.items():
         page = (library / f"{name}.md").read_text(encoding="utf-8")
