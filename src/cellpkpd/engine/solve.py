@@ -533,11 +533,11 @@ def _expand(
     d: DoseArrays,
     t0: float,
     t_end: Any,
+    bp: Breakpoints | None,
 ) -> _Events:
     """Every point at which the state may change (dose records, entries after their lag,
-    infusion ends, implied steady-state doses, covariate changes and breakpoints), with
-    what happens there; invalid (padding) points are moved to `t_end`."""
-    bp = cm.breakpoints(p)
+    infusion ends, implied steady-state doses, covariate changes and the breakpoints `bp`),
+    with what happens there; invalid (padding) points are moved to `t_end`."""
     di = _dose_inputs(cm, p, tv, d, bp)
     d = di.d
     pts = _Points(cm.n_states, d.max_doses, di)
@@ -695,12 +695,13 @@ def _timeline(
     d: DoseArrays,
     times: Any,
     tv: TimeVarying | None,
-    events_before: Any | None = None,
+    events_before: Any | None,
+    bp: Breakpoints | None,
 ) -> tuple[Any, ...]:
     """Events and output times merged in time order (at equal times events first, or as
     `events_before` says)."""
     t0 = opts.t0
-    ev = _expand(cm, p, tv, d, t0, times[-1])
+    ev = _expand(cm, p, tv, d, t0, times[-1], bp)
     P = ev.time.shape[0]
     src = _merge(ev, times, events_before)
     all_t = jnp.concatenate([ev.time, times])
@@ -736,16 +737,15 @@ def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
     return jnp.where(zero, -1, index - has_zero), rank_sorted[-1] + 1 - has_zero
 
 
-def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any = None) -> Any:
-    """(Phi, Gamma, table): one exponential per distinct positive length (per region: `As`
-    stacked by region (n_regions, n, n), or one matrix), at most `plan_size`; the identity
-    (and Gamma 0) in slot `plan_size` for the segments of length 0; table: each segment's
-    slot."""
+def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any) -> Any:
+    """(Phi, Gamma, table): one exponential per distinct positive length per region (`As`
+    stacked by region (n_regions, n, n); `region` None: the one system `As[0]` everywhere,
+    see `_regions`), at most `plan_size`; the identity (and Gamma 0) in slot `plan_size` for
+    the segments of length 0; table: each segment's slot."""
     slot = jnp.where(tab >= 0, tab, plan_size)
     lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
-    if region is None or (As.ndim == 3 and As.shape[0] == 1):
-        # one system (no breakpoints): no gather of a copy per slot
-        Phi, Gam = jax.vmap(pair, (None, 0))(As if As.ndim == 2 else As[0], lengths)
+    if region is None:
+        Phi, Gam = jax.vmap(pair, (None, 0))(As[0], lengths)
     else:
         which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
         Phi, Gam = jax.vmap(pair)(As[which], lengths)
@@ -767,8 +767,9 @@ def count_distinct_lengths(
     """Number of distinct segment lengths of one subject on the exact path, and the
     squarings its exponentials need; their maxima over a batch size `solve_subject`'s
     ``plan_size`` and ``EngineOptions.squarings``."""
-    ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before)
-    (As, _), region = _regions(cm, p, prev_T)
+    bp = cm.breakpoints(p)
+    ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before, bp)
+    (As, _), region = _regions(cm, p, prev_T, bp)
     count = _distinct(h, region)[1]
     K, _ = _kept(cm, opts.keep)
     if K is not None and not d.has_ss:
@@ -781,15 +782,16 @@ def count_distinct_lengths(
     return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As, longest))
 
 
-def _regions(cm: CompiledModel, p: dict[str, Any], prev_T: Any) -> tuple[Any, Any]:
-    """((A, b) of each region, region of each segment). Without breakpoints one region;
-    with B breakpoints (and no time-varying inputs) B + 1: region r holds after r of them
-    have passed (their flags switch on in time order), so a segment starting at T is in
-    region #{breakpoints <= T}."""
-    bp = cm.breakpoints(p)
+def _regions(
+    cm: CompiledModel, p: dict[str, Any], prev_T: Any, bp: Breakpoints | None
+) -> tuple[Any, Any]:
+    """((A, b) of each region stacked, region of each segment). Without breakpoints one
+    region, and the region is None (every segment is in it); with B breakpoints `bp` (and no
+    time-varying inputs) B + 1: region r holds after r of them have passed (their flags
+    switch on in time order), so a segment starting at T is in region #{breakpoints <= T}."""
     if bp is None:
         A, b = cm.linear_system(p)
-        return (A[None], b[None]), jnp.zeros(prev_T.shape, jnp.int32)
+        return (A[None], b[None]), None
     starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.times.dtype), jnp.sort(bp.times)])
     systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(starts)
     region = jnp.sum(prev_T[:, None] >= bp.times[None, :], axis=1).astype(jnp.int32)
@@ -835,9 +837,9 @@ def _solve_exact(
     propagator per segment (`_propagators`), steady-state troughs (`_exact_ss`), then one
     scan that carries the state through the segments (`_propagate`)."""
     n = cm.n_states
-    tl = _timeline(cm, opts, p, d, times, tv, events_before)
-    ev, P, src, T, is_pt, _, prev_T = tl
     bp = cm.breakpoints(p)
+    tl = _timeline(cm, opts, p, d, times, tv, events_before, bp)
+    ev, P, src, T, is_pt, _, prev_T = tl
     x_init = cm.initial(params_at(p, tv, opts.t0, _FIRST_RECORD, point=True, bp=bp))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
@@ -896,9 +898,9 @@ def _propagators(
     change A: one per segment with the segment's own parameters."""
     _, P, src, _, is_pt, h, prev_T = tl
     if tv is None and plan_size is not None:
-        (As, bs), region = _regions(cm, p, prev_T)
+        (As, bs), region = _regions(cm, p, prev_T, bp)
         Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
-        return _Propagators(Phi, Gam, tab, bs[region], True)
+        return _Propagators(Phi, Gam, tab, bs if region is None else bs[region], True)
     if tv is not None or bp is not None:
         As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
         Phi, Gam = jax.vmap(pair)(As, h)
@@ -951,6 +953,22 @@ def _exact_ss(
     return _exact_trough(As, bs, ev, n, opts.squarings, cm.blocks)
 
 
+def _reset_amounts(
+    cm: CompiledModel,
+    p: dict[str, Any],
+    tv: TimeVarying,
+    bp: Breakpoints | None,
+    d: DoseArrays,
+    ev: _Events,
+    j: Any,
+    T: Any,
+) -> Any:
+    """The initial amounts a reset at event point j (time T) restores: with the values of
+    the point's own dose record (NONMEM's PK routine at the reset record)."""
+    rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
+    return cm.initial(params_at(p, tv, T, rec, point=True, bp=bp))
+
+
 def _replacements(
     cm: CompiledModel,
     p: dict[str, Any],
@@ -970,9 +988,8 @@ def _replacements(
     reset = act & ev.reset[j]
     ss = jnp.where(act, ev.ss[j], 0)
     if tv is not None:
-        rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-        at = lambda T_, k: cm.initial(params_at(p, tv, T_, k, point=True, bp=bp))
-        x_reset = jax.vmap(at)(T, rec)
+        at = lambda j_, T_: _reset_amounts(cm, p, tv, bp, d, ev, j_, T_)
+        x_reset = jax.vmap(at)(j, T)
     else:
         x_reset = jnp.broadcast_to(x_init, (T.shape[0], cm.n_states))
     x_ss = trough[ev.dose[j]] if trough is not None else jnp.zeros_like(x_reset)
@@ -1064,6 +1081,77 @@ def _result_code(sol: Any) -> Any:
     )
 
 
+class _Ode(NamedTuple):
+    """The ODE path's solver for one model: the diffrax term (the model's right-hand side
+    plus a constant input, both passed as arguments), the solver and its step controller."""
+
+    cm: CompiledModel
+    opts: EngineOptions
+    term: Any
+    solver: Any
+    controller: Any
+
+    def solve(self, q: Any, u: Any, x: Any, ta: Any, tb: Any, ts: Any = None) -> Any:
+        """One solve from `ta` to `tb` with parameters `q` and constant input `u`, saving at
+        `ts` (if given) and at `tb`."""
+        return _integrate(self.term, self.solver, self.controller, self.opts, ta, tb, x, (q, u), ts)
+
+
+def _ode(cm: CompiledModel, opts: EngineOptions) -> _Ode:
+    solver, controller = _ode_solver(opts)
+    term = _diffrax().ODETerm(lambda t, y, args: cm.rhs(t, y, args[0]) + args[1])
+    return _Ode(cm, opts, term, solver, controller)
+
+
+def _ode_points(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any, Any]:
+    """(order, T, seg): the event points in time order and their times, and the segment of
+    each output (the number of event points before it in the merged order)."""
+    order = jnp.lexsort((ev.order, ev.time))
+    P, n_out = ev.time.shape[0], times.shape[0]
+    place = (
+        jnp.zeros(P + n_out, jnp.int32)
+        .at[_merge(ev, times, events_before)]
+        .set(jnp.arange(P + n_out, dtype=jnp.int32))
+    )
+    return order, ev.time[order], place[P:] - jnp.arange(n_out, dtype=jnp.int32)
+
+
+def _ode_segment(
+    ode: _Ode,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    bp: Breakpoints | None,
+    ev: _Events,
+    times: Any,
+    seg: Any,
+    x: Any,
+    ta: Any,
+    tb: Any,
+    i: Any,
+) -> tuple[Any, ...]:
+    """Integrate from `ta` to event point i at `tb` (i = P: to the end), saving the outputs
+    that fall between point i - 1 and point i (at most ``opts.window`` of them): (state at
+    tb, states at the window's times, their output indices, which of them are outputs of
+    this segment, status code)."""
+    cm, n_out = ode.cm, times.shape[0]
+    W = n_out if ode.opts.window is None else min(int(ode.opts.window), n_out)
+    q = params_at(p, tv, ta, bp=bp)
+    u = ev.rate_at(ta, cm.n_states)[0]
+    k0 = jnp.searchsorted(seg, i, side="left")
+    k1 = jnp.searchsorted(seg, i, side="right")
+    start = jnp.clip(k0, 0, n_out - W)
+    ts = jnp.clip(jax.lax.dynamic_slice(times, (start,), (W,)), ta, tb)
+    sol = ode.solve(q, u, x, ta, tb, ts)
+    idx = start + jnp.arange(W)
+    mask = (idx >= k0) & (idx < k1)
+    code = _result_code(sol)
+    # a NaN/inf derivative makes diffrax reject steps until max_steps: say why
+    finite = jnp.all(jnp.isfinite(cm.rhs(ta, x, q) + u))
+    code = jnp.where(finite, code, NON_FINITE)
+    code = jnp.where((code == SOLVED) & (k1 - k0 > W), WINDOW_FULL, code)
+    return sol.ys[-1], sol.ys[:-1], idx, mask, code
+
+
 def _solve_ode(
     cm: CompiledModel,
     opts: EngineOptions,
@@ -1073,77 +1161,38 @@ def _solve_ode(
     tv: TimeVarying | None,
     events_before: Any | None = None,
 ) -> tuple[Any, Any]:
-    dfx = _diffrax()
-    n = cm.n_states
+    """States at `times` (n_out, n) and a status: steady-state troughs (`_ode_trough`), then
+    one scan over the event points in time order, each step one diffrax solve to the next
+    point (`_ode_segment`) followed by the point's action (`_apply_point`)."""
     bp = cm.breakpoints(p)
-    t0 = opts.t0
-    n_out = times.shape[0]
-    W = n_out if opts.window is None else min(int(opts.window), n_out)
-    ev = _expand(cm, p, tv, d, t0, times[-1])
-    order = jnp.lexsort((ev.order, ev.time))
-    T = ev.time[order]
-    # segment of each output: the number of event points before it in the merged order
+    ode = _ode(cm, opts)
+    ev = _expand(cm, p, tv, d, opts.t0, times[-1], bp)
+    order, T, seg = _ode_points(ev, times, events_before)
     P = T.shape[0]
-    place = (
-        jnp.zeros(P + n_out, jnp.int32)
-        .at[_merge(ev, times, events_before)]
-        .set(jnp.arange(P + n_out, dtype=jnp.int32))
-    )
-    seg = place[P:] - jnp.arange(n_out, dtype=jnp.int32)
-    t_end = jnp.maximum(times[-1], T[-1])
-    solver, controller = _ode_solver(opts)
-    term = dfx.ODETerm(lambda t, y, args: cm.rhs(t, y, args[0]) + args[1])
-
-    def segment(x, ta, tb, i):
-        """Integrate from ta to event point i at tb (i = P: to the end), saving the
-        outputs that fall between point i - 1 and point i."""
-        q = params_at(p, tv, ta, bp=bp)
-        u = ev.rate_at(ta, n)[0]
-        k0 = jnp.searchsorted(seg, i, side="left")
-        k1 = jnp.searchsorted(seg, i, side="right")
-        start = jnp.clip(k0, 0, n_out - W)
-        ts = jnp.clip(jax.lax.dynamic_slice(times, (start,), (W,)), ta, tb)
-        sol = _integrate(term, solver, controller, opts, ta, tb, x, (q, u), ts)
-        idx = start + jnp.arange(W)
-        mask = (idx >= k0) & (idx < k1)
-        code = _result_code(sol)
-        # a NaN/inf derivative makes diffrax reject steps until max_steps: say why
-        finite = jnp.all(jnp.isfinite(cm.rhs(ta, x, q) + u))
-        code = jnp.where(finite, code, NON_FINITE)
-        code = jnp.where((code == SOLVED) & (k1 - k0 > W), WINDOW_FULL, code)
-        return sol.ys[-1], sol.ys[:-1], idx, mask, code
-
     trough = None
     if d.has_ss:
-        trough, ss_code = _ode_trough(cm, opts, p, tv, ev, solver, controller, term)
-
-    x_init = cm.initial(params_at(p, tv, t0, _FIRST_RECORD, point=True, bp=bp))
-    buf0 = jnp.zeros((n_out, n), x_init.dtype)
-
-    def record(buf, ys, idx, mask):
-        return buf.at[idx].set(jnp.where(mask[:, None], ys, buf[idx]))
-
+        trough, ss_code = _ode_trough(ode, p, tv, bp, ev)
+    x_init = cm.initial(params_at(p, tv, opts.t0, _FIRST_RECORD, point=True, bp=bp))
     # one diffrax solve in the program: the scan's last step (i = P) integrates from the
     # last event point to the end and applies no point (tracing a second solve for the tail
     # would double the compile time of every ODE program)
+    t_end = jnp.maximum(times[-1], T[-1])
     T_end = jnp.concatenate([T, jnp.reshape(t_end, (1,)).astype(T.dtype)])
 
     def step(carry, i):
         x, ta, buf, status = carry
         tb = T_end[i]
-        x, ys, idx, mask, code = segment(x, ta, tb, i)
-        buf = record(buf, ys, idx, mask)
+        x, ys, idx, mask, code = _ode_segment(ode, p, tv, bp, ev, times, seg, x, ta, tb, i)
+        buf = buf.at[idx].set(jnp.where(mask[:, None], ys, buf[idx]))
         j = order[jnp.minimum(i, P - 1)]
-        if tv is not None:  # a reset's initial amounts with its own record's values
-            rec = _dose_records(tv, d.time.shape[0])[ev.dose[j] // ev.per_entry]
-            xi = cm.initial(params_at(p, tv, tb, rec, point=True, bp=bp))
-        else:
-            xi = x_init
+        # a reset's initial amounts with its own record's values
+        xi = x_init if tv is None else _reset_amounts(cm, p, tv, bp, d, ev, j, tb)
         x = _apply_point(ev, j, x, xi, trough, is_point=i < P)
         status = jnp.where(status == SOLVED, code, status)
         return (x, tb, buf, status), None
 
-    init = (x_init, jnp.asarray(t0, x_init.dtype), buf0, jnp.asarray(0))
+    buf0 = jnp.zeros((times.shape[0], cm.n_states), x_init.dtype)
+    init = (x_init, jnp.asarray(opts.t0, x_init.dtype), buf0, jnp.asarray(0))
     (_, _, buf, status), _ = jax.lax.scan(step, init, jnp.arange(P + 1))
     if trough is not None:
         status = jnp.where(status == SOLVED, ss_code, status)
@@ -1156,94 +1205,108 @@ def _solve_ode(
 CONST_SS_INTERVALS = 64
 
 
-def _ode_trough(cm, opts, p, tv, ev, solver, controller, term):
+def _ode_trough(
+    ode: _Ode, p: dict[str, Any], tv: TimeVarying | None, bp: Breakpoints | None, ev: _Events
+) -> tuple[Any, Any]:
     """Steady-state amounts at each dose record's time (E, n) and a status: the dosing
     interval is repeated, with the parameters and covariates in force at the record's time,
     until the pre-input state stops changing (rtol/atol of the solver), then carried forward
-    by ii - lag. SS=2 (linear models only) leaves out the constant input so that only the
-    dose's own steady state is added. A constant-infusion record (II = 0) runs the
-    constant input over intervals of doubling length (1, 2, 4, ... time units, at most
-    `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
+    by ii - lag (`_ode_ss_record`). SS=2 (linear models only) leaves out the constant input
+    so that only the dose's own steady state is added. A constant-infusion record (II = 0)
+    runs the constant input over intervals of doubling length (1, 2, 4, ... time units, at
+    most `CONST_SS_INTERVALS` of them) until the state stops changing over one interval.
     Gradients flow through the iterations (checkpointed loop)."""
-    n = cm.n_states
-    bp = cm.breakpoints(p)
     m, d1, R = _period_inputs(ev)
-    e = jax.nn.one_hot(ev.cmt, n)
+    e = jax.nn.one_hot(ev.cmt, ode.cm.n_states)
     const = _constant_ss(ev)
     ii = jnp.where(ev.ii > 0, ev.ii, 1.0)
     d1 = jnp.where(const, jnp.inf, d1)  # the whole interval at the constant rate
     bolus = jnp.where(ev.duration > 0, 0.0, ev.amt)
     theta, phase_code = _ss_phase(ev)
-
-    def solve(q, x, ta, tb, u):
-        sol = _integrate(term, solver, controller, opts, ta, tb, x, (q, u))
-        return sol.ys[-1], _result_code(sol)
-
-    def one(rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c):
-        # parameters, covariates (of the SS dose's own record), breakpoint flags at it
-        q = params_at(p, tv, rt, rec, point=True, bp=bp)
-        x_init = cm.initial(q)
-        zero = jnp.zeros(n, x_init.dtype)
-        b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
-        u_off = jnp.where(ss == 2, b0, 0.0)
-        u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
-
-        def run(x, t_end):
-            """One interval of length t_end: the dose, input on until t1, off after; the two
-            phases are steps of a scan, so that the program traces one solve."""
-            t1 = jnp.minimum(d1_, t_end)
-
-            def phase(x, k):
-                on = k == 0
-                ta, tb = jnp.where(on, 0.0, t1), jnp.where(on, t1, t_end)
-                return solve(q, x, ta, tb, jnp.where(on, u_on_rate, u_off_rate))
-
-            x, codes = jax.lax.scan(phase, x + bol * e_, jnp.arange(2))
-            return x, jnp.max(codes)
-
-        n_const = min(CONST_SS_INTERVALS, opts.ss_max_intervals)
-        max_k = jnp.where(c, n_const, opts.ss_max_intervals)
-
-        def length(k):
-            """The k-th interval: ii, or 2**k time units for a constant infusion."""
-            return jnp.where(c, jnp.exp2(jnp.minimum(k, CONST_SS_INTERVALS)), ii_)
-
-        def moving(x, x_prev):
-            tol = opts.atol + opts.rtol * jnp.abs(x)
-            return jnp.any(jnp.abs(x - x_prev) > tol)
-
-        def body(carry):
-            """Before convergence: run the next interval. At convergence (no more change, the
-            interval limit, or a failed solve): run the final part, to th, into y, and stop.
-            One loop, so that `run` is traced once."""
-            x, x_prev, k, code, _, y = carry
-            changing = moving(x, x_prev)
-            conv = (k >= 1) & ((ss <= 0) | ~changing | (k >= max_k) | (code != SOLVED))
-            x_new, c_new = run(x, jnp.where(conv, th, length(k)))
-            not_done = (ss > 0) & (code == SOLVED) & changing
-            final = jnp.where(not_done, NO_STEADY_STATE, jnp.maximum(code, c_new))
-            return (
-                jnp.where(conv, x, x_new),
-                jnp.where(conv, x_prev, x),
-                jnp.where(conv, k, k + 1),
-                jnp.where(conv, final, c_new).astype(jnp.int32),
-                conv,
-                jnp.where(conv, x_new, y),
-            )
-
-        x0 = jnp.where(ss == 2, zero, x_init)
-        zero_code = jnp.zeros((), jnp.int32)
-        init = (x0, x0, zero_code, zero_code, jnp.asarray(False), x0)
-        # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
-        *_, code, _, y = eqxi.while_loop(
-            lambda carry: ~carry[4], body, init, max_steps=opts.ss_max_intervals + 2,
-            kind="checkpointed",
-        )  # fmt: skip
-        return y, jnp.where(ss > 0, code, SOLVED)
-
     rec = jnp.repeat(_dose_records(tv, ev.record_time.shape[0] // ev.per_entry), ev.per_entry)
+    one = lambda *record: _ode_ss_record(ode, p, tv, bp, *record)
     xs, codes = jax.vmap(one)(ev.record_time, rec, ii, d1, m, R, bolus, e, ev.dose_ss, theta, const)
     return xs, jnp.maximum(jnp.max(codes), jnp.max(phase_code))
+
+
+def _ss_interval(
+    ode: _Ode, q: Any, x: Any, t_end: Any, t1: Any, bolus: Any, u_on: Any, u_off: Any
+) -> tuple[Any, Any]:
+    """One dosing interval of length `t_end` from state `x`: the bolus, input `u_on` until
+    `t1`, `u_off` after; the two phases are steps of a scan, so that the program traces one
+    solve. Returns (state at t_end, worst status code)."""
+
+    def phase(x, k):
+        on = k == 0
+        ta, tb = jnp.where(on, 0.0, t1), jnp.where(on, t1, t_end)
+        sol = ode.solve(q, jnp.where(on, u_on, u_off), x, ta, tb)
+        return sol.ys[-1], _result_code(sol)
+
+    x, codes = jax.lax.scan(phase, x + bolus, jnp.arange(2))
+    return x, jnp.max(codes)
+
+
+def _ode_ss_record(
+    ode: _Ode,
+    p: dict[str, Any],
+    tv: TimeVarying | None,
+    bp: Breakpoints | None,
+    *record: Any,
+) -> tuple[Any, Any]:
+    """The steady state of one dose record (see `_ode_trough`) and its status; `record` is
+    (time, record index, ii, d1, m, R, bolus, one-hot compartment, SS flag, phase to the
+    record time, constant infusion) from `_period_inputs`, `_ss_phase` and `_constant_ss`."""
+    rt, rec, ii_, d1_, m_, R_, bol, e_, ss, th, c = record
+    cm, opts = ode.cm, ode.opts
+    # parameters, covariates (of the SS dose's own record), breakpoint flags at it
+    q = params_at(p, tv, rt, rec, point=True, bp=bp)
+    x_init = cm.initial(q)
+    zero = jnp.zeros(cm.n_states, x_init.dtype)
+    b0 = cm.rhs(0.0, zero, q)  # the constant input of a linear model
+    u_off = jnp.where(ss == 2, b0, 0.0)
+    u_on_rate, u_off_rate = (m_ + 1.0) * R_ * e_ - u_off, m_ * R_ * e_ - u_off
+    run = lambda x, t_end: _ss_interval(
+        ode, q, x, t_end, jnp.minimum(d1_, t_end), bol * e_, u_on_rate, u_off_rate
+    )
+    n_const = min(CONST_SS_INTERVALS, opts.ss_max_intervals)
+    max_k = jnp.where(c, n_const, opts.ss_max_intervals)
+
+    def length(k):
+        """The k-th interval: ii, or 2**k time units for a constant infusion."""
+        return jnp.where(c, jnp.exp2(jnp.minimum(k, CONST_SS_INTERVALS)), ii_)
+
+    def moving(x, x_prev):
+        tol = opts.atol + opts.rtol * jnp.abs(x)
+        return jnp.any(jnp.abs(x - x_prev) > tol)
+
+    def body(carry):
+        """Before convergence: run the next interval. At convergence (no more change, the
+        interval limit, or a failed solve): run the final part, to th, into y, and stop.
+        One loop, so that `run` is traced once."""
+        x, x_prev, k, code, _, y = carry
+        changing = moving(x, x_prev)
+        conv = (k >= 1) & ((ss <= 0) | ~changing | (k >= max_k) | (code != SOLVED))
+        x_new, c_new = run(x, jnp.where(conv, th, length(k)))
+        not_done = (ss > 0) & (code == SOLVED) & changing
+        final = jnp.where(not_done, NO_STEADY_STATE, jnp.maximum(code, c_new))
+        return (
+            jnp.where(conv, x, x_new),
+            jnp.where(conv, x_prev, x),
+            jnp.where(conv, k, k + 1),
+            jnp.where(conv, final, c_new).astype(jnp.int32),
+            conv,
+            jnp.where(conv, x_new, y),
+        )
+
+    x0 = jnp.where(ss == 2, zero, x_init)
+    zero_code = jnp.zeros((), jnp.int32)
+    init = (x0, x0, zero_code, zero_code, jnp.asarray(False), x0)
+    # checkpointed loop: reverse-mode differentiable, like diffrax's own step loop
+    *_, code, _, y = eqxi.while_loop(
+        lambda carry: ~carry[4], body, init, max_steps=opts.ss_max_intervals + 2,
+        kind="checkpointed",
+    )  # fmt: skip
+    return y, jnp.where(ss > 0, code, SOLVED)
 
 
 # ------------------------------------------------------------------------ entry point
