@@ -198,6 +198,19 @@ class Dose:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        self._split_units()
+        self._check_per()
+        set_(self, "time", _num(self.time, "time"))
+        set_(self, "amount", _num(self.amount, "amount"))
+        self._check_target()
+        self._check_rate_and_duration()
+        set_(self, "lag", _num(self.lag, "lag"))
+        set_(self, "bioavailability", _num(self.bioavailability, "bioavailability"))
+        self._check_steady_state()
+
+    def _split_units(self) -> None:
+        """Numbers given with a unit (``"2e6 cells"``) become the number, their unit kept
+        in `units`; `time` must be a plain number."""
         if isinstance(self.time, str):
             raise DosingError(
                 f"Dose: time = {self.time!r} is not a number; give the record time in the "
@@ -212,18 +225,21 @@ class Dose:
                     raise DosingError(
                         f"Dose: {fld} = {value!r} is not a time (expected e.g. '1 d', '30 min')"
                     )
-                set_(self, fld, number)
+                object.__setattr__(self, fld, number)
                 if unit is not None:
                     units[fld] = unit
-        set_(self, "units", tuple(sorted(units.items())))
+        object.__setattr__(self, "units", tuple(sorted(units.items())))
+
+    def _check_per(self) -> None:
         if self.per not in (None, "kg"):
             raise DosingError(f"Dose: per = {self.per!r}; expected 'kg' (per kg body weight)")
         if self.per is not None and self.rate is not None:
             raise DosingError(
                 "Dose: per='kg' with a rate; give a duration (the rate would differ by subject)"
             )
-        set_(self, "time", _num(self.time, "time"))
-        set_(self, "amount", _num(self.amount, "amount"))
+
+    def _check_target(self) -> None:
+        """One target: a state (`cmt`, a name or a 1-based number) or a `route`."""
         _flag(self.cmt, "cmt", "names the dosed state")
         _flag(self.route, "route", "names the dosing route")
         if self.route is not None:
@@ -239,9 +255,13 @@ class Dose:
         elif isinstance(self.cmt, bool) or not isinstance(self.cmt, (str, int, np.integer)):
             raise DosingError(f"Dose: cmt = {self.cmt!r} must be a state name or number")
         if isinstance(self.cmt, (int, np.integer)):
-            set_(self, "cmt", int(self.cmt))
+            object.__setattr__(self, "cmt", int(self.cmt))
             if self.cmt < 1:
                 raise DosingError(f"Dose: cmt = {self.cmt} must be >= 1 (NONMEM numbering)")
+
+    def _check_rate_and_duration(self) -> None:
+        """A duration (or ``"model"``), or a rate > 0 (or ``"model"``), not both."""
+        set_ = object.__setattr__
         if not _is_model(self.duration):
             set_(self, "duration", _num(self.duration, "duration"))
         if self.rate is not None and not _is_model(self.rate):
@@ -262,19 +282,21 @@ class Dose:
                 raise DosingError("Dose: rate = 0 would never deliver the dose; use rate=None")
         if self.rate is not None and (_traced(self.duration) or self.duration != 0.0):
             raise DosingError("Dose: give either rate or duration, not both")
-        set_(self, "lag", _num(self.lag, "lag"))
-        set_(self, "bioavailability", _num(self.bioavailability, "bioavailability"))
+
+    def _check_steady_state(self) -> None:
+        """`ss` 0, 1 or 2 and `reset` concrete; a steady state needs ``ii > 0``, except
+        the steady state of a constant infusion (``amount=0``, ``ii=0``, a rate)."""
         _flag(self.ss, "ss", "selects steady-state dosing")
         _flag(self.reset, "reset", "selects a reset (EVID 4)")
         if self.ss not in (0, 1, 2):
             raise DosingError(f"Dose: ss = {self.ss!r} must be 0, 1 or 2")
-        set_(self, "ii", _num(self.ii, "ii"))
+        object.__setattr__(self, "ii", _num(self.ii, "ii"))
         if self.ss and _traced(self.ii):
             msg = (
                 f"Dose: ss = {self.ss} needs a dosing interval ii > 0 (ii is traced; the "
                 "steady state of a constant infusion takes a concrete ii = 0)"
             )
-            set_(self, "ii", _check_traced(self.ii, self.ii > 0, msg))
+            object.__setattr__(self, "ii", _check_traced(self.ii, self.ii > 0, msg))
         elif self.ss and self.ii <= 0:
             if _traced(self.amount) or self.amount > 0:
                 raise DosingError(
@@ -685,6 +707,101 @@ def _ss_slots(ev: Dose, spec: Any, names: Sequence[str] | None) -> int:
     return max(0, math.ceil((ev.lag + lag + duration) / ev.ii) - 1)
 
 
+class _Slots:
+    """The padded arrays of a batch of regimens, filled event by event: concrete values go
+    into numpy arrays, traced ones are kept and set with jnp when the arrays are made (so
+    the result carries their derivatives)."""
+
+    def __init__(self, n_regimens: int, n: int) -> None:
+        shape = (n_regimens, n)
+        self.floats = {
+            k: np.zeros(shape) for k in ("time", "amount", "duration", "rate", "lag", "ii")
+        }
+        self.floats["bioavailability"] = np.ones(shape)
+        self.ints = {k: np.zeros(shape, dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
+        self.ints["route"] = np.full(shape, -1, dtype=np.int32)
+        # traced values: field -> [(regimen, slot, value)]
+        self.traced: dict[str, list[tuple[int, int, Any]]] = {}
+        # state and route names kept for a single regimen padded without a model
+        self.kept_names: list[str | None] = [None] * n
+        self.kept_routes: list[str | None] = [None] * n
+
+    def put(self, key: str, b: int, i: int, value: Any) -> None:
+        if _traced(value):
+            self.traced.setdefault(key, []).append((b, i, value))
+        else:
+            (self.floats if key in self.floats else self.ints)[key][b, i] = value
+
+    def arrays(self, batched: bool) -> dict[str, Any]:
+        """Every field as a JAX array, shape (n_regimens, n) if `batched` else (n,)."""
+        out = {}
+        for key, v in {**self.floats, **self.ints}.items():
+            a = jnp.asarray(v if batched else v[0])
+            entries = self.traced.get(key)
+            if entries:
+                bs = np.array([e[0] for e in entries])
+                js = np.array([e[1] for e in entries])
+                vals = jnp.stack([jnp.asarray(e[2], a.dtype) for e in entries])
+                a = a.at[(bs, js) if batched else js].set(vals)
+            out[key] = a
+        return out
+
+
+def _put_target(
+    slots: _Slots,
+    b: int,
+    i: int,
+    ev: Dose,
+    names: Sequence[str] | None,
+    routes: Sequence[str] | None,
+    batched: bool,
+) -> None:
+    """Event `i` of regimen `b`: the index of its route or state (a name kept for later
+    when there is no model and one regimen)."""
+    if ev.route is not None:
+        if routes is not None and ev.route not in routes:
+            raise DosingError(
+                f"Regimen: event {i} doses into unknown route '{ev.route}'; routes: "
+                + (", ".join(routes) or "none (the model has no [routes] block)")
+            )
+        if routes is None and batched:
+            raise DosingError(
+                f"stack_dose_arrays: regimen {b} event {i} names route "
+                f"'{ev.route}'; pass spec= (the model) to resolve route names"
+            )
+        if routes is None:
+            slots.kept_routes[i] = ev.route
+        else:
+            slots.ints["route"][b, i] = list(routes).index(ev.route)
+        return
+    slots.ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
+    if slots.ints["cmt"][b, i] < 0:
+        if batched:
+            raise DosingError(
+                f"stack_dose_arrays: regimen {b} event {i} names compartment "
+                f"'{ev.cmt}'; pass spec= to resolve state names"
+            )
+        slots.kept_names[i] = ev.cmt
+
+
+def _put_mode(slots: _Slots, b: int, i: int, ev: Dose) -> None:
+    """How the dose's infusion is known (`mode`), with its rate or duration."""
+    if _is_model(ev.rate):
+        slots.ints["mode"][b, i] = MODEL_RATE
+    elif _is_model(ev.duration):
+        slots.ints["mode"][b, i] = MODEL_DURATION
+    elif ev.rate is not None:
+        slots.ints["mode"][b, i] = GIVEN_RATE
+        slots.put("rate", b, i, ev.rate)
+    elif _traced(ev.duration):
+        # a bolus at duration 0, an infusion otherwise: decided when the program runs
+        slots.put("mode", b, i, jnp.where(ev.duration > 0, GIVEN_DURATION, BOLUS))
+        slots.put("duration", b, i, ev.duration)
+    elif ev.duration > 0:
+        slots.ints["mode"][b, i] = GIVEN_DURATION
+        slots.floats["duration"][b, i] = ev.duration
+
+
 def _to_arrays(
     regimens: Sequence[Regimen],
     max_doses: int | None,
@@ -692,113 +809,45 @@ def _to_arrays(
     ss_overlap: int | None,
     batched: bool,
 ) -> DoseArrays:
+    """The regimens padded to `max_doses` slots (stacked if `batched`)."""
     names = None
     if spec is not None:
         names = list(spec.states) if hasattr(spec, "states") else list(spec)
+    routes = list(spec.routes) if hasattr(spec, "routes") else None
     longest = max((len(r) for r in regimens), default=0)
     n = max(longest, 1) if max_doses is None else int(max_doses)
     if longest > n:
         raise DosingError(f"Regimen.to_arrays: a regimen has {longest} events but max_doses = {n}")
-    fields = {
-        k: np.zeros((len(regimens), n)) for k in ("time", "amount", "duration", "rate", "lag", "ii")
-    }
-    fields["bioavailability"] = np.ones((len(regimens), n))
-    ints = {k: np.zeros((len(regimens), n), dtype=np.int32) for k in ("cmt", "kind", "mode", "ss")}
-    ints["route"] = np.full((len(regimens), n), -1, dtype=np.int32)
-    routes = list(spec.routes) if hasattr(spec, "routes") else None
-    kept_routes: list[str | None] = [None] * n
-    # traced values, set into the arrays with jnp at the end: field -> [(b, i, value)]
-    traced: dict[str, list[tuple[int, int, Any]]] = {}
-
-    def put(key: str, b: int, i: int, value: Any) -> None:
-        if _traced(value):
-            traced.setdefault(key, []).append((b, i, value))
-        else:
-            (fields if key in fields else ints)[key][b, i] = value
-
+    slots = _Slots(len(regimens), n)
     overlap = 0
     ss_positions: set[int] = set()
-    kept_names: list[str | None] = [None] * n
     for b, reg in enumerate(regimens):
         for i, ev in enumerate(reg.events):
-            put("time", b, i, ev.time)
+            slots.put("time", b, i, ev.time)
             if isinstance(ev, Reset):
-                ints["kind"][b, i] = RESET
+                slots.ints["kind"][b, i] = RESET
                 continue
-            ints["kind"][b, i] = RESET_DOSE if ev.reset else DOSE
-            if ev.route is not None:
-                if routes is not None and ev.route not in routes:
-                    raise DosingError(
-                        f"Regimen: event {i} doses into unknown route '{ev.route}'; routes: "
-                        + (", ".join(routes) or "none (the model has no [routes] block)")
-                    )
-                if routes is None and batched:
-                    raise DosingError(
-                        f"stack_dose_arrays: regimen {b} event {i} names route "
-                        f"'{ev.route}'; pass spec= (the model) to resolve route names"
-                    )
-                if routes is None:
-                    kept_routes[i] = ev.route
-                else:
-                    ints["route"][b, i] = routes.index(ev.route)
-            else:
-                ints["cmt"][b, i] = _resolve_cmt(ev.cmt, names, i)
-            if ints["cmt"][b, i] < 0:
-                if batched:
-                    raise DosingError(
-                        f"stack_dose_arrays: regimen {b} event {i} names compartment "
-                        f"'{ev.cmt}'; pass spec= to resolve state names"
-                    )
-                kept_names[i] = ev.cmt
-            put("amount", b, i, ev.amount)
-            put("lag", b, i, ev.lag)
-            put("bioavailability", b, i, ev.bioavailability)
-            put("ii", b, i, ev.ii)
-            ints["ss"][b, i] = ev.ss
-            if _is_model(ev.rate):
-                ints["mode"][b, i] = MODEL_RATE
-            elif _is_model(ev.duration):
-                ints["mode"][b, i] = MODEL_DURATION
-            elif ev.rate is not None:
-                ints["mode"][b, i] = GIVEN_RATE
-                put("rate", b, i, ev.rate)
-            elif _traced(ev.duration):
-                # a bolus at duration 0, an infusion otherwise: decided when the program runs
-                put("mode", b, i, jnp.where(ev.duration > 0, GIVEN_DURATION, BOLUS))
-                put("duration", b, i, ev.duration)
-            elif ev.duration > 0:
-                ints["mode"][b, i] = GIVEN_DURATION
-                fields["duration"][b, i] = ev.duration
+            slots.ints["kind"][b, i] = RESET_DOSE if ev.reset else DOSE
+            _put_target(slots, b, i, ev, names, routes, batched)
+            for key in ("amount", "lag", "bioavailability", "ii"):
+                slots.put(key, b, i, getattr(ev, key))
+            slots.ints["ss"][b, i] = ev.ss
+            _put_mode(slots, b, i, ev)
             if ev.ss and (_traced(ev.ii) or ev.ii > 0):
                 overlap = max(overlap, _ss_slots(ev, spec, names))
                 ss_positions.add(i)
-    if ss_overlap is None:
-        ss_overlap = overlap
-
-    def array(key: str, v: np.ndarray) -> Any:
-        a = jnp.asarray(v if batched else v[0])
-        entries = traced.get(key)
-        if entries:
-            bs = np.array([e[0] for e in entries])
-            js = np.array([e[1] for e in entries])
-            vals = jnp.stack([jnp.asarray(e[2], a.dtype) for e in entries])
-            a = a.at[(bs, js) if batched else js].set(vals)
-        return a
-
     has = lambda pred: any(pred(e) for r in regimens for e in r.events)
-    out = DoseArrays(
-        **{k: array(k, v) for k, v in fields.items()},
-        **{k: array(k, v) for k, v in ints.items()},
+    return DoseArrays(
+        **slots.arrays(batched),
         has_infusion=has(lambda e: isinstance(e, Dose) and e.is_infusion),
         has_ss=has(lambda e: isinstance(e, Dose) and e.ss > 0),
         has_reset=has(lambda e: isinstance(e, Reset) or (isinstance(e, Dose) and e.reset)),
-        ss_overlap=int(ss_overlap),
+        ss_overlap=int(overlap if ss_overlap is None else ss_overlap),
         ss_positions=tuple(sorted(ss_positions)),
-        cmt_names=tuple(kept_names) if any(kept_names) else None,
+        cmt_names=tuple(slots.kept_names) if any(slots.kept_names) else None,
         has_route=has(lambda e: isinstance(e, Dose) and e.route is not None),
-        route_names=tuple(kept_routes) if any(kept_routes) else None,
+        route_names=tuple(slots.kept_routes) if any(slots.kept_routes) else None,
     )
-    return out
 
 
 def stack_dose_arrays(
