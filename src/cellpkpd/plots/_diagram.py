@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 _BOX_H = 0.55  # box height [layout units; columns are 3 units apart, rows 1]
 _COL_W = 3.2
+#: font size [pt] of the rate labels, the key and the notes: 8 pt at 100 dpi is 11 px, still
+#: 8 px when a notebook page (900 px) shrinks a 12-inch diagram (msc_pkpd_host) to fit
+_SMALL = 8.0
 
 
 def _layers(spec: ModelSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
@@ -252,7 +255,7 @@ def _figure(n_cols: int, n_rows: int, key_lines: list[str]) -> tuple[Figure, flo
     key_rows = -(-len(key_lines) // 2)
     inch = 0.62  # inches per layout unit, on both axes (equal aspect)
     fig_w = max(6.0, inch * (_COL_W * (n_cols - 1) + 3.5) + 0.3)
-    key_h = 0.13 * key_rows + (0.15 if key_rows else 0.0)
+    key_h = 0.16 * key_rows + (0.15 if key_rows else 0.0)
     fig_h = max(2.4, inch * (n_rows + 1.3) + 0.5) + key_h
     fig = new_figure(fig_w, fig_h)
     ax = fig.subplots()
@@ -363,7 +366,7 @@ def _draw_label(
         mx,
         my,
         lab,
-        fontsize=6.5,
+        fontsize=_SMALL,
         ha="center",
         va="center",
         color="#333333",
@@ -392,7 +395,12 @@ def _draw_doses(
                 )
             )
             ax.text(
-                x - width[s] / 2 - 0.95, y + 0.4, "dose", fontsize=7.5, color="#d9822b", ha="right"
+                x - width[s] / 2 - 0.95,
+                y + 0.4,
+                "dose",
+                fontsize=_SMALL,
+                color="#d9822b",
+                ha="right",
             )
 
 
@@ -407,7 +415,7 @@ def _draw_key(fig: Figure, spec: ModelSpec, key_lines: list[str], key_h: float) 
                 0.01 + 0.5 * j,
                 0.005,
                 "\n".join(chunk),
-                fontsize=6.5,
+                fontsize=_SMALL,
                 va="bottom",
                 ha="left",
                 family="monospace",
@@ -418,7 +426,7 @@ def _draw_key(fig: Figure, spec: ModelSpec, key_lines: list[str], key_h: float) 
             0.99,
             1 - 0.3 / fig_h,
             "dashed border: terms in [odes]",
-            fontsize=7,
+            fontsize=_SMALL,
             ha="right",
             va="top",
             color="0.35",

@@ -10,7 +10,7 @@ import numpy as np
 from .._core.errors import DataError, SpecError
 from ..infer import sites
 from ..population.error import error_model_of, residual_sd
-from ._common import label, log_axis, new_figure
+from ._common import _show_in_ipython, label, log_axis, new_figure
 
 if TYPE_CHECKING:
     import arviz as az
@@ -593,8 +593,8 @@ def posterior(
     Returns
     -------
     matplotlib.figure.Figure
-        The figure ArviZ drew on (made with pyplot; close it with
-        ``matplotlib.pyplot.close(fig)`` when done).
+        The figure ArviZ drew on, closed in pyplot (so Jupyter shows it once, as the
+        cell's value; ``fig.savefig`` writes it).
 
     Raises
     ------
@@ -645,6 +645,14 @@ def posterior(
         )
     fig = next(a for a in np.ravel(axes) if a is not None).figure
     fig.set_layout_engine("constrained")
+    # ArviZ draws with pyplot, whose inline backend shows the figure at the end of a Jupyter
+    # cell, and the returned Figure was then shown a second time as the cell's value
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    plt.close(fig)
+    FigureCanvasAgg(fig)  # closing left a bare canvas: an Agg one draws, as new_figure's do
+    _show_in_ipython()
     model = _spec_of(idata, None)
     if model is not None:  # units on the titles and axis labels ArviZ wrote
         units = {}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._core.errors import SpecError
-from ._common import grid_shape, label, log_axis, new_figure, unit_of, wrap
+from ._common import grid_shape, label, log_axis, new_figure, short_number, unit_of, wrap
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -302,7 +302,9 @@ def biodistribution(
         time 0 is left out).
     log : bool, optional
         Logarithmic fraction axis (lines only; default: when the organs' peak fractions
-        span more than two decades). The axis then spans 5 decades below the peak.
+        span more than two decades). The axis then spans 5 decades below the peak; an
+        organ whose curve lies wholly below it is named in the legend with its peak and
+        "below the axis" (e.g. the blood a few minutes after a mouse's IV dose).
     percent : bool
         Fractions in % of the dose (else as a fraction, unit 1).
     title : str, optional
@@ -430,6 +432,15 @@ def _organ_lines(
         log = _wide_range(list(curves.values()))
     if log:
         log_axis(ax, np.concatenate(list(curves.values())), decades=5.0)
+        floor = min(ax.get_ylim())
+        for line, o in zip(ax.get_lines(), organs, strict=True):
+            # an organ whose whole curve lies under the axis (5 decades below the largest)
+            # would sit in the legend with no line to see: the legend says so
+            with np.errstate(all="ignore"):
+                peak = np.nanmax(curves[o]) if curves[o].size else np.nan
+            if not peak >= floor:
+                shown = short_number(peak, 2) if np.isfinite(peak) else "none"
+                line.set_label(f"{names[o]} (peak {shown}: below the axis)")
     handles, texts = ax.get_legend_handles_labels()
     return fig, [ax], handles, texts
 
