@@ -120,7 +120,8 @@ def test_run_sweep_with_option_objects_equals_sweep(one_cmt):
     metrics = {"auc": cp.metrics.auc("conc")}
     a = cp.sweep(one_cmt, reg, [0.0, 400.0], samples, metrics, chunk_size=2, progress=False)
     b = run_sweep(one_cmt, reg, [0.0, 400.0], samples, metrics,
-                  run=RunOptions(chunk_size=2, progress=False), solve=SolverOptions())  # fmt: skip
+                  run=RunOptions(chunk_size=2, progress=False),
+                  solver_options=SolverOptions())  # fmt: skip
     np.testing.assert_array_equal(a["auc"].values, b["auc"].values)
     assert a.attrs == b.attrs
     with pytest.raises(cp.SpecError, match="sweep: chunk_size = 0 must be > 0"):

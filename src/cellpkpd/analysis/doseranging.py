@@ -16,18 +16,22 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import equinox as eqx
 import jax
 import numpy as np
 import pandas as pd
 
 from .._core.errors import DosingError, SpecError
+from ..data.simulate import outside_bounds
 from ..engine.dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
+from ..engine.options import SolverOptions
 from ..engine.solve import SOLVED
 from ..population.effects import CONTINUOUS_FORMS, CovariateEffect, check_form
 from ..spec.model import ModelSpec, load_model
+
+if TYPE_CHECKING:
+    from .sweep import RunOptions
 
 __all__ = [
     "TARGET_OPERATORS",
@@ -97,18 +101,28 @@ def _draw(value: Any, n: int, key: Any, where: str) -> np.ndarray:
     return out
 
 
+def _draw_covariates(
+    spec: ModelSpec, n: int, covariates: Mapping[str, Any], key: Any, where: str
+) -> dict[str, np.ndarray]:
+    """Values (n,) of every model covariate: its model-file value, or what `covariates`
+    gives (a constant, an array or draws, see `_draw`), within the covariate's bounds."""
+    values = {k: np.full(n, float(c.value)) for k, c in spec.covariates.items()}
+    keys = jax.random.split(key, max(len(covariates), 1))
+    for (name, value), k in zip(covariates.items(), keys, strict=False):
+        values[name] = _draw(value, n, k, f"{where}: covariates['{name}']")
+        _check_covariate_bounds(spec, name, values[name], where)
+    return values
+
+
 def _check_covariate_bounds(spec: ModelSpec, name: str, x: np.ndarray, where: str) -> None:
-    """Values (n,) of a model covariate must lie within its ``[covariates]`` bounds."""
-    cov = spec.covariates.get(name)
-    if cov is None:  # a covariate only a covariate effect uses: no bounds
-        return
-    lo, hi = cov.bounds
-    outside = np.flatnonzero((x < lo) | (x > hi))
-    if outside.size:
-        i = int(outside[0])
+    """Values (n,) of a model covariate must lie within its ``[covariates]`` bounds
+    (`outside_bounds`, worded per subject)."""
+    bad = outside_bounds(spec, name, x, kinds=("covariate",))
+    if bad is not None:
         raise SpecError(
-            f"{where}: covariates['{name}'] gives {outside.size} of {x.size} values outside "
-            f"its bounds [{lo:g}, {hi:g}] in {spec.source} (first: subject {i}, {x[i]:.6g})"
+            f"{where}: covariates['{name}'] gives {bad.index.size} of {x.size} values outside "
+            f"its bounds [{bad.lo:g}, {bad.hi:g}] in {spec.source} (first: subject "
+            f"{bad.first}, {bad.value:.6g})"
         )
 
 
@@ -176,14 +190,43 @@ class VirtualPopulation:
         seed: Any = 0,
     ) -> None:
         where = "VirtualPopulation"
-        given = {
-            "n": n,
-            "random_effects": random_effects,
-            "correlation": correlation,
-            "covariates": covariates,
-            "covariate_effects": covariate_effects,
-            "typical": typical,
-        }
+        self._refuse_traced(
+            where,
+            n=n,
+            random_effects=random_effects,
+            correlation=correlation,
+            covariates=covariates,
+            covariate_effects=covariate_effects,
+            typical=typical,
+        )
+        self.spec = spec = _spec(spec)
+        n = self._check_n(n, where)
+        k_eta, k_cov = jax.random.split(_key(seed, where))
+        random_effects = dict(random_effects or {})
+        covariates = dict(covariates or {})
+        covariate_effects = {k: dict(v) for k, v in (covariate_effects or {}).items()}
+        effect_covs = {c for eff in covariate_effects.values() for c in eff}
+        for name in covariates:
+            if name not in spec.covariates and name not in effect_covs:
+                raise SpecError(
+                    f"{where}: unknown covariate '{name}' (not declared by {spec.name} nor "
+                    f"used by a covariate effect); covariates: {', '.join(spec.covariates) or '-'}"
+                )
+        self.covariates = _draw_covariates(spec, n, covariates, k_cov, where)
+        params = self._typical_values(spec, n, dict(typical or {}), where)
+        for pname, effects in covariate_effects.items():
+            params[pname] = self._apply_effects(spec, pname, effects, params, self.covariates)
+        if random_effects:
+            self._apply_random_effects(spec, params, random_effects, correlation, k_eta, where)
+        elif correlation is not None:
+            raise SpecError(f"{where}: correlation given without random_effects")
+        self._check_parameter_bounds(spec, params, n, where)
+        self.params = params
+        self.random_effects = random_effects
+
+    @staticmethod
+    def _refuse_traced(where: str, **given: Any) -> None:
+        """A `SpecError` for a JAX-traced argument: a population is concrete numbers."""
         found = next((w for k, v in given.items() if (w := traced_path(v, k))), None)
         if found is not None:
             raise SpecError(
@@ -192,76 +235,85 @@ class VirtualPopulation:
                 "cp.Simulator instead, e.g. jax.vmap(sim, (0, None))({**pop.params, 'CL': "
                 "pop.params['CL'] * factor}, doses) with a traced factor"
             )
-        self.spec = spec = _spec(spec)
-        n = self._check_n(n, where)
-        key = _key(seed, where)
-        k_eta, k_cov = jax.random.split(key)
-        random_effects = dict(random_effects or {})
-        covariates = dict(covariates or {})
-        covariate_effects = {k: dict(v) for k, v in (covariate_effects or {}).items()}
-        typical = dict(typical or {})
 
-        # covariates: the model's defaults, overridden by constants, arrays or draws
-        effect_covs = {c for eff in covariate_effects.values() for c in eff}
-        for name in covariates:
-            if name not in spec.covariates and name not in effect_covs:
-                raise SpecError(
-                    f"{where}: unknown covariate '{name}' (not declared by {spec.name} nor "
-                    f"used by a covariate effect); covariates: {', '.join(spec.covariates) or '-'}"
-                )
-        cov_values: dict[str, np.ndarray] = {
-            k: np.full(n, float(c.value)) for k, c in spec.covariates.items()
-        }
-        keys = jax.random.split(k_cov, max(len(covariates), 1))
-        for (name, value), k in zip(covariates.items(), keys, strict=False):
-            x = _draw(value, n, k, f"{where}: covariates['{name}']")
-            _check_covariate_bounds(spec, name, x, where)
-            cov_values[name] = x
-
-        # typical values, covariate effects, between-subject variability
+    @staticmethod
+    def _typical_values(
+        spec: ModelSpec, n: int, typical: Mapping[str, float], where: str
+    ) -> dict[str, np.ndarray]:
+        """Every parameter (n,) at its typical value: `typical`'s, else the model file's."""
         for name, v in typical.items():
             if name not in spec.parameters:
                 raise SpecError(f"{where}: typical value for unknown parameter '{name}'")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise SpecError(f"{where}: typical['{name}'] = {v!r} must be a finite number")
-        params = {k: np.full(n, float(typical.get(k, p.value))) for k, p in spec.parameters.items()}
-        for pname, effects in covariate_effects.items():
-            if pname not in spec.parameters:
-                raise SpecError(f"{where}: covariate effect on unknown parameter '{pname}'")
-            for cov, effect in effects.items():
-                label = f"{where}: covariate_effects['{pname}']['{cov}']"
-                form, coef, ref = self._effect(effect, label)
-                if cov not in cov_values:
-                    raise SpecError(f"{label}: covariate '{cov}' has no values; give covariates=")
-                if ref is None:
-                    if cov not in spec.covariates:
-                        raise SpecError(
-                            f"{label}: '{cov}' is not a model covariate; give (form, coef, ref)"
-                        )
-                    ref = float(spec.covariates[cov].value)
-                parsed = CovariateEffect(pname, cov, form, ref)
-                parsed.check_values(cov_values[cov], label)
-                params[pname] = parsed.apply(params[pname], cov_values[cov], coef)
-        if random_effects:
-            names = list(random_effects)
-            omega = np.empty(len(names))
-            for i, name in enumerate(names):
-                w = random_effects[name]
-                if name not in spec.parameters:
+        return {k: np.full(n, float(typical.get(k, p.value))) for k, p in spec.parameters.items()}
+
+    @classmethod
+    def _apply_effects(
+        cls,
+        spec: ModelSpec,
+        pname: str,
+        effects: Mapping[str, Sequence[Any]],
+        params: Mapping[str, np.ndarray],
+        covariates: Mapping[str, np.ndarray],
+    ) -> np.ndarray:
+        """Parameter `pname` (n,) times its covariate effects (`CovariateEffect`)."""
+        where = "VirtualPopulation"
+        if pname not in spec.parameters:
+            raise SpecError(f"{where}: covariate effect on unknown parameter '{pname}'")
+        value = params[pname]
+        for cov, effect in effects.items():
+            label = f"{where}: covariate_effects['{pname}']['{cov}']"
+            form, coef, ref = cls._effect(effect, label)
+            if cov not in covariates:
+                raise SpecError(f"{label}: covariate '{cov}' has no values; give covariates=")
+            if ref is None:
+                if cov not in spec.covariates:
                     raise SpecError(
-                        f"{where}: random effect on unknown parameter '{name}'; parameters: "
-                        + ", ".join(spec.parameters)
+                        f"{label}: '{cov}' is not a model covariate; give (form, coef, ref)"
                     )
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-                    raise SpecError(f"{where}: random_effects['{name}'] = {w!r} must be >= 0")
-                omega[i] = w
-            chol = self._cholesky(correlation, len(names), where)
-            z = np.asarray(jax.random.normal(k_eta, (n, len(names))), dtype=float)
-            eta = (z @ chol.T) * omega
-            for i, name in enumerate(names):
-                params[name] = params[name] * np.exp(eta[:, i])
-        elif correlation is not None:
-            raise SpecError(f"{where}: correlation given without random_effects")
+                ref = float(spec.covariates[cov].value)
+            parsed = CovariateEffect(pname, cov, form, ref)
+            parsed.check_values(covariates[cov], label)
+            value = parsed.apply(value, covariates[cov], coef)
+        return value
+
+    @classmethod
+    def _apply_random_effects(
+        cls,
+        spec: ModelSpec,
+        params: dict[str, np.ndarray],
+        random_effects: Mapping[str, float],
+        correlation: Any,
+        key: Any,
+        where: str,
+    ) -> None:
+        """Multiply each parameter of `random_effects` by ``exp(eta)`` in place, the etas
+        ``Normal(0, omega^2)``, correlated as `correlation` says."""
+        names = list(random_effects)
+        omega = np.empty(len(names))
+        for i, name in enumerate(names):
+            w = random_effects[name]
+            if name not in spec.parameters:
+                raise SpecError(
+                    f"{where}: random effect on unknown parameter '{name}'; parameters: "
+                    + ", ".join(spec.parameters)
+                )
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                raise SpecError(f"{where}: random_effects['{name}'] = {w!r} must be >= 0")
+            omega[i] = w
+        chol = cls._cholesky(correlation, len(names), where)
+        n = len(next(iter(params.values())))
+        z = np.asarray(jax.random.normal(key, (n, len(names))), dtype=float)
+        eta = (z @ chol.T) * omega
+        for i, name in enumerate(names):
+            params[name] = params[name] * np.exp(eta[:, i])
+
+    @staticmethod
+    def _check_parameter_bounds(
+        spec: ModelSpec, params: Mapping[str, np.ndarray], n: int, where: str
+    ) -> None:
+        """Every subject's parameters within their bounds (a NaN is outside too)."""
         for name, x in params.items():
             lo, hi = spec.parameters[name].bounds
             outside = ~((x >= lo) & (x <= hi))
@@ -271,9 +323,6 @@ class VirtualPopulation:
                     f"bounds [{lo:g}, {hi:g}] (first {x[outside][0]:.4g}); lower its random "
                     "effect or covariate effect"
                 )
-        self.params = params
-        self.covariates = cov_values
-        self.random_effects = random_effects
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -369,11 +418,7 @@ class VirtualPopulation:
         k_draw, k_eta, k_cov = jax.random.split(key, 3)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(k_draw)).ravel())
         out = cls.from_arrays(spec)
-        out.covariates = {k: np.full(n, float(c.value)) for k, c in spec.covariates.items()}
-        keys = jax.random.split(k_cov, max(len(covariates or {}), 1))
-        for (name, value), k in zip((covariates or {}).items(), keys, strict=False):
-            out.covariates[name] = _draw(value, n, k, f"{where}: covariates['{name}']")
-            _check_covariate_bounds(spec, name, out.covariates[name], where)
+        out.covariates = _draw_covariates(spec, n, dict(covariates or {}), k_cov, where)
         total = post.sizes["chain"] * post.sizes["draw"]
         pick = rng.integers(0, total, size=n)
         n_iiv = sum(f"omega_{k}" in post for k in spec.parameters)
@@ -618,14 +663,16 @@ def dose_ranging(
     target: Mapping[str, tuple[str, float]] | None = None,
     *,
     regimen: Regimen | None = None,
-    chunk_size: int = 100_000,
+    chunk_size: int | None = None,
     path: Any = None,
     client: Any = None,
-    progress: bool = False,
-    solver: str = "auto",
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    progress: bool | None = None,
+    solver: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     return_samples: bool = False,
+    run: RunOptions | None = None,
+    solver_options: SolverOptions | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
     """Metrics per arm of a dose x regimen x product-attribute grid over a virtual population.
 
@@ -657,10 +704,16 @@ def dose_ranging(
     regimen : Regimen, optional
         Used by arms that name no regimen.
     chunk_size, path, client, progress, solver, rtol, atol
-        Passed to `cp.sweep`, which evaluates all arms x subjects in one call.
+        Passed to `cp.sweep` (defaults as there, but ``progress=False``), which evaluates
+        all arms x subjects in one call.
     return_samples : bool
         Also return the sweep's per-sample Dataset (dim ``sample`` = arm x subject, arm
         major) with an ``arm`` variable.
+    run : RunOptions, optional
+        chunk_size, path, client and progress as one object (instead of those keywords; a
+        keyword that differs from it is a `SpecError`).
+    solver_options : SolverOptions, optional
+        solver, rtol, atol (and max_steps) as one object, likewise.
 
     Returns
     -------
@@ -686,12 +739,13 @@ def dose_ranging(
     imputed.
     """
     from .metrics import named
-    from .sweep import RunOptions, SolverOptions, run_sweep
+    from .sweep import RunOptions, run_sweep
 
-    run = RunOptions(chunk_size, path, client, progress)
-    solve = SolverOptions(solver, rtol, atol)
-    spec = _spec(spec)
     where = "dose_ranging"
+    run = RunOptions.merged(run, where, False, chunk_size=chunk_size, path=path,
+                            client=client, progress=progress)  # fmt: skip
+    solve = SolverOptions.merged(solver_options, where, solver=solver, rtol=rtol, atol=atol)
+    spec = _spec(spec)
     metrics = named(metrics, f"{where}: metrics")
     goals = _check_target(target, metrics)
     arm_list = _arms(arms, regimen)
@@ -708,7 +762,7 @@ def dose_ranging(
     params, covs = _arm_inputs(spec, arm_list, population, attr_names, arm_index)
     doses, per_kg = _arm_doses(spec, arm_list, {**params, **covs}, arm_index)
     out = run_sweep(
-        spec, doses, times, params, metrics, covariates=covs or None, run=run, solve=solve
+        spec, doses, times, params, metrics, covariates=covs or None, run=run, solver_options=solve
     )
     table = _summary(spec, arm_list, attr_names, metrics, goals, out, n_sub)
     table.attrs.update(
@@ -769,31 +823,15 @@ def _arm_doses(
 
     Without per-kg doses, each arm's arrays are built once and gathered to its samples.
     A per-kg dose (``cp.Dose(..., per="kg")`` or a unit such as ``cells/kg``) is scaled
-    per sample by that subject's body weight, the input `cp.simulate` reads it from
-    (`cellpkpd.engine.simulator.body_weight_name`: ``body_weight`` or ``WT``)."""
+    per sample by that subject's body weight, as `cp.sweep` does (`weighted_doses`)."""
+    from .sweep import per_body_weight, weighted_doses
+
     regimens = [_scaled(a["regimen"][1], a["dose"]) for a in arm_list]
-    per_kg = [any(d.per_body_weight(spec) for d in r.doses) for r in regimens]
+    per_kg = [per_body_weight(spec, r) for r in regimens]
     if not any(per_kg):
         arm_doses: DoseArrays = stack_dose_arrays(regimens, spec=spec)
         return jax.tree.map(lambda x: x[arm_index], arm_doses), False
-    from ..engine.simulator import body_weight_name
-
-    name, factor = body_weight_name(spec, "dose_ranging")
-    weight = values[name] if name in values else np.full(arm_index.size, spec.defaults()[name])
-    weight = np.asarray(weight, dtype=float) * factor
-    if not np.all(weight > 0):  # also NaN
-        i = int(np.flatnonzero(~(weight > 0))[0])
-        raise DosingError(
-            f"dose_ranging: a dose per kg, but sample {i} has {name} = {weight[i]:g} kg"
-        )
-    # an amount is linear in the weight: the arms' arrays at 0 kg hold the amounts that are
-    # not per kg, those at 1 kg add the per-kg ones; each sample scales the difference by
-    # its weight (arrays built once per arm, not a regimen per sample)
-    at = lambda w: stack_dose_arrays([r.resolve(spec, w) for r in regimens], spec=spec)
-    fixed, per_unit = at(0.0), at(1.0)
-    amount = fixed.amount[arm_index] + weight[:, None] * (per_unit.amount - fixed.amount)[arm_index]
-    doses = jax.tree.map(lambda x: x[arm_index], fixed)
-    return eqx.tree_at(lambda d: d.amount, doses, amount), all(per_kg)
+    return weighted_doses(spec, regimens, arm_index, values, "dose_ranging"), all(per_kg)
 
 
 def _summary(

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .._core.errors import SimulationError, SpecError
+from ..engine.options import SolverOptions
 from ..spec.model import ModelSpec, load_model
 from .sampling import Range, check_ranges
-from .sweep import RunOptions, SolverOptions, run_sweep
+from .sweep import RunOptions, run_sweep
 
 __all__ = ["sobol", "sobol_function"]
 
@@ -138,14 +139,16 @@ def sobol(
     log: Sequence[str] | bool = (),
     covariates: Mapping[str, Any] | None = None,
     num_resamples: int = 100,
-    chunk_size: int = 100_000,
+    chunk_size: int | None = None,
     path: Any = None,
     client: Any = None,
-    progress: bool = False,
-    solver: str = "auto",
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    progress: bool | None = None,
+    solver: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     return_samples: bool = False,
+    run: RunOptions | None = None,
+    solver_options: SolverOptions | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
     """Sobol indices of model metrics over a box of parameters and covariates.
 
@@ -174,9 +177,14 @@ def sobol(
     num_resamples : int
         Bootstrap resamples for the 95% confidence intervals.
     chunk_size, path, client, progress, solver, rtol, atol
-        Passed to `cp.sweep`.
+        Passed to `cp.sweep` (defaults as there, but ``progress=False``).
     return_samples : bool
         Also return the `cp.sweep` result (inputs and metrics per sample).
+    run : RunOptions, optional
+        chunk_size, path, client and progress as one object (instead of those keywords; a
+        keyword that differs from it is a `SpecError`).
+    solver_options : SolverOptions, optional
+        solver, rtol, atol (and max_steps) as one object, likewise.
 
     Returns
     -------
@@ -189,8 +197,9 @@ def sobol(
     A failed solve (non-finite metric) raises `SimulationError`: the estimators need every
     sample. Indices estimate variance shares, so a metric that does not vary gives NaN.
     """
-    run = RunOptions(chunk_size, path, client, progress)
-    solve = SolverOptions(solver, rtol, atol)
+    run = RunOptions.merged(run, "gsa.sobol", False, chunk_size=chunk_size, path=path,
+                            client=client, progress=progress)  # fmt: skip
+    solve = SolverOptions.merged(solver_options, "gsa.sobol", solver=solver, rtol=rtol, atol=atol)
     spec = load_model(spec) if not isinstance(spec, ModelSpec) else spec
     n = _check_n(n, "gsa.sobol")
     known = set(spec.parameters) | set(spec.covariates)
@@ -214,7 +223,14 @@ def sobol(
     covs = {k: np.full(x.shape[0], float(v)) for k, v in (covariates or {}).items()}
     covs.update({k: v for k, v in columns.items() if k in spec.covariates})
     out = run_sweep(
-        spec, regimen, times, params, metrics, covariates=covs or None, run=run, solve=solve
+        spec,
+        regimen,
+        times,
+        params,
+        metrics,
+        covariates=covs or None,
+        run=run,
+        solver_options=solve,
     )
     problem = _problem(ranges)
     table = pd.concat(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +35,9 @@ import xarray as xr
 
 from .._core.errors import DosingError, SpecError
 from .._core.memo import LRU
+from ..data.simulate import outside_bounds
 from ..engine.dosing import DoseArrays, Regimen, jump_times, model_lags, stack_dose_arrays
+from ..engine.options import SolverOptions, merge_options
 from ..engine.simulator import Simulator, check_regimen, check_times, resolve_solver
 from ..engine.solve import SOLVED
 from ..spec.expr import parse_expr, state_degree
@@ -92,28 +95,6 @@ def augment_spec(spec: ModelSpec, integrals: Sequence[str]) -> tuple[ModelSpec, 
 
 # ---------------------------------------------------------------- options
 @dataclass(frozen=True)
-class SolverOptions:
-    """How each parameter set is solved, as the ``solver``, ``rtol``, ``atol`` and
-    ``max_steps`` arguments of `cp.simulate` (checked by `cp.Simulator`).
-
-    Attributes
-    ----------
-    solver : str
-        ``"auto"`` (exact for linear models, else Tsit5, Kvaerno5 for stiff ones),
-        ``"exact"``, ``"tsit5"`` or ``"kvaerno5"``.
-    rtol, atol : float
-        ODE tolerances (relative; absolute [amount]).
-    max_steps : int
-        ODE step limit per segment between events.
-    """
-
-    solver: str = "auto"
-    rtol: float = 1e-8
-    atol: float = 1e-8
-    max_steps: int = 100_000
-
-
-@dataclass(frozen=True)
 class RunOptions:
     """How a batch of parameter sets is run by `cp.sweep` (and so by `cp.dose_ranging`
     and `cp.gsa.sobol`).
@@ -135,6 +116,15 @@ class RunOptions:
     path: str | os.PathLike | None = None
     client: Any = None
     progress: bool = True
+
+    @classmethod
+    def merged(
+        cls, run: RunOptions | None, where: str, progress_default: bool = True, **keywords: Any
+    ) -> RunOptions:
+        """`run`, or options made from the loose keywords (chunk_size, path, client,
+        progress; None: not given), checked (see `merge_options`)."""
+        defaults = {"progress": progress_default}
+        return merge_options(cls, run, keywords, where, "run", defaults).check(where)
 
     def check(self, where: str) -> RunOptions:
         """This object, after checking `chunk_size` (a `SpecError` starting with `where`)."""
@@ -278,15 +268,12 @@ def _samples(
             if not np.all(np.isfinite(a)):
                 i = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
                 raise SpecError(f"sweep: {arg}['{k}'][{i}] = {a.reshape(-1)[i]} is not finite")
-            item = spec.parameters.get(k) or spec.covariates.get(k)
-            if item is not None:  # a parameter's or a covariate's bounds
-                lo, hi = item.bounds
-                bad = np.flatnonzero((a.reshape(-1) < lo) | (a.reshape(-1) > hi))
-                if bad.size:
-                    raise SpecError(
-                        f"sweep: {arg}['{k}'][{bad[0]}] = {a.reshape(-1)[bad[0]]} lies outside "
-                        f"its bounds [{lo}, {hi}]"
-                    )
+            bad = outside_bounds(spec, k, a)  # a parameter's or a covariate's bounds
+            if bad is not None:
+                raise SpecError(
+                    f"sweep: {arg}['{k}'][{bad.first}] = {bad.values[bad.first]} lies outside "
+                    f"its bounds [{bad.lo}, {bad.hi}]"
+                )
             if a.ndim == 0:
                 shared[k] = a
                 continue
@@ -303,7 +290,50 @@ def _samples(
     return arrays, shared, n
 
 
-def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, int]:
+def weighted_doses(
+    spec: ModelSpec,
+    regimens: Sequence[Regimen],
+    rows: np.ndarray,
+    values: Mapping[str, Any],
+    where: str,
+) -> DoseArrays:
+    """Dose arrays of many samples, sample i given ``regimens[rows[i]]`` with its doses per
+    kg of body weight (``cp.Dose(..., per="kg")``, a unit such as ``cells/kg``) times its own
+    weight: the input `cp.simulate` reads it from (`body_weight_name`: ``body_weight`` or
+    ``WT``) in `values` (arrays (n,) or scalars), else the model's value (e.g. from its
+    ``[physiology]`` table). Used by `cp.sweep` and `cp.dose_ranging`.
+
+    An amount is linear in the weight: each regimen's arrays at 0 kg hold the amounts that
+    are not per kg, those at 1 kg add the per-kg ones, and each sample scales the
+    difference by its weight (the arrays are built once per regimen, not per sample).
+    """
+    from ..engine.simulator import body_weight_name
+
+    name, factor = body_weight_name(spec, where)
+    weight = values[name] if name in values else spec.defaults()[name]
+    weight = np.broadcast_to(np.asarray(weight, dtype=float), rows.shape) * factor
+    if not np.all(weight > 0):  # also NaN
+        i = int(np.flatnonzero(~(weight > 0))[0])
+        raise DosingError(f"{where}: a dose per kg, but sample {i} has {name} = {weight[i]:g} kg")
+    at = lambda w: stack_dose_arrays([r.resolve(spec, w) for r in regimens], spec=spec)
+    fixed, per_unit = at(0.0), at(1.0)
+    amount = fixed.amount[rows] + weight[:, None] * (per_unit.amount - fixed.amount)[rows]
+    doses = jax.tree.map(lambda x: x[rows], fixed)
+    return eqx.tree_at(lambda d: d.amount, doses, amount)
+
+
+def per_body_weight(spec: ModelSpec, regimen: Regimen) -> bool:
+    """True if a dose of `regimen` is per kg of body weight (see `Dose.per_body_weight`)."""
+    return any(d.per_body_weight(spec) for d in regimen.doses)
+
+
+def _doses(
+    spec: ModelSpec, regimen: Any, n: int | None, values: Mapping[str, Any]
+) -> tuple[DoseArrays, int]:
+    """Dose arrays, shared (max_doses,) or one row per set, and the number of sets;
+    `values`: the sets' inputs, which hold their body weights for per-kg doses."""
+    if isinstance(regimen, Regimen) and per_body_weight(spec, regimen):
+        regimen = [regimen] * (n or 1)
     if isinstance(regimen, Regimen):
         check_regimen(spec, regimen, "sweep: regimen")
         return regimen.to_arrays(None, spec), n or 1
@@ -328,7 +358,15 @@ def _doses(spec: ModelSpec, regimen: Any, n: int | None) -> tuple[DoseArrays, in
             )
         for i, r in enumerate(regimen):
             check_regimen(spec, r, f"sweep: regimen {i}")
-        return jax.tree.map(np.asarray, stack_dose_arrays(list(regimen), None, spec)), len(regimen)
+        if any(per_body_weight(spec, r) for r in regimen):
+            # distinct regimens resolved once each (a shared regimen: one, not n)
+            first: dict[int, int] = {}
+            rows = np.array([first.setdefault(id(r), len(first)) for r in regimen])
+            unique = list({id(r): r for r in regimen}.values())
+            d = weighted_doses(spec, unique, rows, values, "sweep")
+        else:
+            d = stack_dose_arrays(list(regimen), None, spec)
+        return jax.tree.map(np.asarray, d), len(regimen)
     if regimen is None:
         return Regimen([]).to_arrays(None, spec), n or 1
     raise DosingError(
@@ -540,15 +578,17 @@ def sweep(
     metrics: Mapping[str, Metric] | Sequence[Metric],
     *,
     covariates: Mapping[str, Any] | None = None,
-    chunk_size: int = 100_000,
+    chunk_size: int | None = None,
     path: str | os.PathLike | None = None,
     client: Any = None,
-    progress: bool = True,
-    solver: str = "auto",
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    progress: bool | None = None,
+    solver: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     species: str | None = None,
     outputs_dtype: Any = None,
+    run: RunOptions | None = None,
+    solver_options: SolverOptions | None = None,
 ) -> xr.Dataset:
     """Metrics of a model over many parameter sets, chunked, sharded and resumable.
 
@@ -570,8 +610,8 @@ def sweep(
     covariates : dict, optional
         Further covariate (or parameter) values: scalars shared by all sets, or arrays (n,).
     chunk_size : int
-        Sets per chunk (> 0): each chunk is one compiled, sharded evaluation (the last one is
-        padded to the same shape), and peak memory grows with it, not with n.
+        Sets per chunk (> 0; default 100,000): each chunk is one compiled, sharded evaluation
+        (the last one is padded to the same shape), and peak memory grows with it, not with n.
     path : str or path, optional
         Folder for the finished chunks and a manifest (with the SHA-256 of each chunk file);
         a re-run with the same inputs loads finished chunks instead of recomputing them; a
@@ -581,13 +621,18 @@ def sweep(
         Run the chunks on the cluster's workers (results gathered in order, written to
         `path` as they finish).
     progress : bool
-        Show a progress bar (tqdm.auto: terminal or Jupyter).
+        Show a progress bar (tqdm.auto: terminal or Jupyter; default True).
     solver, rtol, atol
-        As in `cp.simulate`.
+        As in `cp.simulate` (defaults ``"auto"``, 1e-8, 1e-8).
     species : str, optional
         Species for a library model's ``[physiology]`` (when `spec` is a name).
     outputs_dtype : dtype, optional
         Store metric values in this dtype (e.g. ``np.float32``); default float64.
+    run : RunOptions, optional
+        chunk_size, path, client and progress as one object (instead of the keywords; a
+        keyword that differs from it is a `SpecError`).
+    solver_options : SolverOptions, optional
+        solver, rtol, atol (and max_steps) as one object, likewise.
 
     Returns
     -------
@@ -611,8 +656,13 @@ def sweep(
     the same compiled program whichever chunk or device holds them, so results do not depend
     on `chunk_size`, the number of devices or the Dask cluster.
 
-    `run_sweep` is the same with the options as two objects (`RunOptions`,
-    `SolverOptions`), for code that passes them on.
+    A regimen with doses per kg of body weight (``cp.Dose(..., per="kg")`` or a unit such
+    as ``cells/kg``) gives each set its own amounts: the per-kg amount times the set's body
+    weight (``body_weight`` or ``WT`` in `samples` or `covariates`, else the model's value,
+    e.g. from its ``[physiology]`` table), as `cp.simulate` and `cp.dose_ranging` do.
+
+    `run_sweep` is the same with the options only as the two objects, for code that
+    passes them on.
     """
     if not isinstance(spec, ModelSpec):
         spec = load_model(spec, species=species)
@@ -623,8 +673,12 @@ def sweep(
         samples,
         metrics,
         covariates=covariates,
-        run=RunOptions(chunk_size, path, client, progress),
-        solve=SolverOptions(solver, rtol, atol),
+        run=RunOptions.merged(
+            run, "sweep", chunk_size=chunk_size, path=path, client=client, progress=progress
+        ),
+        solver_options=SolverOptions.merged(
+            solver_options, "sweep", solver=solver, rtol=rtol, atol=atol
+        ),
         outputs_dtype=outputs_dtype,
     )
 
@@ -638,19 +692,19 @@ def run_sweep(
     *,
     covariates: Mapping[str, Any] | None = None,
     run: RunOptions | None = None,
-    solve: SolverOptions | None = None,
+    solver_options: SolverOptions | None = None,
     outputs_dtype: Any = None,
 ) -> xr.Dataset:
-    """`sweep` with its run and solver options as objects (defaults: ``RunOptions()``,
+    """`sweep` with its run and solver options as objects only (defaults: ``RunOptions()``,
     ``SolverOptions()``); the other arguments and the result as in `sweep`."""
     spec = spec if isinstance(spec, ModelSpec) else load_model(spec)
-    run = (run or RunOptions()).check("sweep")
-    solve = solve or SolverOptions()
+    run = RunOptions.merged(run, "sweep")
+    solve = SolverOptions.merged(solver_options, "sweep")
     mets = named(metrics, "sweep: metrics")
     bound = {k: m.bind(spec) for k, m in mets.items()}
     times_arr = check_times(times, "sweep")
     arrays, shared, n = _samples(spec, samples, covariates)
-    doses, n = _doses(spec, regimen, n)
+    doses, n = _doses(spec, regimen, n, {**arrays, **shared})
     grid = _sweep_grid(spec, bound, times_arr, doses)
     plan, key = _plan(spec, bound, times_arr, arrays, shared, doses, grid, solve, run, n)
     size = int(min(run.chunk_size, n))
@@ -953,6 +1007,7 @@ def evaluate_metrics(
     """
     spec = spec_or_sim.spec if isinstance(spec_or_sim, Simulator) else spec_or_sim
     samples = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in (params or {}).items()}
-    kw.setdefault("progress", False)
+    if kw.get("run") is None:
+        kw.setdefault("progress", False)
     out = sweep(spec, regimen, times, samples, metrics, covariates=covariates, **kw)
     return out.to_dataframe()

@@ -1,11 +1,13 @@
 """`cp.simulate`: the one entry point for a regimen (simulated by the engine) or a NONMEM-style
 data set, whose subjects are simulated with their own records like mrgsolve's
-``mrgsim(data=)``; and the bounds check of data columns that fits use too."""
+``mrgsim(data=)``; and the one bounds check of model inputs (`outside_bounds`), which data
+columns (here and in fits), sweeps and virtual populations use."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
@@ -30,7 +32,7 @@ from ..engine.solve import SOLVED
 from ..spec.model import ModelSpec, load_model, output_unit
 from .nonmem import Dataset, record_inputs
 
-__all__ = ["check_data_bounds", "simulate", "simulate_data"]
+__all__ = ["OutsideBounds", "check_data_bounds", "outside_bounds", "simulate", "simulate_data"]
 
 
 def simulate(
@@ -133,6 +135,52 @@ def simulate(
     )
 
 
+@dataclass(frozen=True)
+class OutsideBounds:
+    """Values of a parameter or covariate that lie outside its closed bounds."""
+
+    kind: str  # "parameter" or "covariate"
+    lo: float
+    hi: float
+    index: np.ndarray  # positions (in the flattened values) of the values outside, in order
+    values: np.ndarray  # the values checked, flattened
+
+    @property
+    def first(self) -> int:
+        """Position of the first value outside."""
+        return int(self.index[0])
+
+    @property
+    def value(self) -> float:
+        """The first value outside."""
+        return float(self.values[self.first])
+
+
+def outside_bounds(
+    spec: ModelSpec,
+    name: str,
+    values: Any,
+    kinds: Sequence[str] = ("parameter", "covariate"),
+) -> OutsideBounds | None:
+    """The values of input `name` of `spec` (a parameter or covariate, as `kinds` allow)
+    outside its ``bounds`` (closed); None when all lie within them or `name` has none.
+
+    NaN is not outside (a missing value is checked where it is read). The callers word
+    the error: `check_data_bounds` (data rows), `cp.sweep` and `cp.VirtualPopulation`.
+    """
+    item = None
+    for kind in kinds:
+        item = (spec.parameters if kind == "parameter" else spec.covariates).get(name)
+        if item is not None:
+            break
+    if item is None:
+        return None
+    lo, hi = item.bounds
+    x = np.asarray(values, dtype=float).reshape(-1)
+    index = np.flatnonzero((x < lo) | (x > hi))
+    return OutsideBounds(kind, lo, hi, index, x) if index.size else None
+
+
 def check_data_bounds(spec: ModelSpec, source: str, subjects: Sequence[Any]) -> None:
     """Data columns (`SubjectData.covariates`) named like a parameter or covariate of
     `spec` must lie within its bounds at every record (`cp.simulate(data=)`, fits).
@@ -143,20 +191,13 @@ def check_data_bounds(spec: ModelSpec, source: str, subjects: Sequence[Any]) -> 
         Naming the data row, the subject's ID, the column and value, and the bounds.
     """
     for c in subjects[0].covariates if subjects else ():
-        item = spec.parameters.get(c) or spec.covariates.get(c)
-        if item is None:
-            continue
-        kind = "parameter" if c in spec.parameters else "covariate"
-        lo, hi = item.bounds
         for s in subjects:
-            x = s.covariates[c]
-            outside = np.flatnonzero((x < lo) | (x > hi))
-            if outside.size:
-                i = int(outside[0])
+            bad = outside_bounds(spec, c, s.covariates[c])
+            if bad is not None:
                 raise DataError(
-                    f"{source} row {s.rows[i]} (ID {s.id}): {c} = {x[i]:g} lies outside the "
-                    f"bounds [{lo:g}, {hi:g}] of {kind} {c} in {spec.source}; expected a "
-                    "value within them"
+                    f"{source} row {s.rows[bad.first]} (ID {s.id}): {c} = {bad.value:g} lies "
+                    f"outside the bounds [{bad.lo:g}, {bad.hi:g}] of {bad.kind} {c} in "
+                    f"{spec.source}; expected a value within them"
                 )
 
 
