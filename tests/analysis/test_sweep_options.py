@@ -6,34 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import MODELS
 
 import cellpkpd as cp
 from cellpkpd.analysis.sweep import RunOptions
 from cellpkpd.engine.options import SolverOptions
 
-# one compartment, body weight WT [kg] a covariate: linear, so the exact solver is used
-WEIGHED = """\
-[model]
-name = "weighed"
-time_unit = "h"
-amount_unit = "mg"
-
-[parameters]
-CL = { value = 2.0, unit = "L/h" }
-V = { value = 10.0, unit = "L" }
-
-[covariates]
-WT = { value = 70.0, unit = "kg" }
-
-[states]
-central = { initial = 0.0, unit = "mg" }
-
-[flows]
-"central ->" = "CL / V"
-
-[observations]
-conc = { expr = "central / V", unit = "mg/L", error = "proportional" }
-"""
+# the library's one_cmt_iv with body weight WT [kg] as a covariate: linear (exact solver)
+WEIGHT = '\n[covariates]\nWT = { value = 70.0, unit = "kg" }\n'
 
 TIMES = np.linspace(0.0, 48.0, 13)
 METRICS = {"cmax": cp.metrics.cmax("conc"), "c48": cp.metrics.value_at("conc", 48.0)}
@@ -45,7 +25,7 @@ PER_KG = cp.Regimen([cp.Dose(0.0, 2.0, "central", per="kg"), cp.Dose(12.0, 50.0,
 @pytest.fixture(scope="module")
 def weighed(tmp_path_factory: pytest.TempPathFactory) -> cp.ModelSpec:
     path = tmp_path_factory.mktemp("weighed") / "weighed.toml"
-    path.write_text(WEIGHED, encoding="utf-8")
+    path.write_text((MODELS / "one_cmt_iv.toml").read_text("utf-8") + WEIGHT, encoding="utf-8")
     return cp.load_model(path)
 
 
