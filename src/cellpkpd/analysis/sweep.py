@@ -332,10 +332,11 @@ def _doses(
 ) -> tuple[DoseArrays, int]:
     """Dose arrays, shared (max_doses,) or one row per set, and the number of sets;
     `values`: the sets' inputs, which hold their body weights for per-kg doses."""
-    if isinstance(regimen, Regimen) and per_body_weight(spec, regimen):
-        regimen = [regimen] * (n or 1)
     if isinstance(regimen, Regimen):
         check_regimen(spec, regimen, "sweep: regimen")
+        if per_body_weight(spec, regimen):  # one row per set: its own weight
+            d = weighted_doses(spec, [regimen], np.zeros(n or 1, dtype=int), values, "sweep")
+            return jax.tree.map(np.asarray, d), n or 1
         return regimen.to_arrays(None, spec), n or 1
     if isinstance(regimen, DoseArrays):
         d = regimen.resolve(tuple(spec.states), "sweep: regimen", tuple(spec.routes))
