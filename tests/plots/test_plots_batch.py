@@ -33,15 +33,17 @@ def table():
 def test_dose_response_lines_bands_and_labels(table, tmp_path):
     fig = plots.dose_response(table, "auc")
     (ax,) = fig.axes
-    labels = [line.get_label() for line in ax.get_lines()]
-    # one line per regimen x V level (4) plus the target line
-    assert labels == [
+    labels = [line.get_label() for line in ax.get_lines() if line.get_gid() is None]
+    # one line per regimen x V level (4), with the dose from which its median meets the
+    # target (test_dose_response_reads_off_the_dose_meeting_the_target), plus the target
+    assert [lab.split("\n")[0] for lab in labels] == [
         "single, V = 5",
         "single, V = 10",
         "daily x3, V = 5",
         "daily x3, V = 10",
         "target >= 100 mg/L*h",
     ]
+    assert all("\ntarget met from " in lab and lab.endswith(" mg") for lab in labels[:4])
     assert len(ax.collections) == 4  # 5-95% bands
     assert ax.get_xlabel() == "dose [mg]" and ax.get_ylabel() == "auc [mg/L*h]"
     assert ax.get_xscale() == "log"  # doses span three decades
@@ -52,6 +54,45 @@ def test_dose_response_lines_bands_and_labels(table, tmp_path):
     np.testing.assert_allclose(line.get_xdata(), rows["dose"])
     fig.savefig(tmp_path / "dose_response.png", dpi=80)
     assert (tmp_path / "dose_response.png").stat().st_size > 10_000
+
+
+def test_dose_response_reads_off_the_dose_meeting_the_target():
+    """A median proportional to dose (dose / 2) meets ">= 100" at 200 exactly on log axes
+    (interpolated in log dose and log median); one falling as -dose/10 meets "<= -50" at
+    10^2.444 between 100 and 1000 (linear metric axis: linear in the median, log in dose);
+    a group that never meets it says so."""
+    doses = np.array([10.0, 100.0, 1000.0])
+
+    def table(medians, target):
+        rows = [
+            {"dose": d, "product": name, "metric": "m", "unit": "u", "median": m,
+             "p05": m * 0.9 if m > 0 else m * 1.1, "p95": m * 1.1 if m > 0 else m * 0.9,
+             "n": 10, "target": target, "pta": 0.5}
+            for name, values in medians.items() for d, m in zip(doses, values, strict=True)
+        ]  # fmt: skip
+        out = pd.DataFrame(rows)
+        out.attrs["dose_unit"] = "mg"
+        return out
+
+    up = table({"a": doses / 2, "b": doses / 1000}, ">= 100")
+    (ax,) = plots.dose_response(up, "m").axes
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [
+        "product = a\ntarget met from 200 mg",
+        "product = b\ntarget not met",
+        "target >= 100 u",
+    ]
+    (marker,) = [ln for ln in ax.get_lines() if ln.get_gid() == "target dose"]
+    np.testing.assert_allclose(marker.get_xdata(), [200.0, 200.0], rtol=1e-12)
+    assert marker.get_ydata()[1] == 100.0
+    assert [t.get_text() for t in ax.texts] == ["200"]
+    down = table({"a": -doses / 10}, "<= -50")
+    (ax,) = plots.dose_response(down, "m", log_y=False).axes
+    expected = 100.0 * 10 ** (40.0 / 90.0)  # -10 -> -100 crosses -50 at 4/9 of the way
+    (marker,) = [ln for ln in ax.get_lines() if ln.get_gid() == "target dose"]
+    np.testing.assert_allclose(marker.get_xdata()[0], expected, rtol=1e-12)
+    assert ax.get_legend().get_texts()[0].get_text() == "median\ntarget met from 278 mg"
 
 
 def test_dose_response_linear_axes_when_doses_are_close(table):

@@ -120,29 +120,45 @@ def dose_response(
     -------
     matplotlib.figure.Figure
         One Axes: a line with markers per group (median), a shaded band (5th to 95th
-        percentile), and a dashed line at the target when the table has one.
+        percentile), and when the table has a target a dashed line at it and per group a
+        dotted marker, labelled, at the lowest dose whose median meets it (interpolated
+        between the doses given as in `target_attainment`); the legend gives that dose or
+        says the target is not met.
     """
     metric, rows = _rows(table, metric, "plots.dose_response")
     unit = str(rows["unit"].iloc[0]) if "unit" in rows else ""
     dose_unit = table.attrs.get("dose_unit", "") if dose_unit is None else dose_unit
     fig = new_figure(7.5, 4.6)
     ax = fig.subplots()
-    for name, part, style in _groups(rows, by):
-        x = part["dose"].to_numpy(float)
-        ax.fill_between(x, part["p05"], part["p95"], color=style["color"], alpha=0.15, lw=0)
-        ax.plot(x, part["median"], lw=1.8, ms=5, label=name or "median", **style)
-    if "target" in rows and "pta" in rows:
-        text = str(rows["target"].iloc[0])
-        _, _, value = text.partition(" ")
-        if value:
-            ax.axhline(float(value), color="0.3", ls="--", lw=1.0, label=f"target {text} {unit}")
-    _dose_axis(ax, rows["dose"].to_numpy(float), log_x, dose_unit)
+    op, _, value = (str(rows["target"].iloc[0]) if "target" in rows else "").partition(" ")
+    goal = float(value) if value and op in (">=", ">", "<=", "<") else None
+    log = _dose_axis(ax, rows["dose"].to_numpy(float), log_x, dose_unit)
     band = rows[["p05", "median", "p95"]].to_numpy(float)
     band = band[np.isfinite(band)]
     if log_y is None:
         log_y = bool(band.size) and band.min() > 0 and band.max() / band.min() >= 100.0
+    reached: list[tuple[float, str]] = []  # (dose, colour) where a median meets the target
+    for name, part, style in _groups(rows, by):
+        x = part["dose"].to_numpy(float)
+        median = part["median"].to_numpy(float)
+        ax.fill_between(x, part["p05"], part["p95"], color=style["color"], alpha=0.15, lw=0)
+        text = name or "median"
+        if goal is not None:
+            dose = _meets(x, median, op, goal, log, bool(log_y))
+            words = f"from {short_number(dose)} {dose_unit}".strip()
+            # on a line of its own: one line would widen the legend and narrow the axes
+            text += f"\ntarget met {words}" if np.isfinite(dose) else "\ntarget not met"
+            if np.isfinite(dose):
+                reached.append((dose, style["color"]))
+        ax.plot(x, median, lw=1.8, ms=5, label=text, **style)
+    if goal is not None:
+        ax.axhline(goal, color="0.3", ls="--", lw=1.0, label=f"target {op} {value} {unit}")
     if log_y:
         log_axis(ax, band, "y", decades=np.inf)
+    if goal is not None:
+        limits = ax.get_ylim()
+        _mark_doses(ax, reached, goal, log)
+        ax.set_ylim(limits)  # the markers start at the floor: they do not move it
     ax.set_ylabel(label(metric, unit))
     n = int(rows["n"].max()) if "n" in rows else 0
     heading = f"{metric}: median (line) and 5-95% range (band) over {n} virtual subjects"
@@ -150,6 +166,24 @@ def dose_response(
     ax.grid(True, which="major", alpha=0.35)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
+
+
+def _meets(
+    dose: np.ndarray, median: np.ndarray, op: str, goal: float, log_x: bool, log_y: bool
+) -> float:
+    """The lowest dose at which `median` meets ``op goal`` (NaN when none does), between
+    the doses given as the plot draws them: linear in log(dose) on a log dose axis and in
+    log(median) on a log metric axis (exact for a metric proportional to a power of the
+    dose), by `cellpkpd.analysis.doseranging.attainment_dose`."""
+    from ..analysis.doseranging import attainment_dose
+
+    y, level = np.asarray(median, dtype=float), float(goal)
+    if log_y and level > 0:
+        with np.errstate(all="ignore"):
+            y, level = np.log(np.where(y > 0, y, np.nan)), np.log(level)
+    if op.startswith("<"):  # met from above: the curve falls to the target
+        y, level = -y, -level
+    return attainment_dose(dose, y, level, log_x)
 
 
 def target_attainment(
@@ -247,9 +281,10 @@ def target_attainment(
 
 def _mark_doses(ax: Any, reached: list[tuple[float, str]], level: float, log: bool) -> None:
     """A dotted vertical line from the axis floor up to the target `level` at each dose of
-    `reached`, labelled with the dose; a label closer than 4 % of the axis width to one
-    already drawn is left out (the legend gives every dose)."""
+    `reached`, labelled with the dose at the foot of the axis; a label closer than 4 % of
+    the axis width to one already drawn is left out (the legend gives every dose)."""
     lo, hi = ax.get_xlim()
+    floor = min(ax.get_ylim())
 
     def where(x: float) -> float:  # position as a fraction of the axis width
         if log:
@@ -258,11 +293,12 @@ def _mark_doses(ax: Any, reached: list[tuple[float, str]], level: float, log: bo
 
     drawn: list[float] = []
     for dose, colour in sorted(reached):
-        ax.plot([dose, dose], [ax.get_ylim()[0], level], color=colour, ls=":", lw=1.4,
+        ax.plot([dose, dose], [floor, level], color=colour, ls=":", lw=1.4,
                 gid="target dose", label="_target dose")  # fmt: skip
         if all(abs(where(dose) - w) >= 0.04 for w in drawn):
-            ax.text(dose, 2.0, short_number(dose), rotation=90, ha="left", va="bottom",
+            ax.text(dose, 0.05, short_number(dose), rotation=90, ha="left", va="bottom",
                     fontsize=8, color=colour, gid="target dose",
+                    transform=ax.get_xaxis_transform(),
                     bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
             drawn.append(where(dose))
 
