@@ -36,6 +36,7 @@ from ._core.errors import (
 from .data.nonmem import Dataset, read_nonmem
 from .data.simulate import simulate
 from .engine.dosing import Dose, DoseArrays, Regimen, Reset, stack_dose_arrays
+from .engine.options import SolverOptions
 from .engine.simulator import Simulator
 from .plots.explore import Explorer, explore
 from .population.population import Population
@@ -55,7 +56,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(".infer.run", __name__), name)
     if name in ("metrics", "gsa"):
         return importlib.import_module(f".analysis.{name}", __name__)
-    if name in ("sweep", "evaluate_metrics"):
+    if name in ("sweep", "evaluate_metrics", "RunOptions"):
         return getattr(importlib.import_module(".analysis.sweep", __name__), name)
     if name in ("VirtualPopulation", "dose_ranging"):
         return getattr(importlib.import_module(".analysis.doseranging", __name__), name)
@@ -75,8 +76,10 @@ __all__ = [
     "Population",
     "Regimen",
     "Reset",
+    "RunOptions",
     "SimulationError",
     "Simulator",
+    "SolverOptions",
     "SpecError",
     "VirtualPopulation",
     "config",
