@@ -10,7 +10,8 @@ results and rendered to PNG, is checked for what a reader sees.
 - text is readable at the width a notebook page gives a figure (900 px): at least 6 px high
   once the figure is scaled to that width.
 
-gof, vpc and posterior need a fit and are checked in test_plots.py (slow)."""
+The fits of gof, vpc and posterior are built by hand (fast); cp.explore's figures are
+driven in test_explore.py."""
 
 from __future__ import annotations
 
@@ -294,6 +295,25 @@ def _table():
     return table
 
 
+def _sweep():
+    """A cp.sweep-like result: 400 samples of three metrics spanning decades, units and
+    one constant metric (whose panel says so)."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    n = 400
+    return xr.Dataset(
+        {
+            "auc": ("sample", np.exp(rng.normal(np.log(3e4), 1.0, n)),
+                    {"unit": "cells*h", "metric": "auc"}),
+            "cmax": ("sample", rng.uniform(0.5, 0.9, n), {"unit": "1", "metric": "cmax"}),
+            "tmax": ("sample", np.full(n, 0.25), {"unit": "h", "metric": "tmax"}),
+            "status": ("sample", np.zeros(n, dtype=np.int32)),
+        },
+        coords={"sample": np.arange(n)},
+    )  # fmt: skip
+
+
 def test_batch_figures():
     table = _table()
     indices = pd.DataFrame(
@@ -306,6 +326,7 @@ def test_batch_figures():
         "dose_response": cp.plots.dose_response(table, "fall", by=["product"], log_y=False),
         "target_attainment": cp.plots.target_attainment(table, "fall", by=["product"], target=0.9),
         "sobol": cp.plots.sobol(indices),
+        "metric_histograms": cp.plots.metric_histograms(_sweep()),
     }
     found = {k: review(f) for k, f in figures.items()}
     assert found == {k: [] for k in figures}
@@ -328,3 +349,24 @@ def test_posterior_figure_is_shown_once():
     assert set(plt.get_fignums()) == before
     assert "CL [L/h]" in [ax.get_title() for ax in fig.axes]
     assert review(fig) == []
+
+
+def test_fit_figures():
+    """gof and vpc on a biodistribution fit built by hand (two organs, one censored record;
+    test_plots._two_organ_fit), the replicates drawn around the observations."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("test_plots.py")
+    spec = importlib.util.spec_from_file_location("plots_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    idata, obs, _, _, _, _ = module._two_organ_fit()
+    rng = np.random.default_rng(1)
+    simulated = obs[None] * np.exp(0.4 * rng.standard_normal((50, *obs.shape)))
+    figures = {
+        "gof": cp.plots.gof(idata, log=True, unit="copies/mg", title="two organs"),
+        "vpc": cp.plots.vpc(idata, simulated=simulated, log=True, unit="copies/mg"),
+    }
+    found = {k: review(f) for k, f in figures.items()}
+    assert found == {k: [] for k in figures}
