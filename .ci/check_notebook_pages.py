@@ -4,7 +4,10 @@ Usage: ``python .ci/check_notebook_pages.py SITE_DIR`` (run by .ci/run after ``m
 A notebook of notebooks/ whose page is missing, or whose page has no ``<img>`` (the figures
 that executing it drew, embedded as image/png), fails: the page was built from the notebook
 without outputs, e.g. because its executed copy in build/notebooks/ was missing or out of date
-(docs/hooks.py). Exit status 1 names each such page, one line each.
+(docs/hooks.py). A page that shows an xarray repr must also link the scoped xarray stylesheet
+that docs/hooks.py writes (``stylesheets/xarray.css``, present in the site): without it the
+repr shows its text fallback above sections whose grid has fallen apart. Exit status 1 names
+each such page, one line each.
 """
 
 from __future__ import annotations
@@ -51,7 +54,26 @@ def problems(site: Path, notebooks: Path = NOTEBOOKS) -> list[str]:
             found.append(f"{page}: no image (was the notebook executed before the build?)")
         else:
             print(f"{page.relative_to(site)}: {n} images")
+        if page is not None and (problem := xarray_style_problem(site, page)):
+            found.append(problem)
     return found
+
+
+XARRAY_CSS = "stylesheets/xarray.css"
+
+
+def xarray_style_problem(site: Path, page: Path) -> str | None:
+    """A line when ``page`` shows an xarray HTML repr but the site lacks, or the page does not
+    link, the scoped xarray stylesheet (docs/hooks.py); None otherwise."""
+    html = page.read_text(encoding="utf-8")
+    if "xr-wrap" not in html:
+        return None
+    if not (site / XARRAY_CSS).is_file() or XARRAY_CSS not in html:
+        return (
+            f"{page}: an xarray repr without {XARRAY_CSS} (written by docs/hooks.py): it "
+            "shows its text fallback above a repr without its grid"
+        )
+    return None
 
 
 def main(argv: list[str]) -> int:

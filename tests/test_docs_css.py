@@ -75,3 +75,25 @@ def test_the_site_links_the_stylesheet_and_the_build_writes_it(tmp_path: Path) -
     hooks.on_post_build(config)
     written = (tmp_path / hooks.XARRAY_CSS).read_text(encoding="utf-8")
     assert ".md-typeset .jupyter-wrapper .xr-text-repr-fallback" in written
+
+
+def test_page_check_wants_the_stylesheet_where_an_xarray_repr_is_shown(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("check", ROOT / ".ci" / "check_notebook_pages.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "01_a.ipynb").write_text("{}", encoding="utf-8")
+    page = tmp_path / "site" / "notebooks" / "01_a" / "index.html"
+    page.parent.mkdir(parents=True)
+    repr_html = "<img src='x.png'><div class='xr-wrap'><pre class='xr-text-repr-fallback'>"
+    page.write_text(repr_html, encoding="utf-8")
+    (found,) = check.problems(tmp_path / "site", notebooks)
+    assert "an xarray repr without stylesheets/xarray.css" in found
+    page.write_text(f"<link href='../../{check.XARRAY_CSS}'>{repr_html}", encoding="utf-8")
+    assert len(check.problems(tmp_path / "site", notebooks)) == 1  # linked, not written
+    (tmp_path / "site" / "stylesheets").mkdir()
+    (tmp_path / "site" / check.XARRAY_CSS).write_text("/* */", encoding="utf-8")
+    assert check.problems(tmp_path / "site", notebooks) == []
+    page.write_text("<img src='x.png'>", encoding="utf-8")  # no xarray repr: no stylesheet needed
+    assert check.problems(tmp_path / "site", notebooks) == []
