@@ -452,7 +452,7 @@ import pandas as pd
 import cellpkpd as cp
 
 spec = cp.load_model("msc_pkpd_host")
-body_weight = 70.0  # kg: every virtual patient (see the note on doses per kg below)
+body_weight = 70.0  # kg: every virtual patient
 vpop = cp.VirtualPopulation(
     spec, 200,
     random_effects={"k_kill": 0.5, "k_eff": 0.4, "y_eff": 0.5},
@@ -502,8 +502,8 @@ viability and thawing, the two attributes that manufacturing and logistics set.
 
 Seven doses from 1e6 to 1e8 cells/kg, three products: the fresh reference (viability
 0.95), a fresh product of viability 0.7, and the reference infused right after thawing.
-`cp.dose_ranging` multiplies the regimen's amounts by `dose` and does not resolve doses
-per kg, so the regimen's amount is the patients' body weight: `dose` is then in cells/kg.
+`cp.dose_ranging` multiplies the regimen's amounts by `dose`; the regimen is one cell per kg
+(`per="kg"`, each virtual patient's body weight), so `dose` is in cells/kg.
 """),
     code("""
 products = {"fresh, 95% viable": {"viability": 0.95, "thawed": 0.0},
@@ -514,9 +514,8 @@ metrics = {"suppression": cp.metrics.max_pct_change("biomarker")}  # % decrease 
 table = cp.dose_ranging(
     spec, [{"dose": d, **p} for p in products.values() for d in doses], vpop, times, metrics,
     target={"suppression": (">=", 20.0)},  # a fall of at least 20% of the baseline
-    regimen=cp.Regimen([cp.Dose(0.0, body_weight, route="iv")]),  # x dose [cells/kg]
+    regimen=cp.Regimen([cp.Dose(0.0, 1.0, per="kg", route="iv")]),  # x dose [cells/kg]
 )
-table.attrs["dose_unit"] = "cells/kg"
 table["product"] = np.repeat(list(products), len(doses) * len(metrics))  # arms in order
 summary = table.pivot(index="dose", columns="product", values=["median", "pta"])
 summary.index = [f"{d:.0e}" for d in summary.index]
