@@ -92,7 +92,9 @@ def test_as_table_merges_units_and_checks_its_input(table: Table) -> None:
 
 def test_simulation_units_are_cf_units_and_shown_in_both_reprs() -> None:
     spec = cp.load_model("one_cmt_iv")
-    res = cp.simulate(spec, cp.Regimen([cp.Dose(time=0.0, amount=100.0, cmt="central")]), [0.0, 1.0, 2.0])
+    res = cp.simulate(
+        spec, cp.Regimen([cp.Dose(time=0.0, amount=100.0, cmt="central")]), [0.0, 1.0, 2.0]
+    )
     out = with_units(res)
     for name in out.data_vars:
         assert out[name].attrs["unit"] == output_unit(spec, str(name))
