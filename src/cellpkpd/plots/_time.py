@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 _BAND_ALPHA = (0.18, 0.35, 0.5)
 # line styles of the organs' lines, each for ten colours
 _ORGAN_STYLES = ("-", "--", "-.", ":")
+#: most panels of a stacked biodistribution: msc_pbk after an IV dose needs four on a linear
+#: time axis (lung; liver and the rest; heart and target; the blood, seen for its first hour)
+_MAX_TIERS = 4
 
 
 def _time_unit(res: xr.Dataset, spec: ModelSpec | None) -> str:
@@ -296,7 +299,7 @@ def biodistribution(
         (linear axis from 0, the organ with the largest mean share at the bottom). Organs
         too small to see there (under 2 % of the axis height but for at most 1 % of the
         time axis, e.g. the liver beside a lung that holds 90 % of the dose) are stacked
-        again in a panel below on a scale of their own, up to three panels.
+        again in a panel below on a scale of their own, up to four panels.
     log_time : bool
         Logarithmic time axis (the first minutes and the following days on one axis;
         time 0 is left out).
@@ -313,7 +316,7 @@ def biodistribution(
     Returns
     -------
     matplotlib.figure.Figure
-        One axes (stacked: one to three): ``fraction of dose [%]`` against ``time [h]``,
+        One axes (stacked: one to four): ``fraction of dose [%]`` against ``time [h]``,
         a legend per organ.
 
     Raises
@@ -452,7 +455,7 @@ def _stacked(
     names: dict[str, str],
     log_time: bool,
 ) -> tuple[Figure, list[Any], list[Any], list[str]]:
-    """Organs stacked in areas, in up to three panels (`_stack_tiers`: the organs too small
+    """Organs stacked in areas, in up to four panels (`_stack_tiers`: the organs too small
     to see in one are stacked again below it); the figure, its axes and the legend's
     handles and texts, from the top of the stack down as the areas lie."""
     colors = {o: _organ_style(i)["color"] for i, o in enumerate(organs)}
@@ -499,7 +502,7 @@ def _stack_tiers(
     """Organs and height of each panel of a stacked biodistribution plot. The first holds
     every organ, the largest mean share at the bottom; an organ that reaches `share` of a
     panel's height over less than `width` of the time axis (`x`, as drawn) cannot be seen
-    there and is stacked again in the next panel (three at most). That panel's height is
+    there and is stacked again in the next panel (`_MAX_TIERS` at most). That panel's height is
     the largest sum of its organs at the times when each of them was under `share` of the
     panel above (a spike, e.g. the dose in blood at time 0, shown above, runs off its
     top)."""
@@ -508,7 +511,7 @@ def _stack_tiers(
     organs = sorted(curves, key=lambda o: -float(np.mean(curves[o])) if curves[o].size else 0.0)
     where = np.ones(x.shape, dtype=bool)
     tiers: list[tuple[list[str], float]] = []
-    while organs and len(tiers) < 3:
+    while organs and len(tiers) < _MAX_TIERS:
         total = np.sum([curves[o] for o in organs], axis=0)
         top = float(total[where].max() if where.any() else total.max(initial=0.0))
         tiers.append((organs, top))
