@@ -70,6 +70,9 @@ class CompiledModel:
         # the states that are nonzero without any dose: a nonzero or parameter-dependent
         # initial value, or an [odes] right-hand side that may hold a constant term
         self._feeds = _state_feeds(spec, idx)
+        self._fed_by = tuple(
+            frozenset(j for j, f in enumerate(self._feeds) if i in f) for i in range(len(idx))
+        )
         with jax.ensure_compile_time_eval():  # (a constant, even inside a caller's jit)
             self._self_sources = frozenset(
                 i
@@ -84,18 +87,14 @@ class CompiledModel:
             *(f.rate.names for f in spec.flows), *(e.names for e in spec.odes.values())
         )
         # entries of A for a model of flows alone: flow f takes rate_f out of its source
-        # (A[src, src] -= rate_f) into its target (A[dst, src] += rate_f); a loss has no target
-        rows, cols, sign, order = [], [], [], []
+        # (A[src, src] -= rate_f) into its target (A[dst, src] += rate_f); a loss has no
+        # target. (row, col) -> [(sign, flow), ...] in flow order (see `linear_system`)
+        self._entries: dict[tuple[int, int], list[tuple[float, int]]] = {}
         for f, (src, dst, _) in enumerate(self._flows):
-            rows.append(src), cols.append(src), sign.append(-1.0), order.append(f)
+            self._entries.setdefault((src, src), []).append((-1.0, f))
             if dst is not None:
-                rows.append(dst), cols.append(src), sign.append(1.0), order.append(f)
-        self._flow_entries = (
-            np.asarray(rows, np.int32),
-            np.asarray(cols, np.int32),
-            np.asarray(sign),
-        )
-        self._flow_order = np.asarray(order, np.int32)
+                self._entries.setdefault((dst, src), []).append((1.0, f))
+        self._placements: dict[tuple[int, ...], tuple[Any, np.ndarray]] = {}
         # [routes]: route r puts its fraction route_F[r, k] (see `dosing_vectors`) of a dose
         # into state route_states[r, k]; rows padded with state 0 to the widest route (valid:
         # route_valid[r, k])
@@ -110,12 +109,21 @@ class CompiledModel:
                 self.route_valid[r, k] = True
 
     def kept_states(self, outputs: Any) -> tuple[int, ...] | None:
-        """The state indices to solve for when only `outputs` are wanted: every uncoupled
-        group (`blocks`) holding a state they read; None when that is all states."""
+        """The state indices to solve for when only `outputs` are wanted: the states they
+        read and every state that can change those (upstream along flows and [odes]
+        dependencies, see `reachable` for downstream); None when that is all states. The
+        kept states' equations read only kept states, so they are solved exactly on their
+        own (e.g. msc_pbk's viable cells without the dead-cell states only the outputs
+        of other organs read)."""
         read = {self.state_names.index(s) for s in states_read(self.spec, outputs)}
-        kept = [b for b in self.blocks if read & set(b.tolist())] or [self.blocks[0]]
-        keep = tuple(sorted(int(i) for b in kept for i in b))
-        return None if len(keep) == self.n_states else keep
+        seen = set(read) or {int(i) for i in self.blocks[0]}
+        todo = list(seen)
+        while todo:
+            for j in self._fed_by[todo.pop()]:
+                if j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        return None if len(seen) == self.n_states else tuple(sorted(seen))
 
     def reachable(self, dosed: Any) -> frozenset[int]:
         """The states that can ever be nonzero when doses go only into the states `dosed`
@@ -190,25 +198,45 @@ class CompiledModel:
             terms[i] = terms[i] + e(env)
         return jnp.stack([jnp.broadcast_to(v, ()) for v in terms]).astype(x.dtype)
 
-    def linear_system(self, p: Mapping[str, Any]) -> tuple[Any, Any]:
+    def linear_system(
+        self, p: Mapping[str, Any], keep: tuple[int, ...] | None = None
+    ) -> tuple[Any, Any]:
         """(A, b) with dx/dt = A x + b; exact for linear (affine, autonomous) models.
 
-        A model of flows alone is assembled directly from the flow rates (one scatter, a
-        much smaller program than differentiating the right-hand side); with [odes] terms,
-        A is the Jacobian of the right-hand side at x = 0 and b its value there."""
-        x0 = jnp.zeros(self.n_states)
+        With `keep` (sorted state indices, see `kept_states`), the rows and columns of those
+        states only: (A[K, K], b[K]). A model of flows alone is assembled directly from the
+        flow rates: each nonzero entry is the signed sum of its flows' rates, placed by a
+        gather with fixed indices (no scatter, which is slow on CPU under vmap, and a much
+        smaller program than differentiating the right-hand side); with [odes] terms, A is
+        the Jacobian of the right-hand side at x = 0 and b its value there."""
+        n = self.n_states
+        x0 = jnp.zeros(n)
+        K = np.arange(n) if keep is None else np.asarray(keep, np.int64)
         if not self._odes:
-            n = self.n_states
             env = self.env(0.0, x0, p, self._rhs_names)
-            rates = jnp.stack(
-                [jnp.broadcast_to(jnp.asarray(r(env), x0.dtype), ()) for *_, r in self._flows]
-                or [jnp.zeros((), x0.dtype)]
-            )
-            rows, cols, sign = self._flow_entries
-            A = jnp.zeros((n, n), x0.dtype).at[rows, cols].add(sign * rates[self._flow_order])
-            return A, x0
+            rates = [jnp.broadcast_to(jnp.asarray(r(env), x0.dtype), ()) for *_, r in self._flows]
+            entries, index = self._placement(tuple(K.tolist()))
+            vals = [jnp.zeros((), x0.dtype)]
+            vals += [sum(sg * rates[f] for sg, f in e) for e in entries]
+            A = jnp.stack(vals)[index].reshape(K.size, K.size)
+            return A, x0[K]
         f = lambda x: self.rhs(0.0, x, p)
-        return jax.jacfwd(f)(x0), f(x0)
+        A, b = jax.jacfwd(f)(x0), f(x0)
+        return (A, b) if keep is None else (A[K[:, None], K[None, :]], b[K])
+
+    def _placement(self, keep: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+        """(entries, index) for `linear_system` on the states `keep`: the nonzero entries
+        among them (each a list of (sign, flow)), and for each position of A[K, K] (row
+        major) 1 + its entry's number, or 0 for a zero."""
+        if keep not in self._placements:
+            pos = {k: i for i, k in enumerate(keep)}
+            entries, index = [], np.zeros(len(keep) ** 2, np.int32)
+            for (r, c), e in self._entries.items():
+                if r in pos and c in pos:
+                    entries.append(tuple(e))
+                    index[pos[r] * len(keep) + pos[c]] = len(entries)
+            self._placements[keep] = (tuple(entries), index)
+        return self._placements[keep]
 
     def initial(self, p: Mapping[str, Any]) -> Any:
         """Initial amounts, shape (n_states,)."""

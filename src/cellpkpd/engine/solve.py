@@ -242,15 +242,19 @@ def _by_blocks(fn: Any, A: Any, blocks: Any) -> Any:
         return fn(A)
     n = A.shape[0]
     parts = [fn(A[np.ix_(b, b)]) for b in blocks]
+    # each entry of the whole matrix: 1 + its place in the blocks' entries, or 0 (a gather
+    # with fixed indices: a scatter is slow on CPU under vmap)
+    index, offset = np.zeros((n, n), np.int32), 1
+    for b in blocks:
+        index[np.ix_(b, b)] = offset + np.arange(len(b) ** 2).reshape(len(b), len(b))
+        offset += len(b) ** 2
     out = []
     for k in range(len(parts[0])):
         if parts[0][k] is None:
             out.append(None)
             continue
-        M = jnp.zeros((n, n), A.dtype)
-        for b, part in zip(blocks, parts, strict=True):
-            M = M.at[np.ix_(b, b)].set(part[k])
-        out.append(M)
+        flat = [jnp.zeros(1, A.dtype), *(part[k].reshape(-1) for part in parts)]
+        out.append(jnp.concatenate(flat)[index])
     return tuple(out)
 
 
@@ -769,13 +773,10 @@ def count_distinct_lengths(
     ``plan_size`` and ``EngineOptions.squarings``."""
     bp = cm.breakpoints(p)
     ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before, bp)
-    (As, _), region = _regions(cm, p, prev_T, bp)
+    # the norm of the propagated states' matrix sets the squarings (a steady state's
+    # trough takes the whole matrix)
+    (As, _), region = _regions(cm, p, prev_T, bp, None if d.has_ss else opts.keep)
     count = _distinct(h, region)[1]
-    K, _ = _kept(cm, opts.keep)
-    if K is not None and not d.has_ss:
-        # the norm of the propagated states' matrix sets the squarings (a steady state's
-        # trough takes the whole matrix)
-        As = As[:, K[:, None], K[None, :]]
     longest = jnp.max(h)
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
@@ -783,17 +784,23 @@ def count_distinct_lengths(
 
 
 def _regions(
-    cm: CompiledModel, p: dict[str, Any], prev_T: Any, bp: Breakpoints | None
+    cm: CompiledModel,
+    p: dict[str, Any],
+    prev_T: Any,
+    bp: Breakpoints | None,
+    keep: tuple[int, ...] | None,
 ) -> tuple[Any, Any]:
-    """((A, b) of each region stacked, region of each segment). Without breakpoints one
-    region, and the region is None (every segment is in it); with B breakpoints `bp` (and no
-    time-varying inputs) B + 1: region r holds after r of them have passed (their flags
-    switch on in time order), so a segment starting at T is in region #{breakpoints <= T}."""
+    """((A, b) of each region stacked, on the states `keep` (None: all), and the region of
+    each segment). Without breakpoints one region, and the region is None (every segment is
+    in it); with B breakpoints `bp` (and no time-varying inputs) B + 1: region r holds after
+    r of them have passed (their flags switch on in time order), so a segment starting at T
+    is in region #{breakpoints <= T}."""
     if bp is None:
-        A, b = cm.linear_system(p)
+        A, b = cm.linear_system(p, keep)
         return (A[None], b[None]), None
     starts = jnp.concatenate([jnp.full(1, -jnp.inf, bp.times.dtype), jnp.sort(bp.times)])
-    systems = jax.vmap(lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp)))(starts)
+    system = lambda T_: cm.linear_system(params_at(p, None, T_, bp=bp), keep)
+    systems = jax.vmap(system)(starts)
     region = jnp.sum(prev_T[:, None] >= bp.times[None, :], axis=1).astype(jnp.int32)
     return systems, region
 
@@ -809,6 +816,25 @@ def _kept(cm: CompiledModel, keep: tuple[int, ...] | None) -> tuple[Any, Any]:
     parts = ([pos[int(i)] for i in b if int(i) in pos] for b in cm.blocks)
     blocks = tuple(np.asarray(b, np.int32) for b in parts if b)
     return K, blocks
+
+
+def _embed(x: Any, K: np.ndarray, n: int) -> Any:
+    """x (..., k) on the kept states `K` (sorted) as (..., n), 0 for the others: slices of x
+    for the runs of consecutive kept states and zeros between them, concatenated (copies; a
+    scatter is slow on CPU under vmap)."""
+    pieces, end, i = [], 0, 0
+    zeros = lambda m: jnp.zeros((*x.shape[:-1], m), x.dtype)
+    while i < len(K):
+        j = i
+        while j + 1 < len(K) and K[j + 1] == K[j] + 1:
+            j += 1
+        if K[i] > end:
+            pieces.append(zeros(int(K[i]) - end))
+        pieces.append(x[..., i : j + 1])
+        end, i = int(K[j]) + 1, j + 1
+    if end < n:
+        pieces.append(zeros(n - end))
+    return jnp.concatenate(pieces, axis=-1)
 
 
 class _Propagators(NamedTuple):
@@ -849,12 +875,11 @@ def _solve_exact(
     # need are left out; see EngineOptions.keep); `sub` restricts a state axis to K
     K, blocks = _kept(cm, opts.keep)
     sub = (lambda v: v) if K is None else (lambda v: v[..., K])
-    subA = (lambda M: M) if K is None else (lambda M: M[..., K[:, None], K[None, :]])
     if input_free:
-        pair = lambda A_, h_: _expm_blocks(subA(A_) * h_, opts.squarings, blocks)
+        pair = lambda A_, h_: _expm_blocks(A_ * h_, opts.squarings, blocks)
     else:
-        pair = lambda A_, h_: _expm_pair(subA(A_), h_, opts.squarings, blocks)
-    props = _propagators(cm, p, tv, bp, tl, pair, times, static_times, plan_size, opts.t0)
+        pair = lambda A_, h_: _expm_pair(A_, h_, opts.squarings, blocks)
+    props = _propagators(cm, p, tv, bp, tl, pair, times, static_times, plan_size, opts)
     trough, ss_code = _exact_ss(cm, opts, p, tv, bp, ev) if d.has_ss else (None, SOLVED)
     # everything that does not depend on the running state, vectorised over segments
     j = jnp.clip(src, 0, P - 1)
@@ -862,7 +887,7 @@ def _solve_exact(
     bolus = sub(jnp.where(act[:, None], ev.bolus[j], 0.0))
     forcing = bolus
     if not input_free:
-        u = sub(ev.rate_at(prev_T, n) + props.b)
+        u = sub(ev.rate_at(prev_T, n)) + props.b
         forcing = forcing + jnp.einsum("mij,mj->mi", props.Gam[props.tab], u)
     replace = None
     if d.has_reset or d.has_ss:
@@ -874,7 +899,7 @@ def _solve_exact(
     xs = _propagate(props, forcing, replace, sub(x_init), select)
     states = xs[jnp.argsort(src, stable=True)[P:]]
     if K is not None:
-        states = jnp.zeros((states.shape[0], n), states.dtype).at[:, K].set(states)
+        states = _embed(states, K, n)
     status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
     return states, status
 
@@ -889,28 +914,31 @@ def _propagators(
     times: Any,
     static_times: np.ndarray | None,
     plan_size: int | None,
-    t0: float,
+    opts: EngineOptions,
 ) -> _Propagators:
-    """The propagator of each segment of timeline `tl`: with a plan, one exponential per
-    distinct (region, length) pair (regions lie between breakpoints); with output times
-    known when compiling, one per distinct output-to-output gap and one per segment next to
-    an event; otherwise one per segment. Time-varying inputs (or breakpoints without a plan)
-    change A: one per segment with the segment's own parameters."""
+    """The propagator of each segment of timeline `tl` on the kept states (``opts.keep``):
+    with a plan, one exponential per distinct (region, length) pair (regions lie between
+    breakpoints); with output times known when compiling, one per distinct output-to-output
+    gap and one per segment next to an event; otherwise one per segment. Time-varying inputs
+    (or breakpoints without a plan) change A: one per segment with the segment's own
+    parameters."""
     _, P, src, _, is_pt, h, prev_T = tl
+    keep = None if _kept(cm, opts.keep)[0] is None else opts.keep
     if tv is None and plan_size is not None:
-        (As, bs), region = _regions(cm, p, prev_T, bp)
+        (As, bs), region = _regions(cm, p, prev_T, bp, keep)
         Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
         return _Propagators(Phi, Gam, tab, bs if region is None else bs[region], True)
     if tv is not None or bp is not None:
-        As, bs = jax.vmap(lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp)))(prev_T)
+        system = lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp), keep)
+        As, bs = jax.vmap(system)(prev_T)
         Phi, Gam = jax.vmap(pair)(As, h)
         return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), bs, False)
-    A, b = cm.linear_system(p)
+    A, b = cm.linear_system(p, keep)
     if static_times is None:
         Phi, Gam = jax.vmap(pair, (None, 0))(A, h)
         return _Propagators(Phi, Gam, jnp.arange(h.shape[0]), b[None, :], False)
     # distinct output-to-output gaps, once; own exponentials next to events
-    gaps = np.diff(np.concatenate([[t0], static_times]))
+    gaps = np.diff(np.concatenate([[opts.t0], static_times]))
     order = np.argsort(gaps, kind="stable")
     gs = gaps[order]
     new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
