@@ -91,6 +91,6 @@ def test_default_chunk_fills_a_gpu_and_stays_small_on_cpu(monkeypatch):
     from cellpkpd.engine.simulator import default_chunk
 
     assert jax.default_backend() == "cpu"
-    assert (default_chunk("tsit5"), default_chunk("exact")) == (256, 512)
+    assert (default_chunk("tsit5"), default_chunk("exact")) == (256, 128)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert default_chunk("tsit5") == default_chunk("exact") == 1 << 20

@@ -45,7 +45,6 @@ from .solve import (
 __all__ = ["Plan", "Simulator", "resolve_solver", "simulate_regimens"]
 
 
-
 def resolve_solver(spec: ModelSpec, solver: str) -> str:
     """The solver `solver="auto"` picks: exact for linear models, Kvaerno5 for models marked
     ``stiff = true``, Tsit5 otherwise. Raises if "exact" is asked of a nonlinear model."""
@@ -340,7 +339,7 @@ class Simulator:
             Time-varying covariates with a leading subject axis.
         chunk_size : int, optional
             Subjects per vectorised chunk and device (default: `default_chunk`: on CPU 256
-            on the ODE path and 512 on the exact path, on a GPU up to 2**20, i.e. a device's
+            on the ODE path and 128 on the exact path, on a GPU up to 2**20, i.e. a device's
             whole share of a `cp.sweep` chunk); see `cellpkpd.parallel.batched_map`.
         reduce : callable, optional
             ``reduce(times, outputs) -> dict name -> scalar``: a pure JAX reduction of one
@@ -455,9 +454,7 @@ class Simulator:
         # a subject with rates that are not finite (e.g. V = 0) fails with its own status;
         # it must not size the others' exponentials
         needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))
-        opts = dataclasses.replace(
-            opts, squarings=min(needed + squarings_margin, opts.squarings)
-        )
+        opts = dataclasses.replace(opts, squarings=min(needed + squarings_margin, opts.squarings))
         return Plan(opts, max(int(jnp.max(sizes)), 1))
 
     def _inputs(self, b: dict[str, Any], s: dict[str, Any]) -> tuple[Any, ...]:
@@ -593,7 +590,9 @@ def default_chunk(solver: str) -> int:
 
     On CPU, small chunks are fastest: under `vmap` every subject of a chunk takes as many
     solver steps as the slowest one, and small chunks stay in cache (256 on the ODE path,
-    512 on the exact path). A GPU runs a chunk's subjects in parallel and needs large
+    128 on the exact path: its scan re-reads each subject's propagators at every step, and
+    msc_pbk's 10,000 subjects ran 1.3-1.5x faster in chunks of 128 than of 512, two_cmt_iv
+    and cart_ck 1.1x). A GPU runs a chunk's subjects in parallel and needs large
     chunks to be busy: there, up to 2**20 subjects (in practice a device's whole share of a
     `cp.sweep` chunk, whose size bounds the memory). Measured with benchmarks/bench_sweep.py
     on one H200, sweep chunks of 10^5: inner chunks of 256 gave 2,660 sets/s (10^5 sets),
@@ -602,7 +601,7 @@ def default_chunk(solver: str) -> int:
     """
     if jax.default_backend() != "cpu":
         return 1 << 20
-    return 512 if solver == "exact" else 256
+    return 128 if solver == "exact" else 256
 
 
 def _window_from_doses(doses: DoseArrays, times: Any, t0: float) -> int | None:

@@ -741,18 +741,32 @@ def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
     return jnp.where(zero, -1, index - has_zero), rank_sorted[-1] + 1 - has_zero
 
 
+#: `_slot_values` compares every segment with each slot up to this many slots (a scatter,
+#: slow on CPU under vmap, beyond)
+COMPARE_MAX_SLOTS = 16
+
+
+def _slot_values(slot: Any, v: Any, size: int) -> Any:
+    """(size,): for each slot, the value `v` of a segment in it (the largest; a slot's
+    segments share a length within `SAME_LENGTH_RTOL`, and a region), 0 for an empty slot;
+    segments in slot `size` (length 0) are left out."""
+    if size > COMPARE_MAX_SLOTS:
+        return jnp.zeros(size, v.dtype).at[slot].set(v, mode="drop")
+    zero = jnp.zeros((), v.dtype)
+    return jnp.stack([jnp.max(jnp.where(slot == k, v, zero)) for k in range(size)])
+
+
 def _planned(pair: Any, As: Any, h: Any, tab: Any, plan_size: int, region: Any) -> Any:
     """(Phi, Gamma, table): one exponential per distinct positive length per region (`As`
     stacked by region (n_regions, n, n); `region` None: the one system `As[0]` everywhere,
     see `_regions`), at most `plan_size`; the identity (and Gamma 0) in slot `plan_size` for
     the segments of length 0; table: each segment's slot."""
     slot = jnp.where(tab >= 0, tab, plan_size)
-    lengths = jnp.zeros(plan_size, h.dtype).at[slot].set(h, mode="drop")
+    lengths = _slot_values(slot, h, plan_size)
     if region is None:
         Phi, Gam = jax.vmap(pair, (None, 0))(As[0], lengths)
     else:
-        which = jnp.zeros(plan_size, jnp.int32).at[slot].set(region, mode="drop")
-        Phi, Gam = jax.vmap(pair)(As[which], lengths)
+        Phi, Gam = jax.vmap(pair)(As[_slot_values(slot, region, plan_size)], lengths)
     m = Phi.shape[-1]
     Phi = jnp.concatenate([Phi, jnp.eye(m, dtype=Phi.dtype)[None]])
     if Gam is not None:
