@@ -87,7 +87,9 @@ def test_dose_for_attainment_per_regimen_group():
     table.attrs["dose_unit"] = "cells/kg"
     out = dose_for_attainment(table, "m", pta=0.8)
     assert list(out.columns) == ["regimen", "dose", "max_pta"]
-    assert out.attrs == {"metric": "m", "pta": 0.8, "dose_unit": "cells/kg"}
+    kept = {k: out.attrs[k] for k in ("metric", "pta", "dose_unit")}
+    assert kept == {"metric": "m", "pta": 0.8, "dose_unit": "cells/kg"}
+    assert out.attrs["units"] == {"dose": "cells/kg"}  # shown as "dose [cells/kg]"
     single, weekly = out.to_dict("records")
     assert single["regimen"] == "single" and single["dose"] == pytest.approx(10**1.5)
     assert weekly["regimen"] == "weekly" and np.isnan(weekly["dose"])

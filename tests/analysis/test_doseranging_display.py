@@ -1,8 +1,7 @@
-"""Dose-ranging tables with units in their display (issue 18). `dose_ranging` and
-`dose_for_attainment` return pandas DataFrames; wrapped by `cellpkpd._core.display.as_table`
-as below (the call the two functions make once integrated), a real table shows its dose
-unit in HTML and text, and every consumer of the table (dose_for_attainment, the plots,
-pandas) takes the wrapped table as it took the DataFrame, with the same numbers."""
+"""Dose-ranging tables with units in their display (issue 18): `dose_ranging` and
+`dose_for_attainment` return `cellpkpd._core.display.Table`s (pandas DataFrames), which show
+their dose unit and a title in HTML and text, and every consumer of the table
+(dose_for_attainment, the plots, pandas) takes them as plain DataFrames, same numbers."""
 
 from __future__ import annotations
 
@@ -15,27 +14,8 @@ import pandas as pd
 import pytest
 
 import cellpkpd as cp
-from cellpkpd._core.display import Table, as_table
+from cellpkpd._core.display import Table
 from cellpkpd.analysis.doseranging import dose_for_attainment
-
-
-def _shown_ranging(table: pd.DataFrame, n_subjects: int) -> Table:
-    """What dose_ranging returns with units in its display."""
-    return as_table(
-        table,
-        units={"dose": table.attrs["dose_unit"]},
-        title=f"{table.attrs['model']}: dose ranging over {n_subjects} subjects per arm",
-        note="median, p05, p95: in each row's unit; pta: probability of target attainment",
-    )
-
-
-def _shown_reach(result: pd.DataFrame) -> Table:
-    """What dose_for_attainment returns with units in its display."""
-    return as_table(
-        result,
-        units={"dose": result.attrs["dose_unit"]},
-        title=f"lowest dose reaching a PTA of {result.attrs['pta']:.0%} ({result.attrs['metric']})",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -54,26 +34,32 @@ def table():
 
 
 def test_dose_ranging_table_shows_units(table):
-    shown = _shown_ranging(table, 30)
+    shown = table
+    assert type(shown) is Table
     html = shown._repr_html_()
     assert "<strong>one_cmt_iv: dose ranging over 30 subjects per arm</strong>" in html
     assert "<th>dose [mg]</th>" in html and "<th>unit</th>" in html
+    assert "pta: probability of target attainment" in html
     assert html.split("<tbody>")[1].count("<tr") == len(table) == 5
     text = repr(shown)
     assert text.splitlines()[0] == "one_cmt_iv: dose ranging over 30 subjects per arm"
     assert "dose [mg]" in text.splitlines()[2]
-    # the data are the table's: same columns, values and attrs
-    pd.testing.assert_frame_equal(pd.DataFrame(shown), table)
-    assert {k: shown.attrs[k] for k in table.attrs} == table.attrs
+    # the data are plain: the columns and values of a DataFrame
+    plain = pd.DataFrame(shown)
+    assert list(plain.columns[:2]) == ["arm", "dose"] and plain["dose"].dtype == float
+    assert shown.attrs["dose_unit"] == "mg" and shown.attrs["units"] == {"dose": "mg"}
 
 
 def test_consumers_take_the_shown_table(table):
-    shown = _shown_ranging(table, 30)
+    shown = table
     reach = dose_for_attainment(shown, pta=0.9)
+    plain = pd.DataFrame(table)
+    plain.attrs = {k: v for k, v in table.attrs.items() if k not in ("units", "title", "note")}
     pd.testing.assert_frame_equal(
-        pd.DataFrame(reach), pd.DataFrame(dose_for_attainment(table, pta=0.9))
+        pd.DataFrame(reach), pd.DataFrame(dose_for_attainment(plain, pta=0.9))
     )
-    out = _shown_reach(reach)
+    out = reach
+    assert type(out) is Table
     assert "<th>dose [mg]</th>" in out._repr_html_()
     assert repr(out).splitlines()[0] == "lowest dose reaching a PTA of 90% (auc)"
     line = cp.plots.target_attainment(shown, "auc", target=0.9).axes[0].get_lines()[0]

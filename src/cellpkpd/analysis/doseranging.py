@@ -22,6 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from .._core.display import as_table
 from .._core.errors import DosingError, SpecError
 from ..data.simulate import outside_bounds
 from ..engine.dosing import Dose, DoseArrays, Regimen, stack_dose_arrays, traced_path
@@ -772,6 +773,13 @@ def dose_ranging(
             "time_unit": spec.time_unit,
         }
     )
+    table = as_table(
+        table,
+        units={"dose": table.attrs["dose_unit"]},
+        title=f"{spec.name}: dose ranging over {n_sub} subjects per arm",
+        note="median, p05, p95 in each row's unit"
+        + ("; pta: probability of target attainment" if goals else ""),
+    )
     if return_samples:
         out = out.assign(arm=("sample", arm_index))
         return table, out
@@ -1012,4 +1020,8 @@ def dose_for_attainment(
     result.attrs.update(
         {"metric": metric, "pta": pta, "dose_unit": table.attrs.get("dose_unit", "")}
     )
-    return result
+    return as_table(
+        result,
+        units={"dose": result.attrs["dose_unit"]},
+        title=f"lowest dose reaching a PTA of {pta:.0%} ({metric})",
+    )

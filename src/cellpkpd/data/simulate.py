@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .._core.display import with_units
 from .._core.errors import DataError, SimulationError, SpecError
 from ..engine.dosing import Regimen, stack_dose_arrays, traced_path
 from ..engine.simulator import (
@@ -333,8 +334,10 @@ def _record_dataset(
     coords.update({k: (dims, *v) for k, v in dose.items()})
     attrs = {"unit": spec.amount_unit, "description": "total amount dosed (before F)"}
     coords["amount_given"] = ("subject", amount_given(regimens, n), attrs)
-    return xr.Dataset(
-        data_vars,
-        coords=coords,
-        attrs={"model": spec.name, "solver": sim.solver, "source": data.source},
+    return with_units(
+        xr.Dataset(
+            data_vars,
+            coords=coords,
+            attrs={"model": spec.name, "solver": sim.solver, "source": data.source},
+        )
     )
