@@ -54,6 +54,8 @@ def __getattr__(name: str) -> object:
         if name == "infer":
             return importlib.import_module(".infer", __name__)
         return getattr(importlib.import_module(".infer.run", __name__), name)
+    if name == "fit_summary":
+        return importlib.import_module(".infer.summary", __name__).fit_summary
     if name in ("metrics", "gsa"):
         return importlib.import_module(f".analysis.{name}", __name__)
     if name in ("sweep", "evaluate_metrics", "RunOptions"):
@@ -89,6 +91,7 @@ __all__ = [
     "evaluate_metrics",
     "explore",
     "fit",
+    "fit_summary",
     "gsa",
     "list_models",
     "load_model",
