@@ -459,7 +459,7 @@ class Simulator:
 
     def _inputs(self, b: dict[str, Any], s: dict[str, Any]) -> tuple[Any, ...]:
         get = lambda k: b.get(k, s.get(k))
-        return b["p"], get("d"), get("t"), b.get("tv"), get("o")
+        return {**s.get("p", {}), **b["p"]}, get("d"), get("t"), b.get("tv"), get("o")
 
     def _reach(self, opts: EngineOptions, doses: Any) -> EngineOptions:
         """`opts` whose exact path leaves out the states that no dose of `doses` can reach
@@ -539,9 +539,13 @@ def _split_inputs(
     events_before: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(batched, shared): the inputs with a leading subject axis, and those shared by all
-    subjects, as `batched_map` takes them."""
-    batched: dict[str, Any] = {"p": dict(params)}
+    subjects, as `batched_map` takes them (a scalar parameter is shared: the compiled
+    program then computes what depends on it once per chunk, not per subject)."""
+    batched: dict[str, Any] = {"p": {k: v for k, v in params.items() if np.ndim(v)}}
     shared: dict[str, Any] = {}
+    fixed = {k: v for k, v in params.items() if not np.ndim(v)}
+    if fixed:
+        shared["p"] = fixed
     (batched if doses.time.ndim == 2 else shared)["d"] = doses
     if times is not None:
         times = jnp.asarray(times, dtype=float)
@@ -808,7 +812,12 @@ def simulate_regimens(
     else:
         doses = stack_dose_arrays(regimens, None, spec)
     sim = simulator_for(spec, times_arr, **kw)
-    out, status = sim.batch(p, doses)
+    # only the inputs that differ between subjects go in per subject (the others take the
+    # model's values in the compiled program, computed once per chunk: msc_pbk's 10,000
+    # subjects 0.89 -> 0.25 s)
+    varying = {k: p[k] for k, v in values.items() if np.size(v) > 1}
+    given_once = {k: p[k][0] for k, v in values.items() if np.size(v) <= 1}
+    out, status = sim.batch({**given_once, **varying} if varying else p, doses)
     ids = np.arange(n)
     res = to_xarray(sim, out, status, ids, times_arr, on_failure)
     res.attrs["jump_times"] = _jump_times_of(spec, doses)
