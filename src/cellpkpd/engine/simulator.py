@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .._core.display import with_units
 from .._core.errors import DosingError, SimulationError, SpecError
 from .._core.memo import memo
 from ..spec.model import DOSED_PREFIX, ModelSpec, load_model, output_unit
@@ -1030,8 +1031,10 @@ def to_xarray(
             )
         data_vars[name] = xr.Variable(time_dims, v, attrs={"unit": output_unit(spec, name)})
     time_coord = ("time", t, {"unit": spec.time_unit}) if t.ndim == 1 else (time_dims, t)
-    return xr.Dataset(
-        data_vars,
-        coords={"subject": np.asarray(ids), "time": time_coord, "status": ("subject", status)},
-        attrs={"model": spec.name, "solver": sim.solver, "time_unit": spec.time_unit},
+    return with_units(
+        xr.Dataset(
+            data_vars,
+            coords={"subject": np.asarray(ids), "time": time_coord, "status": ("subject", status)},
+            attrs={"model": spec.name, "solver": sim.solver, "time_unit": spec.time_unit},
+        )
     )
