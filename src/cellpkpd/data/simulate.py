@@ -1,13 +1,13 @@
 """`cp.simulate`: the one entry point for a regimen (simulated by the engine) or a NONMEM-style
 data set, whose subjects are simulated with their own records like mrgsolve's
-``mrgsim(data=)``; and the one bounds check of model inputs (`outside_bounds`), which data
-columns (here and in fits), sweeps and virtual populations use."""
+``mrgsim(data=)``; and the bounds check of a data set's columns (`check_data_bounds`, here and
+in fits) through the one check of model inputs, `spec.model.outside_bounds` (re-exported
+here for sweeps and virtual populations)."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from ..engine.simulator import (
     simulator_for,
 )
 from ..engine.solve import SOLVED
-from ..spec.model import ModelSpec, load_model, output_unit
+from ..spec.model import ModelSpec, OutsideBounds, load_model, output_unit, outside_bounds
 from .nonmem import Dataset, record_inputs
 
 __all__ = ["OutsideBounds", "check_data_bounds", "outside_bounds", "simulate", "simulate_data"]
@@ -134,52 +134,6 @@ def simulate(
         max_steps=max_steps,
         on_failure=on_failure,
     )
-
-
-@dataclass(frozen=True)
-class OutsideBounds:
-    """Values of a parameter or covariate that lie outside its closed bounds."""
-
-    kind: str  # "parameter" or "covariate"
-    lo: float
-    hi: float
-    index: np.ndarray  # positions (in the flattened values) of the values outside, in order
-    values: np.ndarray  # the values checked, flattened
-
-    @property
-    def first(self) -> int:
-        """Position of the first value outside."""
-        return int(self.index[0])
-
-    @property
-    def value(self) -> float:
-        """The first value outside."""
-        return float(self.values[self.first])
-
-
-def outside_bounds(
-    spec: ModelSpec,
-    name: str,
-    values: Any,
-    kinds: Sequence[str] = ("parameter", "covariate"),
-) -> OutsideBounds | None:
-    """The values of input `name` of `spec` (a parameter or covariate, as `kinds` allow)
-    outside its ``bounds`` (closed); None when all lie within them or `name` has none.
-
-    NaN is not outside (a missing value is checked where it is read). The callers word
-    the error: `check_data_bounds` (data rows), `cp.sweep` and `cp.VirtualPopulation`.
-    """
-    item = None
-    for kind in kinds:
-        item = (spec.parameters if kind == "parameter" else spec.covariates).get(name)
-        if item is not None:
-            break
-    if item is None:
-        return None
-    lo, hi = item.bounds
-    x = np.asarray(values, dtype=float).reshape(-1)
-    index = np.flatnonzero((x < lo) | (x > hi))
-    return OutsideBounds(kind, lo, hi, index, x) if index.size else None
 
 
 def check_data_bounds(spec: ModelSpec, source: str, subjects: Sequence[Any]) -> None:

@@ -18,7 +18,7 @@ import xarray as xr
 from .._core.display import with_units
 from .._core.errors import DosingError, SimulationError, SpecError
 from .._core.memo import memo
-from ..spec.model import DOSED_PREFIX, ModelSpec, load_model, output_unit
+from ..spec.model import DOSED_PREFIX, ModelSpec, load_model, output_unit, outside_bounds
 from .compile import CompiledModel
 from .dosing import (
     DOSE,
@@ -638,9 +638,9 @@ def batch_inputs(
     spec: ModelSpec, params: Mapping[str, Any] | None, covariates: Mapping[str, Any] | None, n: int
 ) -> tuple[dict[str, np.ndarray], int]:
     values: dict[str, np.ndarray] = {}
-    for arg, given, known in (
-        ("params", params, spec.parameters),
-        ("covariates", covariates, spec.covariates),
+    for arg, given, known, kind in (
+        ("params", params, spec.parameters, "parameter"),
+        ("covariates", covariates, spec.covariates, "covariate"),
     ):
         if given is None:
             continue
@@ -668,14 +668,12 @@ def batch_inputs(
                 )
             if not np.all(np.isfinite(a)):
                 raise SpecError(f"simulate: {arg}['{k}'] contains NaN or inf: {v!r:.60}")
-            lo, hi = known[k].bounds
-            outside = np.flatnonzero((a.reshape(-1) < lo) | (a.reshape(-1) > hi))
-            if outside.size:
-                i = int(outside[0])
-                at = f" (subject {i})" if a.ndim == 1 else ""
+            bad = outside_bounds(spec, k, a, kinds=(kind,))
+            if bad is not None:
+                at = f" (subject {bad.first})" if a.ndim == 1 else ""
                 raise SpecError(
-                    f"simulate: {arg}['{k}'] = {a.reshape(-1)[i]}{at} lies outside its bounds "
-                    f"[{lo}, {hi}] in {spec.source}"
+                    f"simulate: {arg}['{k}'] = {bad.value}{at} lies outside its bounds "
+                    f"[{bad.lo}, {bad.hi}] in {spec.source}"
                 )
             if a.ndim == 1:
                 if n > 1 and a.size != n and a.size != 1:

@@ -12,12 +12,14 @@ import ast
 import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 from .._core.errors import SpecError
 from .._core.io import read_text
@@ -33,6 +35,7 @@ __all__ = [
     "Flow",
     "ModelSpec",
     "Observation",
+    "OutsideBounds",
     "Parameter",
     "State",
     "describe",
@@ -40,6 +43,7 @@ __all__ = [
     "load_model",
     "models_dir",
     "output_unit",
+    "outside_bounds",
     "parameter_table",
     "parse_prior",
 ]
@@ -318,9 +322,10 @@ class ModelSpec:
                     + ", ".join([*params, *covs])
                 )
             value = _number(v, k, ctx)
-            lo, hi = table[k].bounds
-            if not lo <= value <= hi:
-                raise ctx.err(k, f"{value} lies outside bounds [{lo}, {hi}]")
+            kind = "parameter" if table is params else "covariate"
+            bad = outside_bounds(self, k, value, kinds=(kind,))
+            if bad is not None:
+                raise ctx.err(k, f"{value} lies outside bounds [{bad.lo}, {bad.hi}]")
             table[k] = _replace(table[k], value=value)
         return _replace(self, parameters=_ro(params), covariates=_ro(covs))
 
@@ -371,6 +376,53 @@ def _replace(obj: Any, **kw: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+@dataclass(frozen=True)
+class OutsideBounds:
+    """Values of a parameter or covariate that lie outside its closed bounds."""
+
+    kind: str  # "parameter" or "covariate"
+    lo: float
+    hi: float
+    index: np.ndarray  # positions (in the flattened values) of the values outside, in order
+    values: np.ndarray  # the values checked, flattened
+
+    @property
+    def first(self) -> int:
+        """Position of the first value outside."""
+        return int(self.index[0])
+
+    @property
+    def value(self) -> float:
+        """The first value outside."""
+        return float(self.values[self.first])
+
+
+def outside_bounds(
+    spec: ModelSpec,
+    name: str,
+    values: Any,
+    kinds: Sequence[str] = ("parameter", "covariate"),
+) -> OutsideBounds | None:
+    """The values of input `name` of `spec` (a parameter or covariate, as `kinds` allow)
+    outside its ``bounds`` (closed); None when all lie within them or `name` has none.
+
+    NaN is not outside (a missing value is checked where it is read). The callers word
+    the error: `cp.simulate`'s inputs, `ModelSpec.with_values`, `check_data_bounds` (data
+    rows), `cp.sweep` and `cp.VirtualPopulation`.
+    """
+    item = None
+    for kind in kinds:
+        item = (spec.parameters if kind == "parameter" else spec.covariates).get(name)
+        if item is not None:
+            break
+    if item is None:
+        return None
+    lo, hi = item.bounds
+    x = np.asarray(values, dtype=float).reshape(-1)
+    index = np.flatnonzero((x < lo) | (x > hi))
+    return OutsideBounds(kind, lo, hi, index, x) if index.size else None
 
 
 # ---------------------------------------------------------------------- validation
