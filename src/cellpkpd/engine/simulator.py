@@ -32,6 +32,7 @@ from .dosing import (
 )
 from .parallel import batched_map
 from .solve import (
+    FEW_LENGTHS,
     SOLVED,
     SOLVERS,
     STATUS,
@@ -450,8 +451,15 @@ class Simulator:
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((batched, shared))):
             return Plan(self.options)
         chunk = chunk_size or default_chunk("exact")
-        count = self._mapper(("count", opts.keep), self._count(opts), chunk)
+        # count a few distinct lengths by passes; a subject with more is counted again by
+        # the sorting program (its count is -1)
+        count = self._mapper(
+            ("count", opts.keep, FEW_LENGTHS), self._count(opts, FEW_LENGTHS), chunk
+        )
         sizes, squarings = count(batched, shared)
+        if bool(jnp.any(sizes < 0)):
+            count = self._mapper(("count", opts.keep, None), self._count(opts, None), chunk)
+            sizes, squarings = count(batched, shared)
         # a subject with rates that are not finite (e.g. V = 0) fails with its own status;
         # it must not size the others' exponentials
         needed = int(jnp.max(jnp.where(jnp.isfinite(squarings), squarings, 0.0)))
@@ -485,11 +493,11 @@ class Simulator:
         keep = cm.pruned_keep(opts.keep, dosed)
         return opts if keep == opts.keep else dataclasses.replace(opts, keep=keep)
 
-    def _count(self, opts: EngineOptions) -> Any:
+    def _count(self, opts: EngineOptions, few: int | None) -> Any:
         def count(b: dict[str, Any], s: dict[str, Any]) -> Any:
             p, d, t, _, o = self._inputs(b, s)
             p, d, t, _ = self._prepare(p, d, t)
-            return count_distinct_lengths(self.model, opts, p, d, t, o)
+            return count_distinct_lengths(self.model, opts, p, d, t, o, few)
 
         return count
 

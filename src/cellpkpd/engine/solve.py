@@ -683,13 +683,52 @@ def _output_keys(n_out: int, events_before: Any | None) -> Any:
     return 8 * jnp.asarray(events_before, jnp.int32) - 1
 
 
-def _merge(ev: _Events, times: Any, events_before: Any | None) -> Any:
-    """Order of event points and output times merged by time, then tie-break key."""
-    all_t = jnp.concatenate([ev.time, times])
+#: `_merge` compares each output with every event point up to this many points (a binary
+#: search beyond)
+COMPARE_MAX_POINTS = 32
+
+
+def _count_before(keys: Any, ties: Any, qk: Any, qt: Any) -> Any:
+    """For each query (qk, qt), how many of the pairs (keys, ties), sorted by key then tie,
+    come strictly before it: a binary search by comparisons and gathers (no sort)."""
+    n = keys.shape[0]
+    lo = jnp.zeros(qk.shape, jnp.int32)
+    hi = jnp.full(qk.shape, n, jnp.int32)
+    for _ in range(max(int(n).bit_length(), 1)):
+        mid = (lo + hi) // 2
+        m = jnp.minimum(mid, n - 1)
+        less = (keys[m] < qk) | ((keys[m] == qk) & (ties[m] < qt))
+        lo = jnp.where((lo < hi) & less, mid + 1, lo)
+        hi = jnp.where((lo < hi) & ~less, mid, hi)
+    return lo
+
+
+def _merge(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any]:
+    """(src, out_pos): event points and output times merged by time, then tie-break key
+    (events' ``2 * order``, outputs' odd `_output_keys`: never equal); src (P + n_out,):
+    each merged entry's index in ``concatenate([ev.time, times])``, out_pos (n_out,): each
+    output's merged position. The few event points are sorted; the outputs, already in
+    order (times non-decreasing, keys non-decreasing at equal times), are merged with them
+    by binary searches."""
     if events_before is not None and ev.per_entry > 1:  # route doses: K slots per entry
         events_before = ev.per_entry * jnp.asarray(events_before, jnp.int32)
-    tie = jnp.concatenate([2 * ev.order, _output_keys(times.shape[0], events_before)])
-    return jnp.lexsort((tie, all_t))
+    P, n_out = ev.time.shape[0], times.shape[0]
+    out_key = _output_keys(n_out, events_before)
+    ev_key = 2 * jnp.asarray(ev.order, jnp.int32)
+    perm = jnp.lexsort((ev_key, ev.time)).astype(jnp.int32)
+    # outputs before each event point (in time order), then event points before each output
+    c = _count_before(times, out_key, ev.time[perm], ev_key[perm])
+    # few points: compare each output with all of them (cheaper than a search on CPU)
+    how = "compare_all" if P <= COMPARE_MAX_POINTS else "scan"
+    find = lambda a, v: jnp.searchsorted(a, v, side="right", method=how).astype(jnp.int32)
+    k = jnp.arange(n_out, dtype=jnp.int32)
+    out_pos = k + find(c, k)
+    pos = jnp.arange(P, dtype=jnp.int32) + c  # event points' merged positions, increasing
+    m = jnp.arange(P + n_out, dtype=jnp.int32)
+    e = find(pos, m)  # event points at or before merged position m
+    last = jnp.maximum(e - 1, 0)
+    is_pt = (e > 0) & (pos[last] == m)
+    return jnp.where(is_pt, perm[last], P + m - e), out_pos
 
 
 def _timeline(
@@ -703,15 +742,15 @@ def _timeline(
     bp: Breakpoints | None,
 ) -> tuple[Any, ...]:
     """Events and output times merged in time order (at equal times events first, or as
-    `events_before` says)."""
+    `events_before` says): (events, P, src, T, is_pt, h, prev_T, out_pos), see `_merge`."""
     t0 = opts.t0
     ev = _expand(cm, p, tv, d, t0, times[-1], bp)
     P = ev.time.shape[0]
-    src = _merge(ev, times, events_before)
+    src, out_pos = _merge(ev, times, events_before)
     all_t = jnp.concatenate([ev.time, times])
     T = all_t[src]
     prev_T = jnp.concatenate([jnp.asarray([t0], T.dtype), T[:-1]])
-    return ev, P, src, T, src < P, T - prev_T, prev_T
+    return ev, P, src, T, src < P, T - prev_T, prev_T, out_pos
 
 
 # Planned exponentials up to which a step of the exact path multiplies by each and selects
@@ -723,14 +762,25 @@ SELECT_MAX_PLAN = 2
 SAME_LENGTH_RTOL = 1e-10
 
 
-def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
+#: `_distinct` finds a subject's distinct segment lengths one at a time (a pass over the
+#: segments each, cheaper on CPU than a sort for a few) when there are at most this many
+#: (a plan this small, or a count that stops beyond it), else by a sort
+FEW_LENGTHS = 16
+
+
+def _distinct(h: Any, region: Any = None, few: int | None = None) -> tuple[Any, Any]:
     """Rank of each segment length among the subject's distinct positive lengths (sorted
     lengths within `SAME_LENGTH_RTOL` of the previous one count as equal) and their number;
     with `region` (int per segment: which system matrix holds there), of the distinct
     (region, length) pairs. A segment of length 0 (an event and an output at one time) needs
-    no exponential (it is the identity): its rank is -1 and it is not counted."""
+    no exponential (it is the identity): its rank is -1 and it is not counted.
+
+    `few`: take the distinct values one at a time, smallest first (`_distinct_passes`),
+    stopping after `few` of them (then the number is -1: not counted); None: by a sort."""
     zero = h <= 0
     key = jnp.where(zero, -1, 0 if region is None else region)
+    if few is not None:
+        return _distinct_passes(h, key, zero, few)
     order = jnp.lexsort((h, key))
     ks, kr = h[order], key[order]
     new = (ks[1:] - ks[:-1] > SAME_LENGTH_RTOL * ks[1:]) | (kr[1:] != kr[:-1])
@@ -739,6 +789,38 @@ def _distinct(h: Any, region: Any = None) -> tuple[Any, Any]:
     index = jnp.zeros_like(rank_sorted).at[order].set(rank_sorted)
     has_zero = jnp.any(zero).astype(index.dtype)
     return jnp.where(zero, -1, index - has_zero), rank_sorted[-1] + 1 - has_zero
+
+
+def _distinct_passes(h: Any, key: Any, zero: Any, few: int) -> tuple[Any, Any]:
+    """`_distinct` by passes: each takes the smallest (key, length) left, gives its segments
+    the current rank and opens a new rank when its key differs from the previous value's or
+    its length exceeds it by more than `SAME_LENGTH_RTOL` (the sorted rule, value by value),
+    until no segment is left or after `few` values (the number is then -1)."""
+    big = jnp.iinfo(jnp.int32).max
+    key = key.astype(jnp.int32)
+    h = jax.lax.stop_gradient(h)  # ranks only: no derivative through the loop
+
+    def body(c: tuple[Any, ...]) -> tuple[Any, ...]:
+        left, index, r, k_prev, h_prev, i = c
+        k = jnp.min(jnp.where(left, key, big))
+        v = jnp.min(jnp.where(left & (key == k), h, jnp.inf))
+        eq = left & (key == k) & (h == v)
+        r = r + ((k != k_prev) | (v - h_prev > SAME_LENGTH_RTOL * v)).astype(r.dtype)
+        return left & ~eq, jnp.where(eq, r, index), r, k, v, i + 1
+
+    start = (
+        jnp.ones(h.shape, bool),
+        jnp.zeros(h.shape, jnp.int32),
+        jnp.asarray(-1, jnp.int32),
+        jnp.asarray(big, jnp.int32),
+        jnp.asarray(jnp.inf, h.dtype),
+        jnp.asarray(0, jnp.int32),
+    )
+    go = lambda c: jnp.any(c[0]) & (c[5] < few)
+    left, index, r, *_ = jax.lax.while_loop(go, body, start)
+    has_zero = jnp.any(zero).astype(index.dtype)
+    count = jnp.where(jnp.any(left), -1, r + 1 - has_zero)
+    return jnp.where(zero, -1, index - has_zero), count
 
 
 #: `_slot_values` compares every segment with each slot up to this many slots (a scatter,
@@ -781,16 +863,19 @@ def count_distinct_lengths(
     d: DoseArrays,
     times: Any,
     events_before: Any | None = None,
+    few: int | None = None,
 ) -> tuple[Any, Any]:
     """Number of distinct segment lengths of one subject on the exact path, and the
     squarings its exponentials need; their maxima over a batch size `solve_subject`'s
-    ``plan_size`` and ``EngineOptions.squarings``."""
+    ``plan_size`` and ``EngineOptions.squarings``. With `few`, the lengths are counted
+    only up to `few` distinct values (cheaper than a sort; see `_distinct`): beyond, the
+    number is -1 and the subject must be counted again without `few`."""
     bp = cm.breakpoints(p)
-    ev, _, _, _, _, h, prev_T = _timeline(cm, opts, p, d, times, None, events_before, bp)
+    ev, _, _, _, _, h, prev_T, _ = _timeline(cm, opts, p, d, times, None, events_before, bp)
     # the norm of the propagated states' matrix sets the squarings (a steady state's
     # trough takes the whole matrix)
     (As, _), region = _regions(cm, p, prev_T, bp, None if d.has_ss else opts.keep)
-    count = _distinct(h, region)[1]
+    count = _distinct(h, region, few)[1]
     longest = jnp.max(h)
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
@@ -879,7 +964,7 @@ def _solve_exact(
     n = cm.n_states
     bp = cm.breakpoints(p)
     tl = _timeline(cm, opts, p, d, times, tv, events_before, bp)
-    ev, P, src, T, is_pt, _, prev_T = tl
+    ev, P, src, T, is_pt, _, prev_T, out_pos = tl
     x_init = cm.initial(params_at(p, tv, opts.t0, _FIRST_RECORD, point=True, bp=bp))
     # Without zero-order input (no infusion, no steady state, no constant term in the model)
     # Gamma is never used: exponentiate A h alone, an n x n matrix instead of the 2n x 2n
@@ -911,7 +996,7 @@ def _solve_exact(
     # gathering each subject's matrix
     select = props.planned and plan_size <= SELECT_MAX_PLAN
     xs = _propagate(props, forcing, replace, sub(x_init), select)
-    states = xs[jnp.argsort(src, stable=True)[P:]]
+    states = xs[out_pos]
     if K is not None:
         states = _embed(states, K, n)
     status = jnp.where(jnp.all(jnp.isfinite(states)), ss_code, jnp.maximum(ss_code, NON_FINITE))
@@ -936,11 +1021,13 @@ def _propagators(
     gap and one per segment next to an event; otherwise one per segment. Time-varying inputs
     (or breakpoints without a plan) change A: one per segment with the segment's own
     parameters."""
-    _, P, src, _, is_pt, h, prev_T = tl
+    _, P, src, _, is_pt, h, prev_T, _ = tl
     keep = None if _kept(cm, opts.keep)[0] is None else opts.keep
     if tv is None and plan_size is not None:
         (As, bs), region = _regions(cm, p, prev_T, bp, keep)
-        Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region)[0], plan_size, region)
+        # a plan of few lengths: few distinct values (all of them: no limit on the passes)
+        few = h.shape[0] + 1 if plan_size <= FEW_LENGTHS else None
+        Phi, Gam, tab = _planned(pair, As, h, _distinct(h, region, few)[0], plan_size, region)
         return _Propagators(Phi, Gam, tab, bs if region is None else bs[region], True)
     if tv is not None or bp is not None:
         system = lambda T_: cm.linear_system(params_at(p, tv, T_, bp=bp), keep)
@@ -1149,13 +1236,9 @@ def _ode_points(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any
     """(order, T, seg): the event points in time order and their times, and the segment of
     each output (the number of event points before it in the merged order)."""
     order = jnp.lexsort((ev.order, ev.time))
-    P, n_out = ev.time.shape[0], times.shape[0]
-    place = (
-        jnp.zeros(P + n_out, jnp.int32)
-        .at[_merge(ev, times, events_before)]
-        .set(jnp.arange(P + n_out, dtype=jnp.int32))
-    )
-    return order, ev.time[order], place[P:] - jnp.arange(n_out, dtype=jnp.int32)
+    n_out = times.shape[0]
+    out_pos = _merge(ev, times, events_before)[1]
+    return order, ev.time[order], out_pos - jnp.arange(n_out, dtype=jnp.int32)
 
 
 def _ode_segment(

@@ -1,0 +1,98 @@
+"""The exact and ODE paths' sort-free timeline steps. The merge (`solve._merge`): event
+points and output times merged by binary searches must give the order of a full
+lexicographic sort by (time, tie-break key), ties between doses and outputs at one time
+included (NONMEM's record order, `events_before`); the reference is numpy's stable lexsort
+of the concatenation, which is what the merge replaced. The distinct segment lengths by
+passes (`solve._distinct` with `few`) must give the ranks and count of the sorting rule,
+lengths within `SAME_LENGTH_RTOL` chains included. Comparisons are exact (integers)."""
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import cellpkpd as cp
+from cellpkpd.engine.solve import (
+    COMPARE_MAX_POINTS,
+    FEW_LENGTHS,
+    SAME_LENGTH_RTOL,
+    _distinct,
+    _merge,
+    _output_keys,
+)
+
+
+def reference(ev_time, ev_order, times, events_before, per_entry):
+    """(src, out_pos) from one stable lexsort of events and outputs (the former code)."""
+    if events_before is not None and per_entry > 1:
+        events_before = per_entry * np.asarray(events_before)
+    out_key = np.asarray(_output_keys(times.size, events_before))
+    tie = np.concatenate([2 * ev_order, out_key]).astype(np.int64)
+    src = np.lexsort((tie, np.concatenate([ev_time, times])))
+    return src, np.argsort(src, kind="stable")[ev_time.size :]
+
+
+@pytest.mark.parametrize("n_points", [1, 5, COMPARE_MAX_POINTS + 7])
+@pytest.mark.parametrize("with_before", [False, True])
+@pytest.mark.parametrize("per_entry", [1, 3])
+def test_merge_matches_full_sort(n_points, with_before, per_entry):
+    rng = np.random.default_rng([n_points, with_before, per_entry])
+    for _ in range(20):
+        # coarse grids so that events and outputs often share a time
+        times = np.sort(rng.integers(0, 12, 40)).astype(float)
+        ev_time = rng.integers(0, 14, n_points).astype(float)
+        ev_order = rng.integers(0, 10, n_points)
+        before = None
+        if with_before:  # non-decreasing at equal times, as the simulator builds it
+            before = np.zeros(times.size, np.int64)
+            for t in np.unique(times):
+                at = times == t
+                before[at] = np.sort(rng.integers(0, 6, at.sum()))
+        ev = SimpleNamespace(time=jnp.asarray(ev_time), order=jnp.asarray(ev_order),
+                             per_entry=per_entry)  # fmt: skip
+        src, out_pos = _merge(
+            ev, jnp.asarray(times), None if before is None else jnp.asarray(before)
+        )
+        ref_src, ref_pos = reference(ev_time, ev_order, times, before, per_entry)
+        np.testing.assert_array_equal(np.asarray(src), ref_src)
+        np.testing.assert_array_equal(np.asarray(out_pos), ref_pos)
+
+
+@pytest.mark.parametrize("with_region", [False, True])
+def test_distinct_by_passes_matches_sort(with_region):
+    rng = np.random.default_rng(int(with_region))
+    for _ in range(30):
+        # few values, zeros, and near-equal lengths (chains within SAME_LENGTH_RTOL)
+        base = rng.choice([0.0, 0.25, 0.5, 1.0, 3.0], 60)
+        h = base * (1.0 + SAME_LENGTH_RTOL * rng.integers(0, 3, 60) * 0.6)
+        region = jnp.asarray(rng.integers(0, 3, 60)) if with_region else None
+        rank, count = _distinct(jnp.asarray(h), region)
+        rank_p, count_p = _distinct(jnp.asarray(h), region, h.size + 1)
+        np.testing.assert_array_equal(np.asarray(rank_p), np.asarray(rank))
+        assert int(count_p) == int(count)
+
+
+def test_distinct_by_passes_stops_after_few():
+    h = jnp.arange(1.0, FEW_LENGTHS + 3.0)  # FEW_LENGTHS + 2 distinct lengths
+    assert int(_distinct(h)[1]) == FEW_LENGTHS + 2
+    assert int(_distinct(h, None, FEW_LENGTHS)[1]) == -1
+    assert int(_distinct(h[:FEW_LENGTHS], None, FEW_LENGTHS)[1]) == FEW_LENGTHS
+
+
+def test_plan_with_many_lengths_is_counted_again_by_the_sort():
+    """More than `FEW_LENGTHS` distinct segment lengths (output gaps 1, 2, ..., 20 h): the
+    counting program's passes stop (-1) and `Simulator.plan` counts again by the sort, so
+    the plan has all 20 lengths; its results equal the unplanned solve (rtol 1e-12: only
+    the number of squarings may differ)."""
+    spec = cp.load_model("two_cmt_iv")
+    times = np.concatenate([[0.0], np.cumsum(np.arange(1.0, 21.0))])
+    sim = cp.Simulator(spec, times, outputs=["central"], solver="exact")
+    doses = sim.doses([cp.Regimen([cp.Dose(0.0, 100.0, cmt="central")])] * 3)
+    params = {"CL": spec.parameters["CL"].value * np.array([0.5, 1.0, 2.0])}
+    plan = sim.plan(doses, params)
+    assert plan.size == 20
+    solve = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])(params, doses)
+    planned, whole = solve(plan), solve(None)
+    np.testing.assert_allclose(planned["central"], whole["central"], rtol=1e-12, atol=0)
