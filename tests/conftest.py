@@ -41,7 +41,8 @@ _cp.config.enable_compilation_cache()
 HEAVY_FIRST = (
     "test_events.py", "test_infer_nonlinear.py", "test_infer.py", "test_steady_state.py",
     "test_simulate.py", "test_routes.py", "test_msc_pkpd_host.py", "test_literature_msc.py",
-    "test_literature_msc_host.py",
+    "test_literature_msc_host.py", "test_figure_review.py", "test_merge.py",
+    "test_sweep_options.py",
     "test_sweep.py", "test_gradients.py", "test_plots.py", "test_metrics.py",
     "test_infer_likelihood.py", "test_cli_fit.py", "test_parallel.py", "test_msc_pbk.py",
     "test_infer_recovery.py", "test_population.py",
