@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import simulate_scenarios
 
 import cellpkpd as cp
 
@@ -80,23 +81,14 @@ def _scenario_params(spec: cp.ModelSpec, name: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def runs(spec: cp.ModelSpec) -> dict[str, dict[str, np.ndarray]]:
     """Every scenario in one cp.simulate call: name -> output -> array (time,)."""
-    names = list(SCENARIOS)
-    defaults = spec.defaults()
-    chosen = {n: _scenario_params(spec, n) for n in names}
-    params = {k: np.array([chosen[n].get(k, defaults[k]) for n in names]) for k in spec.parameters}
-    covs = {
-        k: np.array([SCENARIOS[n][2].get(k, defaults[k]) for n in names]) for k in spec.covariates
-    }
-    res = cp.simulate(
+    return simulate_scenarios(
         spec,
-        [SCENARIOS[n][0] for n in names],
+        {n: SCENARIOS[n][0] for n in SCENARIOS},
+        {n: _scenario_params(spec, n) for n in SCENARIOS},
+        {n: SCENARIOS[n][2] for n in SCENARIOS},
         TIMES,
-        params=params,
-        covariates=covs,
-        outputs=OUTPUTS,
+        OUTPUTS,
     )
-    assert res["status"].values.tolist() == [0] * len(names)
-    return {n: {o: res[o].values[i] for o in OUTPUTS} for i, n in enumerate(names)}
 
 
 def _at(y: np.ndarray, t: float) -> float:

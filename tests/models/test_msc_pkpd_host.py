@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import simulate_scenarios
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,25 +81,15 @@ SCENARIOS: dict[str, tuple[cp.Regimen, dict, dict]] = {
 @pytest.fixture(scope="module")
 def runs(spec: cp.ModelSpec) -> dict[str, dict[str, np.ndarray]]:
     """Every scenario in one cp.simulate call: name -> output -> array (time,)."""
-    names = list(SCENARIOS)
-    defaults = spec.defaults()
-    params = {
-        k: np.array([SCENARIOS[n][1].get(k, defaults[k]) for n in names]) for k in spec.parameters
-    }
-    covs = {
-        k: np.array([SCENARIOS[n][2].get(k, defaults[k]) for n in names]) for k in spec.covariates
-    }
     outputs = (*spec.states, *spec.observations, "licensing", "total_cells", "baseline", "exposure")
-    res = cp.simulate(
+    return simulate_scenarios(
         spec,
-        [SCENARIOS[n][0] for n in names],
+        {n: SCENARIOS[n][0] for n in SCENARIOS},
+        {n: SCENARIOS[n][1] for n in SCENARIOS},
+        {n: SCENARIOS[n][2] for n in SCENARIOS},
         TIMES,
-        params=params,
-        covariates=covs,
-        outputs=outputs,
+        outputs,
     )
-    assert res["status"].values.tolist() == [0] * len(names)
-    return {n: {o: res[o].values[i] for o in outputs} for i, n in enumerate(names)}
 
 
 def dosed_so_far(reg: cp.Regimen, times: np.ndarray) -> np.ndarray:
