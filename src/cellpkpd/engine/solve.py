@@ -692,15 +692,16 @@ def _count_before(keys: Any, ties: Any, qk: Any, qt: Any) -> Any:
     """For each query (qk, qt), how many of the pairs (keys, ties), sorted by key then tie,
     come strictly before it: a binary search by comparisons and gathers (no sort)."""
     n = keys.shape[0]
-    lo = jnp.zeros(qk.shape, jnp.int32)
-    hi = jnp.full(qk.shape, n, jnp.int32)
-    for _ in range(max(int(n).bit_length(), 1)):
+
+    def halve(_: Any, bounds: tuple[Any, Any]) -> tuple[Any, Any]:
+        lo, hi = bounds
         mid = (lo + hi) // 2
         m = jnp.minimum(mid, n - 1)
         less = (keys[m] < qk) | ((keys[m] == qk) & (ties[m] < qt))
-        lo = jnp.where((lo < hi) & less, mid + 1, lo)
-        hi = jnp.where((lo < hi) & ~less, mid, hi)
-    return lo
+        return jnp.where((lo < hi) & less, mid + 1, lo), jnp.where((lo < hi) & ~less, mid, hi)
+
+    start = (jnp.zeros(qk.shape, jnp.int32), jnp.full(qk.shape, n, jnp.int32))
+    return jax.lax.fori_loop(0, max(int(n).bit_length(), 1), halve, start)[0]
 
 
 def _merge(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any]:
