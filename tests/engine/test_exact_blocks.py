@@ -202,7 +202,9 @@ def test_a_plan_sizes_the_program_and_leaves_the_numbers_unchanged() -> None:
     assert plan.size == 1 and plan.options.keep == (0, 1, 2)
     assert plan.options.squarings < sim.options.squarings
     assert sim.plan(doses).size is None  # no params: pruned, not counted
-    solve = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])(params, doses)
+    # compiled (one program each; an eager vmap runs and compiles every operation alone)
+    one = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])
+    solve = lambda plan: jax.jit(one(plan))(params, doses)
     planned, whole = solve(plan), solve(None)
     for s in spec.states:
         np.testing.assert_allclose(planned[s], whole[s], rtol=1e-12, atol=1e-12)

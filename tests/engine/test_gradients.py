@@ -113,8 +113,10 @@ EXT = pytest.mark.extended  # the same derivatives by a costlier compile (see py
 # two classes, so that pytest-xdist (--dist loadscope) runs the two paths in parallel
 @pytest.mark.slow
 class TestExactPath:
+    # un-jitted grad runs op by op (~45 s on 2 cores): extended, as on the ODE path
     @pytest.mark.parametrize(
-        "transform", ["grad", "jit_grad", pytest.param("vmap_grad", marks=EXT)]
+        "transform",
+        [pytest.param("grad", marks=EXT), "jit_grad", pytest.param("vmap_grad", marks=EXT)],
     )
     @pytest.mark.parametrize("field", FIELDS)
     def test_dose_field_derivative_matches_central_difference(self, field, transform):
@@ -145,9 +147,9 @@ def test_vmap_over_amounts_gives_each_amount_result():
         return sim({}, doses)["conc"]
 
     amounts = jnp.array([1.0, 10.0, 100.0])
-    batched = np.asarray(jax.vmap(conc)(amounts))
-    one = np.stack([np.asarray(conc(float(a))) for a in amounts])
-    # same program on the same numbers: only float64 round-off may differ
+    batched = np.asarray(jax.jit(jax.vmap(conc))(amounts))  # compiled, not op by op
+    one = np.stack([np.asarray(jax.jit(conc)(float(a))) for a in amounts])
+    # the same operations on the same numbers: only float64 round-off may differ
     np.testing.assert_allclose(batched, one, rtol=1e-12)
     # and a linear model is linear in the dose
     np.testing.assert_allclose(batched[2], 100.0 * batched[0], rtol=1e-12)

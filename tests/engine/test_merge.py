@@ -93,6 +93,8 @@ def test_plan_with_many_lengths_is_counted_again_by_the_sort():
     params = {"CL": spec.parameters["CL"].value * np.array([0.5, 1.0, 2.0])}
     plan = sim.plan(doses, params)
     assert plan.size == 20
-    solve = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])(params, doses)
+    # compiled (one program each; an eager vmap runs and compiles every operation alone)
+    one = lambda plan: jax.vmap(lambda p, d: sim.solve(p, d, plan=plan)[0])
+    solve = lambda plan: jax.jit(one(plan))(params, doses)
     planned, whole = solve(plan), solve(None)
     np.testing.assert_allclose(planned["central"], whole["central"], rtol=1e-12, atol=0)

@@ -194,10 +194,11 @@ def test_route_gradient_wrt_fraction_parameter_matches_central_difference():
     sim = cp.Simulator(spec, times=TIMES, outputs=("dead",), solver="exact")
     reg = cp.Regimen([cp.Dose(0.0, 1e6, route="iv", duration=1.0)])
 
+    @jax.jit  # compiled once, not op by op
     def f(fv):
         return sim(dict(fv=fv), reg)["dead"][2]
 
-    g = float(jax.grad(f)(0.8))
+    g = float(jax.jit(jax.grad(f))(0.8))
     h = 1e-5
     fd = (float(f(0.8 + h)) - float(f(0.8 - h))) / (2 * h)
     # f is linear in fv (dead = N (1 - fv via) g(t)): central difference exact to rounding

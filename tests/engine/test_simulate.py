@@ -372,7 +372,7 @@ def test_parameter_dependent_breakpoint_is_exact_and_differentiable(solver: str)
     sim = cp.Simulator(spec, times, outputs=("total",), solver=solver, rtol=1e-11, atol=1e-14)
     doses = sim.doses(reg)
     f = jax.jit(lambda tmax: sim({"Tmax": tmax}, doses)["total"][5])
-    grad = float(jax.grad(f)(9.7))
+    grad = float(jax.jit(jax.grad(f))(9.7))
     fd = (float(f(9.7 + 1e-5)) - float(f(9.7 - 1e-5))) / 2e-5
     assert grad == pytest.approx(fd, rel=1e-6)
 
