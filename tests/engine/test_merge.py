@@ -52,9 +52,11 @@ def test_merge_matches_full_sort(n_points, with_before, per_entry):
                 before[at] = np.sort(rng.integers(0, 6, at.sum()))
         ev = SimpleNamespace(time=jnp.asarray(ev_time), order=jnp.asarray(ev_order),
                              per_entry=per_entry)  # fmt: skip
-        src, out_pos = _merge(
+        src, out_pos, perm = _merge(
             ev, jnp.asarray(times), None if before is None else jnp.asarray(before)
         )
+        # the event points in time order, as the ODE path steps through them
+        np.testing.assert_array_equal(perm, np.lexsort((ev_order, ev_time)))
         ref_src, ref_pos = reference(ev_time, ev_order, times, before, per_entry)
         np.testing.assert_array_equal(np.asarray(src), ref_src)
         np.testing.assert_array_equal(np.asarray(out_pos), ref_pos)

@@ -704,13 +704,13 @@ def _count_before(keys: Any, ties: Any, qk: Any, qt: Any) -> Any:
     return jax.lax.fori_loop(0, max(int(n).bit_length(), 1), halve, start)[0]
 
 
-def _merge(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any]:
-    """(src, out_pos): event points and output times merged by time, then tie-break key
-    (events' ``2 * order``, outputs' odd `_output_keys`: never equal); src (P + n_out,):
+def _merge(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any, Any]:
+    """(src, out_pos, perm): event points and output times merged by time, then tie-break
+    key (events' ``2 * order``, outputs' odd `_output_keys`: never equal); src (P + n_out,):
     each merged entry's index in ``concatenate([ev.time, times])``, out_pos (n_out,): each
-    output's merged position. The few event points are sorted; the outputs, already in
-    order (times non-decreasing, keys non-decreasing at equal times), are merged with them
-    by binary searches."""
+    output's merged position, perm (P,): the event points in time order. The few event
+    points are sorted; the outputs, already in order (times non-decreasing, keys
+    non-decreasing at equal times), are merged with them by binary searches."""
     if events_before is not None and ev.per_entry > 1:  # route doses: K slots per entry
         events_before = ev.per_entry * jnp.asarray(events_before, jnp.int32)
     P, n_out = ev.time.shape[0], times.shape[0]
@@ -729,7 +729,7 @@ def _merge(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any
     e = find(pos, m)  # event points at or before merged position m
     last = jnp.maximum(e - 1, 0)
     is_pt = (e > 0) & (pos[last] == m)
-    return jnp.where(is_pt, perm[last], P + m - e), out_pos
+    return jnp.where(is_pt, perm[last], P + m - e), out_pos, perm
 
 
 def _timeline(
@@ -747,7 +747,7 @@ def _timeline(
     t0 = opts.t0
     ev = _expand(cm, p, tv, d, t0, times[-1], bp)
     P = ev.time.shape[0]
-    src, out_pos = _merge(ev, times, events_before)
+    src, out_pos, _ = _merge(ev, times, events_before)
     all_t = jnp.concatenate([ev.time, times])
     T = all_t[src]
     prev_T = jnp.concatenate([jnp.asarray([t0], T.dtype), T[:-1]])
@@ -1236,10 +1236,8 @@ def _ode(cm: CompiledModel, opts: EngineOptions) -> _Ode:
 def _ode_points(ev: _Events, times: Any, events_before: Any | None) -> tuple[Any, Any, Any]:
     """(order, T, seg): the event points in time order and their times, and the segment of
     each output (the number of event points before it in the merged order)."""
-    order = jnp.lexsort((ev.order, ev.time))
-    n_out = times.shape[0]
-    out_pos = _merge(ev, times, events_before)[1]
-    return order, ev.time[order], out_pos - jnp.arange(n_out, dtype=jnp.int32)
+    _, out_pos, order = _merge(ev, times, events_before)
+    return order, ev.time[order], out_pos - jnp.arange(times.shape[0], dtype=jnp.int32)
 
 
 #: `_ode_segment`: a segment of length 0 is solved over this span relative to its time (at
