@@ -157,13 +157,20 @@ class ScipyPeer:
         return {o: np.asarray(out[o]) for o in self.outputs}
 
 
-def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
+def case(name: str, n: int) -> tuple[cp.ModelSpec, cp.Regimen, dict, np.random.Generator]:
+    """(spec, regimen, params, rng) of model `name`'s case (`CASES`) for n subjects: its one
+    dose, and its varied parameter drawn log-normally (CV, seeded by n and the name)."""
     spec = cp.load_model(name)
-    dose, times, varied, outputs = CASES[name]
+    dose, _, varied, _ = CASES[name]
     rng = np.random.default_rng([SEED, n, len(name)])
     params = {varied: spec.parameters[varied].value * np.exp(CV * rng.standard_normal(n))}
     kw = {"route": dose["route"]} if "route" in dose else {"cmt": dose["cmt"]}
-    reg = cp.Regimen([cp.Dose(0.0, dose["amount"], **kw)])
+    return spec, cp.Regimen([cp.Dose(0.0, dose["amount"], **kw)]), params, rng
+
+
+def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
+    dose, times, varied, outputs = CASES[name]
+    spec, reg, params, rng = case(name, n)
     regs = reg  # one regimen shared by the N subjects (their parameters differ)
     # stiff: marked so, or rates above 1e3 per time unit (then Tsit5 is skipped: it hits
     # its step limit, measured once in the README, and SciPy uses Radau)

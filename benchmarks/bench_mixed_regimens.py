@@ -40,6 +40,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_library import timed
 from bench_simulate import machine_info
 from scipy.integrate import solve_ivp
 
@@ -66,16 +67,10 @@ def regimens() -> list[cp.Regimen]:
     ]
 
 
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    t = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t
-    warm = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        warm.append(time.perf_counter() - t)
-    return first, statistics.median(warm), out
+def timed_warm(fn, repeats: int) -> tuple[float, float, object]:
+    """(first call s, median of `repeats` warm calls s, first result)."""
+    first, out = timed(fn)
+    return first, statistics.median(timed(fn)[0] for _ in range(repeats)), out
 
 
 def scipy_subject(spec: cp.ModelSpec, reg: cp.Regimen) -> dict[str, np.ndarray]:
@@ -116,9 +111,9 @@ def bench(n: int, repeats: int) -> dict:
     subjects = [regs[i % 3] for i in range(n)]
     run = lambda rs: cp.simulate(spec, rs, TIMES, outputs=list(OUTPUTS), solver="tsit5",
                                  rtol=RTOL, atol=ATOL)  # fmt: skip
-    mixed_first, mixed_warm, mixed = timed(lambda: run(subjects), repeats)
+    mixed_first, mixed_warm, mixed = timed_warm(lambda: run(subjects), repeats)
     groups = [[r for i, r in enumerate(subjects) if i % 3 == g] for g in range(3)]
-    grouped_first, grouped_warm, grouped = timed(lambda: [run(g) for g in groups], repeats)
+    grouped_first, grouped_warm, grouped = timed_warm(lambda: [run(g) for g in groups], repeats)
     assert np.all(mixed["status"].values == 0)
     t = time.perf_counter()
     ref = [scipy_subject(spec, r) for r in regs for _ in range(2)]

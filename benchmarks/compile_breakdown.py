@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
-from bench_library import CASES, CV, SEED
+from bench_library import CASES, case
 
 import cellpkpd as cp
 
@@ -54,15 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     jax.monitoring.register_event_duration_secs_listener(listen)
     rows = []
     for name in args.models.split(","):
-        spec = cp.load_model(name)
-        dose, times, varied, outputs = CASES[name]
-        rng = np.random.default_rng([SEED, args.n, len(name)])
-        value = spec.parameters[varied].value * np.exp(CV * rng.standard_normal(args.n))
-        kw = {"route": dose["route"]} if "route" in dose else {"cmt": dose["cmt"]}
-        reg = cp.Regimen([cp.Dose(0.0, dose["amount"], **kw)])
+        _, times, _, outputs = CASES[name]
+        spec, reg, params, _ = case(name, args.n)
 
-        def run(spec=spec, reg=reg, times=times, varied=varied, value=value, outputs=outputs):
-            return cp.simulate(spec, reg, times, params={varied: value}, outputs=list(outputs),
+        def run(spec=spec, reg=reg, times=times, params=params, outputs=outputs):
+            return cp.simulate(spec, reg, times, params=params, outputs=list(outputs),
                                solver=args.solver, rtol=1e-8, atol=1e-8)  # fmt: skip
 
         events.clear()
