@@ -125,6 +125,8 @@ def model_page(name: str) -> str:
 LITERATURE = {
     DOCS.parent / "tests" / "models" / "test_literature_msc.py": {
         "pbk": "msc_pbk",
+        "site_runs": "msc_pbk",
+        "depot_runs": "msc_pbk",
         "pd_runs": "msc_pkpd_host",
     },
     DOCS.parent / "tests" / "models" / "test_literature_msc_host.py": {"runs": "msc_pkpd_host"},

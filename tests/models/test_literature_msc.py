@@ -3,9 +3,10 @@ per fact.
 
 Each docstring names the source and what of it was read; each tolerance says why. What could be
 read of each source is said there: Lee et al. 2009 (abstract and text via PMC), Eggenhofer et
-al. 2012 (abstract), Fischer et al. 2009, Kim et al. 2014, Bonios et al. 2011, Hou et al.
-2005, Braid et al. 2018, Toupet et al. 2013, Bazhanov et al. 2016 and Moll et al. 2012
-(abstracts only).
+al. 2012 (abstract), Fischer et al. 2009, Kim et al. 2014, Bonios et al. 2011, Braid et al.
+2018, Toupet et al. 2013, Bazhanov et al. 2016, Moll et al. 2012, Gholamrezanezhad et al. 2011
+and a conference abstract on In-111 from dead MSCs in dog myocardium (abstracts only), Toma et
+al. 2009 (abstract and one figure legend).
 
 msc_pbk: the rates that no source gives were calibrated to some of these facts by
 models/calibration/msc_pbk.py (its targets sit inside these tolerances; the tests check the
@@ -327,27 +328,30 @@ def test_dewitte2018_monocytes_carry_msc_material_from_the_lungs_to_the_liver(pb
 # ------------------------------------------------------------------ Gholamrezanezhad et al. 2011
 def test_gholamrezanezhad2011_human_msc_label_leaves_the_lung_for_liver_and_spleen(pbk) -> None:
     """Gholamrezanezhad A et al. 2011 (abstract only; 4 patients with cirrhosis, 250-400e6
-    MSCs IV, In-111-oxine, whole-body planar imaging to 10 days): the activity "was first
-    observed to accumulate in the lungs"; the lungs' share fell from 27.0-33.5% to 2.0-5.4%
-    at 10 days (a 5- to 17-fold fall) while liver (0-2.8% -> 13.0-17.4%) and spleen
-    (2.0-10.2% -> 30.1-42.2%) rose. msc_pbk (human, route iv_labelled, 3e8 cells over
-    30 min, assumed): at 2 h the lung holds more label than liver + spleen; from 2 h to
-    10 days the lung's label falls 5- to 20-fold (the reported range, widened to 20 because
-    the model's first image is at 2 h and the study's immediately after infusion), and at
-    10 days liver + spleen hold more than 5x the lung's label (reported: 8- to 30-fold).
-    Not tested: the study's spleen above liver, a feature of cirrhosis (colloid shift); the
-    model's liver / spleen split is that of a healthy host (f_phago_liver). The absolute
-    shares are not compared: the ROI quantification of planar images does not add up to the
-    injected activity (the study's lungs held ~30% at the start)."""
+    MSCs IV, In-111-oxine, whole-body planar imaging to 10 days, decay-corrected region-of-
+    interest shares): the activity "was first observed to accumulate in the lungs"; from the
+    images immediately after infusion to day 10 the lungs' share fell from 27.0-33.5% to
+    2.0-5.4%, the liver's rose from 0-2.8% to 13.0-17.4% and the spleen's from 2.0-10.2% to
+    30.1-42.2%. msc_pbk (human, route iv_labelled, 3e8 cells over 30 min, assumed; the first
+    image taken as the end of the infusion): the lung holds more label than liver + spleen at
+    first, and each organ's own fold change to day 10 lies in the range the reported ranges
+    allow (the patients' values are not paired, so the bounds pair the extremes): the lung's
+    label falls 5.0- to 16.75-fold (27.0 / 5.4 to 33.5 / 2.0), the liver's rises more than
+    4.6-fold (13.0 / 2.8; its lowest first value, 0%, sets no upper bound) and the spleen's
+    2.95- to 21.1-fold (30.1 / 10.2 to 42.2 / 2.0). Within-organ ratios cancel each organ's
+    quantification factor (attenuation, overlap), which the absolute shares do not: the ROI
+    shares do not add up to the injected activity (the lungs held ~30% at the start), so they
+    are not compared. Not reproduced: the study's spleen above liver (model: liver ~8x
+    spleen at day 10), a feature of the patients' cirrhosis; see the model's known limits."""
     spec = cp.load_model("msc_pbk", species="human")  # (pbk, the mouse: lists the fact in docs)
     reg = cp.Regimen([cp.Dose(0.0, 3e8, route="iv_labelled", duration=0.5)])
     outputs = ["radiolabel_lung", "radiolabel_liver", "radiolabel_spleen"]
-    res = cp.simulate(spec, reg, [2.0, 240.0], outputs=outputs)
-    lung = res["radiolabel_lung"].values[0]
-    mps = res["radiolabel_liver"].values[0] + res["radiolabel_spleen"].values[0]
-    assert lung[0] > mps[0], (lung[0], mps[0])
-    assert 5.0 < lung[0] / lung[1] < 20.0, lung[0] / lung[1]
-    assert mps[1] > 5.0 * lung[1], (mps[1], lung[1])
+    res = cp.simulate(spec, reg, [0.5, 240.0], outputs=outputs)
+    lung, liver, spleen = (res[o].values[0] for o in outputs)
+    assert lung[0] > liver[0] + spleen[0], (lung[0], liver[0], spleen[0])
+    assert 5.0 < lung[0] / lung[1] < 16.75, lung[0] / lung[1]
+    assert liver[1] / liver[0] > 13.0 / 2.8, liver[1] / liver[0]
+    assert 30.1 / 10.2 < spleen[1] / spleen[0] < 42.2 / 2.0, spleen[1] / spleen[0]
 
 
 # ------------------------------------------------------------------ Fischer et al. 2009
@@ -428,6 +432,53 @@ def test_renal_artery_injection_puts_more_cells_in_the_kidney_than_iv(pbk) -> No
             assert ia[name][i] > 5 * iv[name][i], (name, i)
 
 
+# ------------------------------------------------------------------ Toma et al. 2009
+def test_toma2009_14_percent_of_arterially_arrested_msc_remain_in_muscle_at_72_h(pbk) -> None:
+    """Toma C et al. Circ Res 2009 (abstract and Fig. 6 legend only): rat MSCs (23 um) injected
+    into the iliac artery arrested in the cremaster microvessels on the first pass; "When
+    intravital microscopy was performed 3 days following injection, the number of MSCs in the
+    cremaster further decreased to 14% of the initial number, because of cell death in situ"
+    (Fig. 6: "loss of most of the injected cells (86%)"). msc_pbk (250-g rat, route ia, fully
+    viable fresh cells): of the viable cells arrested in the rest of the body (muscle), 13-15%
+    remain at 72 h (viable cells in `rest` at 72 h / at 5 min). k_death_tissue was calibrated to
+    14% (models/calibration/msc_pbk.py); the abstract gives an integer percentage without a
+    spread, so the tolerance is +-1 point. Not tested: the 92% first-pass arrest of the same
+    abstract (see the model's known limits: the route ia spreads the cells by cardiac output and
+    the rest of the body arrests E_rest of them per pass)."""
+    spec = cp.load_model("msc_pbk", species="rat")  # (pbk, the mouse: lists the fact in docs)
+    res = cp.simulate(spec, cp.Regimen([cp.Dose(0.0, 1e6, route="ia")]), [5 / 60, 72.0],
+                      covariates={"viability": 1.0}, outputs=["rest"])  # fmt: skip
+    rest = res["rest"].values[0]
+    assert rest[0] > 0.0
+    assert 0.13 < rest[1] / rest[0] < 0.15, rest[1] / rest[0]
+
+
+# ------------------------------------------------------------------ label of dead MSCs
+def test_in111_of_dead_msc_leaves_dog_myocardium_with_a_half_life_of_2_3_h(pbk) -> None:
+    """Conference abstract "PO-Thur-Eve-General-22: 111In-tropolone labeled mesenchymal stem
+    cells: in vivo radiotracer kinetics" (abstract only; authors and journal not read):
+    1.5e7 In-111-tropolone-labelled MSCs killed by ultrasound and injected into the myocardium
+    of a normal dog; "Analysis of the 111In SPECT images indicated a biological half-life of
+    2.3 hours", and In-111 released by dead MSCs labelled live MSCs only 0.2-0.3% (vs 53% for
+    labelling): "111In leaked from dead MSC does not label other viable MSC and will be rapidly
+    cleared from the myocardium". msc_pbk: k_label_dead was derived from the 2.3 h with a 20-kg
+    dog (the abstract gives no body weight; the model's allometry). Here a 20-kg host (the human
+    physiology table with body_weight = 20: the label of dead heart cells leaves by
+    k_label_dead x allometry alone), dead labelled cells dosed into the heart (dead_heart,
+    lab_dead_heart) beside as many viable cells (heart): the heart's label halves in 2.3 h
+    (rel 1%: the 4-digit rounding of k_label_dead; one dog, no spread reported; a 10-30-kg dog
+    would give 1.9-2.6 h), and the viable cells take up none of the released label (model:
+    exactly none; reported 0.2-0.3%). The abstract also says some In-111 was still in the
+    myocardium at 13 h, which the one exponential leaves at 2%."""
+    spec = cp.load_model("msc_pbk", species="human")  # (pbk, the mouse: lists the fact in docs)
+    reg = cp.Regimen([cp.Dose(0.0, 1.5e7, c) for c in ("heart", "dead_heart", "lab_dead_heart")])
+    res = cp.simulate(spec, reg, [0.0, 2.3, 13.0], params={"body_weight": 20.0},
+                      outputs=["radiolabel_heart", "lab_heart"])  # fmt: skip
+    label = res["radiolabel_heart"].values[0]
+    assert label[1] / label[0] == pytest.approx(0.5, rel=0.01)
+    assert np.all(res["lab_heart"].values[0] <= 0.003 * label[0])
+
+
 # ------------------------------------------------------------------ lung injury, intramyocardial
 SITE_T = np.array([1.0, 4.0, 24.0])  # h
 SITE_CASES = (  # name: (route, lung_injury)
@@ -483,15 +534,22 @@ def test_bonios2011_intramyocardial_injection_retains_13_6_percent_in_the_rat_he
     assert im["dna_lung"][0] > 0.5  # escaped via the coronary veins (model: ~85%; see limits)
 
 
-@pytest.mark.parametrize("species", SPECIES)
-def test_hou2005_intramyocardial_retains_more_in_the_heart_than_intracoronary(site_runs, species):
-    """Hou D et al. Circulation 2005;112(9 Suppl):I150-I156 (abstract only): in swine, In-111
-    labelled mononuclear cells were retained in the myocardium more after intramyocardial
-    (11 +- 3%) than after intracoronary (2.6 +- 0.3%) injection. msc_pbk: routes
-    intramyocardial and ia_heart in each species, donor DNA in the heart at 1 h: at least
-    2-fold more (Hou's ratio ~4; the model's intracoronary share is E_heart, assumed 2%)."""
-    im, ic = site_runs[species, "intramyocardial"], site_runs[species, "intracoronary"]
-    assert im["dna_heart"][0] > 2.0 * ic["dna_heart"][0], (im["dna_heart"][0], ic["dna_heart"][0])
+def test_bonios2011_intracoronary_delivery_retains_15_4_percent_in_the_rat_heart(site_runs):
+    """Bonios M et al. J Nucl Cardiol 2011;18:443-450 (abstract only; FDG-labelled
+    cardiosphere-derived cells, not MSCs but of a similar size class, PET at 1 h, rats with
+    acute ischaemia-reperfusion): cardiac retention 15.4% +- 5.5% after intracoronary delivery,
+    similar to intramyocardial injection (P = NS), with lung activity 19.9% +- 5.6%; after IV
+    delivery lung activity was highest (55.1% +- 9.3%) with "very low cardiac retention
+    (0.8% +- 1.06%)". msc_pbk (rat; routes ia_heart and iv, donor DNA at 1 h): E_heart was
+    calibrated to the 15.4% (models/calibration/msc_pbk.py), so the test allows the reported SD
+    (9.9-20.9%); IV puts < 1.86% (0.8% + 1 SD) in the heart, and more in the lung than
+    intracoronary delivery. The lung's share after intracoronary delivery (model ~84%, the
+    cells the heart does not arrest all reach the lung) is above the reported 19.9%: see the
+    model's known limits."""
+    ic, iv = site_runs["rat", "intracoronary"], site_runs["rat", "iv"]
+    assert 0.099 < ic["dna_heart"][0] < 0.209, ic["dna_heart"][0]
+    assert iv["dna_heart"][0] < 0.008 + 0.0106, iv["dna_heart"][0]
+    assert iv["dna_lung"][0] > ic["dna_lung"][0], (iv["dna_lung"][0], ic["dna_lung"][0])
 
 
 # ------------------------------------------------------------------ local depots
