@@ -16,23 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 import cellpkpd as cp
 from cellpkpd.cli.main import main
-
-
-@pytest.fixture
-def restore_cache():
-    """Put this worker's cache settings back after the test (other tests share them)."""
-    before = (
-        jax.config.jax_compilation_cache_dir,
-        jax.config.jax_persistent_cache_min_compile_time_secs,
-    )
-    yield
-    jax.config.update("jax_compilation_cache_dir", before[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
-    compilation_cache.reset_cache()
 
 
 def _entries(folder: Path) -> set[str]:

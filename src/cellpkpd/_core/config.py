@@ -34,6 +34,11 @@ The cache is JAX's own (``jax_compilation_cache_dir``): entries are keyed by the
 JAX/XLA versions and the device, so a stale entry is never used for another program. It has
 no size limit (one entry per model, output grid and batch shape, typically 0.1-5 MB each):
 delete the folder to free the space; it is refilled as programs are compiled again.
+
+With it, the subfolder ``cellpkpd-programs`` keeps what JAX's cache cannot skip: the traced
+program itself (tracing a library cell model takes 1-2 s) and the parsed model file
+(`cellpkpd._core.programs`, keyed by the model, the options, the shapes and a hash of
+cellpkpd's own source); the same switch turns both on and off.
 """
 
 from __future__ import annotations

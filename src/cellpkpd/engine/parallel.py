@@ -25,6 +25,8 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from .._core.programs import cached_program
+
 __all__ = ["batch_size", "batched_map"]
 
 
@@ -41,6 +43,7 @@ def batched_map(
     *,
     chunk_size: int | None = None,
     devices: Sequence[Any] | None = None,
+    program_key: str | None = None,
 ) -> Callable[[Any, Any], Any]:
     """Vectorise ``fn(one_subject, shared)`` over the leading axis of its first argument.
 
@@ -52,6 +55,11 @@ def batched_map(
         Subjects evaluated at once per device (default: all of a device's share).
     devices : sequence of jax.Device, optional
         Devices to shard over (default: `jax.devices()`).
+    program_key : str, optional
+        A name of everything `fn` computes (e.g. a hash of its model and options): with the
+        compilation cache on, the traced program is kept on disk under it, the batch size,
+        the chunks and the devices (`cellpkpd._core.programs.cached_program`), so another
+        process skips tracing it. None: not kept.
 
     Returns
     -------
@@ -72,7 +80,11 @@ def batched_map(
         key = (n, nd, chunk)
         g = cache.get(key)
         if g is None:
-            g = cache[key] = _build(fn, devs[:nd], n, chunk)
+            g = _build(fn, devs[:nd], n, chunk)
+            if program_key is not None:
+                where = tuple(str(d) for d in devs[:nd])
+                g = cached_program(g, f"{program_key} {key} {where}", devs[:nd])
+            cache[key] = g
         return g(batched, shared)
 
     return run

@@ -525,8 +525,20 @@ class Simulator:
         if g is None:
             # Kvaerno5's linear solves (lineax) fail inside jax.shard_map: one device, chunked
             devices = jax.devices()[:1] if self.solver == "kvaerno5" else None
-            g = self._batched[full] = batched_map(fn, chunk_size=chunk, devices=devices)
+            g = self._batched[full] = batched_map(
+                fn, chunk_size=chunk, devices=devices, program_key=self._program_key(full)
+            )
         return g
+
+    def _program_key(self, key: tuple[Any, ...]) -> str | None:
+        """A name of everything the program `_mapper` builds for `key` computes, for the
+        programs kept on disk (`cellpkpd._core.programs`): the model's fingerprint, this
+        Simulator's output times, outputs and options, and `key` (the plan, the chunk).
+        None when `key` holds a function (a sweep's `reduce`), which has no such name."""
+        if any(callable(k) for k in key):
+            return None
+        times = None if self.times is None else (self.times.dtype.str, self.times.tobytes())
+        return repr((self.spec.fingerprint, times, self.outputs, self.max_doses, self.options, key))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,12 @@ Failures are returned as a status code per subject (see `STATUS`), never as sile
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -1187,19 +1191,50 @@ def _integrate(
     """One diffrax solve from `ta` to `tb`, saving at `ts` (if given) and at `tb`; it never
     raises: `_result_code` of the solution says why it stopped."""
     dfx = _diffrax()
-    return dfx.diffeqsolve(
-        term,
-        solver,
-        ta,
-        tb,
-        None,
-        x,
-        args=args,
-        saveat=dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts, t1=True),
-        stepsize_controller=controller,
-        max_steps=opts.max_steps,
-        throw=False,
-    )
+    with _ts_checks_without_callbacks():
+        return dfx.diffeqsolve(
+            term,
+            solver,
+            ta,
+            tb,
+            None,
+            x,
+            args=args,
+            saveat=dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts, t1=True),
+            stepsize_controller=controller,
+            max_steps=opts.max_steps,
+            throw=False,
+        )
+
+
+_ts_checks_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _ts_checks_without_callbacks() -> Iterator[None]:
+    """While diffrax traces a solve: its run-time checks of the save times (increasing, within
+    [t0, t1]) give NaN where they fail instead of raising from a host callback.
+
+    diffrax checks `SaveAt(ts=...)` with ``equinox.internal.error_if``, which in equinox's
+    default mode raises from a host callback; a program with a host callback is neither kept
+    in JAX's persistent compilation cache nor exportable (`cellpkpd._core.programs`), so
+    without this every process compiled the ODE path's programs anew. Here the save times
+    are output times (sorted by `check_times`) clipped to the segment, so the checks cannot
+    fail; were they to, the outputs would be NaN, not numbers. Only the calls made while
+    tracing `_integrate` are affected (equinox keys its traces by the mode, so other code's
+    checks keep theirs); when equinox has no such function, nothing is changed (the programs
+    then keep their callbacks).
+    """
+    real = getattr(eqxi, "error_if", None)
+    if real is None:
+        yield
+        return
+    with _ts_checks_lock:
+        eqxi.error_if = functools.partial(real, on_error="nan")
+        try:
+            yield
+        finally:
+            eqxi.error_if = real
 
 
 def _result_code(sol: Any) -> Any:

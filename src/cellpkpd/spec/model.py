@@ -9,7 +9,9 @@ file and key, the value, and what was expected.
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
+import pickle
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence, Set
@@ -24,6 +26,7 @@ import numpy as np
 from .._core.errors import SpecError
 from .._core.io import read_text
 from .._core.memo import without_memos
+from .._core.programs import cached_object
 from .expr import CONSTANTS, FUNCTIONS, Expr, parse_expr, state_degree
 from .units import check_units
 
@@ -202,6 +205,22 @@ def _ro(d: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(d))
 
 
+class _Frozen(dict):  # type: ignore[type-arg]
+    """A read-only mapping of a `ModelSpec` in its pickled state (see `ModelSpec.__getstate__`)."""
+
+
+def _thawed(v: Any) -> Any:
+    if isinstance(v, MappingProxyType):
+        return _Frozen({k: _thawed(x) for k, x in v.items()})
+    return v
+
+
+def _refrozen(v: Any) -> Any:
+    if isinstance(v, _Frozen):
+        return MappingProxyType({k: _refrozen(x) for k, x in v.items()})
+    return v
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A validated model: the parsed content of a model file.
@@ -251,11 +270,22 @@ class ModelSpec:
         """Read and validate a TOML model file (`species` fills its ``[physiology]``)."""
         path = Path(path)
         text = read_text(path, str(path), SpecError, "model file")
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, source=str(path), species=species)
+        key = (str(path), text, species)
+
+        def build() -> ModelSpec:
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise SpecError(f"{path}: not valid TOML: {exc}") from None
+            spec = cls.from_dict(data, source=str(path), species=species)
+            # what this spec was built from: its fingerprint (the key of programs traced
+            # from it) without hashing the whole object
+            object.__setattr__(spec, "_origin", hashlib.sha256(repr(key).encode()).hexdigest())
+            return spec
+
+        # with the compilation cache on, a pickle of the parsed model (no parsing and no
+        # unit registry in a second process; cellpkpd._core.programs)
+        return cached_object("specs", key, build)
 
     @classmethod
     def from_dict(
@@ -350,8 +380,23 @@ class ModelSpec:
     def __getstate__(self) -> dict[str, Any]:
         # objects built from this spec and cached on it (cellpkpd._core.memo: the engine's
         # simulators) stay with it: a copy or a pickle (a sweep plan sent to Dask workers)
-        # starts without them
-        return without_memos(self.__dict__)
+        # starts without them; read-only mappings travel as `_Frozen` dicts (the standard
+        # pickle cannot write a mappingproxy)
+        return {k: _thawed(v) for k, v in without_memos(self.__dict__).items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({k: _refrozen(v) for k, v in state.items()})
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything this model is (SHA-256, hex): equal fingerprints, equal
+        models. For a model read from a file, of the file's path and text and the species;
+        otherwise of the pickled object. Keys the programs traced from it that are kept on
+        disk (`cellpkpd._core.programs`)."""
+        origin = self.__dict__.get("_origin")
+        if origin is None:
+            origin = hashlib.sha256(pickle.dumps(self, protocol=5)).hexdigest()
+        return origin
 
     def _repr_markdown_(self) -> str:
         """Jupyter's display of a model: `describe` (states, flows, parameters with units
