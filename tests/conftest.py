@@ -28,6 +28,10 @@ if "CELLPKPD_COMPILATION_CACHE" not in os.environ:
         Path(tempfile.gettempdir()) / f"cellpkpd-test-jax-cache-{os.getpid()}"
     )
     os.environ["CELLPKPD_TEST_OWN_CACHE"] = "1"
+# ... but not the traced programs kept beside it (cellpkpd._core.programs): exporting every
+# program a test traces costs time the tests rarely win back (few programs repeat across
+# workers); tests/core/test_programs.py turns them on for its own tests and processes
+os.environ.setdefault("CELLPKPD_PROGRAM_CACHE", "0")
 import cellpkpd as _cp
 
 _cp.config.enable_compilation_cache()

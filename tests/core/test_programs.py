@@ -11,7 +11,10 @@ benchmarks/bench_cli.py run real second processes."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -30,6 +33,7 @@ TIMES = np.linspace(0.0, 24.0, 25)
 @pytest.fixture
 def folder(tmp_path, restore_cache, monkeypatch) -> Path:
     """A compilation cache of this test's own; what the module keeps in memory starts empty."""
+    monkeypatch.setenv(programs.ENV, "1")
     cp.config.enable_compilation_cache(tmp_path / "cache")
     monkeypatch.setattr(programs, "_unexportable", set())
     return tmp_path / "cache" / programs.FOLDER
@@ -116,12 +120,33 @@ def test_a_broken_entry_is_rebuilt(folder, monkeypatch):
     assert entry.read_bytes() != b"not a program"
 
 
-def test_without_the_cache_nothing_is_written(tmp_path, monkeypatch, restore_cache):
-    monkeypatch.setenv("CELLPKPD_COMPILATION_CACHE", "0")
+@pytest.mark.parametrize("switch", ["CELLPKPD_COMPILATION_CACHE", programs.ENV])
+def test_either_switch_turns_it_off(folder, monkeypatch, switch):
+    monkeypatch.setenv(switch, "0")
     assert programs.program_dir() is None
     calls = _spy(monkeypatch)
     cp.simulate("one_cmt_iv", cp.Regimen([cp.Dose(0.0, 100.0, "central")]), TIMES)
     assert calls == {"export": 0, "deserialize": 0}
+    assert not _entries(folder, "exported")
+
+
+def test_a_second_cli_process_reads_the_program_and_model_back(tmp_path):
+    """Two `cellpkpd simulate` processes on one cache folder: the first writes the program and
+    the parsed model, the second reads both (neither is written again) and writes the same
+    CSV, byte for byte."""
+    env = {**os.environ, "CELLPKPD_COMPILATION_CACHE": str(tmp_path / "c"), programs.ENV: "1"}
+    kept = tmp_path / "c" / programs.FOLDER
+    written = []
+    for run in ("a", "b"):
+        cmd = [sys.executable, "-m", "cellpkpd", "simulate", "two_cmt_iv", "--dose", "100",
+               "--output", str(tmp_path / run)]  # fmt: skip
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        written.append({p: p.stat().st_mtime_ns for p in kept.rglob("*") if p.is_file()})
+    assert len(written[0]) == 2  # one program, one model
+    assert written[1] == written[0]
+    csv = [(tmp_path / r / "two_cmt_iv_simulation.csv").read_bytes() for r in ("a", "b")]
+    assert csv[0] == csv[1]
 
 
 def test_ode_programs_have_no_host_callback_and_are_kept(folder, tmp_path, monkeypatch):

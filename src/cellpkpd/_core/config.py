@@ -38,7 +38,8 @@ delete the folder to free the space; it is refilled as programs are compiled aga
 With it, the subfolder ``cellpkpd-programs`` keeps what JAX's cache cannot skip: the traced
 program itself (tracing a library cell model takes 1-2 s) and the parsed model file
 (`cellpkpd._core.programs`, keyed by the model, the options, the shapes and a hash of
-cellpkpd's own source); the same switch turns both on and off.
+cellpkpd's own source); the same switch turns both on and off, and
+``CELLPKPD_PROGRAM_CACHE=0`` turns off the programs alone.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ compilation up. This module keeps the traced program itself (`jax.export`, seria
 StableHLO) and the parsed model (a pickled `ModelSpec`, so pint and the parser are not run
 again), in ``<compilation cache folder>/cellpkpd-programs``. It is on whenever the
 compilation cache is on (the CLI; ``cp.config.enable_compilation_cache()`` in a notebook) and
-off with it (``CELLPKPD_COMPILATION_CACHE=0``).
+off with it (``CELLPKPD_COMPILATION_CACHE=0``); ``CELLPKPD_PROGRAM_CACHE=0`` turns off this
+part alone.
 
 What keys an entry, so that a stale entry is never used:
 
@@ -56,11 +57,18 @@ _fingerprint: str | None = None
 _unexportable: set[str] = set()
 
 
+#: environment variable that turns this module off alone (0/off/false/no), leaving JAX's
+#: compilation cache on
+ENV = "CELLPKPD_PROGRAM_CACHE"
+
+
 def program_dir() -> Path | None:
-    """The folder of the entries, or None when the compilation cache is off."""
+    """The folder of the entries, or None when the compilation cache is off (or this module
+    alone, by ``CELLPKPD_PROGRAM_CACHE=0``)."""
     from .config import compilation_cache_dir, compilation_cache_disabled
 
-    if compilation_cache_disabled():
+    off = os.environ.get(ENV, "").strip().lower() in ("0", "off", "false", "no")
+    if off or compilation_cache_disabled():
         return None
     folder = compilation_cache_dir()
     return None if folder is None else folder / FOLDER
