@@ -224,3 +224,15 @@ def test_a_model_pickles_with_the_standard_pickle():
     built = cp.ModelSpec.from_dict(tomllib.loads(MM_IDR), source="<python>")
     other = built.with_values(Vmax=6.0)
     assert built.fingerprint == built.fingerprint and other.fingerprint != built.fingerprint
+
+
+def test_a_jax_setting_that_changes_the_program_changes_the_key(folder, monkeypatch):
+    """A program traced under another matmul precision is another program: it is exported
+    again, not read back."""
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
+    calls = _spy(monkeypatch)
+    cp.simulate(cp.load_model("one_cmt_iv"), reg, TIMES)
+    with jax.default_matmul_precision("float32"):
+        cp.simulate(cp.load_model("one_cmt_iv"), reg, TIMES)
+    assert calls == {"export": 2, "deserialize": 0}
+    assert len(_entries(folder, "exported")) == 2

@@ -89,14 +89,21 @@ def code_fingerprint() -> str:
             module = sys.modules.get(name)
             versions.append(f"{name} {getattr(module, '__version__', '?')}")
         versions.append(f"EQX_ON_ERROR={os.environ.get('EQX_ON_ERROR', '')}")
-        versions.append(f"x64={jax.config.jax_enable_x64}")
         h.update(repr(versions).encode())
         _fingerprint = h.hexdigest()
     return _fingerprint
 
 
+def _settings() -> tuple[Any, ...]:
+    """The JAX settings that change a traced program, read at each use (a user may change
+    them between two calls)."""
+    c = jax.config
+    return (c.jax_enable_x64, c.jax_default_matmul_precision, c.jax_numpy_dtype_promotion)
+
+
 def _digest(*parts: Any) -> str:
-    return hashlib.sha256(repr((code_fingerprint(), *parts)).encode()).hexdigest()[:40]
+    full = (code_fingerprint(), _settings(), *parts)
+    return hashlib.sha256(repr(full).encode()).hexdigest()[:40]
 
 
 def _read(path: Path) -> bytes | None:
