@@ -236,3 +236,55 @@ def test_a_jax_setting_that_changes_the_program_changes_the_key(folder, monkeypa
         cp.simulate(cp.load_model("one_cmt_iv"), reg, TIMES)
     assert calls == {"export": 2, "deserialize": 0}
     assert len(_entries(folder, "exported")) == 2
+
+
+def test_the_key_holds_versions_of_packages_not_imported_yet(monkeypatch):
+    """diffrax is imported on the ODE path's first use, after the first key is made (loading
+    the model); its version still keys every entry (read from the installed metadata)."""
+    first = programs.code_fingerprint()
+    real = programs.metadata.version
+    monkeypatch.setattr(
+        programs.metadata, "version", lambda n: "0.0.1-other" if n == "diffrax" else real(n)
+    )
+    monkeypatch.setattr(programs, "_fingerprint", None)
+    assert programs.code_fingerprint() != first
+
+
+def test_a_model_built_in_python_has_one_fingerprint_in_every_process(tmp_path):
+    """Sets inside a model (the names an expression uses) iterate in an order that depends on
+    Python's hash seed; the fingerprint does not."""
+    script = tmp_path / "fp.py"
+    script.write_text(
+        "import tomllib, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from conftest import DESIGN_EXAMPLE\n"
+        "import cellpkpd as cp\n"
+        "s = cp.ModelSpec.from_dict(tomllib.loads(DESIGN_EXAMPLE), source='<python>')\n"
+        "print(s.fingerprint, cp.load_model('one_cmt_iv').with_values(V=3.0).fingerprint)\n"
+    )
+    seen = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "CELLPKPD_COMPILATION_CACHE": "0"}
+        done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        seen.add(done.stdout.split()[-2] + done.stdout.split()[-1])
+    assert len(seen) == 1
+
+
+def test_other_code_keeps_equinox_checks_with_callbacks(tmp_path):
+    """The ODE path changes the mode of equinox's run-time checks only while this thread
+    traces its solves: a check traced by other code afterwards still raises from a host
+    callback (equinox's default), and a call with unsorted output times is a one-line error
+    before anything is traced."""
+    import equinox.internal as eqxi
+
+    path = tmp_path / "mm_idr.toml"
+    path.write_text(MM_IDR)
+    sim = cp.Simulator(cp.load_model(path), solver="tsit5", outputs=("central",))
+    doses = sim.doses(cp.Regimen([cp.Dose(0.0, 100.0, "central")]))
+    jax.make_jaxpr(lambda p: sim(p, doses, TIMES))({})
+    jaxpr = jax.make_jaxpr(lambda x: eqxi.error_if(x, x < 0, "negative"))(np.arange(3.0))
+    assert "callback" in str(jaxpr)
+    with pytest.raises(cp.SpecError, match=r"^Simulator: times must be non-decreasing; \[2\]"):
+        sim({}, doses, np.array([0.0, 2.0, 1.0]))

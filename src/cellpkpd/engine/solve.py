@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import threading
 from collections.abc import Iterator
@@ -1207,34 +1206,50 @@ def _integrate(
         )
 
 
-_ts_checks_lock = threading.RLock()
+_ts_checks = threading.local()
+
+
+def _error_if_for_cellpkpd(real: Any) -> Any:
+    """``equinox.internal.error_if`` as diffrax calls it, in equinox's 'nan' mode while this
+    thread traces a cellpkpd solve (`_ts_checks_without_callbacks`), else `real` unchanged."""
+
+    def error_if(x: Any, pred: Any, msg: str, **kw: Any) -> Any:
+        if getattr(_ts_checks, "depth", 0) and "on_error" not in kw:
+            kw["on_error"] = "nan"
+        return real(x, pred, msg, **kw)
+
+    error_if.cellpkpd_wraps = real  # type: ignore[attr-defined]
+    return error_if
 
 
 @contextlib.contextmanager
 def _ts_checks_without_callbacks() -> Iterator[None]:
-    """While diffrax traces a solve: its run-time checks of the save times (increasing, within
-    [t0, t1]) give NaN where they fail instead of raising from a host callback.
+    """While diffrax traces a solve in this thread: its run-time checks of the save times
+    (increasing, within [t0, t1]) give NaN where they fail instead of raising from a host
+    callback.
 
     diffrax checks `SaveAt(ts=...)` with ``equinox.internal.error_if``, which in equinox's
     default mode raises from a host callback; a program with a host callback is neither kept
     in JAX's persistent compilation cache nor exportable (`cellpkpd._core.programs`), so
     without this every process compiled the ODE path's programs anew. Here the save times
-    are output times (sorted by `check_times`) clipped to the segment, so the checks cannot
-    fail; were they to, the outputs would be NaN, not numbers. Only the calls made while
-    tracing `_integrate` are affected (equinox keys its traces by the mode, so other code's
-    checks keep theirs); when equinox has no such function, nothing is changed (the programs
-    then keep their callbacks).
+    are output times (checked sorted at the edge, `check_times`) clipped to the segment, so
+    the checks cannot fail; were they to, the outputs would be NaN (a non-finite status).
+    ``equinox.internal.error_if`` is wrapped once (`_error_if_for_cellpkpd`) and the wrapper
+    changes the mode only in a thread inside this context, so other code and other threads
+    keep theirs (equinox keys its traces by the mode). When equinox has no such function,
+    nothing is changed (the programs then keep their callbacks).
     """
     real = getattr(eqxi, "error_if", None)
     if real is None:
         yield
         return
-    with _ts_checks_lock:
-        eqxi.error_if = functools.partial(real, on_error="nan")
-        try:
-            yield
-        finally:
-            eqxi.error_if = real
+    if not hasattr(real, "cellpkpd_wraps"):
+        eqxi.error_if = _error_if_for_cellpkpd(real)
+    _ts_checks.depth = getattr(_ts_checks, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _ts_checks.depth -= 1
 
 
 def _result_code(sol: Any) -> Any:

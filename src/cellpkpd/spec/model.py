@@ -9,6 +9,7 @@ file and key, the value, and what was expected.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import math
 import pickle
@@ -205,6 +206,31 @@ def _ro(d: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(d))
 
 
+def _canonical(obj: Any) -> str:
+    """A text that is equal for equal models in any process (sets in sorted order, mappings in
+    their order, expressions with their parsed trees); TypeError for a kind of value it does
+    not know."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return repr(obj)
+    if isinstance(obj, np.generic):
+        return repr(obj.item())
+    if isinstance(obj, ast.AST):
+        return ast.dump(obj)
+    if isinstance(obj, (set, frozenset)):
+        return "{" + ",".join(sorted(_canonical(x) for x in obj)) + "}"
+    if isinstance(obj, Mapping):
+        return "{" + ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(_canonical(x) for x in obj) + "]"
+    if isinstance(obj, np.ndarray):
+        return f"array({obj.dtype.str},{obj.shape},{obj.tobytes().hex()})"
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = dataclasses.fields(obj)
+        inner = ",".join(f"{f.name}={_canonical(getattr(obj, f.name))}" for f in fields)
+        return f"{type(obj).__qualname__}({inner})"
+    raise TypeError(f"no canonical text for {type(obj).__name__}")
+
+
 class _Frozen(dict):  # type: ignore[type-arg]
     """A read-only mapping of a `ModelSpec` in its pickled state (see `ModelSpec.__getstate__`)."""
 
@@ -395,7 +421,11 @@ class ModelSpec:
         disk (`cellpkpd._core.programs`)."""
         origin = self.__dict__.get("_origin")
         if origin is None:
-            origin = hashlib.sha256(pickle.dumps(self, protocol=5)).hexdigest()
+            try:
+                text = _canonical(self)
+            except TypeError:  # a value of a kind _canonical does not know: hash the pickle
+                text = pickle.dumps(self, protocol=5).hex()
+            origin = hashlib.sha256(text.encode()).hexdigest()
         return origin
 
     def _repr_markdown_(self) -> str:
