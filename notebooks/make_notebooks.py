@@ -203,8 +203,11 @@ cp.plots.biodistribution(res["renal artery"], human, log_time=True,
 """),
     md("""
 What the model assumes, and where its rates come from (calibrated to Lee 2009, Eggenhofer
-2012 and Fischer 2009, most of which were read as abstracts only), is listed on its library
-page, `docs/library/msc_pbk.md`.
+2012, Fischer 2009, Bonios 2011, Toma 2009, Braid 2018 and Toupet 2013, most of them read as
+abstracts only), is listed on its library page, `docs/library/msc_pbk.md`. The parameters no
+source gives are marked 'assumed'; which published facts move each of them (and which move
+none) is on `docs/library/msc_pbk_assumed.md`. The two rates fitted here stand in for what a
+sponsor's own study measures: with real data, the same `cp.fit` call estimates them.
 """),
 ]
 
