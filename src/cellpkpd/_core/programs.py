@@ -188,27 +188,30 @@ def cached_program(
     """
     if key is None:
         return jitted
-    loaded: dict[str, Callable[..., Any]] = {}
+    devs = list(devices) if devices else jax.devices()[:1]
+    where = (devs[0].platform, len(devs), len(jax.devices()))
+    # programs this function already holds, by the arguments' structure and the JAX
+    # settings: a later call with the same ones neither hashes the source nor reads disk
+    loaded: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def call(*args: Any) -> Any:
         folder = program_dir()
         leaves, tree = jax.tree.flatten(args)
         if folder is None or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return jitted(*args)
-        devs = list(devices) if devices else jax.devices()[:1]
-        where = (devs[0].platform, len(devs), len(jax.devices()))
-        full = _digest(key, str(tree), _signature(leaves), where)
-        if full in _unexportable:
-            return jitted(*args)
-        f = loaded.get(full)
+        here = (tree, _signature(leaves), _settings())
+        f = loaded.get(here)
         if f is None:
+            full = _digest(key, str(tree), here[1], where)
+            if full in _unexportable:
+                return jitted(*args)
             path = folder / "exported" / f"{full}.bin"
             f = _load_or_export(jitted, tree, leaves, path, devs)
             if f is None:
                 with _lock:
                     _unexportable.add(full)
                 return jitted(*args)
-            loaded[full] = f
+            loaded[here] = f
         return f(*leaves)
 
     return call

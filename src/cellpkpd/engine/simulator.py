@@ -96,23 +96,16 @@ def check_times(times: Any, where: str, t0: float = 0.0) -> np.ndarray:
 
 def _check_call_times(times: Any) -> None:
     """Output times given to a call (one row, or one row per subject): when concrete, each
-    row finite and non-decreasing (a one-line SpecError naming the first bad place); traced
-    times are the caller's to keep in order."""
+    row as `check_times` wants it (any start time); traced times are the caller's to keep
+    in order."""
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(times)):
         return
     arr = np.asarray(times, dtype=float)
-    rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
-    for i, row in enumerate(rows):
-        where = "Simulator: times" if arr.ndim <= 1 else f"Simulator: times[{i}]"
-        bad = np.flatnonzero(~np.isfinite(row))
-        if bad.size:
-            raise SpecError(f"{where}[{bad[0]}] = {row[bad[0]]} is not finite")
-        back = np.flatnonzero(np.diff(row) < 0)
-        if back.size:
-            k = int(back[0]) + 1
-            raise SpecError(
-                f"{where} must be non-decreasing; [{k}] = {row[k]} < [{k - 1}] = {row[k - 1]}"
-            )
+    if arr.ndim <= 1:
+        check_times(arr.reshape(-1), "Simulator", t0=-np.inf)
+        return
+    for i, row in enumerate(arr.reshape(-1, arr.shape[-1])):
+        check_times(row, f"Simulator (subject {i})", t0=-np.inf)
 
 
 class Simulator:
@@ -215,10 +208,11 @@ class Simulator:
         states = list(self.spec.states)
         self._dosed = [(d, states.index(d[len(DOSED_PREFIX) :])) for d in self.spec.dosed_names]
         self._batched: dict[Any, Any] = {}
-        # what the programs traced from this Simulator are built from (read once, here, as
-        # the traced code reads self.model, self._defaults and self._dosed built above)
+        # what the programs traced from this Simulator are built from (taken here, as the
+        # traced code reads self.model, self._defaults and self._dosed built above; the
+        # model's fingerprint is computed only if a program is kept on disk)
         times_key = None if self.times is None else (self.times.dtype.str, self.times.tobytes())
-        self._key_base = (self.spec.fingerprint, times_key, self.outputs, self.max_doses)
+        self._key_base = (self.spec, times_key, self.outputs, self.max_doses)
 
     # ---------------------------------------------------------------- pure core
     def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -567,7 +561,8 @@ class Simulator:
         None when `key` holds a function (a sweep's `reduce`), which has no such name."""
         if any(callable(k) for k in key):
             return None
-        return repr((*self._key_base, self.options, key))
+        spec, *rest = self._key_base
+        return repr((spec.fingerprint, *rest, self.options, key))
 
 
 @dataclasses.dataclass(frozen=True)
