@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cellpkpd as cp
+from cellpkpd.engine import simulator as S
 from cellpkpd.engine.solve import (
     COMPARE_MAX_POINTS,
     FEW_LENGTHS,
@@ -21,6 +22,7 @@ from cellpkpd.engine.solve import (
     _distinct,
     _merge,
     _output_keys,
+    count_distinct_host,
 )
 
 
@@ -83,11 +85,15 @@ def test_distinct_by_passes_stops_after_few():
     assert int(_distinct(h[:FEW_LENGTHS], None, FEW_LENGTHS)[1]) == FEW_LENGTHS
 
 
-def test_plan_with_many_lengths_is_counted_again_by_the_sort():
+@pytest.mark.parametrize("host", [False, True])
+def test_plan_with_many_lengths_is_counted_again_by_the_sort(host, monkeypatch):
     """More than `FEW_LENGTHS` distinct segment lengths (output gaps 1, 2, ..., 20 h): the
-    counting program's passes stop (-1) and `Simulator.plan` counts again by the sort, so
-    the plan has all 20 lengths; its results equal the unplanned solve (rtol 1e-12: only
-    the number of squarings may differ)."""
+    counting program's passes stop (-1) and `Simulator.plan` counts again by the sort (or,
+    `host`, the timeline fixed by the data is counted with NumPy), so the plan has all 20
+    lengths; its results equal the unplanned solve (rtol 1e-12: only the number of
+    squarings may differ)."""
+    if not host:
+        monkeypatch.setattr(S, "host_segment_lengths", lambda *a: None)
     spec = cp.load_model("two_cmt_iv")
     times = np.concatenate([[0.0], np.cumsum(np.arange(1.0, 21.0))])
     sim = cp.Simulator(spec, times, outputs=["central"], solver="exact")
@@ -100,3 +106,64 @@ def test_plan_with_many_lengths_is_counted_again_by_the_sort():
     solve = lambda plan: jax.jit(one(plan))(params, doses)
     planned, whole = solve(plan), solve(None)
     np.testing.assert_allclose(planned["central"], whole["central"], rtol=1e-12, atol=0)
+
+
+def test_distinct_on_the_host_matches_the_program():
+    """`count_distinct_host` (NumPy, for timelines the data fix) counts by `_distinct`'s
+    rule: zeros left out, lengths within `SAME_LENGTH_RTOL` chains counted once."""
+    rng = np.random.default_rng(7)
+    h = rng.choice([0.0, 0.25, 0.5, 1.0, 3.0], (40, 60))
+    h = h * (1.0 + SAME_LENGTH_RTOL * rng.integers(0, 3, h.shape) * 0.6)
+    h[0] = 0.0  # no positive length at all: 0
+    want = [int(_distinct(jnp.asarray(row))[1]) for row in h]
+    np.testing.assert_array_equal(count_distinct_host(h), want)
+
+
+def _bolus_regimens(rng, n, spec):
+    """n random bolus regimens of different lengths (padding in the dose arrays): doses at
+    output times, between them and after the last output, with data lags, ADDL
+    copies and, for a model with routes, route doses."""
+    routes = list(spec.routes)
+    regs = []
+    for _ in range(n):
+        doses = []
+        for _ in range(rng.integers(1, 5)):
+            t = float(rng.choice([0.0, 3.0, 7.5, 12.0, 30.0, rng.uniform(0.0, 24.0)]))
+            kw = {"route": routes[0]} if routes else {"cmt": next(iter(spec.states))}
+            lag = float(rng.choice([0.0, 0.0, 1.0, 2.25]))
+            doses.append(cp.Dose(t, 10.0, lag=lag, **kw))
+        if rng.uniform() < 0.3:  # ADDL copies
+            regs.append(cp.Regimen.repeat(doses[0], 6.0, 3))
+        else:
+            regs.append(cp.Regimen(doses))
+    return regs
+
+
+@pytest.mark.parametrize("model", ["two_cmt_iv", "msc_pbk"])
+@pytest.mark.parametrize("per_subject_times", [False, True])
+def test_host_plan_equals_the_counting_program(model, per_subject_times, monkeypatch):
+    """`Simulator.plan` on a timeline the data fix (bolus doses, no parameter-dependent lag,
+    no breakpoints) counts the segment lengths with NumPy (`host_segment_lengths`) instead
+    of compiling the counting program. On random bolus regimens (doses at output times,
+    between them and after the last output; data lags; ADDL copies; route doses;
+    dose arrays padded to the longest regimen) it must give the program's plan: the same
+    size, and the same squarings (the host bound takes the longest segment of any subject:
+    at least the program's, at most one more)."""
+    spec = cp.load_model(model)
+    rng = np.random.default_rng([len(model), per_subject_times])
+    n = 12
+    times = np.linspace(0.0, 24.0, 13)
+    if per_subject_times:
+        times = np.sort(rng.choice(np.arange(0.0, 25.0, 0.5), (n, 13)), axis=1)
+    sim = cp.Simulator(spec, None if per_subject_times else times, solver="exact")
+    doses = sim.doses(_bolus_regimens(rng, n, spec))
+    name = next(iter(spec.parameters))
+    params = {name: spec.parameters[name].value * np.exp(rng.normal(0.0, 0.5, n))}
+    call_times = times if per_subject_times else None
+    host = sim.plan(doses, params, call_times)
+    monkeypatch.setattr(S, "host_segment_lengths", lambda *a: None)
+    program = sim.plan(doses, params, call_times)
+    assert host.size == program.size
+    assert host.options.keep == program.options.keep
+    sq_host, sq_prog = host.options.squarings, program.options.squarings
+    assert sq_prog <= sq_host <= sq_prog + 1

@@ -47,6 +47,8 @@ from .dosing import (
     RESET,
     RESET_DOSE,
     DoseArrays,
+    jump_times,
+    model_lags,
 )
 
 __all__ = [
@@ -61,8 +63,10 @@ __all__ = [
     "WINDOW_FULL",
     "EngineOptions",
     "TimeVarying",
+    "count_distinct_host",
     "count_distinct_lengths",
     "expm_small",
+    "host_segment_lengths",
     "solve_subject",
     "squarings_needed",
 ]
@@ -884,6 +888,45 @@ def count_distinct_lengths(
     if d.has_ss:
         longest = jnp.maximum(longest, jnp.max(jnp.where(ev.dose_ss > 0, ev.ii, 0.0)))
     return count, jnp.max(jax.vmap(squarings_needed, (0, None))(As, longest))
+
+
+def host_segment_lengths(
+    cm: CompiledModel, opts: EngineOptions, d: DoseArrays, times: Any
+) -> np.ndarray | None:
+    """Each subject's segment lengths on the exact path (rows, n_points + n_out), computed on
+    the host with NumPy, when the data alone fix the timeline: bolus doses only (no
+    infusion, steady state or reset), no ``[dosing]`` lag but the number 0, no breakpoints.
+    Then the timeline is the dose entries at ``time + LAG`` (padding at the last output) and
+    the output times, from `t0`, as `_timeline` builds it; its lengths are those
+    `count_distinct_lengths` counts, without a compiled program. None otherwise (the
+    lengths depend on the parameters, or on events this function does not build).
+
+    `d`: concrete DoseArrays, (max_doses,) or (n, max_doses); `times`: (n_out,) or
+    (n, n_out). Rows: 1 when both are shared, else n."""
+    if cm.breakpoint_names or d.has_infusion or d.has_ss or d.has_reset:
+        return None
+    if not np.all(model_lags(cm.spec) == 0.0):
+        return None
+    kind = np.asarray(d.kind)
+    _, entry = jump_times(d)
+    entry, tt = np.atleast_2d(entry), np.atleast_2d(np.asarray(times, dtype=float))
+    dose = (kind == DOSE) | (kind == RESET_DOSE)
+    if not np.all(np.isfinite(np.where(np.atleast_2d(dose), entry, 0.0))):
+        return None
+    rows = max(entry.shape[0], tt.shape[0])
+    entry = np.where(np.atleast_2d(dose), entry, tt[:, -1:])  # padding: at the last output
+    points = np.broadcast_to(np.maximum(entry, opts.t0), (rows, entry.shape[1]))
+    merged = np.sort(np.concatenate([points, np.broadcast_to(tt, (rows, tt.shape[1]))], 1), 1)
+    return np.diff(merged, axis=1, prepend=np.full((rows, 1), opts.t0))
+
+
+def count_distinct_host(h: np.ndarray) -> np.ndarray:
+    """Number of distinct positive lengths in each row of `h` (rows, M), by `_distinct`'s
+    rule (sorted lengths within `SAME_LENGTH_RTOL` of the previous one count as equal)."""
+    hs = np.sort(np.where(h > 0, h, np.inf), axis=1)  # the zero lengths last, as inf
+    with np.errstate(invalid="ignore"):  # inf - inf between them: NaN, not > anything
+        new = hs[:, 1:] - hs[:, :-1] > SAME_LENGTH_RTOL * hs[:, 1:]
+    return np.isfinite(hs[:, 0]).astype(np.int64) + np.sum(new & np.isfinite(hs[:, 1:]), axis=1)
 
 
 def _regions(
