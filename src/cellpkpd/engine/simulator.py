@@ -454,7 +454,11 @@ class Simulator:
         subject's distinct segment lengths, so `solve` takes one matrix exponential per
         distinct length instead of one per segment, with the squarings those parameters
         need plus `squarings_margin` (each extra squaring doubles the rates the plan
-        allows; a solve beyond them gives NaN). The ODE path, or traced inputs, get the
+        allows; a solve beyond them gives NaN). When the data alone fix the timeline
+        (bolus doses, no parameter-dependent ``[dosing]`` lag, no breakpoints) the lengths
+        are counted with NumPy and a small program of the rate matrices gives the
+        squarings (over the longest segment of any subject); otherwise a compiled program
+        builds each subject's timeline and counts. The ODE path, or traced inputs, get the
         Simulator's own options.
 
         Parameters
@@ -682,8 +686,9 @@ def _check_events_before(times: Any, events_before: Any, max_doses: int) -> None
 
 
 #: Exact path: `Simulator.batch` plans one exponential per distinct segment length (one more
-#: compiled program, which counts them) from this many subjects on; a smaller batch takes an
-#: exponential per output gap (or per segment) and compiles one program only.
+#: compiled program, which counts them or, for a timeline the data fix, gives the
+#: squarings) from this many subjects on; a smaller batch takes an exponential per output
+#: gap (or per segment) and compiles one program only.
 PLAN_MIN_SUBJECTS = 32
 
 
