@@ -1,5 +1,5 @@
 """Benchmark the library's models with every solver that applies, against SciPy on the same
-right-hand side.
+right-hand side and compiled deSolve (R) for the linear ones.
 
 Not collected by pytest; run as a script (see benchmarks/README.md)::
 
@@ -20,6 +20,9 @@ drawn log-normally (30% CV, seeded), the model's typical regimen below and its o
   (see `ScipyPeer`), on ``--scipy-subset`` subjects and extrapolated linearly to N (marked
   ``*``). Its results cross-check cellpkpd's (relative difference on values above 1e-6 of
   each output's maximum, asserted < 1e-4: SciPy runs at rtol 1e-8).
+* Compiled deSolve peer (linear models; `DesolvePeer`): R's ``lsoda`` on ``dy/dt = A y + c``
+  in C (benchmarks/desolve) on the same subjects, R's clock around the integrations,
+  extrapolated to N; cross-checked like SciPy. Skipped (n/a) where R or deSolve is missing.
 
 Prints a table and writes JSON (benchmarks/results/bench_library.json by default).
 """
@@ -30,7 +33,9 @@ import argparse
 import datetime as _dt
 import itertools
 import json
+import math
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,7 @@ DEFAULT_OUT = HERE / "results" / "bench_library.json"
 CV, SEED = 0.30, 20261207
 RTOL = ATOL = 1e-8
 AGREE_RTOL, AGREE_FLOOR = 1e-4, 1e-6
+DESOLVE_MAXN = 128  # MAXN of benchmarks/desolve/linear.c
 
 # model: (dose state or route, amount, output times, varied parameter, outputs)
 CASES: dict[str, tuple[dict, np.ndarray, str, tuple[str, ...]]] = {
@@ -133,28 +139,109 @@ class ScipyPeer:
                 x0[s] += dose["amount"] * float(dv["route_F"][r, k])
         return q, x0
 
-    def subject(self, p: dict, dose: dict, times: np.ndarray) -> dict[str, np.ndarray]:
-        q, x = self.inputs(p, dose)
-        # integrate across breakpoints in pieces (the rates jump there)
+    def pieces(self, q: dict, times: np.ndarray) -> list[tuple[float, float, bool, Any]]:
+        """(a, b, last, system) for each piece between breakpoints (the rates jump there):
+        system = (A, c) of a linear model in that piece, None for a nonlinear one."""
         bp = self.cm.breakpoints(q)
         bps = np.asarray(bp.times) if bp is not None else []
         cuts = sorted({float(b) for b in bps if times[0] < float(b) < times[-1]})
         edges = [float(times[0]), *cuts, float(times[-1])]
+        return [
+            (a, b, b == times[-1],
+             tuple(np.asarray(v) for v in self.system(q, 0.5 * (a + b)))
+             if self.spec.is_linear else None)
+            for a, b in itertools.pairwise(edges)
+        ]  # fmt: skip
+
+    def observe(self, q: dict, times: np.ndarray, states: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.obs(jnp.asarray(times), jnp.asarray(states), q)
+        return {o: np.asarray(out[o]) for o in self.outputs}
+
+    def subject(self, p: dict, dose: dict, times: np.ndarray) -> dict[str, np.ndarray]:
+        q, x = self.inputs(p, dose)
         ys = []
-        for a, b in itertools.pairwise(edges):
-            last = b == times[-1]
+        for a, b, last, system in self.pieces(q, times):
             keep = (times >= a) & ((times <= b) if last else (times < b))
             t_eval = np.union1d(times[keep], [b])
-            if self.spec.is_linear:
-                A, c = (np.asarray(v) for v in self.system(q, 0.5 * (a + b)))
-                f = lambda t, y, A=A, c=c: A @ y + c
+            if system is not None:
+                f = lambda t, y, A=system[0], c=system[1]: A @ y + c
             else:
                 f = lambda t, y: np.asarray(self.rhs(t, y, q))
             sol = solve_ivp(f, (a, b), x, t_eval=t_eval, method=self.method, rtol=RTOL, atol=ATOL)
             ys.append(sol.y.T[np.isin(t_eval, times[keep])])
             x = sol.y[:, -1]
-        out = self.obs(jnp.asarray(times), jnp.asarray(np.concatenate(ys)), q)
-        return {o: np.asarray(out[o]) for o in self.outputs}
+        return self.observe(q, times, np.concatenate(ys))
+
+
+class DesolvePeer:
+    """R's deSolve on compiled C, the peer a pharmacometrician would reach for: ``lsoda``
+    (it switches to BDF when the problem is stiff) on ``dy/dt = A y + c`` written in C with
+    its exact Jacobian (benchmarks/desolve/linear.c, built once by ``R CMD SHLIB``), driven
+    by benchmarks/desolve/run_lsoda.R. Linear models only (a nonlinear model would need its
+    own C code). Each subject's (A, c) per piece and its state after the dose come from
+    `ScipyPeer` in Python; the time reported is R's own clock around the integrations
+    alone (R's start, reading and writing excluded). `why` says what is missing when R,
+    a C compiler or deSolve is not installed (then the columns read n/a)."""
+
+    def __init__(self, folder: Path):
+        import shutil
+        import subprocess
+
+        self.folder, self.why = folder, ""
+        r, rscript = shutil.which("R"), shutil.which("Rscript")
+        if r is None or rscript is None:
+            self.why = "R not installed (Debian: r-base-core r-base-dev r-cran-desolve)"
+            return
+        check = subprocess.run([rscript, "-e", "library(deSolve)"], capture_output=True)
+        if check.returncode != 0:
+            self.why = "R package deSolve not installed (Debian: r-cran-desolve)"
+            return
+        here = Path(__file__).resolve().parent / "desolve"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(here / "linear.c", folder / "linear.c")
+        built = subprocess.run([r, "CMD", "SHLIB", "linear.c"], cwd=folder, capture_output=True)
+        if built.returncode != 0:
+            self.why = f"R CMD SHLIB failed: {built.stderr.decode()[-300:]}"
+            return
+        self.rscript, self.so, self.script = rscript, folder / "linear.so", here / "run_lsoda.R"
+        self.version = subprocess.run(
+            [rscript, "-e", 'cat(as.character(packageVersion("deSolve")))'],
+            capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    @property
+    def available(self) -> bool:
+        return not self.why
+
+    def run(
+        self, peer: ScipyPeer, subjects: list[dict], dose: dict, times: np.ndarray
+    ) -> tuple[float, list[dict[str, np.ndarray]]]:
+        """(R's seconds for the integrations, each subject's outputs) for the parameter
+        sets `subjects` (a linear model's)."""
+        import shutil
+        import subprocess
+
+        work = self.folder / "run"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        np.savetxt(work / "times.txt", times)
+        qs = []
+        for i, p in enumerate(subjects):
+            q, x0 = peer.inputs(p, dose)
+            qs.append(q)
+            np.savetxt(work / f"s{i}_x0.txt", x0[None, :])
+            rows = [
+                np.concatenate([[a, b, float(last)], c, A.ravel()])
+                for a, b, last, (A, c) in peer.pieces(q, times)
+            ]
+            np.savetxt(work / f"s{i}_pieces.txt", np.stack(rows), fmt="%.17g")
+        cmd = [self.rscript, str(self.script), str(work), str(self.so), str(RTOL), str(ATOL)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        seconds = float((work / "seconds.txt").read_text())
+        states = [np.loadtxt(work / f"s{i}_states.txt", ndmin=2) for i in range(len(subjects))]
+        return seconds, [peer.observe(q, times, x) for q, x in zip(qs, states, strict=True)]
 
 
 def case(name: str, n: int) -> tuple[cp.ModelSpec, cp.Regimen, dict, np.random.Generator]:
@@ -203,13 +290,28 @@ def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     ref = [peer.subject({**base, varied: params[varied][i]}, dose, times) for i in idx]
     scipy_s = (time.perf_counter() - t0) * n / m
-    # cross-check the fastest cellpkpd result against SciPy
+    # compiled deSolve (R) on the same subjects, linear models only
+    desolve_s, desolve_ref = float("nan"), None
+    if (
+        spec.is_linear
+        and len(spec.states) <= DESOLVE_MAXN
+        and args.desolve is not None
+        and args.desolve.available
+    ):
+        seconds, desolve_ref = args.desolve.run(
+            peer, [{**base, varied: params[varied][i]} for i in idx], dose, times
+        )
+        desolve_s = seconds * n / m
+    # cross-check the fastest cellpkpd result against SciPy (and deSolve)
     worst = 0.0
     for o in outputs:
         mine = fastest["result"][o][idx]
-        theirs = np.stack([r[o] for r in ref])
-        big = np.abs(theirs) > AGREE_FLOOR * np.max(np.abs(theirs))
-        worst = max(worst, float(np.max(np.abs(mine - theirs)[big] / np.abs(theirs)[big])))
+        for peer_ref in (ref, desolve_ref or []):
+            if not peer_ref:
+                continue
+            theirs = np.stack([r[o] for r in peer_ref])
+            big = np.abs(theirs) > AGREE_FLOOR * np.max(np.abs(theirs))
+            worst = max(worst, float(np.max(np.abs(mine - theirs)[big] / np.abs(theirs)[big])))
     assert worst < AGREE_RTOL, (name, n, worst)
     for r in rows:
         r.pop("result", None)
@@ -220,13 +322,16 @@ def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
         "scipy_method": "Radau" if stiff else "LSODA", "scipy_s": scipy_s,
         "scipy_extrapolated_from": m if m < n else None,
         "scipy_vs_auto": scipy_s / chosen.get("warm_s", float("nan")),
+        "desolve_s": desolve_s,
+        "desolve_vs_auto": desolve_s / chosen.get("warm_s", float("nan")),
         "agreement": worst,
     }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<14}{'N':>6} {'solver':<9}{'first s':>9}{'compile s':>10}{'warm s':>9}"
-            f"  {'auto':<9}{'auto/best':>9}{'scipy s':>10}{'scipy/auto':>11}")  # fmt: skip
+            f"  {'auto':<9}{'auto/best':>9}{'scipy s':>10}{'scipy/auto':>11}"
+            f"{'deSolve s':>11}{'deSolve/auto':>13}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in rows:
         for k, s in enumerate(r["solvers"]):
@@ -237,6 +342,10 @@ def table(rows: list[dict]) -> str:
                 star = "*" if r["scipy_extrapolated_from"] else " "
                 tail = (f"  {r['auto']:<9}{r['auto_vs_fastest']:9.2f}{r['scipy_s']:9.2f}{star}"
                         f"{r['scipy_vs_auto']:11.1f}")  # fmt: skip
+                if math.isnan(r.get("desolve_s", math.nan)):
+                    tail += f"{'n/a':>11}{'':>13}"
+                else:
+                    tail += f"{r['desolve_s']:10.4f}{star}{r['desolve_vs_auto']:13.1f}"
             name = (r["model"], str(r["n"])) if k == 0 else ("", "")
             lines.append(f"{name[0]:<14}{name[1]:>6} {s['solver']:<9}{s['first_s']:9.2f}"
                          f"{comp}{warm}{tail}")  # fmt: skip
@@ -262,6 +371,9 @@ def write(out: Path, info: dict, rows: list[dict]) -> None:
             "scipy": "solve_ivp per subject: linear models on NumPy's A @ y + b (A from one "
             "jitted call per subject and region); nonlinear models on the model's jitted "
             "right-hand side",
+            "desolve": "R deSolve lsoda per subject on compiled C dy/dt = A y + c with its "
+            "exact Jacobian (benchmarks/desolve), linear models only; R's clock around the "
+            "integrations alone, on the SciPy subset and extrapolated to N",
         },
         "rows": rows,
     }
@@ -284,15 +396,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--scipy-subset", type=int, default=20)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-desolve", action="store_true", help="skip the deSolve (R) peer")
     args = ap.parse_args(argv)
     info = machine_info()
-    print(f"{info['platform']} | {info['cpu_count']} CPUs | jax {info['jax']}")
-    rows = []
-    for name in args.models:
-        for n in args.n:
-            rows.append(bench_model(name, n, args))
-            write(args.out, info, rows)  # after each row, so a stopped run keeps its rows
-            print(table(rows[-1:]).splitlines()[-len(rows[-1]["solvers"]) :][0], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        args.desolve = None if args.no_desolve else DesolvePeer(Path(tmp) / "desolve")
+        info["desolve"] = (
+            "skipped" if args.desolve is None
+            else args.desolve.why or f"deSolve {args.desolve.version}, lsoda, compiled C"
+        )  # fmt: skip
+        print(f"{info['platform']} | {info['cpu_count']} CPUs | jax {info['jax']} | "
+              f"{info['desolve']}")  # fmt: skip
+        rows = []
+        for name in args.models:
+            for n in args.n:
+                rows.append(bench_model(name, n, args))
+                write(args.out, info, rows)  # after each row, so a stopped run keeps its rows
+                print(table(rows[-1:]).splitlines()[-len(rows[-1]["solvers"]) :][0], flush=True)
     print()
     print(table(rows))
     write(args.out, info, rows)
