@@ -141,29 +141,54 @@ def _bolus_regimens(rng, n, spec):
 
 @pytest.mark.parametrize("model", ["two_cmt_iv", "msc_pbk"])
 @pytest.mark.parametrize("per_subject_times", [False, True])
-def test_host_plan_equals_the_counting_program(model, per_subject_times, monkeypatch):
+@pytest.mark.parametrize("start", [0.0, -3.0])
+def test_host_plan_equals_the_counting_program(model, per_subject_times, start, monkeypatch):
     """`Simulator.plan` on a timeline the data fix (bolus doses, no parameter-dependent lag,
     no breakpoints) counts the segment lengths with NumPy (`host_segment_lengths`) instead
     of compiling the counting program. On random bolus regimens (doses at output times,
     between them and after the last output; data lags; ADDL copies; route doses;
-    dose arrays padded to the longest regimen) it must give the program's plan: the same
-    size, and the same squarings (the host bound takes the longest segment of any subject:
-    at least the program's, at most one more)."""
+    dose arrays padded to the longest regimen; outputs from `start`, before t0 = 0 too,
+    where a segment has a negative length) it must give the program's plan: the same size
+    and the same squarings (each subject's rate matrix over its own longest segment)."""
     spec = cp.load_model(model)
-    rng = np.random.default_rng([len(model), per_subject_times])
+    rng = np.random.default_rng([len(model), per_subject_times, int(-start)])
     n = 12
-    times = np.linspace(0.0, 24.0, 13)
+    times = np.linspace(start, 24.0, 13)
     if per_subject_times:
-        times = np.sort(rng.choice(np.arange(0.0, 25.0, 0.5), (n, 13)), axis=1)
-    sim = cp.Simulator(spec, None if per_subject_times else times, solver="exact")
+        times = np.sort(rng.choice(np.arange(start, 25.0, 0.5), (n, 13)), axis=1)
+    # (a Simulator's own times start at t0; times given to a call may start before)
+    at_call = per_subject_times or start < 0
+    sim = cp.Simulator(spec, None if at_call else times, solver="exact")
     doses = sim.doses(_bolus_regimens(rng, n, spec))
     name = next(iter(spec.parameters))
     params = {name: spec.parameters[name].value * np.exp(rng.normal(0.0, 0.5, n))}
-    call_times = times if per_subject_times else None
+    call_times = times if at_call else None
     host = sim.plan(doses, params, call_times)
     monkeypatch.setattr(S, "host_segment_lengths", lambda *a: None)
     program = sim.plan(doses, params, call_times)
     assert host.size == program.size
     assert host.options.keep == program.options.keep
-    sq_host, sq_prog = host.options.squarings, program.options.squarings
-    assert sq_prog <= sq_host <= sq_prog + 1
+    assert host.options.squarings == program.options.squarings
+
+
+def test_outputs_before_t0_and_a_zero_length_segment_keep_the_planned_numbers(monkeypatch):
+    """An output before t0 makes a segment of negative length, and a dose at an output time
+    one of length 0: neither takes a matrix exponential, and the positive lengths keep
+    their own (an output before t0 once made `_distinct` rank the two non-positive
+    lengths apart, so the plan's last slot, the identity, stood in for the longest
+    segment: the output at 10 h then did not decay). The planned batch (32 subjects),
+    counted on the host or by the program, equals one subject solved alone (rtol 1e-12)."""
+    sim = cp.Simulator("two_cmt_iv", outputs=["central"], solver="exact")
+    times = np.array([-1.0, 0.0, 1.0, 10.0])
+    doses = sim.doses(cp.Regimen([cp.Dose(0.0, 100.0, cmt="central")]))
+    params = {"CL": np.full(32, 2.0)}
+    alone = jax.jit(lambda p: sim.solve(p, doses, times)[0])({"CL": 2.0})["central"]
+    assert float(alone[3]) < 0.2 * float(alone[1])  # it decays from 1 h to 10 h
+    for host in (True, False):
+        if not host:
+            monkeypatch.setattr(S, "host_segment_lengths", lambda *a: None)
+        assert sim.plan(doses, params, times).size == 2  # 1 h and 9 h
+        out, status = sim.batch(params, doses, times)
+        assert np.all(np.asarray(status) == 0)
+        np.testing.assert_allclose(np.asarray(out["central"]), np.tile(alone, (32, 1)),
+                                   rtol=1e-12, atol=0)  # fmt: skip

@@ -457,7 +457,7 @@ class Simulator:
         allows; a solve beyond them gives NaN). When the data alone fix the timeline
         (bolus doses, no parameter-dependent ``[dosing]`` lag, no breakpoints) the lengths
         are counted with NumPy and a small program of the rate matrices gives the
-        squarings (over the longest segment of any subject); otherwise a compiled program
+        squarings (over each subject's longest segment); otherwise a compiled program
         builds each subject's timeline and counts. The ODE path, or traced inputs, get the
         Simulator's own options.
 
@@ -497,9 +497,14 @@ class Simulator:
             # rate matrices alone gives the squarings (compiling the timeline into a
             # counting program cost ~1.3 s of msc_pbk's 3.3 s first call at 10,000)
             sizes = count_distinct_host(lengths)
-            longest = jnp.asarray(float(np.max(lengths)))
+            # each subject's longest segment (one row: shared by all)
+            longest = jnp.asarray(np.max(lengths, axis=1))
+            if longest.shape[0] == 1:
+                shared = {**shared, "longest": longest[0]}
+            else:
+                batched = {**batched, "longest": longest}
             sq = self._mapper(("squarings", opts.keep), self._squarings(opts), chunk)
-            squarings = np.asarray(sq(batched, {**shared, "longest": longest}))
+            squarings = np.asarray(sq(batched, shared))
         else:
             # count a few distinct lengths by passes; a subject with more is counted again
             # by the sorting program (its count is -1)
@@ -554,13 +559,14 @@ class Simulator:
         return count
 
     def _squarings(self, opts: EngineOptions) -> Any:
-        """One subject's squarings for its rate matrix (states `opts.keep`) over the
-        shared ``longest`` segment [time] (a bound: the longest of any subject)."""
+        """One subject's squarings for its rate matrix (states `opts.keep`) over its
+        ``longest`` segment [time] (batched, or shared when all timelines are one)."""
 
         def squarings(b: dict[str, Any], s: dict[str, Any]) -> Any:
             p, d, t, _, _ = self._inputs(b, s)
             p, d, t, _ = self._prepare(p, d, t)
-            return squarings_needed(self.model.linear_system(p, opts.keep)[0], s["longest"])
+            longest = b["longest"] if "longest" in b else s["longest"]
+            return squarings_needed(self.model.linear_system(p, opts.keep)[0], longest)
 
         return squarings
 

@@ -786,6 +786,9 @@ def _distinct(h: Any, region: Any = None, few: int | None = None) -> tuple[Any, 
     `few`: take the distinct values one at a time, smallest first (`_distinct_passes`),
     stopping after `few` of them (then the number is -1: not counted); None: by a sort."""
     zero = h <= 0
+    # every non-positive length is one value (an output before t0 gives a negative one):
+    # they take no rank, and the positive ones are ranked from 0
+    h = jnp.where(zero, 0.0, h)
     key = jnp.where(zero, -1, 0 if region is None else region)
     if few is not None:
         return _distinct_passes(h, key, zero, few)
