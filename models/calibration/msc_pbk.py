@@ -59,7 +59,16 @@ Then, with those values, two more targets in the rat (each its own parameter, so
   Target: of the cells arrested in the rest of the body (muscle) after an arterial dose
   (route ia), 14% are there at 72 h (rest at 72 h / rest at 5 min; parameter
   k_death_tissue; the loss is death plus the release k_release_tissue, at its file value).
-  k_death_target ("as other tissues", assumed) is printed with the same value.
+  k_death_target ("as other tissues", assumed) is printed with the same value. A bound, not a
+  target, checks it: Exp Neurol PMID 23059455 (abstract only; In-111 MSCs into the rat
+  carotid, "the majority of the signal disappeared during the next 24 h") is tested in
+  tests/models/test_literature_msc.py (the target's label after route ia_target at 24 h is
+  below half its 1-h value: 0.48 with the printed values).
+
+Not used as a target: Cell Transplant 2010;19:219 (abstract only; infarcted / normal rat heart
+gamma-camera counts 1.39 after IV) for E_target_max: the counts are mostly not arrested cells
+and the abstract gives no infarct size (models/calibration/literature_leads.md, item 8); its
+direction is tested.
 
 These later parameters act a little on the targets of the first fit (cells that come round
 to the heart, deaths outside the lung), which uses their file values: the shipped values are

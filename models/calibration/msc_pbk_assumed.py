@@ -55,9 +55,36 @@ class Fact:
     #: the tests' covariates: a fully viable product unless the test keeps the model's default
     covariates: tuple[tuple[str, float], ...] = (("viability", 1.0),)
     duration: float = 0.0  # h: an infusion (0: a bolus)
+    #: the states dosed (cmt=, `amount` each) in place of the route's, e.g. a route's cells
+    #: with their label; `route` then only names the route in the page
+    cmts: tuple[str, ...] = ()
+    #: parameters the test sets (a study's lesion, say), from the species' default values
+    setup: Callable[[dict[str, float]], dict[str, float]] | None = None
 
 
 OTHER = ("liver", "spleen", "kidney", "heart", "bone_marrow")
+#: the carotid route with its label, as the test doses it (route ia_target has no label states)
+IA_TARGET_LABELLED = ("artery_target", "dead_blood", "lab_artery_target", "lab_dead_blood")
+#: an infarct in place of this share of the rat heart, perfusion per gram like the heart's
+#: (one of the test's three shares; the per-gram ratio of infarct to heart does not depend on it)
+INFARCT_SHARE = 0.3
+
+
+def _infarct(d: dict[str, float], s: float = INFARCT_SHARE) -> dict[str, float]:
+    return {
+        "volume_heart": d["volume_heart"] * (1 - s),
+        "flow_heart": d["flow_heart"] * (1 - s),
+        "f_V_target": s * d["volume_heart"] / d["body_weight"],
+        "f_Q_target": s * d["flow_heart"] / d["cardiac_output"],
+    }
+
+
+def _lost_label_in_organs(o: dict[str, jnp.ndarray]) -> jnp.ndarray:
+    """Of the label of cells arrested in the target (1 cell-equivalent), the share of what
+    left it by the output time that is in lung, liver, spleen and kidney."""
+    organs = sum(o[f"radiolabel_{k}"][0] for k in ("lung", "liver", "spleen", "kidney"))
+    return organs / (1.0 - o["radiolabel_target"][0])
+
 
 FACTS = (
     Fact("lung DNA half-life [h]", "Lee 2009: ~24 h", "mouse", "iv_labelled", 2e6, (0.25, 24.0),
@@ -87,6 +114,19 @@ FACTS = (
     Fact("muscle cells left at 72 h [fraction]", "Toma 2009: 14%", "rat", "ia", 1.0,
          (5 / 60, 72.0), ("viable_rest",),
          lambda o: o["viable_rest"][1] / o["viable_rest"][0]),
+    Fact("brain label 24 h / 1 h after carotid MSCs", "Exp Neurol PMID 23059455: < 0.5",
+         "rat", "ia_target", 1e6, (1.0, 24.0), ("radiolabel_target",),
+         lambda o: o["radiolabel_target"][1] / o["radiolabel_target"][0], duration=1 / 60,
+         covariates=(("viability", 1.0), ("inflammation", 1.0)), cmts=IA_TARGET_LABELLED),
+    Fact("brain label lost by 24 h that is in organs [fraction]",
+         "Exp Neurol PMID 23059455: relocated to organs", "rat", "target", 1.0, (24.0,),
+         tuple(f"radiolabel_{k}" for k in ("target", "lung", "liver", "spleen", "kidney")),
+         _lost_label_in_organs, cmts=("target", "lab_target")),
+    Fact("infarct / heart label per gram after IV", "Cell Transplant 2010: MI raises it",
+         "rat", "iv_labelled", 5e6, (1.0,), ("radiolabel_target", "radiolabel_heart"),
+         lambda o: o["radiolabel_target"][0] / o["radiolabel_heart"][0]
+         * (1 - INFARCT_SHARE) / INFARCT_SHARE, duration=1 / 60,
+         covariates=(("viability", 1.0), ("inflammation", 1.0)), setup=_infarct),
     Fact("kidney after renal-artery injection, 1 h", "renal artery: more than IV", "mouse",
          "ia_kidney", 1.0, (1.0,), ("dna_kidney",), lambda o: o["dna_kidney"][0]),
     Fact("lung label fold fall, day 0 -> 10", "Gholamrezanezhad 2011: 5-17x", "human",
@@ -114,14 +154,19 @@ def elasticities(fact: Fact, names: list[str]) -> tuple[float, np.ndarray]:
     there."""
     spec = cp.load_model("msc_pbk", species=fact.species)
     sim = cp.Simulator(spec, np.array(fact.times), outputs=fact.outputs)
-    dose = cp.Dose(0.0, fact.amount, route=fact.route, duration=fact.duration)
-    doses = sim.doses(cp.Regimen([dose]))
+    if fact.cmts:
+        dose = [cp.Dose(0.0, fact.amount, c, duration=fact.duration) for c in fact.cmts]
+    else:
+        dose = [cp.Dose(0.0, fact.amount, route=fact.route, duration=fact.duration)]
+    doses = sim.doses(cp.Regimen(dose))
     base = np.array([spec.parameters[k].value for k in names])
     cov = {k: jnp.asarray(v) for k, v in fact.covariates}
+    setup = fact.setup(spec.defaults()) if fact.setup else {}
+    fixed = {k: jnp.asarray(v) for k, v in setup.items()}
 
     def log_fact(log_p: jnp.ndarray) -> jnp.ndarray:
         p = {k: jnp.exp(v) for k, v in zip(names, log_p, strict=True)}
-        return jnp.log(fact.value(sim({**p, **cov}, doses)))
+        return jnp.log(fact.value(sim({**fixed, **p, **cov}, doses)))
 
     at = jnp.log(jnp.asarray(base))
     value, jac = jax.jit(lambda x: (log_fact(x), jax.jacfwd(log_fact)(x)))(at)
@@ -163,7 +208,8 @@ def markdown(spec: cp.ModelSpec, names: list[str], values: list[float], table: n
         "|---|---|---|---|---|",
     ]
     for f, v in zip(FACTS, values, strict=True):
-        lines.append(f"| {f.name} | {f.citation} | {f.species} | `{f.route}` | {v:.4g} |")
+        route = f"`{f.route}`" if not f.cmts else "cmt= " + ", ".join(f"`{c}`" for c in f.cmts)
+        lines.append(f"| {f.name} | {f.citation} | {f.species} | {route} | {v:.4g} |")
     return "\n".join(lines) + "\n"
 
 

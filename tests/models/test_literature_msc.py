@@ -5,8 +5,9 @@ Each docstring names the source and what of it was read; each tolerance says why
 read of each source is said there: Lee et al. 2009 (abstract and text via PMC), Eggenhofer et
 al. 2012 (abstract), Fischer et al. 2009, Kim et al. 2014, Bonios et al. 2011, Braid et al.
 2018, Toupet et al. 2013, Bazhanov et al. 2016, Moll et al. 2012, Gholamrezanezhad et al. 2011
-and a conference abstract on In-111 from dead MSCs in dog myocardium (abstracts only), Toma et
-al. 2009 (abstract and one figure legend).
+a conference abstract on In-111 from dead MSCs in dog myocardium, and two papers named by title
+(Exp Neurol PMID 23059455: MSCs into the rat carotid; Cell Transplant 2010;19:219: MSCs IV to
+the infarcted rat heart) (abstracts only), Toma et al. 2009 (abstract and one figure legend).
 
 msc_pbk: the rates that no source gives were calibrated to some of these facts by
 models/calibration/msc_pbk.py (its targets sit inside these tolerances; the tests check the
@@ -453,6 +454,61 @@ def test_toma2009_14_percent_of_arterially_arrested_msc_remain_in_muscle_at_72_h
     assert 0.13 < rest[1] / rest[0] < 0.15, rest[1] / rest[0]
 
 
+# ------------------------------------------------------------------ intra-arterial: the brain
+def test_in111_of_carotid_infused_msc_mostly_leaves_the_rat_brain_within_24_h(pbk) -> None:
+    """Exp Neurol, PMID 23059455, "Intra-arterial infusion of human bone marrow-derived
+    mesenchymal stem cells results in transient localization in the brain after cerebral
+    ischemia in rats" (abstract only; authors not read): In-111-oxine-labelled human BMMSCs
+    infused into the external carotid artery of sham-operated and MCAO rats, SPECT immediately
+    after the infusion and 24 h later: "IA infusion of BMMSCs in rats resulted in immediate cell
+    entrapment in the brain, but the majority of the signal disappeared during the next 24 h
+    and relocated to the internal organs". msc_pbk (250-g rat, route ia_target with the label
+    of the cells, fully viable fresh cells; inflammation 0 for the sham and 1 for the MCAO
+    rats): the label in the target (the brain region the artery feeds) at 24 h is below half of
+    its value at 5 min and at 1 h, and the label in liver + spleen rises from 1 h to 24 h; of
+    the label that leaves the target's arrested cells by 24 h, more than half is in the
+    internal organs (lung, liver, spleen, kidney) rather than excreted. The abstract gives no
+    number, so each bound is its word ("majority") with no tolerance added; the model gives
+    0.48 (from 1 h) and 0.47 (from 5 min), and 56% of the lost label in the organs (42% in
+    urine).
+
+    The target's label (decay-corrected: if the SPECT counts were not, In-111's 67-h half-life
+    takes off another 21% by 24 h and the bound is easier) leaves with its viable cells at
+    (k_death_target + k_release_tissue) x allometry + k_leak; the label of cells that die there
+    follows within about an hour (k_label_dead). With the file's other values the bound holds
+    while k_death_target >= 0.0354/h (25-g mouse; the file's 0.0392/h is k_death_tissue,
+    calibrated to Toma et al. 2009), or k_leak >= 0.0029/h (file 0.005/h): the loss of viable
+    cells Toma saw in muscle (14% at 72 h, 0.0273/h in the rat) would leave 53% of the label at
+    24 h, so the fact needs the label to leave the brain faster than the cells leave muscle.
+    Not compared: the share of the dose the brain traps at first (the abstract gives none; the
+    model's first pass arrests E_target, 18% at inflammation 1 and 2% at 0, and sends the rest
+    to the lung: see the model's known limits), the cells' proteolytic treatment before the
+    infusion (which the abstract says transiently modified their adhesion proteins), human
+    cells in rats (the abstract does not say whether the rats were immunosuppressed), and the
+    MCAO rats' ischaemic above contralateral hemisphere at 24 h (the contralateral hemisphere
+    is part of the rest of the body here, which the route bypasses)."""
+    spec = cp.load_model("msc_pbk", species="rat")  # (pbk, the mouse: lists the fact in docs)
+    route = ("artery_target", "dead_blood", "lab_artery_target", "lab_dead_blood")
+    via_artery = cp.Regimen([cp.Dose(0.0, 1e6, c, duration=1 / 60) for c in route])
+    # the label of cells arrested in the target, alone (1 cell-equivalent: outputs are shares)
+    arrested = cp.Regimen([cp.Dose(0.0, 1.0, c) for c in ("target", "lab_target")])
+    outputs = ["radiolabel_target", "radiolabel_liver", "radiolabel_spleen", "radiolabel_lung",
+               "radiolabel_kidney", "radiolabel_urine"]  # fmt: skip
+    res = cp.simulate(spec, [via_artery, via_artery, arrested], T, outputs=outputs,
+                      covariates={"viability": np.ones(3),
+                                  "inflammation": np.array([0.0, 1.0, 1.0])})  # fmt: skip
+    lab = {o.removeprefix("radiolabel_"): res[o].values for o in outputs}
+    for i, host in enumerate(("sham", "MCAO")):
+        target = lab["target"][i]
+        assert target[I24H] < 0.5 * target[I1H], (host, target[I24H] / target[I1H])
+        assert target[I24H] < 0.5 * target[I5MIN], (host, target[I24H] / target[I5MIN])
+        mps = lab["liver"][i] + lab["spleen"][i]
+        assert mps[I24H] > mps[I1H], (host, mps[I1H], mps[I24H])
+    lost = 1.0 - lab["target"][2][I24H]
+    organs = sum(lab[o][2][I24H] for o in ("lung", "liver", "spleen", "kidney"))
+    assert organs > 0.5 * lost and organs > lab["urine"][2][I24H], (organs, lost)
+
+
 # ------------------------------------------------------------------ label of dead MSCs
 def test_in111_of_dead_msc_leaves_dog_myocardium_with_a_half_life_of_2_3_h(pbk) -> None:
     """Conference abstract "PO-Thur-Eve-General-22: 111In-tropolone labeled mesenchymal stem
@@ -550,6 +606,63 @@ def test_bonios2011_intracoronary_delivery_retains_15_4_percent_in_the_rat_heart
     assert 0.099 < ic["dna_heart"][0] < 0.209, ic["dna_heart"][0]
     assert iv["dna_heart"][0] < 0.008 + 0.0106, iv["dna_heart"][0]
     assert iv["dna_lung"][0] > ic["dna_lung"][0], (iv["dna_lung"][0], ic["dna_lung"][0])
+
+
+def test_infarct_raises_the_label_of_iv_msc_in_the_rat_heart_not_in_the_lung(pbk) -> None:
+    """Cell Transplant 2010;19:219-230, "Time-dependent migration of systemically delivered bone
+    marrow mesenchymal stem cells to the infarcted heart" (abstract only; authors not read):
+    5e6 Tc-99m-HMPAO-labelled rat BM-MSCs through the tail vein 7 days after MI, gamma camera
+    at 5, 15, 30 and 60 min: "The cells migrated mainly to the lungs (approximately 70%)";
+    "MI markedly increased the amount of cells in the heart, but not in the lungs, during the
+    period of observation (4.55 +/- 0.32 vs. 6.34 +/- 0.67% of uptake in infarcted hearts)".
+    msc_pbk (250-g rat, route iv_labelled, 5e6 fully viable cells over 1 min): the infarct is
+    the target tissue in place of a share of the heart (the heart's mass and flow times
+    1 - share, the target's the share of them: perfusion per gram like the heart's;
+    inflammation 1, the typical disease state), the normal heart is the heart of a rat without
+    it (inflammation 0). The abstract gives no infarct size, so three shares are run (10%, 30%,
+    50%): at every imaging time the label of the heart with its infarct (heart + target) is
+    above that of the normal heart, the infarct's label per gram above the rest of the heart's,
+    the lung's label differs by < 1% (no difference reported) and holds more than half of the
+    activity ("mainly"; model 99%, the region-of-interest shares are not compared). Direction
+    only: the model's infarcted / normal heart ratio is 1.016, 1.049 and 1.082 at the three
+    shares (E_target / E_heart = 0.18 / 0.155 per gram), not the reported 1.39.
+
+    Why not the size: the heart's region of interest held 4.55% of the counts in normal rats,
+    where the model puts 0.009% of an IV dose of 18-um cells in the heart (all the cells that
+    pass the lung: 0.09%; Bonios et al. 2011 measured 0.8% by PET), so the reported counts are
+    mostly not cells arrested in the myocardium (blood pool, lung overlap) and their ratio is
+    not the ratio of arrested cells; the 1.79 points the infarct adds are more than the model
+    lets past the lung at all. Fitting E_target_max to 1.39 would fit the unknown background,
+    infarct size and infarct perfusion (0.79 at a 50% share, above its bound of 1 at 30%): see
+    models/calibration/literature_leads.md. The direction holds while E_target at inflammation
+    1 exceeds E_heart, i.e. E_target_max > 0.424 with the assumed infl50 = 2 and n_infl = 1.
+    Not compared: the heart's and lungs' fall within the hour and the DAPI cells in infarcted
+    areas at 7 days."""
+    spec = cp.load_model("msc_pbk", species="rat")  # (pbk, the mouse: lists the fact in docs)
+    d = spec.defaults()
+    shares = np.array([0.0, 0.1, 0.3, 0.5])  # 0: the normal heart
+    params = {
+        "volume_heart": d["volume_heart"] * (1 - shares),
+        "flow_heart": d["flow_heart"] * (1 - shares),
+        "f_V_target": np.where(shares > 0, shares * d["volume_heart"] / d["body_weight"],
+                               d["f_V_target"]),
+        "f_Q_target": np.where(shares > 0, shares * d["flow_heart"] / d["cardiac_output"],
+                               d["f_Q_target"]),
+    }  # fmt: skip
+    covs = {"viability": np.ones(4), "inflammation": (shares > 0).astype(float)}
+    reg = cp.Regimen([cp.Dose(0.0, 5e6, route="iv_labelled", duration=1 / 60)])
+    times = np.array([5.0, 15.0, 30.0, 60.0]) / 60
+    outputs = ["radiolabel_heart", "radiolabel_target", "radiolabel_lung"]
+    res = cp.simulate(spec, [reg] * 4, times, params=params, covariates=covs, outputs=outputs)
+    heart, target, lung = (res[o].values for o in outputs)
+    region = heart + np.where(shares[:, None] > 0, target, 0.0)  # heart with its infarct
+    for i in (1, 2, 3):
+        assert np.all(region[i] > region[0]), (shares[i], region[i] / region[0])
+        infarct_volume = params["f_V_target"][i] * d["body_weight"]
+        per_gram = (target[i] / infarct_volume) / (heart[i] / params["volume_heart"][i])
+        assert np.all(per_gram > 1.0), (shares[i], per_gram)
+        np.testing.assert_allclose(lung[i], lung[0], rtol=0.01)
+    assert np.all(lung > 0.5), lung.min()
 
 
 # ------------------------------------------------------------------ local depots
