@@ -34,7 +34,9 @@ import datetime as _dt
 import itertools
 import json
 import math
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -184,9 +186,6 @@ class DesolvePeer:
     a C compiler or deSolve is not installed (then the columns read n/a)."""
 
     def __init__(self, folder: Path):
-        import shutil
-        import subprocess
-
         self.folder, self.why = folder, ""
         r, rscript = shutil.which("R"), shutil.which("Rscript")
         if r is None or rscript is None:
@@ -218,9 +217,6 @@ class DesolvePeer:
     ) -> tuple[float, list[dict[str, np.ndarray]]]:
         """(R's seconds for the integrations, each subject's outputs) for the parameter
         sets `subjects` (a linear model's)."""
-        import shutil
-        import subprocess
-
         work = self.folder / "run"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
@@ -306,9 +302,7 @@ def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
     worst = 0.0
     for o in outputs:
         mine = fastest["result"][o][idx]
-        for peer_ref in (ref, desolve_ref or []):
-            if not peer_ref:
-                continue
+        for peer_ref in [ref] + ([desolve_ref] if desolve_ref else []):
             theirs = np.stack([r[o] for r in peer_ref])
             big = np.abs(theirs) > AGREE_FLOOR * np.max(np.abs(theirs))
             worst = max(worst, float(np.max(np.abs(mine - theirs)[big] / np.abs(theirs)[big])))

@@ -923,13 +923,18 @@ def host_segment_lengths(
     return np.diff(merged, axis=1, prepend=np.full((rows, 1), opts.t0))
 
 
+def _opens_new(s: np.ndarray) -> np.ndarray:
+    """`_distinct`'s sorted rule in NumPy: for lengths `s` sorted along the last axis,
+    whether each after the first exceeds the previous by more than `SAME_LENGTH_RTOL`."""
+    return s[..., 1:] - s[..., :-1] > SAME_LENGTH_RTOL * s[..., 1:]
+
+
 def count_distinct_host(h: np.ndarray) -> np.ndarray:
     """Number of distinct positive lengths in each row of `h` (rows, M), by `_distinct`'s
     rule (sorted lengths within `SAME_LENGTH_RTOL` of the previous one count as equal)."""
-    hs = np.sort(np.where(h > 0, h, np.inf), axis=1)  # the zero lengths last, as inf
-    with np.errstate(invalid="ignore"):  # inf - inf between them: NaN, not > anything
-        new = hs[:, 1:] - hs[:, :-1] > SAME_LENGTH_RTOL * hs[:, 1:]
-    return np.isfinite(hs[:, 0]).astype(np.int64) + np.sum(new & np.isfinite(hs[:, 1:]), axis=1)
+    hs = np.sort(np.maximum(h, 0.0), axis=1)  # the non-positive lengths first, as 0
+    # a positive length after a 0 opens a value; the first one does when no 0 precedes it
+    return np.sum(_opens_new(hs), axis=1) + (hs[:, 0] > 0)
 
 
 def _regions(
@@ -1092,7 +1097,7 @@ def _propagators(
     gaps = np.diff(np.concatenate([[opts.t0], static_times]))
     order = np.argsort(gaps, kind="stable")
     gs = gaps[order]
-    new = np.concatenate([[True], gs[1:] - gs[:-1] > SAME_LENGTH_RTOL * gs[1:]])
+    new = np.concatenate([[True], _opens_new(gs)])
     inv = np.empty(gaps.size, np.int64)
     inv[order] = np.cumsum(new) - 1
     uniq = jnp.asarray(gs[new])
