@@ -1273,6 +1273,36 @@ def _error_if_for_cellpkpd(real: Any) -> Any:
     return error_if
 
 
+def _prevbefore_for_cellpkpd(real: Any) -> Any:
+    """``equinox.internal.prevbefore`` as diffrax calls it: unchanged, except that while this
+    thread traces a cellpkpd solve (`_ts_checks_without_callbacks`) a chain of calls, each on
+    the previous one's result, is computed from the chain's first input by one loop.
+
+    diffrax's integration loop sets its end-of-interval threshold by applying ``prevbefore``
+    100 times in Python to t1. Unrolled, that is ~2,500 HLO operations (~22 per
+    ``jnp.nextafter`` on CPU), a third of msc_pkpd_host's program before optimisation, and
+    ~0.35 s of its XLA compilation (1.92 -> 1.59 s for the batch program, measured in 3
+    alternating pairs with ``benchmarks/compile_breakdown.py msc_pkpd_host 1 --log``).
+    Here the k-th call of a chain returns ``lax.fori_loop`` over k calls of the real
+    function from the chain's first input: the same values (the same operations in the same
+    order), and the chain's unused intermediate loops are dead code that XLA removes. Each
+    result is remembered (by identity, with the result itself held, so an id is never
+    reused) only until the outermost context of this thread exits."""
+
+    def prevbefore(x: Any) -> Any:
+        if not getattr(_ts_checks, "depth", 0):
+            return real(x)
+        chain = _ts_checks.__dict__.setdefault("chain", {})
+        link = chain.get(id(x))
+        x0, k = (link[1], link[2] + 1) if link is not None and link[0] is x else (x, 1)
+        y = real(x0) if k == 1 else jax.lax.fori_loop(0, k, lambda _, v: real(v), x0)
+        chain[id(y)] = (y, x0, k)
+        return y
+
+    prevbefore.cellpkpd_wraps = real  # type: ignore[attr-defined]
+    return prevbefore
+
+
 @contextlib.contextmanager
 def _ts_checks_without_callbacks() -> Iterator[None]:
     """While diffrax traces a solve in this thread: its run-time checks of the save times
@@ -1296,11 +1326,16 @@ def _ts_checks_without_callbacks() -> Iterator[None]:
         return
     if not hasattr(real, "cellpkpd_wraps"):
         eqxi.error_if = _error_if_for_cellpkpd(real)
+    before = getattr(eqxi, "prevbefore", None)
+    if before is not None and not hasattr(before, "cellpkpd_wraps"):
+        eqxi.prevbefore = _prevbefore_for_cellpkpd(before)
     _ts_checks.depth = getattr(_ts_checks, "depth", 0) + 1
     try:
         yield
     finally:
         _ts_checks.depth -= 1
+        if not _ts_checks.depth:
+            _ts_checks.__dict__.pop("chain", None)
 
 
 def _result_code(sol: Any) -> Any:
