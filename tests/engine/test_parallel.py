@@ -158,3 +158,40 @@ def test_ode_batch_groups_equal_schedules_and_returns_subjects_in_the_callers_or
     for k in range(12):
         alone, _ = sim.batch({"CL": cl[k : k + 1]}, sim.doses([regs[k]]))
         np.testing.assert_allclose(out["central"][k], alone["central"][0], rtol=1e-12)
+
+
+def test_ode_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(monkeypatch):
+    """The ODE path's batch programs are compiled with `ODE_COMPILER_OPTIONS` (XLA's CPU
+    fusion emitters off: faster compiles, see its comment), the exact path's with XLA's
+    defaults; an option this XLA does not know is dropped instead of failing every compile;
+    a batch with an option gives the numbers of one without it, also inside a caller's jit
+    (and exported: tests/core/test_programs.py)."""
+    from cellpkpd.engine import parallel
+
+    assert parallel.supported_compiler_options(None) is None
+    assert parallel.supported_compiler_options({"xla_no_such_option_here": True}) is None
+    both = {"xla_no_such_option_here": True, **parallel.ODE_COMPILER_OPTIONS}
+    assert parallel.supported_compiler_options(both) == dict(parallel.ODE_COMPILER_OPTIONS)
+
+    seen = []
+    real = parallel._build
+    monkeypatch.setattr(
+        parallel, "_build", lambda *a: seen.append(a[-1]) or real(*a)  # type: ignore[func-returns-value]
+    )
+    spec = cp.load_model("one_cmt_oral")
+    reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])
+    t = np.linspace(0.0, 24.0, 7)
+    ode = cp.simulate(spec, reg, t, solver="tsit5", rtol=1e-10, atol=1e-10)
+    exact = cp.simulate(spec, reg, t, solver="exact")
+    assert seen == [dict(parallel.ODE_COMPILER_OPTIONS), None]
+    np.testing.assert_allclose(ode["conc"], exact["conc"], rtol=1e-8, atol=1e-12)
+    plain = batched_map(lambda b, s: jnp.sin(b) * s, devices=jax.devices()[:1])
+    optioned = batched_map(
+        lambda b, s: jnp.sin(b) * s,
+        devices=jax.devices()[:1],
+        compiler_options=parallel.ODE_COMPILER_OPTIONS,
+    )
+    x = jnp.linspace(0.0, 3.0, 11)
+    np.testing.assert_allclose(optioned(x, 2.0), plain(x, 2.0), rtol=4e-16, atol=0)
+    # inside a caller's jit (JAX takes compiler options on the outermost jit only)
+    np.testing.assert_allclose(jax.jit(optioned)(x, 2.0), plain(x, 2.0), rtol=4e-16, atol=0)

@@ -175,13 +175,18 @@ def _signature(leaves: list[Any]) -> tuple[Any, ...]:
 
 
 def cached_program(
-    jitted: Callable[..., Any], key: str | None, devices: Sequence[Any] | None = None
+    jitted: Callable[..., Any],
+    key: str | None,
+    devices: Sequence[Any] | None = None,
+    compiler_options: dict[str, Any] | None = None,
 ) -> Callable[..., Any]:
     """`jitted` (a `jax.jit` function of pytrees of arrays), whose traced program is kept on
     disk under `key` and the arguments' structure, shapes and dtypes (`jax.export`).
 
     `devices`: those `jitted` is sharded over (several: its program is called on a mesh of
-    them, as `jax.export` requires). With `key` None or the cache off, `jitted` itself.
+    them, as `jax.export` requires); `compiler_options`: the XLA options `jitted` is
+    compiled with, given again to the program read back (`key` must name them). With `key`
+    None or the cache off, `jitted` itself.
     Calls with traced arguments (inside
     a caller's `jit`, `grad` or `vmap`) go to `jitted`. The result is the same pytree
     `jitted` returns; the values are those of the same program.
@@ -206,7 +211,7 @@ def cached_program(
             if full in _unexportable:
                 return jitted(*args)
             path = folder / "exported" / f"{full}.bin"
-            f = _load_or_export(jitted, tree, leaves, path, devs)
+            f = _load_or_export(jitted, tree, leaves, path, devs, compiler_options)
             if f is None:
                 with _lock:
                     _unexportable.add(full)
@@ -218,7 +223,12 @@ def cached_program(
 
 
 def _load_or_export(
-    jitted: Callable[..., Any], tree: Any, leaves: list[Any], path: Path, devices: list[Any]
+    jitted: Callable[..., Any],
+    tree: Any,
+    leaves: list[Any],
+    path: Path,
+    devices: list[Any],
+    options: dict[str, Any] | None = None,
 ) -> Callable[..., Any] | None:
     """The deserialised program at `path`, or `jitted` exported (and written there); None
     when it cannot be exported."""
@@ -227,7 +237,7 @@ def _load_or_export(
     data = _read(path)
     if data is not None:
         try:
-            return _callable(export.deserialize(bytearray(data)), devices)
+            return _callable(export.deserialize(bytearray(data)), devices, options)
         except Exception:  # (truncated, or written by another JAX: rebuild)
             pass
     flat = jax.jit(lambda *xs: jitted(*jax.tree.unflatten(tree, xs)))
@@ -237,12 +247,14 @@ def _load_or_export(
     except Exception:  # (e.g. host callbacks, or flatbuffers missing)
         return None
     _write(path, bytes(blob))
-    return _callable(exported, devices)
+    return _callable(exported, devices, options)
 
 
-def _callable(exported: Any, devices: list[Any]) -> Callable[..., Any]:
+def _callable(
+    exported: Any, devices: list[Any], options: dict[str, Any] | None = None
+) -> Callable[..., Any]:
     if exported.nr_devices == 1:
-        return jax.jit(exported.call)
+        return jax.jit(exported.call, compiler_options=options)
     # a sharded program runs on a mesh of as many devices as it was exported for
     # (its inputs and outputs replicated there: `cellpkpd.engine.parallel` shards inside)
     mesh = Mesh(np.asarray(devices[: exported.nr_devices]), ("devices",))
@@ -251,4 +263,5 @@ def _callable(exported: Any, devices: list[Any]) -> Callable[..., Any]:
         exported.call,
         in_shardings=tuple(whole for _ in exported.in_avals),
         out_shardings=jax.tree.unflatten(exported.out_tree, [whole] * len(exported.out_avals)),
+        compiler_options=options,
     )

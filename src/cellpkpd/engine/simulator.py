@@ -31,7 +31,7 @@ from .dosing import (
     stack_dose_arrays,
     traced_path,
 )
-from .parallel import batched_map
+from .parallel import ODE_COMPILER_OPTIONS, batched_map
 from .solve import (
     FEW_LENGTHS,
     SOLVED,
@@ -587,7 +587,11 @@ class Simulator:
             # Kvaerno5's linear solves (lineax) fail inside jax.shard_map: one device, chunked
             devices = jax.devices()[:1] if self.solver == "kvaerno5" else None
             g = self._batched[full] = batched_map(
-                fn, chunk_size=chunk, devices=devices, program_key=self._program_key(full)
+                fn,
+                chunk_size=chunk,
+                devices=devices,
+                program_key=self._program_key(full),
+                compiler_options=None if self.solver == "exact" else ODE_COMPILER_OPTIONS,
             )
         return g
 

@@ -1289,13 +1289,16 @@ def _prevbefore_for_cellpkpd(real: Any) -> Any:
     result is remembered (by identity, with the result itself held, so an id is never
     reused) only until the outermost context of this thread exits."""
 
+    def step(_: Any, v: Any) -> Any:  # (one function: JAX traces the loop's body once)
+        return real(v)
+
     def prevbefore(x: Any) -> Any:
         if not getattr(_ts_checks, "depth", 0):
             return real(x)
         chain = _ts_checks.__dict__.setdefault("chain", {})
         link = chain.get(id(x))
         x0, k = (link[1], link[2] + 1) if link is not None and link[0] is x else (x, 1)
-        y = real(x0) if k == 1 else jax.lax.fori_loop(0, k, lambda _, v: real(v), x0)
+        y = real(x0) if k == 1 else jax.lax.fori_loop(0, k, step, x0)
         chain[id(y)] = (y, x0, k)
         return y
 
