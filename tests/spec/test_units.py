@@ -400,3 +400,25 @@ def test_cli_simulate_takes_doses_and_durations_with_units(capsys, tmp_path) -> 
 def test_describe_shows_the_declared_unit_of_a_derived_quantity() -> None:
     text = cp.describe("msc_pbk")
     assert re.search(r"\| mg_per_L +\| 1e6 +\| mg/L +\|", text)
+
+
+@pytest.mark.parametrize("text", ["4e7/kg", "2e6 / kg", " 1.5e+6/kg ", ".5/kg", "3/kg", "-2E-3/kg"])
+def test_a_number_per_kg_reads_as_pint_reads_it(text: str) -> None:
+    """``"2e6/kg"`` is read without pint (a CLI run with ``--dose 4e7/kg`` skips importing
+    pint and building its registry, ~0.3 s): the same number and unit string as pint's."""
+    from cellpkpd.spec.units import split_quantity
+
+    q = registry().parse_expression(text.strip())
+    assert split_quantity(text) == (float(q.magnitude), str(q.units))
+
+
+@pytest.mark.parametrize("name", ["msc_pbk", "msc_pkpd_host", "cart_ck", "two_cmt_iv"])
+def test_per_kg_factor_without_pint_is_pints_answer(name: str, monkeypatch) -> None:
+    """The factor and the per-kg flag of ``1 / kilogram`` for each library model's amount
+    unit, read without pint, equal pint's (`per_kg_factor` with the shortcut disabled)."""
+    from cellpkpd.spec import units
+
+    spec = cp.load_model(name)
+    fast = units.per_kg_factor(units.PER_KG, spec, "test")
+    monkeypatch.setattr(units, "_WORD", re.compile(r"(?!)"))  # matches nothing: pint's path
+    assert fast == units.per_kg_factor(units.PER_KG, spec, "test") == (1.0, True)
