@@ -1,5 +1,5 @@
 """``python -m cellpkpd``: the command-line interface."""
 
-from .cli.main import main
+from .cli.main import console
 
-raise SystemExit(main())
+console()

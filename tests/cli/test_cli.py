@@ -212,6 +212,31 @@ def test_console_entry_point_bad_input_exit_code(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
+def test_console_exit_runs_atexit_flushes_a_pipe_and_keeps_the_code(tmp_path):
+    """`console` leaves without Python's teardown (~0.5 s), but as a normal exit does: the
+    atexit handlers run, output written to a pipe arrives whole, the files are complete
+    (the CSV equals the in-process `main`'s), and the exit code is main's (2 on bad input)."""
+    script = (
+        "import atexit, sys; atexit.register(lambda: print('atexit ran'));"
+        "from cellpkpd.cli.main import console; sys.argv[1:] = {argv!r}; console()"
+    )
+    argv = ["simulate", "two_cmt_iv", "--dose", "100", "--output", str(tmp_path / "a")]
+    proc = subprocess.run([sys.executable, "-c", script.format(argv=argv)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "atexit ran" and lines[-2].startswith("plot:")
+    assert main(["simulate", "two_cmt_iv", "--dose", "100", "--output", str(tmp_path / "b")]) == 0
+    name = "two_cmt_iv_simulation.csv"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    bad = ["simulate", "two_cmt_iv", "--dose", "100", "--param", "nope=1"]
+    proc = subprocess.run([sys.executable, "-c", script.format(argv=bad)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == "atexit ran\n"
+    assert proc.stderr.strip().startswith("cellpkpd: error:")
+
+
 # ---------------------------------------------------------------------- help
 @pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["simulate", "--help"],
                                   ["demo", "--help"]])  # fmt: skip

@@ -10,9 +10,13 @@ output).
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import cellpkpd as cp
 
@@ -20,7 +24,7 @@ from .._core.errors import ArgumentError
 from . import demo, doses, fit, models, simulate, sweep
 from ._options import FORMAT, PROG, Parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console", "main"]
 
 COMMANDS = (models, simulate, demo, fit, doses, sweep)
 
@@ -110,5 +114,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
 
 
+def console() -> NoReturn:
+    """What the ``cellpkpd`` command (and ``python -m cellpkpd``) runs: `main`, then exit
+    with its code without the interpreter's teardown.
+
+    With JAX, XLA's CPU client and matplotlib loaded, Python's teardown (freeing every
+    module and object) took ~0.5 s of each run, a fifth of a ``cellpkpd simulate`` that
+    reads its program from the caches (2.6 -> 2.2 s for msc_pkpd_host, timed with
+    ``/usr/bin/time``). Before leaving, the ``atexit`` handlers run and the standard streams
+    are flushed, as in a normal exit; the command's own files are closed when written. Where
+    another non-daemon thread is still running, or `main` raises, the exit is Python's
+    usual one.
+    """
+    code = main()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # (a closed or broken pipe: nothing more to write)
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()
