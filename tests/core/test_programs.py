@@ -26,6 +26,7 @@ from jax import export
 
 import cellpkpd as cp
 from cellpkpd._core import programs
+from cellpkpd.engine.parallel import ODE_COMPILER_OPTIONS
 
 TIMES = np.linspace(0.0, 24.0, 25)
 
@@ -153,7 +154,8 @@ def test_ode_programs_have_no_host_callback_and_are_kept(folder, tmp_path, monke
     """diffrax checks its save times with equinox's error_if, a host callback in equinox's
     default mode: a program with one is neither kept by JAX's compilation cache nor
     exportable. The ODE path traces those checks without it (`_ts_checks_without_callbacks`),
-    so its programs are kept, and read back with the same numbers."""
+    so its programs are kept, and read back with the same numbers, compiled with the ODE
+    path's XLA options (`ODE_COMPILER_OPTIONS`) when exported and when read back."""
     path = tmp_path / "mm_idr.toml"
     path.write_text(MM_IDR)
     spec = cp.load_model(path)
@@ -163,9 +165,16 @@ def test_ode_programs_have_no_host_callback_and_are_kept(folder, tmp_path, monke
     assert "callback" not in jaxpr
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "central")])
     calls = _spy(monkeypatch)
+    options = []
+    real_callable = programs._callable
+    monkeypatch.setattr(
+        programs, "_callable", lambda e, d, o=None: options.append(o) or real_callable(e, d, o)
+    )
     first = cp.simulate(spec, reg, TIMES, solver="tsit5")
     second = cp.simulate(cp.load_model(path), reg, TIMES, solver="tsit5")
     assert calls == {"export": 1, "deserialize": 1}
+    # exported without the ODE path's XLA options (a traced call), run with them both times
+    assert options == [dict(ODE_COMPILER_OPTIONS)] * 2
     ref = _uncached(spec, reg, solver="tsit5")
     for k, v in ref.items():
         np.testing.assert_array_equal(first[k].values, v)

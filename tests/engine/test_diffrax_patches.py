@@ -68,4 +68,21 @@ def test_outside_a_solve_prevbefore_is_the_real_function():
         pass
     jaxpr = str(jax.make_jaxpr(lambda x: eqxi.prevbefore(eqxi.prevbefore(x)))(1.0))
     assert jaxpr.count("nextafter") == 2 and "while" not in jaxpr
-    assert "chain" not in solve._ts_checks.__dict__
+    assert getattr(solve._ts_checks, "chain", None) is None
+
+
+def test_a_tsit5_solve_traces_one_prevbefore_loop_and_leaks_no_tracer():
+    """In a real solve (diffrax's own loop calling equinox's prevbefore 100 times) the
+    lowered program holds a few ``next_after`` operations, not ~100 (what the patch is
+    for; it would silently stop working were diffrax to bind the function at import), and
+    under ``jax.checking_leaks`` the chain keeps no tracer (the real function runs)."""
+    import cellpkpd as cp
+
+    spec = cp.load_model("one_cmt_oral")
+    sim = cp.Simulator(spec, np.linspace(0.0, 24.0, 5), solver="tsit5", outputs=("conc",))
+    doses = sim.doses(cp.Regimen([cp.Dose(0.0, 100.0, "depot")]))
+    text = jax.jit(lambda p: sim(p, doses)).lower({}).as_text()
+    assert 0 < text.count("chlo.next_after") <= 4
+    with jax.checking_leaks():
+        out = sim({}, doses)
+    np.testing.assert_allclose(np.asarray(out["conc"]), np.asarray(sim({}, doses)["conc"]))

@@ -165,7 +165,7 @@ def test_ode_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(m
     fusion emitters off: faster compiles, see its comment), the exact path's with XLA's
     defaults; an option this XLA does not know is dropped instead of failing every compile;
     a batch with an option gives the numbers of one without it, also inside a caller's jit
-    (and exported: tests/core/test_programs.py)."""
+    (exported and read back with them: tests/core/test_programs.py)."""
     from cellpkpd.engine import parallel
 
     assert parallel.supported_compiler_options(None) is None
@@ -176,7 +176,9 @@ def test_ode_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(m
     seen = []
     real = parallel._build
     monkeypatch.setattr(
-        parallel, "_build", lambda *a: seen.append(a[-1]) or real(*a)  # type: ignore[func-returns-value]
+        parallel,
+        "_build",
+        lambda *a: seen.append(a[-1]) or real(*a),  # type: ignore[func-returns-value]
     )
     spec = cp.load_model("one_cmt_oral")
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])

@@ -420,5 +420,39 @@ def test_per_kg_factor_without_pint_is_pints_answer(name: str, monkeypatch) -> N
 
     spec = cp.load_model(name)
     fast = units.per_kg_factor(units.PER_KG, spec, "test")
-    monkeypatch.setattr(units, "_WORD", re.compile(r"(?!)"))  # matches nothing: pint's path
+    monkeypatch.setattr(units, "_PLAIN_AMOUNTS", frozenset())  # pint's path
     assert fast == units.per_kg_factor(units.PER_KG, spec, "test") == (1.0, True)
+    # a scaled dimensionless amount unit is not factor 1: pint answers it
+    pct = copy.copy(spec)
+    object.__setattr__(pct, "amount_unit", "percent")
+    assert units.per_kg_factor(units.PER_KG, pct, "test") == (100.0, True)
+
+
+@pytest.mark.parametrize("text", ["1e6/kg2", "/kg", "\uff13/kg", "inf/kg", "2e6 cells/kg"])
+def test_other_quantities_go_to_pint(text: str) -> None:
+    """Only an ASCII number over ``kg`` takes the shortcut: a fullwidth digit, a unit that
+    only starts with kg, a bare ``/kg`` or a unit before ``/kg`` are pint's to read (or to
+    reject)."""
+    from cellpkpd.spec import units
+
+    assert units._PER_KG.fullmatch(text) is None
+
+
+def test_a_broken_pint_cache_builds_the_registry_without_it(monkeypatch, tmp_path):
+    """pint's cache of its definitions (in the compilation cache folder when that is on) is
+    a speed-up only: a registry that fails to build from it (e.g. a half-written entry of a
+    killed run) is built without it, with the same units."""
+    import pint
+
+    from cellpkpd.spec import units
+
+    real = pint.UnitRegistry
+
+    def fragile(*a, cache_folder=None, **kw):
+        if cache_folder is not None:
+            raise EOFError("Ran out of input")  # what a truncated pickle raises
+        return real(*a, cache_folder=cache_folder, **kw)
+
+    monkeypatch.setattr(pint, "UnitRegistry", fragile)
+    ureg = units._new_registry(str(tmp_path / "pint"))
+    assert str(ureg.parse_expression("2e6 cells/kg").units) == "cell / kilogram"

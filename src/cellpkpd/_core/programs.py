@@ -180,7 +180,9 @@ def cached_program(
     devices: Sequence[Any] | None = None,
     compiler_options: dict[str, Any] | None = None,
 ) -> Callable[..., Any]:
-    """`jitted` (a `jax.jit` function of pytrees of arrays), whose traced program is kept on
+    """`jitted` (a function of pytrees of arrays that JAX can trace: a `jax.jit` function, or
+    one that calls a `jax.jit` function with compiler options when given arrays and one
+    without them when traced), whose traced program is kept on
     disk under `key` and the arguments' structure, shapes and dtypes (`jax.export`).
 
     `devices`: those `jitted` is sharded over (several: its program is called on a mesh of

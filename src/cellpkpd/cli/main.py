@@ -124,18 +124,22 @@ def console() -> NoReturn:
     ``/usr/bin/time``). Before leaving, the ``atexit`` handlers run and the standard streams
     are flushed, as in a normal exit; the command's own files are closed when written. Where
     another non-daemon thread is still running, or `main` raises, the exit is Python's
-    usual one.
+    usual one. A failed flush of stdout or stderr (other than a closed pipe) exits with
+    120, as Python does.
     """
     code = main()
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     if any(t.is_alive() and not t.daemon for t in others):
         raise SystemExit(code)
+    code = code if isinstance(code, int) else 0
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # (a closed or broken pipe: nothing more to write)
+        except (BrokenPipeError, ValueError):  # (a reader gone, a closed stream)
             pass
+        except OSError:  # (e.g. a full disk): Python's own exit code for a failed flush
+            code = code or 120
     os._exit(code)
 
 

@@ -1285,21 +1285,21 @@ def _prevbefore_for_cellpkpd(real: Any) -> Any:
     alternating pairs with ``benchmarks/compile_breakdown.py msc_pkpd_host 1 --log``).
     Here the k-th call of a chain returns ``lax.fori_loop`` over k calls of the real
     function from the chain's first input: the same values (the same operations in the same
-    order), and the chain's unused intermediate loops are dead code that XLA removes. Each
-    result is remembered (by identity, with the result itself held, so an id is never
-    reused) only until the outermost context of this thread exits."""
+    order); the chain's earlier, unused loops are dead code that JAX drops before lowering.
+    Only the last link is remembered (the result itself held, so its id is never reused),
+    until the outermost context of this thread exits; under JAX's tracer-leak checks
+    (``jax.checking_leaks``) nothing is remembered (the real function runs)."""
 
     def step(_: Any, v: Any) -> Any:  # (one function: JAX traces the loop's body once)
         return real(v)
 
     def prevbefore(x: Any) -> Any:
-        if not getattr(_ts_checks, "depth", 0):
+        if not getattr(_ts_checks, "depth", 0) or jax.config.jax_check_tracer_leaks:
             return real(x)
-        chain = _ts_checks.__dict__.setdefault("chain", {})
-        link = chain.get(id(x))
-        x0, k = (link[1], link[2] + 1) if link is not None and link[0] is x else (x, 1)
+        last = getattr(_ts_checks, "chain", None)
+        x0, k = (last[1], last[2] + 1) if last is not None and last[0] is x else (x, 1)
         y = real(x0) if k == 1 else jax.lax.fori_loop(0, k, step, x0)
-        chain[id(y)] = (y, x0, k)
+        _ts_checks.chain = (y, x0, k)
         return y
 
     prevbefore.cellpkpd_wraps = real  # type: ignore[attr-defined]
@@ -1338,7 +1338,7 @@ def _ts_checks_without_callbacks() -> Iterator[None]:
     finally:
         _ts_checks.depth -= 1
         if not _ts_checks.depth:
-            _ts_checks.__dict__.pop("chain", None)
+            _ts_checks.chain = None
 
 
 def _result_code(sol: Any) -> Any:

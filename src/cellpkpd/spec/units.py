@@ -67,12 +67,16 @@ _DIMENSIONLESS = {"1", "-", "dimensionless"}
 
 #: a number per kg body weight as the CLI and `cp.Dose` take it (``"2e6/kg"``): read
 #: without pint (importing pint and building its registry take ~0.3 s of a CLI run)
-_PER_KG = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*/\s*kg\s*")
+_PER_KG = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*/\s*kg\s*", re.ASCII)
 #: the unit pint gives ``"2e6/kg"`` (`split_quantity`)
 PER_KG = "1 / kilogram"
-#: a model amount unit that is one word of letters (``cells``, ``mg``, ``copies``): its
-#: dimension cannot be 1/mass, so an amount in `PER_KG` is per kg in it, with factor 1
-_WORD = re.compile(r"[A-Za-z]+")
+#: model amount units of a count, mass or substance: an amount in `PER_KG` is per kg of
+#: body weight in them, with factor 1 (what pint gives; a scaled dimensionless unit such as
+#: ``percent`` would not be factor 1, so the list is explicit)
+_PLAIN_AMOUNTS = frozenset(
+    ("cell", "cells", "copy", "copies", "GE", "IU", "AU", "g", "mg", "ug", "ng", "pg", "kg",
+     "mol", "mmol", "umol", "nmol", "pmol")
+)  # fmt: skip
 
 
 @functools.cache
@@ -80,9 +84,16 @@ def registry() -> pint.UnitRegistry:
     """The application unit registry: pint's defaults plus ``cell``/``cells``,
     ``copy``/``copies``, ``AU`` (arbitrary unit), ``GE`` (genome equivalents), ``IU``
     (international units) and ``wk`` (week), each counting unit its own dimension."""
+    return _new_registry(_pint_cache())
+
+
+def _new_registry(cache_folder: str | None) -> pint.UnitRegistry:
     import pint
 
-    ureg = pint.UnitRegistry(on_redefinition="ignore", cache_folder=_pint_cache())
+    try:
+        ureg = pint.UnitRegistry(on_redefinition="ignore", cache_folder=cache_folder)
+    except Exception:  # (an unreadable or half-written cache entry: build without it)
+        ureg = pint.UnitRegistry(on_redefinition="ignore", cache_folder=None)
     ureg.define("cell = [cell] = _ = cells")
     ureg.define("copy = [copies] = _ = copies")
     ureg.define("arbitrary_unit = [arbitrary_unit] = AU")
@@ -93,13 +104,18 @@ def registry() -> pint.UnitRegistry:
 
 
 def _pint_cache() -> str | None:
-    """pint's cache of its parsed unit definitions, in the compilation cache folder when that
-    is on (the CLI; ``cp.config.enable_compilation_cache()``): the registry is then built in
-    ~0.02 s instead of ~0.13 s. None (no cache) otherwise."""
+    """pint's cache of its parsed unit definitions, in the compilation cache folder (beside
+    `cellpkpd._core.programs`' entries, one folder per pint version) when that is on (the
+    CLI; ``cp.config.enable_compilation_cache()``): the registry is then built in ~0.02 s
+    instead of ~0.13 s. None (no cache) otherwise."""
+    from importlib import metadata
+
     from .._core.programs import program_dir
 
     folder = program_dir()
-    return None if folder is None else str(folder / "pint")
+    return (
+        None if folder is None else str(folder.parent / f"cellpkpd-pint-{metadata.version('pint')}")
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -248,7 +264,7 @@ def per_kg_factor(unit: str, spec: ModelSpec, where: str) -> tuple[float, bool]:
     """
     from .._core.errors import DosingError
 
-    if unit == PER_KG and _WORD.fullmatch(spec.amount_unit.strip()):
+    if unit == PER_KG and spec.amount_unit.strip() in _PLAIN_AMOUNTS:
         return 1.0, True
     ureg = registry()
     u = _dosing_unit(unit, where)
