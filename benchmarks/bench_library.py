@@ -12,7 +12,8 @@ drawn log-normally (30% CV, seeded), the model's typical regimen below and its o
 
 * `cp.simulate` with each solver that applies (``exact`` for linear models, ``tsit5``;
   ``kvaerno5`` with ``--solvers``): the first call in a fresh process-level cache (tracing,
-  XLA compile and run; the compile column is first minus warm) and the median warm call. A
+  XLA compile and run; the compile column is first minus warm, the jax column JAX's own
+  compile events of the first call: tracing, lowering, XLA) and the median warm call. A
   solver that fails (status not 0 for some subject) is reported as failed; Tsit5 is not run
   on a stiff model (rates above 1e3 per time unit: it reaches its step limit). ``auto``'s
   choice and its ratio to the fastest solver that succeeded.
@@ -77,6 +78,23 @@ def solvers_for(spec: cp.ModelSpec) -> list[str]:
     return (["exact"] if spec.is_linear else []) + ["tsit5", "kvaerno5"]
 
 
+#: JAX's own duration events of a compilation: tracing, lowering to MLIR, XLA
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compiling = [0.0]
+
+
+def _listen(name: str, seconds: float, **_: Any) -> None:
+    if name in COMPILE_EVENTS:
+        _compiling[0] += seconds
+
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+
+
 def timed(fn: Any) -> tuple[float, Any]:
     t = time.perf_counter()
     out = fn()
@@ -86,9 +104,10 @@ def timed(fn: Any) -> tuple[float, Any]:
 def bench_solver(spec, regs, times, params, outputs, solver, repeats) -> dict:
     run = lambda: cp.simulate(spec, regs, times, params=params, outputs=list(outputs),
                               solver=solver, rtol=RTOL, atol=ATOL, on_failure="nan")  # fmt: skip
+    _compiling[0] = 0.0
     first, res = timed(run)
     ok = bool(np.all(res["status"].values == 0))
-    row = {"solver": solver, "ok": ok, "first_s": first}
+    row = {"solver": solver, "ok": ok, "first_s": first, "jax_compile_s": _compiling[0]}
     if not ok:
         row["failed"] = int(np.sum(res["status"].values != 0))
         return row
@@ -323,7 +342,8 @@ def bench_model(name: str, n: int, args: argparse.Namespace) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'model':<14}{'N':>6} {'solver':<9}{'first s':>9}{'compile s':>10}{'warm s':>9}"
+    head = (f"{'model':<14}{'N':>6} {'solver':<9}{'first s':>9}{'compile s':>10}{'jax s':>7}"
+            f"{'warm s':>9}"
             f"  {'auto':<9}{'auto/best':>9}{'scipy s':>10}{'scipy/auto':>11}"
             f"{'deSolve s':>11}{'deSolve/auto':>13}")  # fmt: skip
     lines = [head, "-" * len(head)]
@@ -331,6 +351,7 @@ def table(rows: list[dict]) -> str:
         for k, s in enumerate(r["solvers"]):
             warm = f"{s['warm_s']:9.3f}" if s["ok"] else f"{s.get('skipped', 'failed'):>9}"
             comp = f"{s['compile_s']:10.2f}" if s["ok"] else f"{'':>10}"
+            comp += f"{s['jax_compile_s']:7.2f}" if "jax_compile_s" in s else f"{'':>7}"
             tail = ""
             if k == 0:
                 star = "*" if r["scipy_extrapolated_from"] else " "
@@ -362,6 +383,9 @@ def write(out: Path, info: dict, rows: list[dict]) -> None:
             "atol": ATOL,
             "first_s": "first cp.simulate call of the process for that model, solver and N",
             "compile_s": "first minus warm median",
+            "jax_compile_s": "JAX's duration events during the first call: tracing (with "
+            "any module imported while tracing, e.g. diffrax), lowering to MLIR and XLA "
+            "compilation, summed over its programs",
             "scipy": "solve_ivp per subject: linear models on NumPy's A @ y + b (A from one "
             "jitted call per subject and region); nonlinear models on the model's jitted "
             "right-hand side",
