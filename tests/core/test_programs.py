@@ -26,7 +26,7 @@ from jax import export
 
 import cellpkpd as cp
 from cellpkpd._core import programs
-from cellpkpd.engine.parallel import ODE_COMPILER_OPTIONS
+from cellpkpd.engine.parallel import FAST_COMPILE_OPTIONS
 
 TIMES = np.linspace(0.0, 24.0, 25)
 
@@ -155,7 +155,7 @@ def test_ode_programs_have_no_host_callback_and_are_kept(folder, tmp_path, monke
     default mode: a program with one is neither kept by JAX's compilation cache nor
     exportable. The ODE path traces those checks without it (`_ts_checks_without_callbacks`),
     so its programs are kept, and read back with the same numbers, compiled with the ODE
-    path's XLA options (`ODE_COMPILER_OPTIONS`) when exported and when read back."""
+    path's XLA options (`FAST_COMPILE_OPTIONS`) when exported and when read back."""
     path = tmp_path / "mm_idr.toml"
     path.write_text(MM_IDR)
     spec = cp.load_model(path)
@@ -174,7 +174,7 @@ def test_ode_programs_have_no_host_callback_and_are_kept(folder, tmp_path, monke
     second = cp.simulate(cp.load_model(path), reg, TIMES, solver="tsit5")
     assert calls == {"export": 1, "deserialize": 1}
     # exported without the ODE path's XLA options (a traced call), run with them both times
-    assert options == [dict(ODE_COMPILER_OPTIONS)] * 2
+    assert options == [dict(FAST_COMPILE_OPTIONS)] * 2
     ref = _uncached(spec, reg, solver="tsit5")
     for k, v in ref.items():
         np.testing.assert_array_equal(first[k].values, v)

@@ -160,18 +160,19 @@ def test_ode_batch_groups_equal_schedules_and_returns_subjects_in_the_callers_or
         np.testing.assert_allclose(out["central"][k], alone["central"][0], rtol=1e-12)
 
 
-def test_ode_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(monkeypatch):
-    """The ODE path's batch programs are compiled with `ODE_COMPILER_OPTIONS` (XLA's CPU
-    fusion emitters off: faster compiles, see its comment), the exact path's with XLA's
-    defaults; an option this XLA does not know is dropped instead of failing every compile;
-    a batch with an option gives the numbers of one without it, also inside a caller's jit
-    (exported and read back with them: tests/core/test_programs.py)."""
+def test_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(monkeypatch):
+    """The ODE path's batch programs are compiled with `FAST_COMPILE_OPTIONS` (XLA's CPU
+    fusion emitters off: faster compiles, see its comment), the exact path's too below
+    `EXACT_FAST_COMPILE_BELOW` subjects and with XLA's defaults from there on; an option
+    this XLA does not know is dropped instead of failing every compile; a batch with an
+    option gives the numbers of one without it, also inside a caller's jit (exported and
+    read back with them: tests/core/test_programs.py)."""
     from cellpkpd.engine import parallel
 
     assert parallel.supported_compiler_options(None) is None
     assert parallel.supported_compiler_options({"xla_no_such_option_here": True}) is None
-    both = {"xla_no_such_option_here": True, **parallel.ODE_COMPILER_OPTIONS}
-    assert parallel.supported_compiler_options(both) == dict(parallel.ODE_COMPILER_OPTIONS)
+    both = {"xla_no_such_option_here": True, **parallel.FAST_COMPILE_OPTIONS}
+    assert parallel.supported_compiler_options(both) == dict(parallel.FAST_COMPILE_OPTIONS)
 
     seen = []
     real = parallel._build
@@ -183,15 +184,23 @@ def test_ode_batch_programs_get_their_xla_options_and_unknown_ones_are_dropped(m
     spec = cp.load_model("one_cmt_oral")
     reg = cp.Regimen([cp.Dose(0.0, 100.0, "depot")])
     t = np.linspace(0.0, 24.0, 7)
+    fast = dict(parallel.FAST_COMPILE_OPTIONS)
     ode = cp.simulate(spec, reg, t, solver="tsit5", rtol=1e-10, atol=1e-10)
+    assert seen and all(o == fast for o in seen)
+    seen.clear()
     exact = cp.simulate(spec, reg, t, solver="exact")
-    assert seen == [dict(parallel.ODE_COMPILER_OPTIONS), None]
+    assert seen and all(o == fast for o in seen)  # a small exact batch: compile first
+    seen.clear()
+    n = parallel.EXACT_FAST_COMPILE_BELOW
+    many = cp.simulate(spec, reg, t, params={"CL": np.full(n, 2.8)}, solver="exact")
+    assert seen and all(o is None for o in seen)  # a large one: XLA's faster code
     np.testing.assert_allclose(ode["conc"], exact["conc"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_array_equal(many["conc"].values[:1], exact["conc"].values)
     plain = batched_map(lambda b, s: jnp.sin(b) * s, devices=jax.devices()[:1])
     optioned = batched_map(
         lambda b, s: jnp.sin(b) * s,
         devices=jax.devices()[:1],
-        compiler_options=parallel.ODE_COMPILER_OPTIONS,
+        compiler_options=parallel.FAST_COMPILE_OPTIONS,
     )
     x = jnp.linspace(0.0, 3.0, 11)
     np.testing.assert_allclose(optioned(x, 2.0), plain(x, 2.0), rtol=4e-16, atol=0)

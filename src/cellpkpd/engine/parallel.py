@@ -28,16 +28,29 @@ from jax.sharding import PartitionSpec as P
 
 from .._core.programs import cached_program
 
-__all__ = ["ODE_COMPILER_OPTIONS", "batch_size", "batched_map", "supported_compiler_options"]
+__all__ = [
+    "EXACT_FAST_COMPILE_BELOW",
+    "FAST_COMPILE_OPTIONS",
+    "batch_size",
+    "batched_map",
+    "supported_compiler_options",
+]
 
-#: XLA options of the ODE path's batch programs (`Simulator` with solver tsit5 or kvaerno5).
-#: XLA's CPU fusion emitters off: the batch program of msc_pkpd_host (diffrax's Tsit5, 10,000
-#: subjects) compiled in 2.20 s instead of 3.17 s, cart_ck's Tsit5 1.79 s instead of 2.26 s,
-#: two_cmt_iv's 1.59 s instead of 2.00 s, with warm calls within -10% to +18% (the linear
-#: models' Tsit5 the slower ones); one run each of ``bench_library.py --n 10000`` with and
-#: without ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=false``. The exact path keeps XLA's
-#: defaults: its warm calls were up to 37% slower with the option (two_cmt_iv).
-ODE_COMPILER_OPTIONS: Mapping[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+#: XLA options that trade a little run time for a faster compile: XLA's CPU fusion emitters
+#: off. `Simulator` compiles its batch programs with them on the ODE path (tsit5, kvaerno5)
+#: and, on the exact path, for batches of fewer than `EXACT_FAST_COMPILE_BELOW` subjects.
+#: Measured (2 cores; one run each of ``bench_library.py --n 10000`` with and without
+#: ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=false``): the batch program of msc_pkpd_host
+#: (diffrax's Tsit5) compiled in 2.20 s instead of 3.17 s, cart_ck's Tsit5 in 1.79 s
+#: instead of 2.26 s, two_cmt_iv's in 1.59 s instead of 2.00 s, with warm calls within -10%
+#: to +18%; msc_pbk's exact program for one subject in 2.2-2.3 s instead of 3.1-3.2 s
+#: (``compile_breakdown.py msc_pbk 1``, 2 pairs).
+FAST_COMPILE_OPTIONS: Mapping[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+#: the exact path keeps XLA's defaults from this many subjects on: at 10,000 its warm calls
+#: were up to 37% slower with `FAST_COMPILE_OPTIONS` (two_cmt_iv 0.019 -> 0.026 s, msc_pbk
+#: 0.121 -> 0.137 s), at 1,000 equal within the noise (two_cmt_iv 10.7 / 11.2 ms, msc_pbk
+#: 39 / 36 ms, cart_ck 32 / 37 ms, medians of 7 warm calls with / without)
+EXACT_FAST_COMPILE_BELOW = 1000
 
 
 def batch_size(tree: Any) -> int:
@@ -54,7 +67,7 @@ def batched_map(
     chunk_size: int | None = None,
     devices: Sequence[Any] | None = None,
     program_key: str | None = None,
-    compiler_options: Mapping[str, Any] | None = None,
+    compiler_options: Mapping[str, Any] | Callable[[int], Mapping[str, Any] | None] | None = None,
 ) -> Callable[[Any, Any], Any]:
     """Vectorise ``fn(one_subject, shared)`` over the leading axis of its first argument.
 
@@ -71,10 +84,10 @@ def batched_map(
         compilation cache on, the traced program is kept on disk under it, the batch size,
         the chunks and the devices (`cellpkpd._core.programs.cached_program`), so another
         process skips tracing it. None: not kept.
-    compiler_options : mapping, optional
+    compiler_options : mapping, or callable of the batch size, optional
         XLA options of the compiled program (``jax.jit``'s `compiler_options`), e.g.
-        `ODE_COMPILER_OPTIONS`; those this XLA does not know are dropped
-        (`supported_compiler_options`).
+        `FAST_COMPILE_OPTIONS`, or a function of the number of subjects giving them; those
+        this XLA does not know are dropped (`supported_compiler_options`).
 
     Returns
     -------
@@ -83,7 +96,6 @@ def batched_map(
         n (the batch size). Compiled once per input shape.
     """
     devs = list(devices) if devices is not None else jax.devices()
-    options = supported_compiler_options(compiler_options)
     cache: dict[Any, Any] = {}
 
     def run(batched: Any, shared: Any) -> Any:
@@ -96,6 +108,8 @@ def batched_map(
         key = (n, nd, chunk)
         g = cache.get(key)
         if g is None:
+            given = compiler_options(n) if callable(compiler_options) else compiler_options
+            options = supported_compiler_options(given)
             g = _build(fn, devs[:nd], n, chunk, options)
             if program_key is not None:
                 where = tuple(str(d) for d in devs[:nd])

@@ -31,7 +31,7 @@ from .dosing import (
     stack_dose_arrays,
     traced_path,
 )
-from .parallel import ODE_COMPILER_OPTIONS, batched_map
+from .parallel import EXACT_FAST_COMPILE_BELOW, FAST_COMPILE_OPTIONS, batched_map
 from .solve import (
     FEW_LENGTHS,
     SOLVED,
@@ -591,9 +591,17 @@ class Simulator:
                 chunk_size=chunk,
                 devices=devices,
                 program_key=self._program_key(full),
-                compiler_options=None if self.solver == "exact" else ODE_COMPILER_OPTIONS,
+                compiler_options=self._compiler_options,
             )
         return g
+
+    def _compiler_options(self, n: int) -> Mapping[str, Any] | None:
+        """XLA options of a batch program of `n` subjects: `FAST_COMPILE_OPTIONS` on the ODE
+        path and for an exact batch of fewer than `EXACT_FAST_COMPILE_BELOW` subjects (where
+        the compile is most of the call), XLA's defaults otherwise (see their comments)."""
+        if self.solver != "exact" or n < EXACT_FAST_COMPILE_BELOW:
+            return FAST_COMPILE_OPTIONS
+        return None
 
     def _program_key(self, key: tuple[Any, ...]) -> str | None:
         """A name of everything the program `_mapper` builds for `key` computes, for the
