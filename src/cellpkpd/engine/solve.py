@@ -1322,16 +1322,17 @@ def _ts_checks_without_callbacks() -> Iterator[None]:
     changes the mode only in a thread inside this context, so other code and other threads
     keep theirs (equinox keys its traces by the mode). When equinox has no such function,
     nothing is changed (the programs then keep their callbacks).
+
+    ``equinox.internal.prevbefore`` is wrapped the same way (`_prevbefore_for_cellpkpd`:
+    diffrax's chain of 100 calls becomes one loop inside this context).
     """
-    real = getattr(eqxi, "error_if", None)
-    if real is None:
-        yield
-        return
-    if not hasattr(real, "cellpkpd_wraps"):
-        eqxi.error_if = _error_if_for_cellpkpd(real)
-    before = getattr(eqxi, "prevbefore", None)
-    if before is not None and not hasattr(before, "cellpkpd_wraps"):
-        eqxi.prevbefore = _prevbefore_for_cellpkpd(before)
+    for name, wrap in (
+        ("error_if", _error_if_for_cellpkpd),
+        ("prevbefore", _prevbefore_for_cellpkpd),
+    ):
+        real = getattr(eqxi, name, None)
+        if real is not None and not hasattr(real, "cellpkpd_wraps"):
+            setattr(eqxi, name, wrap(real))  # once per process; active only in this context
     _ts_checks.depth = getattr(_ts_checks, "depth", 0) + 1
     try:
         yield
