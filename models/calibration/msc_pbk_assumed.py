@@ -127,7 +127,7 @@ FACTS = (
          lambda o: o["radiolabel_target"][0] / o["radiolabel_heart"][0]
          * (1 - INFARCT_SHARE) / INFARCT_SHARE, duration=1 / 60,
          covariates=(("viability", 1.0), ("inflammation", 1.0)), setup=_infarct),
-    Fact("kidney after renal-artery injection, 1 h", "renal artery: more than IV", "mouse",
+    Fact("kidney after renal-artery injection, 1 h", "PLoS One 2014: more than IV", "mouse",
          "ia_kidney", 1.0, (1.0,), ("dna_kidney",), lambda o: o["dna_kidney"][0]),
     Fact("lung label fold fall, day 0 -> 10", "Gholamrezanezhad 2011: 5-17x", "human",
          "iv_labelled", 3e8, (0.5, 240.0), ("radiolabel_lung",),
